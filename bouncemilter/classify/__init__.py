@@ -1,0 +1,181 @@
+"""Bounce classification: raw message bytes in, a typed `Classification` out. No I/O.
+
+Order of decision, first match wins:
+1. RFC 5965 feedback report                     -> complaint
+2. a non-standard format detector (formats/)    -> bounce / delay / delivered
+3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
+4. DSN fields written as text, then the generic text reader (only for mail that looks like
+   a bounce: null-sender style From or a bounce subject)
+5. RFC 3834 / non-standard auto-reply markers   -> auto_reply
+6. anything else                                -> not_bounce
+A bounce is never an auto-reply: bounces carry Auto-Submitted too, so markers are checked last.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import arf, autoreply, reasons
+from .dsn import parse_dsn, parse_inline_fields
+from .formats import DETECTORS
+from .formats.base import Detection
+from .formats.generic import detect as generic_detect
+from .formats.generic import looks_like_bounce
+from .mime import Headers, Message, parse_message
+from .model import (
+    KINDS,
+    Classification,
+    Feedback,
+    Kind,
+    OriginalMessage,
+    RecipientResult,
+)
+from .text import find_addresses, one_line
+
+__all__ = [
+    "KINDS",
+    "Classification",
+    "Feedback",
+    "OriginalMessage",
+    "RecipientResult",
+    "classify",
+    "classify_message",
+]
+
+
+def classify(raw: bytes) -> Classification:
+    """Classify one raw message. Total: any bytes give a Classification, never an exception."""
+    try:
+        return classify_message(parse_message(raw))
+    except Exception as exc:
+        return Classification(
+            kind="not_bounce", detector="error", evidence="classifier failed", error=f"{type(exc).__name__}: {exc}"
+        )
+
+
+def classify_message(msg: Message) -> Classification:
+    complaint = arf.detect(msg)
+    if complaint is not None:
+        feedback, rows, evidence = complaint
+        return Classification(
+            kind="complaint",
+            recipients=rows,
+            detector="arf",
+            evidence=evidence,
+            original=_original(msg, ""),
+            feedback=feedback,
+        )
+
+    for name, detect in DETECTORS:
+        found = detect(msg)
+        if found is not None and found.recipients:
+            return _finish(msg, name, found)
+
+    parsed = parse_dsn(msg)
+    if parsed is not None:
+        report, rows = parsed
+        rows = [r for r in rows if r.recipient]
+        if rows:
+            name = "rfc6533" if msg.find("message/global-delivery-status") else "rfc3464"
+            _fill_from_text(msg, rows)
+            evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
+            return _finish(msg, name, Detection(rows, evidence), report.envelope_id)
+
+    if looks_like_bounce(msg):
+        for part in msg.text_parts():
+            inline = parse_inline_fields(part.text)
+            if inline is not None:
+                report, rows = inline
+                return _finish(msg, "rfc3464-inline", Detection(rows, "DSN fields in a text part"), report.envelope_id)
+        found = generic_detect(msg)
+        if found is not None and found.recipients:
+            return _finish(msg, "generic", found)
+
+    found_markers = autoreply.markers(msg)
+    if autoreply.is_auto_reply(found_markers):
+        sender = find_addresses(msg.headers.get("from"))
+        row = RecipientResult(recipient=sender[0] if sender else "", reason="vacation")
+        return Classification(
+            kind="auto_reply",
+            recipients=[row],
+            detector="rfc3834",
+            evidence=found_markers[0],
+            original=_original(msg, ""),
+            autoreply_markers=found_markers,
+        )
+    return Classification(kind="not_bounce", detector="", evidence="no bounce, complaint or auto-reply marker")
+
+
+def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = "") -> Classification:
+    for row in found.recipients:
+        row.diagnostic = one_line(row.diagnostic)
+        if not row.action:
+            row.action = _action_from_status(row.status) or "failed"
+        if not row.reason:
+            row.reason = reasons.find_reason(row.status, row.reply_code, row.diagnostic, row.action, row.remote_mta)
+        row.hard = reasons.is_hard(row.reason, row.status, row.reply_code)
+    kind = found.kind or _kind_from_actions(found.recipients)
+    original = found.original or _original(msg, envelope_id)
+    return Classification(
+        kind=kind,
+        recipients=found.recipients,
+        detector=detector,
+        evidence=found.evidence,
+        original=original,
+    )
+
+
+def _action_from_status(status: str) -> str:
+    return {"2": "delivered", "4": "delayed", "5": "failed"}.get(status[:1], "")
+
+
+def _kind_from_actions(rows: list[RecipientResult]) -> Kind:
+    actions = {r.action for r in rows}
+    if "failed" in actions:
+        return "bounce"
+    if "delayed" in actions:
+        return "delay"
+    if actions & {"delivered", "relayed", "expanded"}:
+        return "delivered"
+    return "bounce"
+
+
+def _fill_from_text(msg: Message, rows: list[RecipientResult]) -> None:
+    """Some MTAs leave Diagnostic-Code out of the DSN and say it only in the text part."""
+    if all(r.diagnostic for r in rows):
+        return
+    text = msg.body_text()
+    if not text:
+        return
+    from .formats.generic import diagnostic_for
+
+    for row in rows:
+        if not row.diagnostic:
+            row.diagnostic = diagnostic_for(text, row.recipient)
+
+
+_MESSAGE_ID_LINE = re.compile(r"^Message-I[Dd]:\s*(<[^>\s]+>)", re.M)
+_SUBJECT_LINE = re.compile(r"^Subject:\s*(.*)$", re.M)
+
+
+def _original(msg: Message, envelope_id: str) -> OriginalMessage | None:
+    headers: Headers | None = msg.original_headers()
+    if headers is not None and len(headers):
+        return OriginalMessage(
+            message_id=headers.get("message-id").strip(),
+            subject=headers.decoded("subject"),
+            from_=headers.decoded("from"),
+            to=headers.decoded("to"),
+            envelope_id=envelope_id,
+        )
+    # Non-MIME bounces quote the original's headers inside the text.
+    text = msg.body_text()
+    m = _MESSAGE_ID_LINE.search(text)
+    if m or envelope_id:
+        subject = _SUBJECT_LINE.search(text[m.start() - 4000 if m else 0 :]) if m else None
+        return OriginalMessage(
+            message_id=m.group(1) if m else "",
+            subject=subject.group(1).strip() if subject else "",
+            envelope_id=envelope_id,
+        )
+    return None

@@ -1,0 +1,161 @@
+"""RFC 3464 / RFC 6533 delivery status notifications, including the usual breakage.
+
+Real DSNs bend the RFC: groups without blank lines between them, status only inside the
+diagnostic, `Final-Recipient: rfc822; <addr>` with brackets, folded values, the fields sent as
+text/plain instead of message/delivery-status. `parse_fields` reads a block of fields the way
+a person would: a new group starts at each recipient field, whatever the blank lines say.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .mime import Message, Part, decode_words, normalise_newlines
+from .model import RecipientResult
+from .text import clean_address, find_reply_code, find_status, one_line, strip_diagnostic_type
+
+DSN_PART_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9\-]*)[ \t]*:[ \t]*(.*)$")
+RECIPIENT_FIELDS = ("final-recipient", "original-recipient", "x-actual-recipient")
+_PER_MESSAGE = ("reporting-mta", "original-envelope-id", "arrival-date", "received-from-mta", "x-postfix-queue-id")
+_ACTIONS = {
+    "failed": "failed",
+    "failure": "failed",
+    "fail": "failed",
+    "delayed": "delayed",
+    "delay": "delayed",
+    "delivered": "delivered",
+    "relayed": "relayed",
+    "expanded": "expanded",
+    "deliverable": "delivered",
+}
+
+
+@dataclass(slots=True)
+class DSNReport:
+    per_message: dict[str, str] = field(default_factory=dict)
+    groups: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def envelope_id(self) -> str:
+        return self.per_message.get("original-envelope-id", "")
+
+    @property
+    def reporting_mta(self) -> str:
+        return strip_diagnostic_type(self.per_message.get("reporting-mta", ""))
+
+
+def parse_fields(text: str) -> DSNReport:
+    """Read per-message and per-recipient field groups from a delivery-status body."""
+    report = DSNReport()
+    current: dict[str, str] | None = None
+    last_key = ""
+    for line in text.split("\n"):
+        if not line.strip():
+            last_key = ""
+            continue
+        if line[0] in " \t" and last_key:
+            target = current if current is not None and last_key in current else report.per_message
+            if last_key in target:
+                target[last_key] += " " + line.strip()
+            continue
+        m = _FIELD.match(line)
+        if not m:
+            last_key = ""
+            continue
+        key, value = m.group(1).lower(), m.group(2).strip()
+        last_key = key
+        if key in RECIPIENT_FIELDS:
+            # Original-Recipient usually precedes Final-Recipient in the same group.
+            if current is None or key in current or (key == "original-recipient" and "final-recipient" in current):
+                current = {}
+                report.groups.append(current)
+            current[key] = value
+        elif current is not None and key not in _PER_MESSAGE:
+            if key not in current:
+                current[key] = value
+        else:
+            report.per_message.setdefault(key, value)
+    return report
+
+
+def dsn_part(msg: Message) -> Part | None:
+    """The delivery-status part of the outer report (not of an attached message)."""
+    best: Part | None = None
+    for part in msg.parts:
+        if part.ctype in DSN_PART_TYPES:
+            if part.depth == 0:
+                return part
+            best = best or part
+    return best
+
+
+def dsn_text(part: Part) -> str:
+    # Headers of a delivery-status part are part of its fields when a broken MTA sends the
+    # per-message group without the blank line that ends the MIME part headers.
+    body = part.text
+    if part.ctype == "message/global-delivery-status" or "=?" in body:
+        body = "\n".join(decode_words(line) for line in body.split("\n"))
+    if part.headers.get("reporting-mta") or part.headers.get("final-recipient"):
+        head = "\n".join(f"{k}: {v}" for k, v in part.headers.items if k.lower() not in ("content-type",))
+        body = head + "\n" + body
+    return body
+
+
+def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
+    out: list[RecipientResult] = []
+    for group in report.groups:
+        addr = clean_address(group.get("final-recipient", "")) or clean_address(
+            group.get("x-actual-recipient", "")
+        ) or clean_address(group.get("original-recipient", ""))
+        diagnostic = one_line(strip_diagnostic_type(group.get("diagnostic-code", "")))
+        status = find_status(group.get("status", "")) or find_status(diagnostic)
+        action = _ACTIONS.get(group.get("action", "").strip().lower().split(" ")[0].strip("()"), "")
+        if not action and status:
+            action = {"2": "delivered", "4": "delayed", "5": "failed"}[status[0]]
+        out.append(
+            RecipientResult(
+                recipient=addr,
+                action=action,
+                status=status,
+                reply_code=find_reply_code(diagnostic),
+                diagnostic=diagnostic,
+                remote_mta=strip_diagnostic_type(group.get("remote-mta", "")).strip("[] "),
+            )
+        )
+    return _merge_duplicates(out)
+
+
+def _merge_duplicates(rows: list[RecipientResult]) -> list[RecipientResult]:
+    """One row per address: later groups for the same address fill what earlier ones lack."""
+    by_addr: dict[str, RecipientResult] = {}
+    ordered: list[RecipientResult] = []
+    for row in rows:
+        prev = by_addr.get(row.recipient)
+        if prev is None or not row.recipient:
+            by_addr[row.recipient] = row
+            ordered.append(row)
+            continue
+        for name in ("action", "status", "reply_code", "diagnostic", "remote_mta"):
+            if not getattr(prev, name):
+                setattr(prev, name, getattr(row, name))
+    return ordered
+
+
+def parse_dsn(msg: Message) -> tuple[DSNReport, list[RecipientResult]] | None:
+    """The DSN fields of `msg`, or None when it has no delivery-status part."""
+    part = dsn_part(msg)
+    if part is None:
+        return None
+    report = parse_fields(dsn_text(part))
+    return report, recipients_from_report(report)
+
+
+def parse_inline_fields(text: str) -> tuple[DSNReport, list[RecipientResult]] | None:
+    """DSN fields written into a text part (broken MTAs); None when there are none."""
+    if "Final-Recipient" not in text and "final-recipient" not in text.lower():
+        return None
+    report = parse_fields(normalise_newlines(text.encode("utf-8", "replace")).decode("utf-8", "replace"))
+    rows = [r for r in recipients_from_report(report) if r.recipient]
+    return (report, rows) if rows else None

@@ -1,0 +1,5 @@
+"""gateways bounce formats."""
+
+from __future__ import annotations
+
+DETECTORS: list = []

@@ -1,0 +1,5 @@
+"""mta bounce formats."""
+
+from __future__ import annotations
+
+DETECTORS: list = []

@@ -1,0 +1,5 @@
+"""providers bounce formats."""
+
+from __future__ import annotations
+
+DETECTORS: list = []

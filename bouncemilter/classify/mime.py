@@ -1,0 +1,371 @@
+"""A small, bounded, forgiving MIME reader.
+
+The standard library's `email` parser builds a full object tree and is several times slower
+than a bounce needs: a bounce is decided by its top headers, a short human-readable part, a
+`message/delivery-status` part and the headers of the original message. This reader splits
+exactly that much, never raises on malformed input, and looks at no more than `MAX_SCAN` bytes,
+so a 50 MB message with huge attachments costs the same as a small one.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+from dataclasses import dataclass, field
+
+MAX_SCAN = 1024 * 1024  # bytes of the raw message that are looked at at all
+MAX_HEADER_BYTES = 128 * 1024  # a header block longer than this is cut
+MAX_PARTS = 64  # leaf parts collected before the walk stops
+MAX_DEPTH = 6  # nesting of multipart / message/rfc822
+MAX_TEXT = 256 * 1024  # decoded characters kept per part
+
+_HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_ENCODED_GAP = re.compile(r"(\?=)\s+(=\?)")
+_PARAM = re.compile(r';\s*([\w*.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s]*)')
+_CHARSET_ALIASES = {
+    "unknown-8bit": "utf-8",
+    "x-unknown": "utf-8",
+    "unknown": "utf-8",
+    "us-ascii": "utf-8",  # 8-bit bytes under a us-ascii label are common; utf-8 is the better guess
+    "ascii": "utf-8",
+    "iso-8859-8-i": "iso-8859-8",
+    "ks_c_5601-1987": "cp949",
+    "x-sjis": "shift_jis",
+    "shift-jis": "shift_jis",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "windows-874": "cp874",
+    "utf8": "utf-8",
+}
+
+
+def normalise_newlines(data: bytes) -> bytes:
+    """CRLF and lone CR become LF."""
+    if b"\r" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def decode_bytes(data: bytes, charset: str = "") -> str:
+    """Bytes to text with a declared charset, falling back to UTF-8 and then Latin-1."""
+    cs = _canonical_charset(charset)
+    if cs and cs != "utf-8":
+        try:
+            return data.decode(cs, "replace")
+        except (LookupError, ValueError):
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Latin-1 never fails and keeps ASCII intact, which is all the parsers rely on.
+        return data.decode("latin-1")
+
+
+def _canonical_charset(charset: str) -> str:
+    cs = charset.strip().strip('"').lower()
+    if not cs:
+        return ""
+    cs = _CHARSET_ALIASES.get(cs, cs)
+    try:
+        return codecs.lookup(cs).name
+    except LookupError:
+        return ""
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words (=?charset?B|Q?...?=); anything malformed stays as it is."""
+    if "=?" not in value:
+        return value
+    value = _ENCODED_GAP.sub(r"\1\2", value)
+
+    def one(m: re.Match[str]) -> str:
+        charset, enc, text = m.group(1), m.group(2).upper(), m.group(3)
+        charset = charset.split("*", 1)[0]  # RFC 2231 language suffix
+        try:
+            if enc == "B":
+                raw = binascii.a2b_base64(text + "=" * (-len(text) % 4))
+            else:
+                raw = binascii.a2b_qp(text.replace("_", " ").encode("ascii", "replace"))
+        except (binascii.Error, ValueError):
+            return m.group(0)
+        return decode_bytes(raw, charset)
+
+    return _ENCODED_WORD.sub(one, value)
+
+
+class Headers:
+    """An ordered list of (name, value) pairs; names compare case-insensitively."""
+
+    __slots__ = ("_index", "items")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = items
+        self._index: dict[str, list[str]] = {}
+        for name, value in items:
+            self._index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self._index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        return self._index.get(name.lower(), [])
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._index
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def decoded(self, name: str) -> str:
+        """The first value with encoded words decoded and whitespace folded."""
+        return " ".join(decode_words(self.get(name)).split())
+
+
+def parse_header_block(block: bytes) -> Headers:
+    """Parse an unfolded-or-folded header block (LF line endings) into Headers."""
+    items: list[tuple[str, str]] = []
+    for line in block[:MAX_HEADER_BYTES].split(b"\n"):
+        if not line:
+            continue
+        if line[0] in b" \t":
+            if items:
+                name, value = items[-1]
+                items[-1] = (name, value + " " + decode_bytes(line.strip()))
+            continue
+        m = _HEADER_LINE.match(line)
+        if m:
+            items.append((m.group(1).decode("ascii"), decode_bytes(m.group(2).strip())))
+    return Headers(items)
+
+
+def split_head_body(data: bytes) -> tuple[bytes, bytes]:
+    """Split at the first empty line. A block that does not start with a header has no head."""
+    if data.startswith(b"\n"):
+        return b"", data[1:]
+    first = data.split(b"\n", 1)[0]
+    if not _HEADER_LINE.match(first) and not first.startswith(b"From "):
+        return b"", data
+    idx = data.find(b"\n\n")
+    if idx < 0:
+        return data, b""
+    return data[:idx], data[idx + 2 :]
+
+
+def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """'multipart/report; report-type=delivery-status; boundary="x"' -> (type, params)."""
+    head, _, _rest = value.partition(";")
+    ctype = head.strip().lower()
+    if "/" not in ctype:
+        ctype = "text/plain"
+    params: dict[str, str] = {}
+    for m in _PARAM.finditer(value):
+        v = m.group(2)
+        if v.startswith('"'):
+            v = v[1:-1] if v.endswith('"') and len(v) > 1 else v[1:]
+            v = v.replace('\\"', '"')
+        params.setdefault(m.group(1).lower(), v)
+    return ctype, params
+
+
+@dataclass(slots=True)
+class Part:
+    """One leaf of the MIME tree (or the head of an embedded message)."""
+
+    ctype: str
+    params: dict[str, str]
+    headers: Headers
+    body: bytes  # transfer-encoded body as found, LF line endings
+    depth: int  # 0 for the outer message's own parts, +1 inside each message/rfc822
+    _text: str | None = field(default=None, repr=False)
+
+    @property
+    def charset(self) -> str:
+        return self.params.get("charset", "")
+
+    def decoded_bytes(self) -> bytes:
+        cte = self.headers.get("content-transfer-encoding").strip().lower()
+        body = self.body
+        if cte == "base64":
+            return _b64decode(body)
+        if cte == "quoted-printable":
+            try:
+                return binascii.a2b_qp(body)
+            except (binascii.Error, ValueError):
+                return body
+        return body
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = normalise_text(decode_bytes(self.decoded_bytes(), self.charset)[:MAX_TEXT])
+        return self._text
+
+
+def normalise_text(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _b64decode(body: bytes) -> bytes:
+    try:
+        return binascii.a2b_base64(body)
+    except (binascii.Error, ValueError):
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
+        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            return binascii.a2b_base64(cleaned)
+        except (binascii.Error, ValueError):
+            return body
+
+
+@dataclass(slots=True)
+class Message:
+    """The parsed outer message: its headers and its leaf parts in document order."""
+
+    headers: Headers
+    parts: list[Part]
+    truncated: bool  # MAX_SCAN cut the message
+    size: int
+
+    def find(self, *ctypes: str, max_depth: int = 99) -> Part | None:
+        for part in self.parts:
+            if part.ctype in ctypes and part.depth <= max_depth:
+                return part
+        return None
+
+    def report_type(self) -> str:
+        ctype, params = parse_content_type(self.headers.get("content-type"))
+        if ctype == "multipart/report":
+            return params.get("report-type", "").strip().lower()
+        return ""
+
+    @property
+    def top_ctype(self) -> str:
+        return parse_content_type(self.headers.get("content-type"))[0]
+
+    def text_parts(self) -> list[Part]:
+        """The outer message's own readable parts (not those of an attached original)."""
+        return [p for p in self.parts if p.depth == 0 and p.ctype in ("text/plain", "text/html", "text/enriched")]
+
+    def body_text(self) -> str:
+        """The human-readable text of the report: plain parts, else HTML reduced to text."""
+        plain = [p.text for p in self.text_parts() if p.ctype == "text/plain"]
+        if plain:
+            return "\n".join(plain)
+        html = [p.text for p in self.text_parts() if p.ctype == "text/html"]
+        if html:
+            return "\n".join(html_to_text(h) for h in html)
+        return ""
+
+    def original_headers(self) -> Headers | None:
+        """Headers of the message that bounced, from message/rfc822 or *-headers parts."""
+        for part in self.parts:
+            if part.depth >= 1 and part.ctype == "x-embedded/headers":
+                return part.headers
+            if part.ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
+                head, _ = split_head_body(normalise_newlines(part.decoded_bytes()).lstrip(b"\n"))
+                return parse_header_block(head)
+        return None
+
+
+_TAG = re.compile(r"<[^>]*>")
+_BREAK = re.compile(r"<\s*(br|/p|/div|/tr|/li|p|div|tr|li|h\d)[^>]*>", re.I)
+_SCRIPT = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.I | re.S)
+_ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&#39;": "'"}
+_ENTITY = re.compile("|".join(map(re.escape, _ENTITIES)))
+
+
+def html_to_text(html: str) -> str:
+    html = _SCRIPT.sub(" ", html)
+    html = _BREAK.sub("\n", html)
+    text = _TAG.sub("", html)
+    text = _ENTITY.sub(lambda m: _ENTITIES[m.group(0)], text)
+    return "\n".join(" ".join(line.split()) for line in text.split("\n"))
+
+
+def parse_message(raw: bytes) -> Message:
+    """Parse at most MAX_SCAN bytes of `raw`; never raises for any input."""
+    size = len(raw)
+    data = normalise_newlines(raw[:MAX_SCAN])
+    if data.startswith(b"From ") and b"\n" in data:  # an mbox "From " line
+        data = data.split(b"\n", 1)[1]
+    head, body = split_head_body(data)
+    headers = parse_header_block(head)
+    parts: list[Part] = []
+    ctype, params = parse_content_type(headers.get("content-type"))
+    _walk(ctype, params, headers, body, 0, parts, top=True)
+    return Message(headers=headers, parts=parts, truncated=size > MAX_SCAN, size=size)
+
+
+def _walk(
+    ctype: str, params: dict[str, str], headers: Headers, body: bytes, depth: int, out: list[Part], top: bool = False
+) -> None:
+    if len(out) >= MAX_PARTS:
+        return
+    if ctype.startswith("multipart/") and depth <= MAX_DEPTH:
+        children = _split_multipart(body, params.get("boundary", ""))
+        if children is not None:
+            default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            for child in children:
+                chead, cbody = split_head_body(child)
+                cheaders = parse_header_block(chead)
+                cvalue = cheaders.get("content-type")
+                c_ctype, c_params = parse_content_type(cvalue) if cvalue else (default, {})
+                _walk(c_ctype, c_params, cheaders, cbody, depth, out)
+                if len(out) >= MAX_PARTS:
+                    return
+            return
+        ctype = "text/plain"  # a multipart with no usable boundary: read it as text
+    if ctype in ("message/rfc822", "message/global", "message/partial") and depth < MAX_DEPTH:
+        inner = Part(ctype, params, headers, body, depth)
+        inner_bytes = normalise_newlines(inner.decoded_bytes()) if _is_encoded(headers) else body
+        ihead, ibody = split_head_body(inner_bytes.lstrip(b"\n"))
+        iheaders = parse_header_block(ihead)
+        # A marker part so callers find the original's headers in document order.
+        out.append(Part("x-embedded/headers", {}, iheaders, b"", depth + 1))
+        i_ctype, i_params = parse_content_type(iheaders.get("content-type"))
+        _walk(i_ctype, i_params, iheaders, ibody, depth + 1, out)
+        return
+    out.append(Part(ctype, params, headers, body, depth))
+
+
+def _is_encoded(headers: Headers) -> bool:
+    return headers.get("content-transfer-encoding").strip().lower() in ("base64", "quoted-printable")
+
+
+_BOUNDARY_LINE = re.compile(rb"^--([^\s]{1,200})[ \t]*$", re.M)
+
+
+def _split_multipart(body: bytes, boundary: str) -> list[bytes] | None:
+    """Split a multipart body; guess the boundary when it is missing or wrong."""
+    delim = ("--" + boundary).encode("utf-8", "replace") if boundary else b""
+    if not delim or (b"\n" + delim) not in (b"\n" + body):
+        delim = _guess_boundary(body)
+        if not delim:
+            return None
+    pieces = (b"\n" + body).split(b"\n" + delim)
+    children: list[bytes] = []
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):  # the closing delimiter
+            break
+        nl = piece.find(b"\n")
+        if nl < 0:
+            continue
+        children.append(piece[nl + 1 :])
+    return children or None
+
+
+def _guess_boundary(body: bytes) -> bytes:
+    seen: dict[bytes, int] = {}
+    for m in _BOUNDARY_LINE.finditer(body):
+        token = m.group(1)
+        if token.endswith(b"--"):
+            token = token[:-2]
+        seen[token] = seen.get(token, 0) + 1
+        if seen[token] >= 2:
+            return b"--" + token
+    return b""

@@ -1,0 +1,68 @@
+"""Small text helpers shared by the detectors: addresses, status codes, diagnostics."""
+
+from __future__ import annotations
+
+import re
+
+# An addr-spec good enough for bounces: local@domain with a dot in the domain (or a literal).
+ADDRESS = re.compile(
+    r"(?<![\w.+\-=/])([\w.!#$%&'*+/=?^`{|}~\-]{1,128}@(?:[\w\-]+\.)+[a-zA-Z][\w\-]*|"
+    r"[\w.!#$%&'*+/=?^`{|}~\-]{1,128}@\[[0-9.:a-fA-F]+\])",
+)
+ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
+STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+REPLY_CODE = re.compile(r"(?<![\d.\-])([245][0-5]\d)(?=[ \-]|$)")
+_SPACE = re.compile(r"\s+")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Collapse white space; cut to `limit` characters."""
+    return _SPACE.sub(" ", text).strip()[:limit]
+
+
+def clean_address(value: str) -> str:
+    """'rfc822; <Alice@Example.COM>' -> 'alice@example.com' ("" when there is no address)."""
+    value = value.strip()
+    if ";" in value:
+        addr_type, _, rest = value.partition(";")
+        if "@" not in addr_type:
+            value = rest.strip()
+    m = ANGLE_ADDRESS.search(value)
+    if m:
+        value = m.group(1)
+    value = value.strip().strip("<>\"'()[],;:.").strip()
+    if value.lower().startswith("mailto:"):
+        value = value[7:]
+    m = ADDRESS.search(value)
+    if m:
+        return m.group(1).strip(".").lower()
+    return value.lower() if "@" in value and " " not in value else ""
+
+
+def find_addresses(text: str) -> list[str]:
+    seen: list[str] = []
+    for m in ADDRESS.finditer(text):
+        addr = m.group(1).strip(".").lower()
+        if addr not in seen:
+            seen.append(addr)
+    return seen
+
+
+def find_status(text: str) -> str:
+    """The first enhanced status code in `text` ("" when none)."""
+    m = STATUS.search(text)
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else ""
+
+
+def find_reply_code(text: str) -> str:
+    """The first SMTP reply code (2xx/4xx/5xx) in `text` ("" when none)."""
+    m = REPLY_CODE.search(text)
+    return m.group(1) if m else ""
+
+
+def strip_diagnostic_type(value: str) -> str:
+    """'smtp; 550 5.1.1 No such user' -> '550 5.1.1 No such user'."""
+    head, sep, rest = value.partition(";")
+    if sep and len(head) <= 12 and " " not in head.strip():
+        return rest.strip()
+    return value.strip()
