@@ -67,8 +67,10 @@ def parse_fields(text: str) -> DSNReport:
         key, value = m.group(1).lower(), m.group(2).strip()
         last_key = key
         if key in RECIPIENT_FIELDS:
-            # Original-Recipient usually precedes Final-Recipient in the same group.
-            if current is None or key in current or (key == "original-recipient" and "final-recipient" in current):
+            # Original-Recipient may precede or follow Final-Recipient in the same group (Postfix
+            # writes it after); it opens a new group only once the current one has its fields.
+            complete = bool(current) and "final-recipient" in current and ("action" in current or "status" in current)
+            if current is None or key in current or (key == "original-recipient" and complete):
                 current = {}
                 report.groups.append(current)
             current[key] = value
