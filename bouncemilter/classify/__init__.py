@@ -20,7 +20,7 @@ from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
 from .formats.generic import detect as generic_detect
-from .formats.generic import looks_like_bounce
+from .formats.generic import looks_like_bounce, unmistakable_bounce
 from .mime import Headers, Message, parse_message
 from .model import (
     KINDS,
@@ -71,7 +71,8 @@ def classify_message(msg: Message) -> Classification:
         if found is not None and found.recipients:
             return _finish(msg, name, found)
 
-    parsed = parse_dsn(msg)
+    bounce_like = looks_like_bounce(msg)
+    parsed = parse_dsn(msg, nested=bounce_like)
     if parsed is not None:
         report, rows = parsed
         rows = [r for r in rows if r.recipient]
@@ -81,7 +82,7 @@ def classify_message(msg: Message) -> Classification:
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
             return _finish(msg, name, Detection(rows, evidence), report.envelope_id)
 
-    if looks_like_bounce(msg):
+    if bounce_like:
         for part in msg.text_parts():
             inline = parse_inline_fields(part.text)
             if inline is not None:
@@ -90,6 +91,13 @@ def classify_message(msg: Message) -> Classification:
         found = generic_detect(msg)
         if found is not None and found.recipients:
             return _finish(msg, "generic", found)
+        # A bounce whose recipients cannot be read is still a bounce, never an auto-reply:
+        # the milter can still record it (and name the recipient from a VERP address).
+        evidence = unmistakable_bounce(msg)
+        if evidence:
+            return Classification(
+                kind="bounce", detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
+            )
 
     found_markers = autoreply.markers(msg)
     if autoreply.is_auto_reply(found_markers):

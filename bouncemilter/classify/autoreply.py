@@ -7,18 +7,21 @@ import re
 from .mime import Message
 
 # Subject prefixes that vacation responders use, in the languages our users write in.
+# Subject prefixes that vacation responders write, in the languages our users write in. Words
+# that people also use in ordinary subjects ("vacation", "absence") are not enough on their own.
 _SUBJECT = re.compile(
     r"^\s*(?:"
-    r"auto(?:matic|mated)?[ -]?(?:reply|response|answer)|autoreply|auto-?respon[sd]e?|"
-    r"out of (?:the )?office|on vacation|vacation|away from (?:my|the) (?:desk|office)|i am away|"
-    r"abwesenheit(?:snotiz)?|automatische antwort|"
-    r"r[ée]ponse automatique|absence|absent du bureau|"
+    r"auto(?:matic|mated)?[ -]?(?:reply|response|answer)|autoreply|auto-?respon[sd]e?r?\b|"
+    r"out of (?:the )?office|ooo\b|"
+    r"abwesenheitsnotiz|automatische antwort|"
+    r"r[ée]ponse automatique|absent du bureau|message d'absence|"
     r"respuesta autom[áa]tica|fuera de (?:la )?oficina|"
-    r"risposta automatica|fuori sede|assente|"
-    r"automatisch antwoord|afwezigheidsbericht|afwezig|"
-    r"resposta autom[áa]tica|aus[êe]ncia|fora do escrit[óo]rio|"
-    r"不在|自動応答|自動返信|休暇|"
-    r"autosvar|automaattinen vastaus|automatyczna odpowied[źz]|automatick[áa] odpov[ěe]d"
+    r"risposta automatica|fuori sede|"
+    r"automatisch antwoord|afwezigheidsbericht|"
+    r"resposta autom[áa]tica|fora do escrit[óo]rio|aus[êe]ncia tempor[áa]ria|"
+    r"不在(?:通知|のお知らせ|連絡)|自動応答|自動返信|"
+    r"autosvar|automaattinen vastaus|automatyczna odpowied[źz]|automatick[áa] odpov[ěe]d|"
+    r"автоответ|自动回复"
     r")",
     re.IGNORECASE,
 )

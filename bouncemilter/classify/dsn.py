@@ -82,15 +82,16 @@ def parse_fields(text: str) -> DSNReport:
     return report
 
 
-def dsn_part(msg: Message) -> Part | None:
-    """The delivery-status part of the outer report (not of an attached message)."""
+def dsn_part(msg: Message, nested: bool = False) -> Part | None:
+    """The delivery-status part of the outer report; with `nested`, also one inside an attached
+    message (gateways that wrap the DSN they received). A person forwarding a bounce is not one."""
     best: Part | None = None
     for part in msg.parts:
         if part.ctype in DSN_PART_TYPES:
             if part.depth == 0:
                 return part
             best = best or part
-    return best
+    return best if nested else None
 
 
 def dsn_text(part: Part) -> str:
@@ -145,9 +146,9 @@ def _merge_duplicates(rows: list[RecipientResult]) -> list[RecipientResult]:
     return ordered
 
 
-def parse_dsn(msg: Message) -> tuple[DSNReport, list[RecipientResult]] | None:
-    """The DSN fields of `msg`, or None when it has no delivery-status part."""
-    part = dsn_part(msg)
+def parse_dsn(msg: Message, nested: bool = False) -> tuple[DSNReport, list[RecipientResult]] | None:
+    """The DSN fields of `msg`, or None when it has no delivery-status part (see dsn_part)."""
+    part = dsn_part(msg, nested)
     if part is None:
         return None
     report = parse_fields(dsn_text(part))

@@ -81,6 +81,18 @@ def looks_like_bounce(msg: Message) -> bool:
     return bool(_BOUNCE_SUBJECT.search(h.decoded("subject")))
 
 
+def unmistakable_bounce(msg: Message) -> str:
+    """Evidence that `msg` is a delivery failure report even when no recipient can be read."""
+    h = msg.headers
+    if msg.report_type() == "delivery-status":
+        return "Content-Type: multipart/report; report-type=delivery-status"
+    if "x-failed-recipients" in h:
+        return "X-Failed-Recipients header"
+    if _BOUNCE_FROM.search(h.get("from")) and _BOUNCE_SUBJECT.search(h.decoded("subject")):
+        return f"From: {one_line(h.decoded('from'), 60)} / Subject: {one_line(h.decoded('subject'), 60)}"
+    return ""
+
+
 def report_text(msg: Message) -> str:
     """The part of the readable text that describes the failure (before the original's copy)."""
     text = msg.body_text()[:_MAX_TEXT]

@@ -1,0 +1,281 @@
+"""The pipeline's own detectors: RFC 3464/6533 DSNs, ARF, JMRP, auto-replies, generic text, not-bounce."""
+
+from __future__ import annotations
+
+import pytest
+
+from bouncemilter import classify
+
+
+def dsn(action: str, status: str, diagnostic: str, *, global_dsn: bool = False, extra: str = "") -> bytes:
+    kind = "global-delivery-status" if global_dsn else "delivery-status"
+    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: bounces@example.com
+Subject: Delivery Status Notification
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--b1
+Content-Type: message/{kind}
+
+Reporting-MTA: dns; mx.example.net
+Original-Envelope-Id: ENV-42
+
+Final-Recipient: rfc822; <Bob@Example.ORG>
+Action: {action}
+Status: {status}
+Remote-MTA: dns; mx.example.org
+Diagnostic-Code: smtp; {diagnostic}
+{extra}
+--b1
+Content-Type: message/rfc822
+
+From: news@example.com
+To: bob@example.org
+Subject: Hello Bob
+Message-ID: <orig-1@example.com>
+
+body
+--b1--
+""".replace("\n", "\r\n").encode()
+
+
+def test_rfc3464_hard_bounce_fields() -> None:
+    result = classify(dsn("failed", "5.1.1", "550 5.1.1 <bob@example.org>: User unknown"))
+    assert result.kind == "bounce"
+    assert result.detector == "rfc3464"
+    [row] = result.recipients
+    assert row.recipient == "bob@example.org"
+    assert (row.action, row.status, row.reply_code) == ("failed", "5.1.1", "550")
+    assert row.remote_mta == "mx.example.org"
+    assert row.reason == "userunknown" and row.hard
+    assert "User unknown" in row.diagnostic
+    assert result.original is not None
+    assert result.original.message_id == "<orig-1@example.com>"
+    assert result.original.subject == "Hello Bob"
+    assert result.original.envelope_id == "ENV-42"
+
+
+def test_rfc6533_global_dsn() -> None:
+    result = classify(dsn("failed", "5.2.2", "552 5.2.2 Mailbox full", global_dsn=True))
+    assert result.detector == "rfc6533"
+    assert result.recipients[0].reason == "mailboxfull"
+    assert result.recipients[0].hard is False
+
+
+def test_delay_is_not_a_failure() -> None:
+    result = classify(dsn("delayed", "4.4.1", "421 4.4.1 Connection timed out"))
+    assert result.kind == "delay"
+    assert result.recipients[0].action == "delayed"
+    assert not result.recipients[0].hard
+
+
+def test_delivered_report() -> None:
+    result = classify(dsn("delivered", "2.0.0", "250 2.0.0 OK"))
+    assert result.kind == "delivered"
+    assert result.recipients[0].reason == "delivered"
+
+
+def test_bounce_with_auto_submitted_is_not_auto_reply() -> None:
+    result = classify(dsn("failed", "5.1.1", "550 5.1.1 no such user"))
+    assert result.kind == "bounce"
+    assert result.autoreply_markers == []
+
+
+ARF = b"""From: Feedback Loop <fbl@isp.example.net>
+To: abuse@example.com
+Subject: Abuse report
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf"
+
+--arf
+Content-Type: text/plain
+
+This is an email abuse report.
+
+--arf
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/2.1
+Version: 1
+Source-IP: 192.0.2.7
+Original-Rcpt-To: <carol@isp.example.net>
+Original-Rcpt-To: dave@isp.example.net
+Arrival-Date: Thu, 26 Nov 2026 10:00:00 +0000
+
+--arf
+Content-Type: message/rfc822
+
+From: news@example.com
+To: carol@isp.example.net
+Subject: Deals
+Message-ID: <deal-7@example.com>
+
+buy
+--arf--
+"""
+
+
+def test_arf_complaint() -> None:
+    result = classify(ARF)
+    assert result.kind == "complaint"
+    assert [r.recipient for r in result.recipients] == ["carol@isp.example.net", "dave@isp.example.net"]
+    assert {r.reason for r in result.recipients} == {"feedback"}
+    assert result.feedback is not None
+    assert (result.feedback.feedback_type, result.feedback.user_agent, result.feedback.source_ip) == (
+        "abuse",
+        "ExampleFBL/2.1",
+        "192.0.2.7",
+    )
+    assert result.original is not None and result.original.message_id == "<deal-7@example.com>"
+
+
+JMRP = b"""From: staff@hotmail.example
+To: abuse@example.com
+Subject: complaint about message from 192.0.2.9
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="j"
+
+--j
+Content-Type: message/rfc822
+Content-Disposition: inline
+
+X-HmXmrOriginalRecipient: erin@hotmail.example
+X-Reporter-IP: 192.0.2.9
+From: news@example.com
+To: erin@hotmail.example
+Subject: Offer
+
+hello
+--j--
+"""
+
+
+def test_jmrp_complaint() -> None:
+    result = classify(JMRP)
+    assert result.kind == "complaint"
+    assert result.recipients[0].recipient == "erin@hotmail.example"
+
+
+def autoreply(subject: str, headers: str = "") -> bytes:
+    return (
+        f"From: Frank <frank@example.org>\nTo: news@example.com\nSubject: {subject}\n{headers}"
+        "Content-Type: text/plain; charset=utf-8\n\nI am away until Monday.\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of Office: Hello",
+        "Automatic reply: Hello",
+        "Abwesenheitsnotiz: Hello",
+        "Réponse automatique : Hello",
+        "Respuesta automática: Hello",
+        "Risposta automatica: Hello",
+        "Afwezigheidsbericht: Hello",
+        "Resposta automática: Hello",
+        "=?UTF-8?B?5LiN5Zyo6YCa55+l?= Hello",  # 不在通知 (ja)
+    ],
+)
+def test_auto_reply_localised_subjects(subject: str) -> None:
+    result = classify(autoreply(subject))
+    assert result.kind == "auto_reply", subject
+    assert result.recipients[0].reason == "vacation"
+    assert result.recipients[0].recipient == "frank@example.org"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Auto-Submitted: auto-replied\n", "X-Autoreply: yes\n", "X-Autorespond: yes\n", "Precedence: auto_reply\n"],
+)
+def test_auto_reply_headers(header: str) -> None:
+    result = classify(autoreply("Hello", header))
+    assert result.kind == "auto_reply"
+    assert result.autoreply_markers
+
+
+@pytest.mark.parametrize(
+    "subject,headers",
+    [
+        ("Vacation photos", ""),
+        ("Re: your absence next week", ""),
+        ("Weekly digest", "Precedence: bulk\nList-Id: <news.example.com>\n"),
+        ("Your invoice", "Auto-Submitted: auto-generated\n"),
+        ("Re: Undelivered mail? I never got it", ""),
+    ],
+)
+def test_ordinary_mail_is_not_bounce(subject: str, headers: str) -> None:
+    result = classify(autoreply(subject, headers).replace(b"I am away until Monday.", b"See you, user@example.net"))
+    assert result.kind == "not_bounce", subject
+    assert result.recipients == []
+
+
+def test_forwarded_bounce_attachment_is_not_a_bounce() -> None:
+    inner = dsn("failed", "5.1.1", "550 5.1.1 User unknown").decode()
+    raw = (
+        "From: Grace <grace@example.com>\nTo: helpdesk@example.com\nSubject: Fwd: look at this\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="fw"\n\n--fw\nContent-Type: text/plain\n\n'
+        "Why did this fail?\n\n--fw\nContent-Type: message/rfc822\n\n" + inner + "\n--fw--\n"
+    ).encode()
+    assert classify(raw).kind == "not_bounce"
+
+
+GENERIC = b"""From: Mail Delivery Subsystem <mailer-daemon@gw.example.net>
+To: bounces@example.com
+Subject: Undeliverable mail
+
+The following recipients could not be reached:
+
+    heidi@example.org
+        mailbox unavailable: 550 5.2.1 account disabled
+
+------ Original message ------
+From: news@example.com
+To: heidi@example.org
+Subject: hi
+"""
+
+
+def test_generic_text_bounce() -> None:
+    result = classify(GENERIC)
+    assert result.kind == "bounce"
+    assert result.detector == "generic"
+    [row] = result.recipients
+    assert row.recipient == "heidi@example.org"
+    assert row.status == "5.2.1" and row.reply_code == "550"
+
+
+def test_x_failed_recipients_header_names_the_recipient() -> None:
+    raw = (
+        b"From: Mail Delivery System <Mailer-Daemon@mx.example.net>\nTo: bounces@example.com\n"
+        b"Subject: Mail delivery failed\nX-Failed-Recipients: ivan@example.org\n\n"
+        b"Delivery failed for some reason.\n  ivan@example.org\n    550 no mailbox here by that name\n"
+    )
+    result = classify(raw)
+    assert [r.recipient for r in result.recipients] == ["ivan@example.org"]
+    assert result.recipients[0].reply_code == "550"
+
+
+def test_unreadable_bounce_is_still_a_bounce() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Returned mail: see transcript\n"
+        b"Auto-Submitted: auto-replied\n\nSomething went wrong.\n"
+    )
+    result = classify(raw)
+    assert result.kind == "bounce"
+    assert result.recipients == []
+    assert result.detector == "unreadable-bounce"
+
+
+def test_classifier_never_raises_and_reports_errors() -> None:
+    for raw in (b"", b"\x00\xff" * 1000, b"Content-Type: multipart/report; boundary=\n\n--\n--\n"):
+        result = classify(raw)
+        assert result.kind in ("not_bounce", "bounce")
