@@ -1,0 +1,137 @@
+"""Small helpers shared by the provider detectors (providers_*.py)."""
+
+from __future__ import annotations
+
+import re
+
+from ..dsn import parse_dsn
+from ..mime import Message
+from ..model import RecipientResult
+from ..text import clean_address, find_reply_code, find_status, one_line
+
+# A reply code at the start of a diagnostic, also in the "550:" and "550-5.1.1" spellings.
+_LEADING_CODE = re.compile(r"^\s*([245][0-5]\d)(?:[\s:\-]|$)")
+_HOST_BRACKET = re.compile(r"^\s*host\s+([\w.\-]+)\s*\[[0-9a-fA-F.:]+\]\s*:?\s*", re.I)
+MAX_RECIPIENTS = 200  # bounds every per-recipient loop
+
+
+def header_lower(msg: Message, name: str) -> str:
+    return msg.headers.get(name).lower()
+
+
+def make_row(
+    addr: str,
+    diagnostic: str,
+    *,
+    action: str = "",
+    remote_mta: str = "",
+    status: str = "",
+    reason: str = "",
+) -> RecipientResult:
+    """A result row whose status and reply code come from the diagnostic when not given."""
+    diagnostic = one_line(diagnostic)
+    m = _LEADING_CODE.match(diagnostic)
+    reply = m.group(1) if m else find_reply_code(diagnostic)
+    return RecipientResult(
+        recipient=clean_address(addr),
+        action=action,
+        status=status or find_status(diagnostic),
+        reply_code=reply,
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        reason=reason,
+    )
+
+
+def cut_at(text: str, *markers: str) -> str:
+    """`text` up to the first of `markers` (the quoted original usually follows it)."""
+    end = len(text)
+    for marker in markers:
+        idx = text.find(marker)
+        if 0 <= idx < end:
+            end = idx
+    return text[:end]
+
+
+def strip_host_prefix(diagnostic: str) -> tuple[str, str]:
+    """'host mx.example.com [192.0.2.1]: 550 ...' -> ('550 ...', 'mx.example.com')."""
+    m = _HOST_BRACKET.match(diagnostic)
+    if not m:
+        return diagnostic, ""
+    return diagnostic[m.end() :], m.group(1)
+
+
+def dsn_rows(msg: Message) -> list[RecipientResult]:
+    """Rows of the delivery-status part (with an address), fields of the per-message group
+    filling what a recipient group lacks: some providers write Status/Diagnostic-Code before
+    Final-Recipient."""
+    parsed = parse_dsn(msg)
+    if parsed is None:
+        return []
+    report, rows = parsed
+    per = report.per_message
+    rows = [r for r in rows if r.recipient][:MAX_RECIPIENTS]
+    if len(rows) == 1:
+        row = rows[0]
+        if not row.diagnostic and per.get("diagnostic-code"):
+            diag = per["diagnostic-code"]
+            head, sep, rest = diag.partition(";")
+            row.diagnostic = one_line(rest if sep and " " not in head.strip() else diag)
+            row.reply_code = row.reply_code or find_reply_code(row.diagnostic)
+        if not row.status:
+            row.status = find_status(per.get("status", "")) or find_status(row.diagnostic)
+        if not row.action and per.get("action"):
+            row.action = per["action"].strip().lower().split(" ")[0]
+    return rows
+
+
+EXIM_FAILED = re.compile(r"following address(?:\(es\))? failed:|could not be delivered to one or more", re.I)
+_EXIM_ADDR_LINE = re.compile(r"^ {1,4}(\S+@\S+?)(?:\s*:)?(?:\s+(.*))?$")
+
+
+def exim_blocks(text: str) -> list[tuple[str, str, str]]:
+    """Exim-style failure list: '  addr' then deeper-indented lines. -> [(addr, diagnostic, host)]."""
+    m = EXIM_FAILED.search(text)
+    if not m:
+        return []
+    out: list[tuple[str, str, str]] = []
+    current: list[str] | None = None
+    addr = ""
+    indent = 0
+    for line in text[m.end() :].split("\n")[:400]:
+        if not line.strip():
+            if current is not None and current:
+                out.append((addr, *_exim_diag(current)))
+                current = None
+            continue
+        lead = len(line) - len(line.lstrip(" "))
+        am = _EXIM_ADDR_LINE.match(line)
+        if am and "@" in am.group(1) and (current is None or lead <= indent):
+            if current is not None:
+                out.append((addr, *_exim_diag(current)))
+            addr, indent = am.group(1), lead
+            current = [am.group(2)] if am.group(2) else []
+            continue
+        if current is not None and lead > indent:
+            current.append(line.strip())
+            continue
+        if current is not None:
+            out.append((addr, *_exim_diag(current)))
+            current = None
+        if out and lead == 0:
+            break
+        if len(out) >= MAX_RECIPIENTS:
+            break
+    if current is not None:
+        out.append((addr, *_exim_diag(current)))
+    return [(clean_address(a), d, h) for a, d, h in out if clean_address(a)]
+
+
+_EXIM_SMTP_PREFIX = re.compile(r"^SMTP error from remote mail server after [^:<]*(?:<[^>]*>)?[^:]*:\s*", re.I)
+
+
+def _exim_diag(lines: list[str]) -> tuple[str, str]:
+    text = one_line(" ".join(lines))
+    text = _EXIM_SMTP_PREFIX.sub("", text)
+    text, host = strip_host_prefix(text)
+    return text.strip(), host

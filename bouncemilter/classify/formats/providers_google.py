@@ -1,0 +1,117 @@
+"""Gmail and Google Groups bounces sent by mailer-daemon@googlemail.com.
+
+Three shapes share the sender:
+- the older text-only Gmail report: "Delivery to the following recipient failed permanently:"
+  / "has been delayed:", the address indented on its own line, then "Technical details of
+  permanent failure:" and often "The error that the other server returned was: <reply>";
+- the newer "** Address not found **" style, normally a multipart/report that the RFC 3464
+  reader handles; taken here only when its delivery-status part names nobody;
+- Google Groups' "the group doesn't exist or you may not post" notice (in the sender's
+  language), which names the group only in X-Failed-Recipients.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..mime import Message
+from ..model import RecipientResult
+from ..text import find_addresses, one_line
+from .base import Detection
+from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, header_lower, make_row
+
+_ORIGINAL = ("----- Original message -----", "----- Message header follows -----")
+_OLD_MARKER = "Delivery to the following recipient"
+_INDENTED_ADDR = re.compile(r"^[ \t]+([^\s@]+@[^\s@]+)\s*$", re.M)
+_DETAILS = re.compile(r"Technical details of (?:permanent|temporary) failure:\s*", re.I)
+_RETURNED = re.compile(r"The error that the other server returned was:\s*", re.I)
+_RESPONSE = re.compile(r"The response (?:from the remote server )?was:\s*", re.I)
+_REMOTE = re.compile(r"\sby\s+([\w\-]+(?:\.[\w\-]+)+)\.?\s+\[[0-9.]+\]")
+_BOILERPLATE = re.compile(
+    r"Google tried to deliver your message, but it was rejected by the [^.]*?(?:\[[0-9.]+\])?\.\s*"
+    r"|We recommend contacting the other email provider for further information about the cause of this error\.\s*"
+    r"|Learn more at https?://\S+\s*",
+    re.I,
+)
+# Gmail's own wording (no remote reply): the category is Gmail's statement.
+_GMAIL_OWN = (
+    ("The recipient server did not accept our requests to connect", "expired"),
+    ("DNS Error: Could not contact DNS servers", "expired"),
+    ("DNS Error: Domain name not found", "hostunknown"),
+    ("DNS Error: DNS server returned answer with no data", "hostunknown"),
+)
+# Google help topics ("?p=<topic>") that state the cause in the newer style.
+_HELP_TOPICS = {"customfromdenied": "rejected"}
+_HELP_TOPIC = re.compile(r"support\.google\.com/mail/\?p=(\w+)", re.I)
+
+
+def _from_google(msg: Message) -> bool:
+    sender = header_lower(msg, "from")
+    return "mailer-daemon@googlemail.com" in sender or "mailer-daemon@google.com" in sender
+
+
+def detect(msg: Message) -> Detection | None:
+    if not _from_google(msg):
+        return None
+    text = cut_at(msg.body_text(), *_ORIGINAL)
+    if _OLD_MARKER in text:
+        return _old_style(text)
+    failed = find_addresses(msg.headers.get("x-failed-recipients"))[:MAX_RECIPIENTS]
+    if failed and ("groups.google" in text or "Google Groups" in text):
+        return _groups(text, failed)
+    if dsn_rows(msg) or not failed:
+        return None  # the RFC 3464 reader has it
+    return _new_style(text, failed)
+
+
+def _old_style(text: str) -> Detection | None:
+    start = text.find(_OLD_MARKER)
+    body = text[start:]
+    action = "delayed" if "has been delayed" in body[:200] else "failed"
+    addrs = [a.lower() for a in _INDENTED_ADDR.findall(body)][:MAX_RECIPIENTS]
+    if not addrs:
+        return None
+    details = _DETAILS.search(body)
+    diagnostic, remote, reason = "", "", ""
+    if details:
+        rest = body[details.end() :]
+        remote_m = _REMOTE.search(rest)
+        remote = remote_m.group(1) if remote_m else ""
+        returned = _RETURNED.search(rest)
+        if returned:
+            diagnostic = rest[returned.end() :].split("\n\n", 1)[0]
+        else:
+            diagnostic = _BOILERPLATE.sub("", rest.split("\n\n", 1)[0])
+            reason = next((r for phrase, r in _GMAIL_OWN if phrase in diagnostic), "")
+        diagnostic = one_line(diagnostic).rstrip(".").strip() if returned else one_line(diagnostic)
+    rows = [make_row(a, diagnostic, action=action, remote_mta=remote, reason=reason) for a in addrs]
+    _dedupe_reply(rows)
+    return Detection(rows, f"Gmail: {_OLD_MARKER} ...")
+
+
+def _dedupe_reply(rows: list[RecipientResult]) -> None:
+    # Gmail repeats the reply code ("554 554 5.7.0 ..."); keep the server's words once.
+    for row in rows:
+        code = row.reply_code
+        if code and row.diagnostic.startswith(f"{code} {code} "):
+            row.diagnostic = row.diagnostic[len(code) + 1 :]
+
+
+def _groups(text: str, failed: list[str]) -> Detection:
+    # The notice explains in prose; its first paragraphs are the diagnostic.
+    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()][:3]
+    diagnostic = one_line(" ".join(paragraphs))
+    rows = [make_row(a, diagnostic, action="failed", reason="rejected") for a in failed]
+    for row in rows:
+        row.status = row.reply_code = ""  # prose, not a server reply
+    return Detection(rows, "Google Groups: posting to the group refused")
+
+
+def _new_style(text: str, failed: list[str]) -> Detection:
+    response = _RESPONSE.search(text)
+    diagnostic = one_line(text[response.end() :].split("\n\n", 1)[0]) if response else ""
+    topic = _HELP_TOPIC.search(text)
+    reason = _HELP_TOPICS.get(topic.group(1).lower(), "") if topic else ""
+    action = "delayed" if "Delivery incomplete" in text[:300] else "failed"
+    rows = [make_row(a, diagnostic, action=action, reason=reason) for a in failed]
+    return Detection(rows, "Gmail: ** ... ** notice without delivery-status fields")
