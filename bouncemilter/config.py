@@ -1,0 +1,270 @@
+"""TOML configuration -> typed, validated `Settings`.
+
+Every key lives in a section; `KEYS` maps ``section.key`` to the `Settings` field and a validator, so adding a
+setting is one line there plus a field (and a commented entry in conf/bouncemilter.toml). Unknown sections and
+keys are errors, because a misspelt key silently falling back to a default is how bounces get discarded by
+surprise. Errors read ``<file>: <section.key>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import grp
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any
+
+from .verp import BounceAddress, parse_bounce_address
+
+KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "auto_reply", "delivered", "not_bounce")
+ACTIONS: tuple[str, ...] = ("accept", "discard")
+LOG_TARGETS: tuple[str, ...] = ("stderr", "syslog", "none")
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file (or "command line") and the key."""
+
+
+def _default_actions() -> Mapping[str, str]:
+    return MappingProxyType(dict.fromkeys(KINDS, "accept"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    socket: str = "inet:9025@127.0.0.1"
+    socket_mode: int | None = None
+    socket_group: str | None = None
+    db: str = "bouncemilter.db"
+    bounce_addresses: tuple[BounceAddress, ...] = ()
+    match_null_sender: bool = True
+    verp_separator: str = "+"
+    verp_encoding: str = "="
+    actions: Mapping[str, str] = field(default_factory=_default_actions)
+    add_headers: bool = False
+    header_prefix: str = "X-Bounce-"
+    body_cap: int = 1048576
+    store_timeout: float = 5.0
+    log_target: str = "stderr"
+    log_level: str = "info"
+    milter_timeout: int = 240
+
+
+# ---------------------------------------------------------------- validators: value -> normalised value or ValueError
+
+Validator = Callable[[Any], Any]
+
+_SOCKET_RE = re.compile(r"^(?:(unix|local):(/\S+)|(inet|inet6):(\d{1,5})(?:@(\S+))?)$")
+_HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+
+
+def _socket(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("must be a string like 'unix:/run/bouncemilter/milter.sock' or 'inet:9025@127.0.0.1'")
+    m = _SOCKET_RE.match(v.strip())
+    if not m:
+        raise ValueError(f"{v!r}: must be 'unix:/absolute/path', 'inet:PORT@HOST' or 'inet6:PORT@HOST'")
+    if m.group(4) is not None and not 1 <= int(m.group(4)) <= 65535:
+        raise ValueError(f"{v!r}: port must be between 1 and 65535")
+    return v.strip()
+
+
+def _socket_mode(v: Any) -> int | None:
+    # TOML has octal integers (0o660); a string "0660" is accepted too because that is how people write modes
+    if isinstance(v, str) and re.fullmatch(r"0?o?[0-7]{3,4}", v.strip()):
+        v = int(v.strip().replace("o", ""), 8)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0o7777:
+        raise ValueError(f'{v!r}: must be a file mode such as 0o660 (TOML octal) or "0660"')
+    return v
+
+
+def _socket_group(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("must be a group name (or a numeric gid as a string)")
+    name = v.strip()
+    if name.isdigit():
+        return name
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        raise ValueError(f"{name!r}: no such group") from None
+    return name
+
+
+def _nonempty_str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("must be a non-empty string")
+    return v.strip()
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"{v!r}: must be true or false")
+    return v
+
+
+def _bounce_addresses(v: Any) -> tuple[BounceAddress, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple):
+        raise ValueError('must be a list of addresses, e.g. ["bounces@example.com", "bounces+*@example.com"]')
+    out: list[BounceAddress] = []
+    for item in v:
+        parsed = parse_bounce_address(item)
+        if parsed not in out:
+            out.append(parsed)
+    return tuple(out)
+
+
+def _one_char(v: Any) -> str:
+    if not isinstance(v, str) or len(v) != 1 or v.isalnum() or v in '@<>"\\ \t*':
+        raise ValueError(f"{v!r}: must be one punctuation character such as '+', '-' or '='")
+    return v
+
+
+def _choice(choices: tuple[str, ...]) -> Validator:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v.strip().lower() not in choices:
+            raise ValueError(f"{v!r}: must be one of {', '.join(choices)}")
+        return v.strip().lower()
+
+    return check
+
+
+def _header_prefix(v: Any) -> str:
+    if not isinstance(v, str) or not _HEADER_NAME_RE.match(v):
+        raise ValueError(f"{v!r}: must be the start of a header field name (printable ASCII, no ':' or spaces)")
+    return v
+
+
+def _int_range(lo: int, hi: int) -> Validator:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{v!r}: must be an integer between {lo} and {hi}")
+        return v
+
+    return check
+
+
+def _float_range(lo: float, hi: float) -> Validator:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise ValueError(f"{v!r}: must be a number between {lo} and {hi}")
+        return float(v)
+
+    return check
+
+
+# section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.
+KEYS: dict[str, tuple[str, Validator]] = {
+    "milter.socket": ("socket", _socket),
+    "milter.socket_mode": ("socket_mode", _socket_mode),
+    "milter.socket_group": ("socket_group", _socket_group),
+    "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
+    "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
+    "store.db": ("db", _nonempty_str),
+    "store.timeout": ("store_timeout", _float_range(0.0, 600.0)),
+    "bounce.addresses": ("bounce_addresses", _bounce_addresses),
+    "bounce.match_null_sender": ("match_null_sender", _bool),
+    "bounce.verp_separator": ("verp_separator", _one_char),
+    "bounce.verp_encoding": ("verp_encoding", _one_char),
+    "headers.add": ("add_headers", _bool),
+    "headers.prefix": ("header_prefix", _header_prefix),
+    "log.target": ("log_target", _choice(LOG_TARGETS)),
+    "log.level": ("log_level", _choice(LOG_LEVELS)),
+}
+# [actions] holds one key per kind
+ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
+FIELD_VALIDATORS: dict[str, Validator] = {name: check for name, check in KEYS.values()}
+# the flag each override comes from, for error messages
+OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bounce-address"}
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
+
+
+def _from_file(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    actions = dict(_default_actions())
+    sections = {k.partition(".")[0] for k in (*KEYS, *ACTION_KEYS)}
+    for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(f"{path}: {section}: unknown section (known: {', '.join(sorted(sections))})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section}: must be a table ([{section}])")
+        for key, value in table.items():
+            dotted = f"{section}.{key}"
+            if dotted in ACTION_KEYS:
+                try:
+                    actions[ACTION_KEYS[dotted]] = _choice(ACTIONS)(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{path}: {dotted}: {exc}") from None
+                continue
+            if dotted not in KEYS:
+                known = sorted(k.partition(".")[2] for k in (*KEYS, *ACTION_KEYS) if k.startswith(section + "."))
+                raise ConfigError(f"{path}: {dotted}: unknown key (known in [{section}]: {', '.join(known)})")
+            name, check = KEYS[dotted]
+            try:
+                values[name] = check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {dotted}: {exc}") from None
+    values["actions"] = MappingProxyType(actions)
+    return values
+
+
+def _cross_check(settings: Settings, source: str) -> None:
+    if settings.verp_separator == settings.verp_encoding:
+        raise ConfigError(f"{source}: bounce.verp_encoding: must differ from bounce.verp_separator")
+    for addr in settings.bounce_addresses:
+        if addr.kind == "verp" and addr.pattern.rpartition("@")[0][-2] != settings.verp_separator:
+            raise ConfigError(
+                f"{source}: bounce.addresses: {addr.pattern!r}: the character before '*' must be the VERP "
+                f"separator {settings.verp_separator!r} (bounce.verp_separator)"
+            )
+    if settings.socket_mode is not None and not settings.socket.startswith(("unix:", "local:")):
+        raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
+    if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
+        raise ConfigError(f"{source}: milter.socket_group: only applies to a unix socket, not {settings.socket!r}")
+
+
+def load_settings(path: str | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
+    """Defaults, then the file (if any), then `overrides` (Settings field names, e.g. from CLI flags).
+
+    An override of None (or an empty list for bounce_addresses) means "not given" so that click's defaults can
+    be passed straight through.
+    """
+    values: dict[str, Any] = _from_file(path, _read(path)) if path is not None else {}
+    settings = replace(Settings(), **values)
+    source = path if path is not None else "defaults"
+    if overrides:
+        known = {f.name for f in fields(Settings)}
+        changes: dict[str, Any] = {}
+        for name, value in overrides.items():
+            flag = OVERRIDE_NAMES.get(name, name)
+            if name not in known:
+                raise ConfigError(f"command line: {flag}: unknown setting")
+            if value is None or (name == "bounce_addresses" and isinstance(value, list | tuple) and not value):
+                continue
+            check = FIELD_VALIDATORS.get(name)
+            try:
+                changes[name] = check(value) if check else value
+            except ValueError as exc:
+                raise ConfigError(f"command line: {flag}: {exc}") from None
+        if changes:
+            settings = replace(settings, **changes)
+            source = f"{source} + command line" if path is not None else "command line"
+    _cross_check(settings, source)
+    return settings

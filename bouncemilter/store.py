@@ -1,0 +1,419 @@
+"""The bounce store: SQLite (WAL) with one writer connection, ordered migrations and idempotent inserts.
+
+Schema (version 1)
+------------------
+``messages``: one row per handled message.
+  id, received_at (ISO-8601 UTC, ``2026-05-09T07:35:25.123Z``), queue_id, client_addr, client_name, helo,
+  envelope_from, bounce_addresses (JSON list of matched recipients), verp_recipients (JSON list), message_id, size,
+  kind, detector, evidence, action (accept|discard|...), processing_ms, error (classifier failure, "" if none),
+  original_message_id, original_subject, original_from, original_to, feedback_type, feedback_user_agent,
+  feedback_source_ip, autoreply_markers (JSON list), recipient_count, dedup_key (unique).
+``recipients``: one row per affected address.
+  id, message_id (-> messages.id), received_at, kind (copied from the message), address (the subscriber: the
+  VERP-decoded address when the message came to a single VERP address, else the reported one), reported_address
+  (as the report names it, "" when it names none), verp_address, domain (of address), action (failed|delayed|
+  delivered|...), status (5.1.1), reply_code (550), reason (Sisimai's name), hard (0/1), diagnostic, remote_mta,
+  original_message_id.
+``schema_version``: version, applied_at — one row per applied migration.
+
+Why these choices:
+- Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
+  ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
+  milter answers TEMPFAIL, so the sending MTA keeps the message and retries.
+- A removed or replaced database file would otherwise swallow writes silently (SQLite keeps writing to the
+  unlinked inode), so each record() checks that the path still names the file we hold open, before and after
+  the commit, and reopens it when the directory has been repaired.
+- Idempotency: Postfix gives a retried message a NEW queue id, so (queue id, Message-ID) would not recognise a
+  retry. The key is the Message-ID with the envelope sender and the matched bounce addresses (what a retry keeps);
+  without a Message-ID it is the queue id plus `MessageMeta.digest` (a content hash, when the caller has one).
+- One writer: a lock around one connection (check_same_thread=False); the lock wait and SQLite's busy wait share
+  one deadline (`timeout`) so a storm of connections cannot stack up N x timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+if TYPE_CHECKING:
+    from .classify.model import Classification
+
+
+class StoreError(Exception):
+    """The rows could not be committed durably (locked past the timeout, read-only, disk full, directory gone)."""
+
+
+@dataclass
+class MessageMeta:
+    queue_id: str
+    client_addr: str
+    client_name: str
+    helo: str
+    envelope_from: str
+    bounce_addresses: list[str]  # matched recipients
+    verp_recipients: list[str]  # decoded VERP addresses ("" entries allowed)
+    message_id: str
+    size: int
+    processing_ms: float
+    received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
+    digest: str = ""  # optional content hash, used for idempotency only when there is no Message-ID
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# ---------------------------------------------------------------------------------------------------- migrations
+
+_V1 = [
+    """CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        queue_id TEXT NOT NULL DEFAULT '',
+        client_addr TEXT NOT NULL DEFAULT '',
+        client_name TEXT NOT NULL DEFAULT '',
+        helo TEXT NOT NULL DEFAULT '',
+        envelope_from TEXT NOT NULL DEFAULT '',
+        bounce_addresses TEXT NOT NULL DEFAULT '[]',
+        verp_recipients TEXT NOT NULL DEFAULT '[]',
+        message_id TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL DEFAULT 0,
+        kind TEXT NOT NULL,
+        detector TEXT NOT NULL DEFAULT '',
+        evidence TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL DEFAULT '',
+        processing_ms REAL NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        original_message_id TEXT NOT NULL DEFAULT '',
+        original_subject TEXT NOT NULL DEFAULT '',
+        original_from TEXT NOT NULL DEFAULT '',
+        original_to TEXT NOT NULL DEFAULT '',
+        feedback_type TEXT NOT NULL DEFAULT '',
+        feedback_user_agent TEXT NOT NULL DEFAULT '',
+        feedback_source_ip TEXT NOT NULL DEFAULT '',
+        autoreply_markers TEXT NOT NULL DEFAULT '[]',
+        recipient_count INTEGER NOT NULL DEFAULT 0,
+        dedup_key TEXT
+    )""",
+    "CREATE UNIQUE INDEX idx_messages_dedup_key ON messages (dedup_key)",
+    "CREATE INDEX idx_messages_received_at ON messages (received_at)",
+    "CREATE INDEX idx_messages_kind_received_at ON messages (kind, received_at)",
+    "CREATE INDEX idx_messages_queue_id ON messages (queue_id)",
+    "CREATE INDEX idx_messages_message_id ON messages (message_id)",
+    """CREATE TABLE recipients (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        received_at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL DEFAULT '',
+        reported_address TEXT NOT NULL DEFAULT '',
+        verp_address TEXT NOT NULL DEFAULT '',
+        domain TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        reply_code TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        hard INTEGER NOT NULL DEFAULT 0,
+        diagnostic TEXT NOT NULL DEFAULT '',
+        remote_mta TEXT NOT NULL DEFAULT '',
+        original_message_id TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX idx_recipients_message_id ON recipients (message_id)",
+    "CREATE INDEX idx_recipients_address ON recipients (address, received_at)",
+    "CREATE INDEX idx_recipients_reported_address ON recipients (reported_address)",
+    "CREATE INDEX idx_recipients_received_at ON recipients (received_at)",
+    "CREATE INDEX idx_recipients_reason ON recipients (reason, received_at)",
+    "CREATE INDEX idx_recipients_domain ON recipients (domain, received_at)",
+]
+
+# Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
+# Append new versions (e.g. 2: suppressions); never edit an applied one.
+Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
+MIGRATIONS: list[Migration] = [(1, _V1)]
+
+SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+    if row is None:
+        return 0
+    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> int:
+    """Apply the missing migrations, each in its own IMMEDIATE transaction (safe against a concurrent opener)."""
+    steps = sorted(migrations if migrations is not None else MIGRATIONS, key=lambda m: m[0])
+    version = current_version(conn)
+    if steps and version >= steps[-1][0]:
+        return version  # up to date: no write lock needed (a reader or a second process opening the store)
+    for target, step in sorted(migrations if migrations is not None else MIGRATIONS, key=lambda m: m[0]):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(SCHEMA_VERSION_DDL)
+            version = current_version(conn)
+            if version < target:
+                if callable(step):
+                    step(conn)
+                else:
+                    for sql in step:
+                        conn.execute(sql)
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (target, utc_now()))
+                version = target
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return version
+
+
+# ---------------------------------------------------------------------------------------------------- the store
+
+RecordHook = Callable[[sqlite3.Connection, int, "MessageMeta", "Classification", str], None]
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2] if "@" in address else ""
+
+
+def dedup_key(meta: MessageMeta) -> str | None:
+    """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated)."""
+    mid = meta.message_id.strip()
+    if mid:
+        basis = (
+            "m\0"
+            + mid
+            + "\0"
+            + meta.envelope_from.strip().lower()
+            + "\0"
+            + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
+        )
+    elif meta.queue_id.strip() or meta.digest:
+        basis = "q\0" + meta.queue_id.strip() + "\0" + meta.digest
+    else:
+        return None
+    return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class Store:
+    """Thread-safe writer. `record()` returns only after the rows are committed, else raises StoreError."""
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        # called inside record()'s transaction after the rows are inserted (e.g. suppression policy, issue 4)
+        self.hooks: list[RecordHook] = []
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._ident: tuple[int, int] | None = None
+        self._open()
+
+    # -- connection management
+
+    def _open(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from exc
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+            st = os.stat(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: cannot prepare the database: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._ident = (st.st_dev, st.st_ino)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None
+        self._ident = None
+
+    def _check_file(self) -> None:
+        """Raise StoreError unless the path still names the open database file and it is writable."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: database file is gone: {exc.strerror}") from exc
+        if (st.st_dev, st.st_ino) != self._ident:
+            raise StoreError(f"{self.path}: database file was replaced")
+        if not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path}: database file is read-only")
+
+    def _ensure_open(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            try:
+                self._check_file()
+                return self._conn
+            except StoreError:
+                self._drop()  # the file moved under us: try to reopen the path (the admin may have repaired it)
+        self._open()
+        self._check_file()
+        assert self._conn is not None
+        return self._conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """A sqlite-utils view of a fresh read connection (for queries; do not write through it)."""
+        return sqlite_utils.Database(sqlite3.connect(self.path, timeout=self.timeout))
+
+    # -- writing
+
+    def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]:
+        """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable."""
+        deadline = time.monotonic() + self.timeout
+        if not self._lock.acquire(timeout=max(self.timeout, 0.001)):
+            raise StoreError(f"{self.path}: store busy for more than {self.timeout:g}s")
+        try:
+            try:
+                conn = self._ensure_open()
+                remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1)
+                conn.execute(f"PRAGMA busy_timeout={remaining_ms}")
+                row_id, inserted = self._write(conn, meta, result, action)
+                if inserted:
+                    self._check_file()  # a commit into an unlinked file is not durable
+                return row_id, inserted
+            except StoreError:
+                self._drop()
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                self._drop()
+                raise StoreError(f"{self.path}: not stored: {exc}") from exc
+        finally:
+            self._lock.release()
+
+    def _write(
+        self, conn: sqlite3.Connection, meta: MessageMeta, result: Classification, action: str
+    ) -> tuple[int, bool]:
+        key = dedup_key(meta)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if key is not None:
+                row = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (key,)).fetchone()
+                if row is not None:
+                    conn.execute("ROLLBACK")
+                    return int(row[0]), False
+            received_at = meta.received_at or utc_now()
+            original = result.original
+            feedback = result.feedback
+            rows = _recipient_rows(meta, result)
+            cur = conn.execute(
+                """INSERT INTO messages (received_at, queue_id, client_addr, client_name, helo, envelope_from,
+                    bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
+                    processing_ms, error, original_message_id, original_subject, original_from, original_to,
+                    feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
+                    dedup_key)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    received_at,
+                    meta.queue_id,
+                    meta.client_addr,
+                    meta.client_name,
+                    meta.helo,
+                    meta.envelope_from,
+                    json.dumps(list(meta.bounce_addresses)),
+                    json.dumps(list(meta.verp_recipients)),
+                    meta.message_id,
+                    int(meta.size),
+                    result.kind,
+                    result.detector,
+                    result.evidence,
+                    action,
+                    float(meta.processing_ms),
+                    result.error,
+                    original.message_id if original else "",
+                    original.subject if original else "",
+                    original.from_ if original else "",
+                    original.to if original else "",
+                    feedback.feedback_type if feedback else "",
+                    feedback.user_agent if feedback else "",
+                    feedback.source_ip if feedback else "",
+                    json.dumps(list(result.autoreply_markers)),
+                    len(rows),
+                    key,
+                ),
+            )
+            msg_id = int(cur.lastrowid or 0)
+            omid = original.message_id if original else ""
+            conn.executemany(
+                """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
+                    domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [(msg_id, received_at, result.kind, *r, omid) for r in rows],
+            )
+            for hook in self.hooks:
+                hook(conn, msg_id, meta, result, action)
+            conn.execute("COMMIT")
+            return msg_id, True
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
+    """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
+    remote_mta) per affected address."""
+    verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
+    # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
+    verp = verps[0] if len(verps) == 1 else ""
+    rows: list[tuple] = []
+    seen: set[str] = set()
+    for r in result.recipients:
+        reported = (r.recipient or "").strip().lower()
+        address = verp or reported
+        rows.append(
+            (
+                address,
+                reported,
+                verp,
+                _domain(address),
+                r.action,
+                r.status,
+                r.reply_code,
+                r.reason,
+                1 if r.hard else 0,
+                r.diagnostic,
+                r.remote_mta,
+            )
+        )
+        seen.add(reported)
+    if not result.recipients:
+        # the report names nobody: the VERP addresses tell us which subscribers it is about
+        for v in verps:
+            if v not in seen:
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", ""))
+    return rows
