@@ -6,8 +6,17 @@ marker line before reading the body.
 
 from __future__ import annotations
 
-from . import mta_exim
+from . import mta_exim, mta_misc, mta_qmail
 
 DETECTORS: list = [
     ("exim", mta_exim.detect),
+    ("qmail", mta_qmail.detect),
+    ("dma", mta_misc.detect_dma),
+    ("opensmtpd", mta_misc.detect_opensmtpd),
+    ("courier", mta_misc.detect_courier),
+    ("apache-james", mta_misc.detect_james),
+    ("x1", mta_misc.detect_x1),
+    ("x3", mta_misc.detect_x3),
+    ("x6", mta_misc.detect_x6),
+    ("fml", mta_misc.detect_fml),
 ]

@@ -19,9 +19,12 @@ def report_text(msg: Message, limit: int = 60_000) -> str:
     """The bounce's own text. A part labelled text/html is only reduced when it is HTML (some MTAs
     copy the original's Content-Type onto a plain-text bounce)."""
     texts: list[str] = []
-    for part in msg.text_parts():
+    for part in msg.parts:
+        # startswith: some MTAs forget the ';' ("text/plain charset=...").
+        if part.depth or not part.ctype.startswith(("text/plain", "text/html")):
+            continue
         text = part.text
-        if part.ctype == "text/html" and re.search(r"<(?:html|body|br|p|div|table)\b", text[:4000], re.I):
+        if part.ctype.startswith("text/html") and re.search(r"<(?:html|body|br|p|div|table)\b", text[:4000], re.I):
             text = html_to_text(text)
         texts.append(text)
         if sum(len(t) for t in texts) > limit:
