@@ -1,0 +1,116 @@
+"""Helpers shared by the gateway / enterprise-server / Japanese-carrier detectors."""
+
+from __future__ import annotations
+
+import re
+
+from ..dsn import parse_dsn
+from ..mime import Message
+from ..model import RecipientResult
+from ..text import clean_address, find_reply_code, find_status, one_line
+
+# A whole-line address, optionally in angle brackets: what these formats list recipients as.
+LINE_ADDRESS = re.compile(r"^\s*<?([^\s<>@]{1,128}@[^\s<>@]{1,255}?)>?\s*$")
+_ESCAPED_JIS = re.compile(r"\x1b\$[B@]")
+# Phrases that mean "no such mailbox"; said after DATA they mean the content was refused (Sisimai: filtered).
+_NO_SUCH_USER = re.compile(
+    r"user unknown|unknown user|no such user|no such (?:mailbox|recipient)|user not found|"
+    r"recipient not found|invalid recipient|mailbox unavailable|does not exist|not exist",
+    re.I,
+)
+
+
+def received_has(msg: Message, *needles: str) -> bool:
+    """Whether any Received header contains one of `needles` (case-sensitive, as the MTAs write them)."""
+    for value in msg.headers.get_all("received"):
+        for needle in needles:
+            if needle in value:
+                return True
+    return False
+
+
+def from_address(msg: Message) -> str:
+    return msg.headers.get("from").lower()
+
+
+def make_row(addr: str, diagnostic: str = "", *, status: str = "", reply_code: str = "", remote_mta: str = "",
+             action: str = "", reason: str = "") -> RecipientResult:
+    """A recipient row; status and reply code come from the diagnostic when not given."""
+    diagnostic = one_line(diagnostic)
+    return RecipientResult(
+        recipient=clean_address(addr),
+        action=action,
+        status=status or find_status(diagnostic),
+        reply_code=reply_code or find_reply_code(diagnostic),
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        reason=reason,
+    )
+
+
+def section(text: str, start: str, end: str | None = None, max_lines: int = 400) -> list[str]:
+    """The lines after the first line containing `start`, up to a line containing `end` (excluded)."""
+    at = text.find(start)
+    if at < 0:
+        return []
+    nl = text.find("\n", at)
+    if nl < 0:
+        return []
+    lines: list[str] = []
+    for line in text[nl + 1 :].split("\n", max_lines)[:max_lines]:
+        if end is not None and end in line:
+            break
+        lines.append(line)
+    return lines
+
+
+def dsn_rows(msg: Message) -> list[RecipientResult]:
+    parsed = parse_dsn(msg)
+    if parsed is None:
+        return []
+    return [r for r in parsed[1] if r.recipient]
+
+
+def fill_from_dsn(rows: list[RecipientResult], msg: Message) -> None:
+    """Take status, reply code and remote MTA from the DSN part for rows the text left without them."""
+    dsn = dsn_rows(msg)
+    if not dsn:
+        return
+    by_addr = {r.recipient: r for r in dsn}
+    for i, row in enumerate(rows):
+        other = by_addr.get(row.recipient) or (dsn[i] if len(dsn) == len(rows) else None)
+        if other is None:
+            continue
+        if not row.status or (row.status.endswith(".0.0") and other.status and not other.status.endswith(".0.0")):
+            row.status = other.status or row.status
+        row.reply_code = row.reply_code or other.reply_code
+        row.remote_mta = row.remote_mta or first_host(other.remote_mta)
+        row.action = row.action or other.action
+        row.diagnostic = row.diagnostic or other.diagnostic
+
+
+def first_host(value: str) -> str:
+    """'lsean.example.jp (TCP|192.0.2.1|25) (au mail)' -> 'lsean.example.jp'."""
+    value = value.strip().strip("[]")
+    return value.split()[0].strip("[]") if value else ""
+
+
+def unjis(text: str) -> str:
+    """Decode ISO-2022-JP that reached us undecoded (a DSN field with raw escapes)."""
+    if "\x1b" not in text or not _ESCAPED_JIS.search(text):
+        return text
+    try:
+        return text.encode("latin-1").decode("iso-2022-jp")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def data_phase_reason(command: str, diagnostic: str, status: str) -> str:
+    """A 'no such user' answer to DATA (not RCPT) is the remote filter refusing the message."""
+    if command.upper() != "DATA" or status.startswith(("5.1.", "4.1.")):
+        return ""
+    return "filtered" if _NO_SUCH_USER.search(diagnostic) else ""
+
+
+def is_ascii(line: str) -> bool:
+    return line.isascii()
