@@ -127,7 +127,9 @@ def exim_blocks(text: str) -> list[tuple[str, str, str]]:
     return [(clean_address(a), d, h) for a, d, h in out if clean_address(a)]
 
 
-_EXIM_SMTP_PREFIX = re.compile(r"^SMTP error from remote mail server after [^:<]*(?:<[^>]*>)?[^:]*:\s*", re.I)
+_EXIM_SMTP_PREFIX = re.compile(
+    r"^SMTP error from remote mail server after [A-Za-z ]{1,20}(?::\s*<[^<>]*>)?[^:]{0,80}:\s*"
+)
 
 
 def _exim_diag(lines: list[str]) -> tuple[str, str]:

@@ -98,8 +98,11 @@ def _dedupe_reply(rows: list[RecipientResult]) -> None:
 
 
 def _groups(text: str, failed: list[str]) -> Detection:
-    # The notice explains in prose; its first paragraphs are the diagnostic.
-    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()][:3]
+    # The notice explains in prose after a greeting line; those paragraphs are the diagnostic.
+    paragraphs = [p for p in text.strip().split("\n\n") if p.strip()][:4]
+    if paragraphs and len(paragraphs[0]) < 100 and "@" in paragraphs[0]:
+        paragraphs = paragraphs[1:]
+    paragraphs = paragraphs[:2]
     diagnostic = one_line(" ".join(paragraphs))
     rows = [make_row(a, diagnostic, action="failed", reason="rejected") for a in failed]
     for row in rows:
