@@ -233,7 +233,13 @@ class Store:
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            migrate(conn)
+            version = migrate(conn)
+            known = max(v for v, _ in MIGRATIONS)
+            if version > known:
+                raise StoreError(
+                    f"{self.path}: database schema version {version} is newer than this bouncemilter supports "
+                    f"({known}); upgrade bouncemilter"
+                )
             st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             conn.close()
@@ -274,9 +280,8 @@ class Store:
         assert self._conn is not None
         return self._conn
 
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """A sqlite-utils view of a fresh read connection (for queries; do not write through it)."""
+    def open_reader(self) -> sqlite_utils.Database:
+        """A sqlite-utils Database on a new connection, for queries (the caller closes it: `.conn.close()`)."""
         return sqlite_utils.Database(sqlite3.connect(self.path, timeout=self.timeout))
 
     # -- writing

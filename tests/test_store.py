@@ -1,0 +1,509 @@
+"""The SQLite store against real database files: durability, idempotency, faults, concurrency, migrations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bouncemilter.classify.model import Classification, Feedback, OriginalMessage, RecipientResult
+from bouncemilter.store import MIGRATIONS, MessageMeta, Store, StoreError, current_version, dedup_key, migrate
+
+IS_ROOT = os.geteuid() == 0
+
+
+def meta(n: int = 1, **kw) -> MessageMeta:
+    values = dict(
+        queue_id=f"4Q{n:05d}",
+        client_addr="192.0.2.10",
+        client_name="mx.example.net",
+        helo="mx.example.net",
+        envelope_from="",
+        bounce_addresses=["bounces@example.com"],
+        verp_recipients=[""],
+        message_id=f"<dsn-{n}@mx.example.net>",
+        size=2048,
+        processing_ms=0.7,
+    )
+    values.update(kw)
+    return MessageMeta(**values)
+
+
+def hard_bounce(addr: str = "alice@example.org") -> Classification:
+    return Classification(
+        kind="bounce",
+        recipients=[
+            RecipientResult(
+                recipient=addr,
+                action="failed",
+                status="5.1.1",
+                reply_code="550",
+                diagnostic="550 5.1.1 <alice@example.org>: User unknown",
+                remote_mta="mx.example.org",
+                reason="userunknown",
+                hard=True,
+            )
+        ],
+        detector="rfc3464",
+        evidence="Content-Type: multipart/report; report-type=delivery-status",
+        original=OriginalMessage(message_id="<news-1@example.com>", subject="November news"),
+    )
+
+
+def rows(path: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "bounces.db"
+
+
+@pytest.fixture
+def store(db: Path):
+    db.parent.mkdir()
+    s = Store(str(db), timeout=0.5)
+    yield s
+    s.close()
+
+
+def chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
+
+
+def test_schema_created_in_wal_mode(store: Store, db: Path) -> None:
+    assert rows(db, "PRAGMA journal_mode")[0][0] == "wal"
+    tables = {r[0] for r in rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"messages", "recipients", "schema_version"} <= tables
+    indexes = {r[0] for r in rows(db, "SELECT name FROM sqlite_master WHERE type='index'")}
+    for wanted in (
+        "idx_recipients_address",
+        "idx_recipients_received_at",
+        "idx_recipients_reason",
+        "idx_recipients_domain",
+        "idx_messages_received_at",
+    ):
+        assert wanted in indexes
+    assert rows(db, "SELECT version FROM schema_version")[0][0] == MIGRATIONS[-1][0]
+
+
+def test_record_writes_message_and_recipients(store: Store, db: Path) -> None:
+    row_id, inserted = store.record(meta(), hard_bounce(), "accept")
+    assert inserted and row_id == 1
+    msg = rows(db, "SELECT * FROM messages")[0]
+    assert msg["queue_id"] == "4Q00001"
+    assert msg["kind"] == "bounce" and msg["detector"] == "rfc3464" and msg["action"] == "accept"
+    assert json.loads(msg["bounce_addresses"]) == ["bounces@example.com"]
+    assert msg["original_message_id"] == "<news-1@example.com>"
+    assert msg["original_subject"] == "November news"
+    assert msg["recipient_count"] == 1
+    assert msg["received_at"].endswith("Z") and "T" in msg["received_at"]
+    rcpt = rows(db, "SELECT * FROM recipients")[0]
+    assert rcpt["message_id"] == row_id
+    assert rcpt["address"] == rcpt["reported_address"] == "alice@example.org"
+    assert rcpt["verp_address"] == ""
+    assert rcpt["domain"] == "example.org"
+    assert (rcpt["status"], rcpt["reply_code"], rcpt["reason"], rcpt["hard"]) == ("5.1.1", "550", "userunknown", 1)
+    assert rcpt["remote_mta"] == "mx.example.org"
+    assert rcpt["original_message_id"] == "<news-1@example.com>"
+    assert rcpt["kind"] == "bounce"
+    assert rcpt["received_at"] == msg["received_at"]
+
+
+def test_received_at_kept_when_given(store: Store, db: Path) -> None:
+    store.record(meta(received_at="2026-01-02T03:04:05.000Z"), hard_bounce(), "accept")
+    assert rows(db, "SELECT received_at FROM messages")[0][0] == "2026-01-02T03:04:05.000Z"
+
+
+def test_verp_address_used_when_report_names_nobody(store: Store, db: Path) -> None:
+    result = Classification(kind="bounce", detector="generic", evidence="Subject: failure notice")
+    m = meta(bounce_addresses=["bounces+bob=example.org@example.com"], verp_recipients=["bob@example.org"])
+    store.record(m, result, "accept")
+    rcpt = rows(db, "SELECT address, reported_address, verp_address, domain FROM recipients")
+    assert [tuple(r) for r in rcpt] == [("bob@example.org", "", "bob@example.org", "example.org")]
+
+
+def test_verp_address_names_the_subscriber_when_report_differs(store: Store, db: Path) -> None:
+    # the subscriber forwards to another mailbox: the bounce names the forwarding target
+    m = meta(bounce_addresses=["bounces+bob=example.org@example.com"], verp_recipients=["bob@example.org"])
+    store.record(m, hard_bounce("bob@forward.example.net"), "accept")
+    rcpt = rows(db, "SELECT address, reported_address, verp_address, domain FROM recipients")[0]
+    assert tuple(rcpt) == ("bob@example.org", "bob@forward.example.net", "bob@example.org", "example.org")
+
+
+def test_recipient_without_address_gets_verp(store: Store, db: Path) -> None:
+    m = meta(bounce_addresses=["bounces+bob=example.org@example.com"], verp_recipients=["Bob@Example.org"])
+    store.record(m, hard_bounce(""), "accept")
+    assert rows(db, "SELECT address, reported_address FROM recipients")[0][:] == ("bob@example.org", "")
+
+
+def test_complaint_and_auto_reply_fields(store: Store, db: Path) -> None:
+    complaint = Classification(
+        kind="complaint",
+        recipients=[RecipientResult(recipient="carol@example.org", reason="feedback")],
+        detector="arf",
+        feedback=Feedback(feedback_type="abuse", user_agent="FBL/1.0", source_ip="192.0.2.1"),
+    )
+    store.record(meta(1), complaint, "accept")
+    auto = Classification(kind="auto_reply", detector="autoreply", autoreply_markers=["Auto-Submitted: auto-replied"])
+    store.record(meta(2), auto, "discard")
+    msgs = rows(
+        db,
+        "SELECT kind, feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, action "
+        "FROM messages ORDER BY id",
+    )
+    assert tuple(msgs[0]) == ("complaint", "abuse", "FBL/1.0", "192.0.2.1", "[]", "accept")
+    assert msgs[1]["kind"] == "auto_reply" and json.loads(msgs[1]["autoreply_markers"]) == [
+        "Auto-Submitted: auto-replied"
+    ]
+    assert msgs[1]["action"] == "discard"
+
+
+def test_classifier_error_recorded(store: Store, db: Path) -> None:
+    failed = Classification(kind="not_bounce", error="RecursionError: too deep")
+    store.record(meta(), failed, "accept")
+    assert rows(db, "SELECT kind, error, recipient_count FROM messages")[0][:] == (
+        "not_bounce",
+        "RecursionError: too deep",
+        0,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ idempotency
+
+
+def test_redelivery_is_stored_once(store: Store, db: Path) -> None:
+    first = store.record(meta(), hard_bounce(), "accept")
+    again = store.record(meta(), hard_bounce(), "accept")
+    assert first == (1, True)
+    assert again == (1, False)
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
+    assert rows(db, "SELECT COUNT(*) FROM recipients")[0][0] == 1
+
+
+def test_redelivery_with_a_new_queue_id_is_stored_once(store: Store, db: Path) -> None:
+    # Postfix assigns a fresh queue id to every SMTP session, so a retry after TEMPFAIL has a new one
+    store.record(meta(queue_id="4QAAAA"), hard_bounce(), "accept")
+    assert store.record(meta(queue_id="4QBBBB"), hard_bounce(), "accept") == (1, False)
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
+
+
+def test_distinct_messages_are_distinct(store: Store, db: Path) -> None:
+    assert store.record(meta(1), hard_bounce(), "accept") == (1, True)
+    assert store.record(meta(2), hard_bounce(), "accept") == (2, True)
+    # the same Message-ID to another bounce address is another delivery
+    assert store.record(meta(1, bounce_addresses=["other@example.com"]), hard_bounce(), "accept")[1]
+
+
+def test_without_message_id_queue_id_and_digest_decide(store: Store, db: Path) -> None:
+    assert store.record(meta(1, message_id=""), hard_bounce(), "accept")[1]
+    assert not store.record(meta(1, message_id=""), hard_bounce(), "accept")[1]
+    assert store.record(meta(1, message_id="", queue_id="", digest="abc"), hard_bounce(), "accept")[1]
+    assert not store.record(meta(9, message_id="", queue_id="", digest="abc"), hard_bounce(), "accept")[1]
+    # nothing identifies the message: never merged
+    assert store.record(meta(1, message_id="", queue_id=""), hard_bounce(), "accept")[1]
+    assert store.record(meta(1, message_id="", queue_id=""), hard_bounce(), "accept")[1]
+    assert dedup_key(meta(1, message_id="", queue_id="")) is None
+
+
+def test_idempotent_across_store_instances(db: Path) -> None:
+    db.parent.mkdir()
+    with Store(str(db)) as a, Store(str(db)) as b:
+        assert a.record(meta(), hard_bounce(), "accept")[1]
+        assert b.record(meta(), hard_bounce(), "accept") == (1, False)
+
+
+# ------------------------------------------------------------------------------------------------ faults
+
+
+def test_locked_database_raises_then_retry_stores_once(store: Store, db: Path) -> None:
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    with pytest.raises(StoreError):
+        store.record(meta(), hard_bounce(), "accept")
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 3.0  # waited about the timeout, not forever
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert store.record(meta(), hard_bounce(), "accept") == (1, True)
+    assert store.record(meta(), hard_bounce(), "accept") == (1, False)
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
+    assert rows(db, "SELECT COUNT(*) FROM recipients")[0][0] == 1
+
+
+def test_lock_released_within_timeout_is_waited_for(db: Path) -> None:
+    db.parent.mkdir()
+    with Store(str(db), timeout=5.0) as store:
+        blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN EXCLUSIVE")
+        timer = threading.Timer(0.3, lambda: blocker.execute("ROLLBACK"))
+        timer.start()
+        assert store.record(meta(), hard_bounce(), "accept") == (1, True)
+        timer.join()
+        blocker.close()
+
+
+def test_directory_removed_raises_then_repaired_directory_stores(store: Store, db: Path) -> None:
+    store.record(meta(1), hard_bounce(), "accept")
+    shutil.rmtree(db.parent)
+    with pytest.raises(StoreError):
+        store.record(meta(2), hard_bounce(), "accept")
+    with pytest.raises(StoreError):  # still gone: still an error, never a silent write into the unlinked file
+        store.record(meta(2), hard_bounce(), "accept")
+    db.parent.mkdir()  # the admin repairs it
+    assert store.record(meta(2), hard_bounce(), "accept") == (1, True)  # a fresh database
+    assert store.record(meta(2), hard_bounce(), "accept") == (1, False)
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
+
+
+def test_database_file_replaced_is_reopened(store: Store, db: Path) -> None:
+    store.record(meta(1), hard_bounce(), "accept")
+    moved = db.parent / "old.db"
+    db.rename(moved)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(db) + suffix).rename(str(moved) + suffix)
+    assert store.record(meta(2), hard_bounce(), "accept") == (1, True)  # written to the new file at the path
+    assert rows(db, "SELECT message_id FROM messages")[0][0] == "<dsn-2@mx.example.net>"
+
+
+def test_new_store_in_missing_directory_raises(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store(str(tmp_path / "nope" / "x.db"))
+
+
+@pytest.mark.skipif(not shutil.which("chattr") or not IS_ROOT, reason="needs chattr as root")
+def test_immutable_database_file_raises_then_stores_once(store: Store, db: Path) -> None:
+    store.record(meta(1), hard_bounce(), "accept")
+    try:
+        chattr("+i", db)
+    except subprocess.CalledProcessError:
+        pytest.skip("filesystem does not support chattr +i")
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            store.record(meta(2), hard_bounce(), "accept")
+    finally:
+        chattr("-i", db)
+    assert store.record(meta(2), hard_bounce(), "accept") == (2, True)
+    assert store.record(meta(2), hard_bounce(), "accept") == (2, False)
+
+
+@pytest.mark.skipif(not shutil.which("chattr") or not IS_ROOT, reason="needs chattr as root")
+def test_read_only_directory_new_store_raises(tmp_path: Path) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    try:
+        chattr("+i", d)
+    except subprocess.CalledProcessError:
+        pytest.skip("filesystem does not support chattr +i")
+    try:
+        with pytest.raises(StoreError):
+            Store(str(d / "x.db"))
+    finally:
+        chattr("-i", d)
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root ignores file modes")
+def test_read_only_file_mode_raises(store: Store, db: Path) -> None:
+    store.record(meta(1), hard_bounce(), "accept")
+    db.chmod(0o444)
+    try:
+        with pytest.raises(StoreError):
+            store.record(meta(2), hard_bounce(), "accept")
+    finally:
+        db.chmod(0o644)
+    assert store.record(meta(2), hard_bounce(), "accept")[1]
+
+
+def test_disk_full_raises_and_rolls_back(store: Store, db: Path) -> None:
+    # SQLITE_FULL as a disk-full file system reports it; the message must not be half-written
+    store.record(meta(1), hard_bounce(), "accept")
+    pages = rows(db, "PRAGMA page_count")[0][0]
+    assert store._conn is not None
+    store._conn.execute(f"PRAGMA max_page_count={pages}")
+    big = hard_bounce()
+    big.recipients[0].diagnostic = "x" * 200_000
+    with pytest.raises(StoreError):
+        store.record(meta(2), big, "accept")
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
+    assert rows(db, "SELECT COUNT(*) FROM recipients")[0][0] == 1
+    assert store.record(meta(2), big, "accept") == (2, True)  # reconnected without the limit: stored
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs mount (root)")
+def test_real_full_file_system(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        store = Store(str(mnt / "x.db"), timeout=0.5)
+        filler = mnt / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        big = hard_bounce()
+        big.recipients[0].diagnostic = "y" * 100_000
+        with pytest.raises(StoreError):
+            for n in range(1, 50):
+                store.record(meta(n), big, "accept")
+        filler.unlink()
+        ok = store.record(meta(100), big, "accept")
+        assert ok[1]
+        assert store.record(meta(100), big, "accept") == (ok[0], False)
+        store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_newer_schema_refused(db: Path) -> None:
+    db.parent.mkdir()
+    Store(str(db)).close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_version VALUES (999, 'future')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(str(db))
+
+
+# ------------------------------------------------------------------------------------------------ migrations
+
+
+def test_migrates_an_empty_file(db: Path) -> None:
+    db.parent.mkdir()
+    db.write_bytes(b"")
+    with Store(str(db)) as store:
+        assert store.record(meta(), hard_bounce(), "accept")[1]
+    assert rows(db, "SELECT version FROM schema_version")[0][0] == 1
+
+
+def test_later_migration_applied_once(db: Path) -> None:
+    db.parent.mkdir()
+    Store(str(db)).close()
+    extra = [*MIGRATIONS, (2, ["CREATE TABLE suppressions (address TEXT PRIMARY KEY, reason TEXT)"])]
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert current_version(conn) == 1
+    assert migrate(conn, extra) == 2
+    assert migrate(conn, extra) == 2  # idempotent
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+    conn.close()
+
+
+def test_callable_migration_rolls_back_on_failure(db: Path) -> None:
+    db.parent.mkdir()
+    Store(str(db)).close()
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        raise RuntimeError("boom")
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    with pytest.raises(RuntimeError):
+        migrate(conn, [*MIGRATIONS, (2, broken)])
+    assert current_version(conn) == 1
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='half'").fetchone()[0] == 0
+    conn.close()
+
+
+def test_hook_runs_in_the_same_transaction(store: Store, db: Path) -> None:
+    seen: list[int] = []
+
+    def hook(conn, msg_id, m, result, action) -> None:
+        seen.append(msg_id)
+        raise sqlite3.OperationalError("policy table broken")
+
+    store.hooks.append(hook)
+    with pytest.raises(StoreError):
+        store.record(meta(), hard_bounce(), "accept")
+    assert seen == [1]
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 0  # rolled back with the hook
+    store.hooks.clear()
+    assert store.record(meta(), hard_bounce(), "accept")[1]
+
+
+# ------------------------------------------------------------------------------------------------ concurrency
+
+
+def test_concurrent_writers_and_readers(store: Store, db: Path) -> None:
+    writers, per_writer = 8, 40
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    reads = [0]
+
+    def write(w: int) -> None:
+        try:
+            for i in range(per_writer):
+                n = w * 1000 + i
+                store.record(meta(n), hard_bounce(f"user{n}@example.org"), "accept")
+                store.record(meta(n), hard_bounce(f"user{n}@example.org"), "accept")  # a duplicate each time
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        # a reader (sqlite3 CLI, Datasette) must never be blocked or see a half-written message
+        conn = sqlite3.connect(db, timeout=0.2)
+        try:
+            while not stop.is_set():
+                m, r = conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM recipients)"
+                ).fetchone()
+                assert m == r
+                reads[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in readers + threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors
+    assert reads[0] > 0
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == writers * per_writer
+    assert rows(db, "SELECT COUNT(DISTINCT address) FROM recipients")[0][0] == writers * per_writer
+
+
+def test_reader_in_another_process_while_writing(store: Store, db: Path) -> None:
+    store.record(meta(1), hard_bounce(), "accept")
+    if not shutil.which("sqlite3"):
+        pytest.skip("sqlite3 CLI not installed")
+    blocker = threading.Event()
+
+    def hook(conn, *args) -> None:
+        blocker.wait(5)  # hold the write transaction open
+
+    store.hooks.append(hook)
+    t = threading.Thread(target=store.record, args=(meta(2), hard_bounce(), "accept"))
+    t.start()
+    try:
+        out = subprocess.run(
+            ["sqlite3", str(db), "SELECT COUNT(*) FROM messages"], capture_output=True, text=True, timeout=10
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "1"  # the committed row, not the one in flight
+    finally:
+        blocker.set()
+        t.join()
+    assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 2
