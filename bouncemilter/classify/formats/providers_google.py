@@ -68,10 +68,11 @@ def _old_style(text: str) -> Detection | None:
     start = text.find(_OLD_MARKER)
     body = text[start:]
     action = "delayed" if "has been delayed" in body[:200] else "failed"
-    addrs = [a.lower() for a in _INDENTED_ADDR.findall(body)][:MAX_RECIPIENTS]
+    details = _DETAILS.search(body)
+    listed = body[: details.start()] if details else body
+    addrs = [a.lower() for a in _INDENTED_ADDR.findall(listed)][:MAX_RECIPIENTS]
     if not addrs:
         return None
-    details = _DETAILS.search(body)
     diagnostic, remote, reason = "", "", ""
     if details:
         rest = body[details.end() :]

@@ -70,6 +70,7 @@ def detect_mailru(msg: Message) -> Detection | None:
 
 # --- GMX, 1&1, web.de (United Internet) ----------------------------------------------------
 
+_UI_DOMAINS = ("gmx.", "kundenserver", "web.de", "1und1", "1and1", "ionos")
 _UI_END = "--- The header of the original message is following. ---"
 _UI_RCPT = re.compile(r'^["<]?([^\s"<>]+@[^\s"<>]+?)[">]?:?$')
 _UI_SMTP = re.compile(r"^SMTP error from remote server (?:after|for) [A-Z ]+command[:,]?\s*", re.I)
@@ -80,8 +81,10 @@ _UI_VISIT = re.compile(r"\s*For explanation visit \S+.*$", re.I)
 
 def detect_united_internet(msg: Message) -> Detection | None:
     sender = header_lower(msg, "from")
-    if "x-ui-out-filterresults" not in msg.headers and not (
-        "mailer-daemon@" in sender and ("gmx." in sender or "kundenserver" in sender or "web.de" in sender)
+    if (
+        "x-ui-out-filterresults" not in msg.headers
+        and "x-gmx-antispam" not in msg.headers
+        and not ("mailer-daemon@" in sender and any(d in sender for d in _UI_DOMAINS))
     ):
         return None
     if "mail delivery failed" not in header_lower(msg, "subject"):
@@ -189,7 +192,8 @@ _BIGLOBE_REASONS = (
 
 
 def detect_biglobe(msg: Message) -> Detection | None:
-    if "biglobe.ne.jp" not in header_lower(msg, "from"):
+    sender = header_lower(msg, "from")
+    if not any(f"postmaster@{d}.ne.jp" in sender for d in ("biglobe", "inacatv", "tmtv", "ttv")):
         return None
     text = msg.body_text()
     a, i = text.find(_BIGLOBE_ADDRS), text.find(_BIGLOBE_INFO)
@@ -240,14 +244,19 @@ def detect_facebook(msg: Message) -> Detection | None:
 
 _O365_START = "Delivery has failed to these recipients or groups:"
 _O365_ADMIN = "Diagnostic information for administrators:"
-_O365_RETURNED = re.compile(r"^\s*(\S+@\S+)\s*\n\s*Remote Server returned '([^\n]*)'", re.M)
+_O365_RETURNED = re.compile(r"^\s*(\S+@\S+)\s*\n\s*Remote Server returned '([^\n]*)'", re.M | re.I)
 
 
 def detect_office365(msg: Message) -> Detection | None:
     if not header_lower(msg, "subject").startswith("undeliverable"):
         return None
     ident = header_lower(msg, "message-id") + header_lower(msg, "from")
-    if "outlook.com" not in ident and "onmicrosoft.com" not in ident:
+    if (
+        "outlook.com" not in ident
+        and "onmicrosoft.com" not in ident
+        and "x-ms-exchange-message-is-ndr" not in msg.headers
+        and "x-ms-exchange-crosstenant-originalarrivaltime" not in msg.headers
+    ):
         return None
     if dsn_rows(msg):
         return None  # the RFC 3464 reader has it
