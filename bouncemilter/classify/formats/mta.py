@@ -6,9 +6,10 @@ marker line before reading the body.
 
 from __future__ import annotations
 
-from . import mta_exim, mta_misc, mta_qmail
+from . import mta_exim, mta_misc, mta_postfix, mta_qmail
 
 DETECTORS: list = [
+    ("postfix", mta_postfix.detect),
     ("exim", mta_exim.detect),
     ("qmail", mta_qmail.detect),
     ("dma", mta_misc.detect_dma),

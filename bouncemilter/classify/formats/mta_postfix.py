@@ -1,0 +1,147 @@
+"""Postfix: "This is the mail system at host ..." / "This is the Postfix program at host ...".
+
+Postfix usually attaches a correct message/delivery-status part; the text part repeats each
+failure as "<address>: host mx[ip] said: 550 ... (in reply to RCPT TO command)". The text is read
+(a) when there is no DSN part (old Postfix, or a postmaster notice "Postfix SMTP server: errors
+from ..." that carries only the SMTP transcript) and (b) to fill a DSN group that lacks a
+diagnostic. "Delayed Mail (still being retried)" is a delay warning.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..dsn import parse_dsn
+from ..mime import Message
+from ..model import RecipientResult
+from ..text import clean_address, find_addresses, find_reply_code
+from .base import Detection
+from .mta_common import clean_reply, cut, from_reply_code, make_row, report_text, sender_is_daemon, unique
+
+_START = ("This is the mail system at host", "This is the Postfix program at host")
+_RCPT = re.compile(r'^<("[^"<>]{1,128}"@[^<>\s]+|[^<>\s]+@[^<>\s]+)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$')
+_SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
+_CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
+_IN_REPLY = re.compile(r"\s*\(in reply to [^()]{1,60}\)\s*$")
+_QUOTED = re.compile(r'"[^"<>]{1,128}"@[\w.\-]+')
+
+
+def detect(msg: Message) -> Detection | None:
+    if not sender_is_daemon(msg):
+        return None
+    subject = msg.headers.get("subject").strip()
+    if subject.startswith("Postfix SMTP server: errors from"):
+        return _smtpd_notice(msg)
+    text = report_text(msg)
+    starts = [i for i in (text.find(m) for m in _START) if i >= 0]
+    if not starts:
+        return None
+    body = text[min(starts) :]
+    delayed = subject.startswith("Delayed Mail") or "THIS IS A WARNING ONLY" in body
+    text_rows = {r.recipient: r for r in _read(body, "delayed" if delayed else "")}
+    parsed = parse_dsn(msg)
+    if parsed is not None and any(r.recipient for r in parsed[1]):
+        rows = _from_dsn(msg, parsed[1], text_rows)
+    else:
+        rows = list(text_rows.values())
+    if not rows and "Delivery report unavailable" in body:
+        # Postfix lost the recipient list: the bounced message's To is all there is.
+        original = msg.original_headers()
+        found = find_addresses(original.get("to")) if original is not None else []
+        rows = [make_row(found[0], "")] if found else []
+    rows = unique(rows)
+    return Detection(rows, "Postfix: " + body.split("\n", 1)[0][:60]) if rows else None
+
+
+def _from_dsn(msg: Message, dsn_rows: list[RecipientResult], text_rows: dict[str, RecipientResult]) -> list:
+    quoted = {q.lower().replace('"', ""): q.lower() for q in _QUOTED.findall(_dsn_raw(msg))}
+    rows = []
+    for row in dsn_rows:
+        if not row.recipient:
+            continue
+        # clean_address cannot keep a quoted local part; the DSN's own spelling is the address.
+        row.recipient = quoted.get(row.recipient.replace('"', ""), row.recipient)
+        if row.diagnostic:
+            diagnostic, remote = _diagnostic(row.diagnostic)
+            row.diagnostic = clean_reply(diagnostic)
+            row.remote_mta = row.remote_mta or remote
+            row.reply_code = row.reply_code or find_reply_code(row.diagnostic[:4])
+        t = text_rows.get(row.recipient)
+        if t is not None:
+            longer = len(t.diagnostic) > len(row.diagnostic) and t.diagnostic.startswith(row.diagnostic[:30])
+            if not row.diagnostic or longer:
+                row.diagnostic = t.diagnostic
+                row.reply_code = row.reply_code or t.reply_code
+            row.remote_mta = row.remote_mta or t.remote_mta
+            if t.action == "delayed" and not row.action:
+                row.action = "delayed"
+        rows.append(row)
+    return rows
+
+
+def _dsn_raw(msg: Message) -> str:
+    for part in msg.parts:
+        if part.ctype in ("message/delivery-status", "message/global-delivery-status"):
+            return part.text[:20000]
+    return ""
+
+
+def _read(body: str, action: str) -> list[RecipientResult]:
+    body = cut(body, ("\n--- Delivery report unavailable", "\n\n-- \n"))
+    entries: list[tuple[str, list[str]]] = []
+    for line in body.split("\n")[:2000]:
+        m = _RCPT.match(line)
+        if m:
+            entries.append((m.group(1), [m.group(3)]))
+        elif entries and line.startswith((" ", "\t")) and line.strip():
+            entries[-1][1].append(line.strip())
+        elif entries and line.strip():
+            entries.append(("", []))  # the block ended
+    rows = []
+    for addr, lines in entries:
+        if not addr:
+            continue
+        diagnostic, remote = _diagnostic(" ".join(lines))
+        row = make_row(addr, diagnostic, remote_mta=remote, action=action)
+        if addr.startswith('"'):
+            row.recipient = addr.lower()
+        rows.append(row)
+    return rows
+
+
+def _diagnostic(text: str) -> tuple[str, str]:
+    text = _IN_REPLY.sub("", text.strip())
+    m = _SAID.match(text)
+    if m:
+        return text[m.end() :], m.group(1)
+    m = _CONNECT.match(text)
+    if m:
+        return text[m.end() :], m.group(1)
+    return text, ""
+
+
+# "Postfix SMTP server: errors from host[ip]": a transcript, " In:" what the client sent,
+# " Out:" what Postfix answered; the last 4xx/5xx answer is the error.
+_IN_RCPT = re.compile(r"^\s*In:\s+RCPT\s+TO:\s*<([^<>\s]+)>", re.I)
+_OUT = re.compile(r"^\s*Out:\s+([245]\d\d[ \-].*)$")
+
+
+def _smtpd_notice(msg: Message) -> Detection | None:
+    text = report_text(msg)
+    if "Transcript of session follows" not in text:
+        return None
+    recipients: list[str] = []
+    error = ""
+    for line in text.split("\n")[:3000]:
+        m = _IN_RCPT.match(line)
+        if m:
+            recipients.append(m.group(1))
+            continue
+        o = _OUT.match(line)
+        if o and o.group(1)[0] in "45":
+            error = o.group(1)
+    # The session was refused: the message was not accepted, whatever the reply's class.
+    rows = unique([make_row(clean_address(a), from_reply_code(error) or error, action="failed") for a in recipients])
+    if not rows or not error:
+        return None
+    return Detection(rows, "Postfix SMTP server: errors from")
