@@ -48,6 +48,8 @@ CASES = [
          "mailboxfull")]),
     ("ses-json-complaint.eml", "amazonses-json", "complaint", [
         ("reader@example.org", "", "", "", "", "", "feedback")]),
+    ("ses-receiving.eml", "amazonses-receiving", "bounce", [
+        ("closed@inbound.example.org", "failed", "4.0.0", "450", "450 4.0.0 Temporary failure", "", "onhold")]),
     ("workmail-text.eml", "amazonses-text", "bounce", [
         ("absent@example.org", "failed", "5.1.1", "550", "550 5.1.1 <absent@example.org>... User unknown", "", None)]),
 ]

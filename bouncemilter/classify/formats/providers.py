@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..mime import Message
 from .base import Detection
 from .providers_amazon import detect_json as amazonses_json
+from .providers_amazon import detect_receiving as amazonses_receiving
 from .providers_amazon import detect_text as amazonses_text
 from .providers_google import detect as google
 from .providers_mail import (
@@ -27,6 +28,7 @@ from .providers_mail import (
 DETECTORS: list[tuple[str, Callable[[Message], Detection | None]]] = [
     ("amazonses-json", amazonses_json),
     ("amazonses-text", amazonses_text),
+    ("amazonses-receiving", amazonses_receiving),
     ("google", google),
     ("yahoo", detect_yahoo),
     ("mailru", detect_mailru),

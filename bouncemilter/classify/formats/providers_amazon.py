@@ -11,7 +11,7 @@ from ..mime import Message
 from ..model import OriginalMessage, RecipientResult
 from ..text import clean_address, find_reply_code, find_status, one_line, strip_diagnostic_type
 from .base import Detection
-from .providers_common import MAX_RECIPIENTS, header_lower
+from .providers_common import MAX_RECIPIENTS, dsn_rows, header_lower
 
 MAX_JSON = 256 * 1024
 # SES states the category for these (bounceType, bounceSubType) pairs.
@@ -152,3 +152,32 @@ def detect_text(msg: Message) -> Detection | None:
     if not rows:
         return None
     return Detection(rows, f"Amazon SES/WorkMail: {_TEXT_START[0]} ... (DSN fields as text)")
+
+
+# SES inbound "Bounce" receipt-rule templates. The domain owner's rule chose the template, so
+# the text says which rule fired rather than what a mailbox lookup found: "Mailbox does not
+# exist" comes from a filtering rule (no lookup happened), "Temporary failure" holds the mail.
+_RECEIVING_TEMPLATES = (
+    ("Mailbox does not exist", "filtered"),
+    ("Mailbox full", "mailboxfull"),
+    ("Message too large", "mesgtoobig"),
+    ("Message content rejected", "contenterror"),
+    ("Temporary failure", "onhold"),
+)
+
+
+def detect_receiving(msg: Message) -> Detection | None:
+    """SES inbound bounce actions: 'This message could not be delivered.' + a DSN part."""
+    if "x-ses-outgoing" not in msg.headers:
+        return None
+    if not msg.body_text().lstrip().startswith("This message could not be delivered."):
+        return None
+    part = dsn_part(msg)
+    if part is None or "amazonaws.com" not in part.text[:400]:
+        return None
+    rows = dsn_rows(msg)
+    for row in rows:
+        # The template is the whole text after the codes: '550 5.1.1 Mailbox does not exist'.
+        words = row.diagnostic.split(" ", 2)[-1] if row.reply_code and row.status else row.diagnostic
+        row.reason = next((r for text, r in _RECEIVING_TEMPLATES if words.strip() == text), "")
+    return Detection(rows, "Amazon SES inbound bounce action") if rows else None

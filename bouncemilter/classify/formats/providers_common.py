@@ -80,7 +80,9 @@ def dsn_rows(msg: Message) -> list[RecipientResult]:
             row.reply_code = row.reply_code or find_reply_code(row.diagnostic)
         if not row.status:
             row.status = find_status(per.get("status", "")) or find_status(row.diagnostic)
-        if not row.action and per.get("action"):
+        group_has_action = any("action" in g for g in report.groups)
+        if not group_has_action and per.get("action"):
+            # An Action written above Final-Recipient beats one guessed from the status class.
             row.action = per["action"].strip().lower().split(" ")[0]
     return rows
 
