@@ -6,10 +6,11 @@ marker line before reading the body.
 
 from __future__ import annotations
 
-from . import mta_exim, mta_misc, mta_postfix, mta_qmail
+from . import mta_exim, mta_misc, mta_postfix, mta_qmail, mta_sendmail
 
 DETECTORS: list = [
     ("postfix", mta_postfix.detect),
+    ("sendmail", mta_sendmail.detect),
     ("exim", mta_exim.detect),
     ("qmail", mta_qmail.detect),
     ("dma", mta_misc.detect_dma),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ..mime import Message, html_to_text
 from ..model import RecipientResult
@@ -78,9 +79,14 @@ def clean_reply(text: str) -> str:
     code, status = m.group(1), m.group(2)
     head = code + " " + (status + " " if status else "")
     rest = text[m.end() :]
-    repeat = re.compile(r"\s" + code + r"[ \-]" + (re.escape(status) + r"(?=\s)" if status else ""))
-    rest = repeat.sub(" ", rest)
+    if f" {code}" in rest:
+        rest = _repeat(code, status or "").sub(" ", rest)
     return one_line(head + rest)
+
+
+@lru_cache(maxsize=64)
+def _repeat(code: str, status: str) -> re.Pattern[str]:
+    return re.compile(r"\s" + code + r"[ \-]" + (re.escape(status) + r"(?=\s)" if status else ""))
 
 
 def make_row(
