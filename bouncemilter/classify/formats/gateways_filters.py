@@ -383,8 +383,9 @@ def detect_messagelabs(msg: Message) -> Detection | None:
     diag = " ".join(reason)
     # Multi-line SMTP replies repeat the code on every line ("550-...  550 ..."): keep the words only once.
     code = diag[:3] if diag[:3].isdigit() else ""
-    if code:
-        diag = code + " " + re.sub(rf"(?:^|\s){code}[ -]", " ", diag).strip()
+    if code and len(reason) > 1:
+        tail = " ".join(re.sub(rf"^{code}[ -](?:[245]\.\d{{1,3}}\.\d{{1,3}} )?", "", x) for x in reason[1:])
+        diag = f"{reason[0][:3]} {reason[0][4:]} {tail}"
     rows = [make_row(a, diag) for a in addrs]
     rows = [r for r in rows if r.recipient]
     if not rows:
@@ -395,6 +396,60 @@ def detect_messagelabs(msg: Message) -> Detection | None:
     for row in rows:
         row.status = row.status or status
     return Detection(rows, "MessageLabs (Symantec Email Security.cloud) delivery failure")
+
+
+# --- McAfee Email Gateway / Email and Web Security appliance ----------------------------------------------
+
+_MCAFEE_RCPT = re.compile(r"^<([^\s<>@]+@[^\s<>]+)>\s+\((.+)\)\s*$")
+
+
+def detect_mcafee(msg: Message) -> Detection | None:
+    h = msg.headers
+    if "Modified by McAfee" not in h.get("x-nai-header") or h.get("subject").strip() != "Delivery Status":
+        return None
+    rows: list[RecipientResult] = []
+    for line in section(msg.body_text(), "--- The following addresses had delivery problems ---", max_lines=200):
+        m = _MCAFEE_RCPT.match(line.strip())
+        if m:
+            rows.append(make_row(m.group(1), m.group(2)))
+    if not rows:
+        return None
+    own = {r.recipient: r.diagnostic for r in rows}
+    fill_from_dsn(rows, msg)
+    for row in dsn_rows(msg):
+        # The DSN's Diagnostic-Code carries the reply code the text line leaves out.
+        if row.recipient in own and row.diagnostic:
+            mine = next(r for r in rows if r.recipient == row.recipient)
+            mine.diagnostic, mine.reply_code = row.diagnostic, row.reply_code or mine.reply_code
+            mine.status = mine.status or row.status
+    return Detection(rows, "McAfee appliance Delivery Status")
+
+
+# --- SurfControl E-mail Filter ----------------------------------------------------------------------------
+
+_SURF_RCPT = re.compile(r"^Addressed To:\s*(\S+@\S+)\s*$")
+_SURF_DIAG = re.compile(r"^\S+@\S+:\s*\[([0-9.]+)\],\s*(.+)$")
+
+
+def detect_surfcontrol(msg: Message) -> Detection | None:
+    if msg.headers.get("x-mailer").strip() != "SurfControl E-mail Filter":
+        return None
+    rows: list[RecipientResult] = []
+    for line in section(msg.body_text(), "Your message could not be sent.", max_lines=200):
+        m = _SURF_RCPT.match(line.strip())
+        if m:
+            rows.append(make_row(m.group(1)))
+            continue
+        m = _SURF_DIAG.match(line.strip())
+        if m and rows:
+            full = make_row(rows[-1].recipient, m.group(2), remote_mta=m.group(1))
+            full.action = rows[-1].action
+            rows[-1] = full
+    rows = [r for r in rows if r.recipient]
+    if not rows:
+        return None
+    fill_from_dsn(rows, msg)
+    return Detection(rows, "SurfControl E-mail Filter report")
 
 
 # --- Bigfoot ----------------------------------------------------------------------------------------------
@@ -435,5 +490,7 @@ DETECTORS = [
     ("mailmarshal", detect_mailmarshal),
     ("messagingserver", detect_messaging_server),
     ("messagelabs", detect_messagelabs),
+    ("mcafee", detect_mcafee),
+    ("surfcontrol", detect_surfcontrol),
     ("bigfoot", detect_bigfoot),
 ]
