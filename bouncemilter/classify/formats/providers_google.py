@@ -54,9 +54,9 @@ def detect(msg: Message) -> Detection | None:
     if not _from_google(msg):
         return None
     text = cut_at(msg.body_text(), *_ORIGINAL)
-    if _OLD_MARKER in text:
-        return _old_style(text)
     failed = find_addresses(msg.headers.get("x-failed-recipients"))[:MAX_RECIPIENTS]
+    if _OLD_MARKER in text:
+        return _old_style(text, failed)
     if failed and ("groups.google" in text or "Google Groups" in text):
         return _groups(text, failed)
     if dsn_rows(msg) or not failed:
@@ -64,13 +64,13 @@ def detect(msg: Message) -> Detection | None:
     return _new_style(text, failed)
 
 
-def _old_style(text: str) -> Detection | None:
+def _old_style(text: str, failed: list[str]) -> Detection | None:
     start = text.find(_OLD_MARKER)
     body = text[start:]
     action = "delayed" if "has been delayed" in body[:200] else "failed"
     details = _DETAILS.search(body)
     listed = body[: details.start()] if details else body
-    addrs = [a.lower() for a in _INDENTED_ADDR.findall(listed)][:MAX_RECIPIENTS]
+    addrs = [a.lower() for a in _INDENTED_ADDR.findall(listed)][:MAX_RECIPIENTS] or failed
     if not addrs:
         return None
     diagnostic, remote, reason = "", "", ""

@@ -19,10 +19,11 @@ _YAHOO_CMD = re.compile(r"\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_
 
 
 def detect_yahoo(msg: Message) -> Detection | None:
-    if "x-ymailisg" not in msg.headers:
-        sender = header_lower(msg, "from")
-        if not (sender.startswith("mailer-daemon@yahoo") and "failure notice" in header_lower(msg, "subject")):
-            return None
+    sender = header_lower(msg, "from")
+    if "mailer-daemon@" not in sender:
+        return None
+    if "x-ymailisg" not in msg.headers and not ("yahoo" in sender and "failure notice" in header_lower(msg, "subject")):
+        return None
     text = msg.body_text()
     start = text.find(_YAHOO_START)
     if start < 0:
