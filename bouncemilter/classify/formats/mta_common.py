@@ -137,3 +137,15 @@ def sender_is_daemon(msg: Message) -> bool:
         or "mail delivery" in value
         or "<>" in value
     )
+
+
+def local_reason(row: RecipientResult, table: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+    """Set `row.reason` when the diagnostic is one of the MTA's own fixed messages (from its source,
+    not from a remote server): such a message names its cause. Remote replies are left to reasons.py."""
+    if row.reason or not row.diagnostic or _REPLY_START.match(row.diagnostic):
+        return
+    low = row.diagnostic.lower()
+    for reason, phrases in table:
+        if any(p in low for p in phrases):
+            row.reason = reason
+            return

@@ -14,7 +14,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses
 from .base import Detection
-from .mta_common import cut, from_reply_code, make_row, report_text, unique
+from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique
 
 _SUBJECT = re.compile(
     r"^(?:Mail delivery failed|Warning: message \S+ delayed|Delivery Status Notification|Mail failure|"
@@ -45,6 +45,27 @@ _RCPT_OTHER = re.compile(r"^ {2}(?! )(an undisclosed address|save to \S+|pipe to
 _RCPT_LOCAL = re.compile(r"^ {2}([\w.+\-=]{1,64})\s*$")
 _GENERATED = re.compile(r"^\s+\(?(?:ultimately )?generated (?:from|by) ([^\s)]+)\)?\s*$")
 _HOST = re.compile(r"\bhost\s+(\S+)\s+\[[0-9A-Fa-f.:]+\](?::\d+)?:?\s*")
+# Messages Exim itself writes (deliver.c, route.c, transports/*.c, parser.c), lower case.
+_OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("userunknown", ("user not found",)),
+    ("hostunknown", (
+        "all host address lookups failed permanently",
+        "all relevant mx records point to non-existent hosts",
+        "unrouteable address",
+    )),
+    ("mailboxfull", ("mailbox is full", "error: quota exceed")),
+    ("notaccept", ("an mx or srv record indicated no smtp service", "no host found for existing smtp connection")),
+    ("syntaxerror", (
+        "angle-brackets nested too deep", 'expected word or "<"', "domain missing in source-routed address",
+        "malformed address:",
+    )),
+    ("systemerror", ("delivery to file forbidden", "delivery to pipe forbidden", "local delivery failed")),
+    ("contenterror", ('too many "received" headers',)),
+    ("expired", (
+        "retry timeout exceeded", "all hosts have been failing for a long time",
+        "retry time not reached for any host after a long failure period",
+    )),
+)
 _SMTP_ERROR = re.compile(r"^(?:Delay reason:\s*)?(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after ")
 
 
@@ -118,9 +139,14 @@ def _read(body: str, action: str, failed_header: list[str]) -> list[RecipientRes
     rows = []
     for addr, errors in entries:
         diagnostic, remote = _diagnostic(errors)
-        if not diagnostic or addr.lower() in texts:
-            diagnostic = texts.get(addr.lower(), diagnostic)
-        rows.append(make_row(addr, diagnostic, remote_mta=remote, action=action))
+        piped = addr.lower() in texts
+        if piped:
+            diagnostic = texts[addr.lower()]
+        row = make_row(addr, diagnostic, remote_mta=remote, action=action)
+        if piped:
+            row.reason = "mailererror"  # the output of a pipe or local transport that failed
+        local_reason(row, _OWN_MESSAGES)
+        rows.append(row)
     return [r for r in rows if r.recipient]
 
 

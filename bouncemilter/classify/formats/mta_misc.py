@@ -10,7 +10,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses, find_status
 from .base import Detection
-from .mta_common import cut, from_reply_code, join_reply, make_row, report_text, sender_is_daemon, unique
+from .mta_common import cut, from_reply_code, join_reply, local_reason, make_row, report_text, sender_is_daemon, unique
 
 
 def _dsn_rows(msg: Message) -> dict[str, RecipientResult]:
@@ -37,6 +37,11 @@ def _enrich(rows: list[RecipientResult], dsn: dict[str, RecipientResult]) -> Non
 _DMA_START = "This is the DragonFly Mail Agent"
 _DMA_RCPT = re.compile(r"^There was an error delivering your mail to <([^<>\s]+)>\.?\s*$", re.M)
 _DMA_REMOTE = re.compile(r"^(\S+) \[[0-9A-Fa-f.:]+\] did not like our [^\n]*:\s*$", re.M)
+# dma's own messages (net.c, dns.c, dma.c), lower case.
+_DMA_OWN: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("hostunknown", ("dns lookup failure: host ",)),
+    ("expired", ("could not deliver for the last ",)),
+)
 _DMA_END = ("\nMessage headers follow.", "\nOriginal message follows.")
 
 
@@ -60,7 +65,9 @@ def detect_dma(msg: Message) -> Detection | None:
             remote = r.group(1)
             block = block[r.end() :]
         diagnostic = join_reply(block.split("\n")) if from_reply_code(block[:5]) else " ".join(block.split())
-        rows.append(make_row(m.group(1), diagnostic, remote_mta=remote, action="failed"))
+        row = make_row(m.group(1), diagnostic, remote_mta=remote, action="failed")
+        local_reason(row, _DMA_OWN)
+        rows.append(row)
     rows = unique(rows)
     return Detection(rows, "dma: " + _DMA_START) if rows else None
 

@@ -10,7 +10,7 @@ import re
 from ..mime import Message
 from ..model import RecipientResult
 from .base import Detection
-from .mta_common import cut, from_reply_code, make_row, report_text, unique
+from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique
 
 _QMAIL_RECEIVED = re.compile(r"^\(qmail \d+ invoked (?:for bounce|from network)\)")
 _START = (
@@ -33,6 +33,18 @@ _REMOTE = re.compile(
     re.M,
 )
 _QMAIL_STATUS = re.compile(r"\(?#([245]\.\d{1,3}\.\d{1,3})\)?|\[#([245]\.\d{1,3}\.\d{1,3})\]")
+# What qmail-remote / qmail-local / qmail-send write themselves (not a remote reply), lower case.
+_OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("userunknown", ("sorry, no mailbox here by that name",)),
+    ("hostunknown", ("sorry, i couldn't find any host ",)),
+    ("notaccept", ("sorry, i couldn't find a mail exchanger or ip address",)),
+    ("networkerror", (
+        "sorry, i wasn't able to establish an smtp connection",
+        "sorry. although i'm listed as a best-preference mx or a for that host",
+    )),
+    ("mailboxfull", ("disk quota exceeded",)),
+    ("suspend", ("mailaddress is administrative", "mailaddress is administratively disabled")),
+)
 _NOISE = re.compile(
     r"^/?(?:I'm not going to try again; this message has been in the queue too long\.?|Giving up on \S+)\s*$"
 )
@@ -97,6 +109,7 @@ def _row(addr: str, block: str) -> RecipientResult:
     row = make_row(addr, diagnostic, remote_mta=remote)
     if not row.status:
         row.status = status
+    local_reason(row, _OWN_MESSAGES)
     # qmail-send only bounces once it has given up, even when the last try was a 4xx.
     row.action = "failed"
     return row
