@@ -25,7 +25,9 @@ Why these choices:
   the commit, and reopens it when the directory has been repaired.
 - Idempotency: Postfix gives a retried message a NEW queue id, so (queue id, Message-ID) would not recognise a
   retry. The key is the Message-ID with the envelope sender and the matched bounce addresses (what a retry keeps);
-  without a Message-ID it is the queue id plus `MessageMeta.digest` (a content hash, when the caller has one).
+  without a Message-ID, `MessageMeta.digest` (a content hash the caller computes over something a retry keeps,
+  e.g. the message minus the receiving MTA's own Received: header) in place of the Message-ID; without either,
+  the queue id.
 - One writer: a lock around one connection (check_same_thread=False); the lock wait and SQLite's busy wait share
   one deadline (`timeout`) so a storm of connections cannot stack up N x timeout.
 """
@@ -67,7 +69,7 @@ class MessageMeta:
     size: int
     processing_ms: float
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
-    digest: str = ""  # optional content hash, used for idempotency only when there is no Message-ID
+    digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
 
 
 def utc_now() -> str:
@@ -191,17 +193,15 @@ def _domain(address: str) -> str:
 def dedup_key(meta: MessageMeta) -> str | None:
     """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated)."""
     mid = meta.message_id.strip()
+    envelope = (
+        meta.envelope_from.strip().lower() + "\0" + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
+    )
     if mid:
-        basis = (
-            "m\0"
-            + mid
-            + "\0"
-            + meta.envelope_from.strip().lower()
-            + "\0"
-            + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
-        )
-    elif meta.queue_id.strip() or meta.digest:
-        basis = "q\0" + meta.queue_id.strip() + "\0" + meta.digest
+        basis = f"m\0{mid}\0{envelope}"
+    elif meta.digest:
+        basis = f"d\0{meta.digest}\0{envelope}"
+    elif meta.queue_id.strip():
+        basis = f"q\0{meta.queue_id.strip()}"  # at least one SMTP transaction is never recorded twice
     else:
         return None
     return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]

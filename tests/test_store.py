@@ -211,8 +211,10 @@ def test_distinct_messages_are_distinct(store: Store, db: Path) -> None:
 def test_without_message_id_queue_id_and_digest_decide(store: Store, db: Path) -> None:
     assert store.record(meta(1, message_id=""), hard_bounce(), "accept")[1]
     assert not store.record(meta(1, message_id=""), hard_bounce(), "accept")[1]
-    assert store.record(meta(1, message_id="", queue_id="", digest="abc"), hard_bounce(), "accept")[1]
-    assert not store.record(meta(9, message_id="", queue_id="", digest="abc"), hard_bounce(), "accept")[1]
+    assert store.record(meta(1, message_id="", digest="abc"), hard_bounce(), "accept")[1]
+    # a retry has another queue id but the same content
+    assert not store.record(meta(9, message_id="", digest="abc"), hard_bounce(), "accept")[1]
+    assert store.record(meta(9, message_id="", digest="abd"), hard_bounce(), "accept")[1]
     # nothing identifies the message: never merged
     assert store.record(meta(1, message_id="", queue_id=""), hard_bounce(), "accept")[1]
     assert store.record(meta(1, message_id="", queue_id=""), hard_bounce(), "accept")[1]
