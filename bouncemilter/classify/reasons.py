@@ -990,38 +990,15 @@ _NOT_REJECTED = ("recipient address rejected", "5.1.0 address rejected", "sender
 # Reasons decided "by status code or by text", in Sisimai's first-pass order (mailererror added up front: a local
 # delivery program failing outranks whatever status the MTA put on it).
 _ORDER_FIRST: tuple[str, ...] = (
-    "mailererror",
-    "mailboxfull",
-    "mesgtoobig",
-    "exceedlimit",
-    "suspend",
-    "hasmoved",
-    "norelaying",
-    "authfailure",
-    "userunknown",
-    "filtered",
-    "requireptr",
-    "notcompliantrfc",
-    "badreputation",
-    "rejected",
-    "hostunknown",
-    "spamdetected",
-    "speeding",
-    "toomanyconn",
-    "blocked",
-)
+    "mailererror", "mailboxfull", "mesgtoobig", "exceedlimit", "suspend", "hasmoved", "norelaying", "authfailure",
+    "userunknown", "filtered", "requireptr", "notcompliantrfc", "badreputation", "rejected", "notaccept",
+    "hostunknown", "spamdetected", "speeding", "toomanyconn", "blocked",
+)  # fmt: skip
 # Reasons decided by text only, after the first pass found nothing.
 _ORDER_SECOND: tuple[str, ...] = (
-    "virusdetected",
-    "policyviolation",
-    "systemerror",
-    "networkerror",
-    "contenterror",
-    "systemfull",
-    "notaccept",
-    "expired",
+    "virusdetected", "policyviolation", "systemerror", "networkerror", "contenterror", "systemfull", "expired",
     "securityerror",
-)
+)  # fmt: skip
 _RANK = {r: i for i, r in enumerate(_ORDER_FIRST + _ORDER_SECOND)}
 
 # Reasons a user-unknown status gives up when the text says something more specific.
@@ -1573,12 +1550,20 @@ def find_reason(status: str, reply_code: str, diagnostic: str, action: str = "",
                 continue
             if reason == "hostunknown" and "networkerror" in by_text:
                 continue
-            if reason == "filtered" and "userunknown" in by_text:
-                return _userunknown_text(status, by_status, text)
+            if reason == "filtered":
+                # A mailbox-status code says little by itself: let specific text speak, else it stands below.
+                if "userunknown" in by_text:
+                    return _userunknown_text(status, by_status, text)
+                if by_text - {"filtered"}:
+                    continue
             return reason
         if reason in by_text:
             if reason == "userunknown":
-                return _userunknown_text(status, by_status, text)
+                # A sender-address code (5.1.7, 5.1.8) under a generic "address not found" wrapper is the sender's.
+                return "rejected" if by_status == "rejected" else _userunknown_text(status, by_status, text)
+            if reason == "hostunknown" and "networkerror" in by_text and by_status != "hostunknown":
+                # "host not found, try again", NXDOMAIN on a 4.x.x: a DNS failure, not a missing domain.
+                return "networkerror"
             if reason == "exceedlimit" and by_status == "mesgtoobig":
                 return "mesgtoobig"
             if reason == "mesgtoobig" and by_status == "exceedlimit" and "recipsizelimit" not in text:
