@@ -60,7 +60,7 @@ CASES = [
         ("closed@example.com", "5.1.1", "550", "does not exist. Please check the address.", None),
     ]),
     ("mcafee.eml", "mcafee", [
-        ("ghost@example.net", "", "550", "550 User (ghost@example.net) unknown.", None),
+        ("ghost@example.net", "", "550", "550 User (ghost@example.net) unknown.", "userunknown"),
     ]),
     ("surfcontrol.eml", "surfcontrol", [
         ("offline@example.com", "", "554", "554 Service currently unavailable", None),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .. import reasons
 from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
@@ -12,12 +13,6 @@ from ..text import clean_address, find_reply_code, find_status, one_line
 # A whole-line address, optionally in angle brackets: what these formats list recipients as.
 LINE_ADDRESS = re.compile(r"^\s*<?([^\s<>@]{1,128}@[^\s<>@]{1,255}?)>?\s*$")
 _ESCAPED_JIS = re.compile(r"\x1b\$[B@]")
-# Phrases that mean "no such mailbox"; said after DATA they mean the content was refused (Sisimai: filtered).
-_NO_SUCH_USER = re.compile(
-    r"user unknown|unknown user|no such user|no such (?:mailbox|recipient)|user not found|"
-    r"recipient not found|invalid recipient|mailbox unavailable|does not exist|not exist",
-    re.I,
-)
 
 
 def received_has(msg: Message, *needles: str) -> bool:
@@ -105,11 +100,21 @@ def unjis(text: str) -> str:
         return text
 
 
-def data_phase_reason(command: str, diagnostic: str, status: str) -> str:
-    """A 'no such user' answer to DATA (not RCPT) is the remote filter refusing the message."""
-    if command.upper() != "DATA" or status.startswith(("5.1.", "4.1.")):
+def stage_reason(command: str, row: RecipientResult) -> str:
+    """'No such user' wording is a missing mailbox only when the format says it answered RCPT (or the
+    status is x.1.x); answered to DATA, or with no SMTP stage at all, it is a filter refusing the message
+    (Sisimai's rule, which the labels follow). "" when the generic mapping should decide."""
+    command = command.upper() or ("RCPT" if "RCPT TO" in row.diagnostic.upper() else "")
+    if command in ("RCPT", "MAIL") or row.status.startswith(("5.1.", "4.1.")) or not row.diagnostic:
         return ""
-    return "filtered" if _NO_SUCH_USER.search(diagnostic) else ""
+    found = reasons.find_reason(row.status, row.reply_code, row.diagnostic, "failed", row.remote_mta)
+    return "filtered" if found == "userunknown" else ""
+
+
+def apply_stage_reason(rows: list[RecipientResult], command: str = "") -> None:
+    for row in rows:
+        if not row.reason:
+            row.reason = stage_reason(command, row)
 
 
 def is_ascii(line: str) -> bool:

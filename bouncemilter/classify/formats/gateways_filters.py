@@ -10,7 +10,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import find_status
 from .base import Detection
-from .gateways_common import dsn_rows, fill_from_dsn, first_host, make_row, received_has, section
+from .gateways_common import apply_stage_reason, dsn_rows, fill_from_dsn, first_host, make_row, received_has, section
 
 # --- Ipswitch IMail Server --------------------------------------------------------------------------------
 
@@ -70,6 +70,7 @@ _MXLOGIC_SUBJECT = re.compile(
     r"Delivery Status Notification)"
 )
 _MXLOGIC_RCPT = re.compile(r"^\s+<?([^\s<>@]+@[^\s<>:]+)>?:?\s*(.*)$")
+_EXIM_COMMAND = re.compile(r"SMTP error from remote (?:mail server|mailer) after (?:end of )?([A-Za-z]{4})")
 _EXIM_DELAY = (
     "retry timeout exceeded",
     "retry time not reached for any host after a long failure period",
@@ -115,6 +116,8 @@ def detect_mxlogic(msg: Message) -> Detection | None:
         row.diagnostic, row.status, row.reply_code = full.diagnostic, full.status, full.reply_code
         if any(p in row.diagnostic for p in _EXIM_DELAY):
             row.reason = "expired"
+    command = _EXIM_COMMAND.search(text)
+    apply_stage_reason(rows, command.group(1) if command else "")
     kind = "delay" if msg.headers.get("subject").startswith("Warning: message") else None
     if kind:
         for row in rows:
@@ -129,6 +132,7 @@ _INTERSCAN_SUBJECTS = ("Mail could not be delivered", "メッセージを配信�
 _INTERSCAN_ARROW = re.compile(r"^.+[<>]{3}[ \t]+.+<([^\s<>@]+@[^\s<>]+)>")
 _INTERSCAN_UNABLE = re.compile(r"^(?:Reason:\s+)?Unable to deliver message to <([^<>]+)>")
 _INTERSCAN_SENT = re.compile(r"^Sent\s+<<<\s+([A-Z]{4})")
+_INTERSCAN_CMD = re.compile(r" >>> ([A-Z]{4})")
 _INTERSCAN_RECEIVED = re.compile(r"^Received\s+>>>\s+(\d{3}\s+.+)$")
 
 
@@ -139,9 +143,13 @@ def detect_interscan(msg: Message) -> Detection | None:
             or h.decoded("subject").strip() in _INTERSCAN_SUBJECTS):
         return None
     rows: list[RecipientResult] = []
+    command = ""
     for line in msg.body_text().split("\n", 300)[:300]:
         if not line.strip():
             continue
+        sent = _INTERSCAN_SENT.match(line) or _INTERSCAN_CMD.search(line)
+        if sent:
+            command = sent.group(1)
         m = _INTERSCAN_ARROW.match(line) or _INTERSCAN_UNABLE.match(line)
         if m:
             addr = m.group(1).lower()
@@ -162,6 +170,7 @@ def detect_interscan(msg: Message) -> Detection | None:
         if "Unable to deliver" in row.diagnostic:
             row.reason = "userunknown"
     rows = [r for r in rows if r.recipient]
+    apply_stage_reason(rows, command)
     return Detection(rows, "InterScan MSS delivery failure") if rows else None
 
 
@@ -182,6 +191,7 @@ def detect_activehunter(msg: Message) -> Detection | None:
             full = make_row(rows[-1].recipient, line)
             rows[-1].diagnostic, rows[-1].status, rows[-1].reply_code = full.diagnostic, full.status, full.reply_code
     rows = [r for r in rows if r.recipient]
+    apply_stage_reason(rows)
     return Detection(rows, "Active!hunter FAILURE NOTICE") if rows else None
 
 
@@ -262,6 +272,7 @@ def detect_mailfoundry(msg: Message) -> Detection | None:
         elif reading:
             reading = False
     rows = [r for r in rows if r.recipient]
+    apply_stage_reason(rows)
     return Detection(rows, "MailFoundry delivery failure") if rows else None
 
 
@@ -303,6 +314,7 @@ def detect_mailmarshal(msg: Message) -> Detection | None:
                 mode = ""
     rows = [make_row(a, " ".join(diag), remote_mta=remote) for a in addrs]
     rows = [r for r in rows if r.recipient]
+    apply_stage_reason(rows)
     return Detection(rows, "MailMarshal SMTP Undeliverable Mail") if rows else None
 
 
@@ -400,6 +412,9 @@ def detect_messagelabs(msg: Message) -> Detection | None:
 
 # --- McAfee Email Gateway / Email and Web Security appliance ----------------------------------------------
 
+_MCAFEE_USERUNKNOWN = re.compile(
+    r"User \(.+@.+\) unknown\.|550 Unknown user \S+@\S+|550 <.+?@.+?>\.+ User not exist|No such user"
+)
 _MCAFEE_RCPT = re.compile(r"^<([^\s<>@]+@[^\s<>]+)>\s+\((.+)\)\s*$")
 
 
@@ -422,6 +437,10 @@ def detect_mcafee(msg: Message) -> Detection | None:
             mine = next(r for r in rows if r.recipient == row.recipient)
             mine.diagnostic, mine.reply_code = row.diagnostic, row.reply_code or mine.reply_code
             mine.status = mine.status or row.status
+    for row in rows:
+        if _MCAFEE_USERUNKNOWN.search(row.diagnostic):
+            row.reason = "userunknown"  # the appliance's own wording for a recipient its directory lacks
+    apply_stage_reason(rows)
     return Detection(rows, "McAfee appliance Delivery Status")
 
 
@@ -449,6 +468,7 @@ def detect_surfcontrol(msg: Message) -> Detection | None:
     if not rows:
         return None
     fill_from_dsn(rows, msg)
+    apply_stage_reason(rows)
     return Detection(rows, "SurfControl E-mail Filter report")
 
 

@@ -8,7 +8,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import find_reply_code, find_status
 from .base import Detection
-from .gateways_common import data_phase_reason, fill_from_dsn, make_row, received_has
+from .gateways_common import apply_stage_reason, fill_from_dsn, make_row, received_has
 
 # --- au by KDDI (EZweb) -----------------------------------------------------------------------------------
 
@@ -193,10 +193,8 @@ def detect_mfilter(msg: Message) -> Detection | None:
             if m:
                 addrs.append(m.group(1))
     message = " ".join(diag)
-    rows = [make_row(a, message) for a in addrs]
-    for row in rows:
-        row.reason = data_phase_reason(command, row.diagnostic, row.status)
-    rows = [r for r in rows if r.recipient]
+    rows = [r for r in (make_row(a, message) for a in addrs) if r.recipient]
+    apply_stage_reason(rows, command)
     return Detection(rows, "m-FILTER failure notice") if rows else None
 
 
