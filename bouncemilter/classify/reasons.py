@@ -1550,11 +1550,12 @@ def find_reason(status: str, reply_code: str, diagnostic: str, action: str = "",
                 continue
             if reason == "hostunknown" and "networkerror" in by_text:
                 continue
-            if reason == "filtered":
-                # A mailbox-status code says little by itself: let specific text speak, else it stands below.
-                if "userunknown" in by_text:
+            if reason in ("filtered", "suspend"):
+                # Mailbox-status codes (x.2.0, x.2.1) say little by themselves (Gmail rate limits use 4.2.1): let
+                # specific text speak first; with none, the code stands in the second pass.
+                if reason == "filtered" and "userunknown" in by_text:
                     return _userunknown_text(status, by_status, text)
-                if by_text - {"filtered"}:
+                if by_text - {reason}:
                     continue
             return reason
         if reason in by_text:

@@ -1,0 +1,208 @@
+"""Reason mapping: hand-written diagnostics in the wording real MTAs use."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bouncemilter.classify.reasons import HARD_REASONS, REASONS, find_reason, is_hard
+
+# (status, reply code, diagnostic, action, remote MTA) -> expected reason
+CASES: list[tuple[str, str, str, str, str, str]] = [
+    ("5.1.1", "550", "550 5.1.1 <nobody@example.com>... User unknown", "failed", "", "userunknown"),
+    ("5.1.2", "550", "550 5.1.2 Host unknown (Name server: example.test: host not found)", "failed", "", "hostunknown"),
+    ("5.2.2", "552", "552 5.2.2 Mailbox full", "failed", "", "mailboxfull"),
+    ("5.0.0", "550", "550 Unknown user bob@example.com (in reply to end of DATA command)", "failed", "", "filtered"),
+    ("5.1.8", "553", "553 5.1.8 Domain of sender address bounce@example.org does not exist", "failed", "", "rejected"),
+    ("5.7.1", "554", "554 5.7.1 Client host blocked using zen.spamhaus.org", "failed", "", "blocked"),
+    ("5.7.1", "550", "550 5.7.1 Message rejected as spam by content filter", "failed", "", "spamdetected"),
+    ("5.7.0", "550", "550 5.7.0 Local Policy Violation", "failed", "", "policyviolation"),
+    ("4.4.7", "", "Message expired: unable to deliver in 840 minutes", "failed", "", "expired"),
+    ("5.0.0", "550", "550 Mailbox is frozen.", "failed", "", "suspend"),
+    ("5.7.1", "554", "554 5.7.1 <a@example.net>: Relay access denied", "failed", "", "norelaying"),
+    ("5.3.5", "550", "550 5.3.5 Internal System Error", "failed", "", "systemerror"),
+    (
+        "4.4.2",
+        "",
+        "lost connection with mx.example.com[192.0.2.1] while receiving the initial server greeting",
+        "delayed",
+        "",
+        "networkerror",
+    ),
+    ("4.0.0", "421", "421 Too many connections from your host", "failed", "", "toomanyconn"),
+    ("5.3.4", "552", "552 5.3.4 Message too big for system", "failed", "", "mesgtoobig"),
+    ("5.2.3", "552", "552 5.2.3 Message length exceeds administrative limit", "failed", "", "exceedlimit"),
+    ("5.7.1", "550", "550 5.7.1 authentication required", "failed", "", "securityerror"),
+    ("5.7.1", "554", "554 5.7.1 Virus detected in attachment", "failed", "", "virusdetected"),
+    (
+        "5.7.26",
+        "550",
+        "550 5.7.26 Unauthenticated email from example.org is not accepted due to domain's DMARC policy",
+        "failed",
+        "",
+        "authfailure",
+    ),
+    ("4.7.0", "421", "421 4.7.0 IP/domain reputation problems", "failed", "", "badreputation"),
+    (
+        "5.7.25",
+        "550",
+        "550 5.7.25 The IP address sending this message does not have a PTR record setup",
+        "failed",
+        "",
+        "requireptr",
+    ),
+    (
+        "5.7.1",
+        "550",
+        "550 5.7.1 This message is not RFC 5322 compliant. There are multiple Subject headers.",
+        "failed",
+        "",
+        "notcompliantrfc",
+    ),
+    ("5.5.0", "503", "503 Improper sequence of commands", "failed", "", "syntaxerror"),
+    ("5.1.6", "550", "550 5.1.6 recipient no longer on server", "failed", "", "hasmoved"),
+    ("5.1.10", "", "Null MX: example.test does not accept mail (nullMX)", "failed", "", "notaccept"),
+    ("4.3.1", "452", "452 4.3.1 Mail system full", "delayed", "", "systemfull"),
+    (
+        "4.2.1",
+        "450",
+        "450 4.2.1 The user is receiving mail at a rate that prevents additional messages from being delivered",
+        "delayed",
+        "",
+        "speeding",
+    ),
+    ("5.6.0", "552", "552 5.6.0 Headers too large", "failed", "", "contenterror"),
+    ("5.0.0", "", "procmail: Couldn't create /var/spool/mail/bob", "failed", "", "mailererror"),
+    ("4.0.0", "450", "450 4.0.0 Temporary failure", "failed", "", "onhold"),
+    ("", "", "", "failed", "", "undefined"),
+    ("2.0.0", "250", "250 2.0.0 Ok: queued", "delivered", "", "delivered"),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "diag", "action", "rhost", "expected"), CASES)
+def test_reason(status: str, code: str, diag: str, action: str, rhost: str, expected: str) -> None:
+    assert find_reason(status, code, diag, action, rhost) == expected
+
+
+def test_every_bounce_reason_is_covered() -> None:
+    covered = {c[-1] for c in CASES}
+    # vacation and feedback come from the auto-reply and ARF paths, not from this mapping.
+    assert set(REASONS) - covered == {"vacation", "feedback"}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "diag", "expected"),
+    [
+        ("5.0.0", "550", "550 Requested action not taken: mailbox full", "mailboxfull"),
+        ("5.1.1", "550", "550 5.1.1 <a@example.com>: mailbox is full", "mailboxfull"),
+        ("4.0.0", "450", "450 <a@example.com>: User unknown", "userunknown"),
+        (
+            "4.4.1",
+            "450",
+            "450 4.1.1 <a@example.com>: Recipient address rejected: User unknown in local recipient table",
+            "userunknown",
+        ),
+        ("5.7.1", "550", "550 5.7.1 <a@example.com>: Recipient address rejected: Access denied", "userunknown"),
+        ("5.1.1", "550", "550 5.1.1 Client host rejected: blocked using bl.spamcop.net", "blocked"),
+        ("5.7.1", "550", "550 5.7.1 Relaying denied", "norelaying"),
+        ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown (in reply to RCPT TO command)", "userunknown"),
+        ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown", "filtered"),
+        ("5.1.8", "501", "Address not found. The response was: 501 5.1.8 Sender address rejected", "rejected"),
+        (
+            "4.0.0",
+            "",
+            "DNS Error: DNS type 'mx' lookup of example.test responded with code NXDOMAIN Domain name not "
+            "found: example.test",
+            "networkerror",
+        ),
+    ],
+)
+def test_text_beats_code(status: str, code: str, diag: str, expected: str) -> None:
+    assert find_reason(status, code, diag) == expected
+
+
+def test_text_is_case_and_space_insensitive() -> None:
+    assert find_reason("5.0.0", "550", "550   USER\tUNKNOWN") == "userunknown"
+
+
+def test_specific_code_without_text() -> None:
+    assert find_reason("5.1.1", "550", "") == "userunknown"
+    assert find_reason("5.2.2", "", "") == "mailboxfull"
+    assert find_reason("5.7.0", "", "") == "securityerror"
+    assert find_reason("5.0.922", "", "") == "mailboxfull"
+
+
+def test_delivered_and_delayed() -> None:
+    assert find_reason("2.1.5", "250", "250 2.1.5 OK") == "delivered"
+    assert find_reason("", "", "", action="relayed") == "delivered"
+    assert find_reason("4.0.0", "", "", action="delayed") == "expired"
+    # a delay with a better reason keeps that reason
+    assert find_reason("4.2.2", "452", "452 4.2.2 Mailbox full", action="delayed") == "mailboxfull"
+
+
+def test_provider_rules() -> None:
+    orange = "550 5.5.0 Adresse d au moins un destinataire invalide. Invalid recipient. OFR_416 [416]"
+    assert find_reason("5.5.0", "550", orange, "failed", "smtp-in.orange.fr") == "userunknown"
+    laposte = "554 5.7.1 <x.example>: Client host rejected: #216 lpn LPN000_630"
+    assert find_reason("5.7.1", "554", laposte, "failed", "smtpz4.laposte.net") == "policyviolation"
+    godaddy = "550 5.1.1 <a@example.com> - 192.0.2.1 has sent to too many recipients this hour. IB607"
+    assert find_reason("5.1.1", "550", godaddy, "failed", "smtp.secureserver.net") == "speeding"
+    ms = "550 5.7.509 Access denied, sending domain [EXAMPLE.ORG] does not pass DMARC verification"
+    assert find_reason("5.7.509", "550", ms, "failed", "mx.eur.prod.outlook.com") == "authfailure"
+    # the same words from an unrelated host fall back to the general phrases
+    assert find_reason("5.5.0", "550", "550 5.5.0 OFR_416", "failed", "mx.example.net") != "userunknown"
+
+
+def test_hard_only_for_gone_addresses() -> None:
+    for reason in ("userunknown", "hostunknown", "hasmoved"):
+        assert is_hard(reason, "5.1.1", "550")
+        assert is_hard(reason, "4.1.1", "450")
+    assert frozenset({"userunknown", "hostunknown", "hasmoved"}) == HARD_REASONS
+
+
+def test_notaccept_hard_only_when_permanent() -> None:
+    assert is_hard("notaccept", "5.1.10", "")
+    assert is_hard("notaccept", "", "556")
+    assert not is_hard("notaccept", "4.3.2", "421")
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "policyviolation",
+        "spamdetected",
+        "blocked",
+        "authfailure",
+        "badreputation",
+        "mailboxfull",
+        "filtered",
+        "rejected",
+        "expired",
+        "requireptr",
+        "securityerror",
+    ],
+)
+def test_refusals_never_hard(reason: str) -> None:
+    assert not is_hard(reason, "5.7.1", "550")
+
+
+def test_dmarc_rejection_is_not_hard_end_to_end() -> None:
+    reason = find_reason("5.7.1", "550", "550 5.7.1 Email rejected per DMARC policy for example.org")
+    assert reason == "authfailure"
+    assert not is_hard(reason, "5.7.1", "550")
+
+
+def test_hostile_input_is_bounded() -> None:
+    diag = ("user " * 2000) + ("a" * 100_000) + " {w} " + ("unknown " * 5000)
+    start = time.perf_counter()
+    assert find_reason("5.0.0", "550", diag) in REASONS
+    assert time.perf_counter() - start < 0.05
+
+
+def test_fast_enough() -> None:
+    diag = "host mx.example.com[192.0.2.1] said: 550 5.1.1 <a@example.com>: Recipient address rejected: User unknown"
+    start = time.perf_counter()
+    for _ in range(2000):
+        find_reason("5.1.1", "550", diag, "failed", "mx.example.com")
+    assert (time.perf_counter() - start) / 2000 < 200e-6  # generous for shared CI cores; ~15 us typical
