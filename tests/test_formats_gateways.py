@@ -65,6 +65,12 @@ CASES = [
     ("surfcontrol.eml", "surfcontrol", [
         ("offline@example.com", "", "554", "554 Service currently unavailable", None),
     ]),
+    ("amavis.eml", "amavis", [
+        ("staff@example.com", "5.7.0", "554", "554 5.7.0 Reject, id=01234-05 - SPAM", "spamdetected"),
+    ]),
+    ("exchange2007-remote.eml", "exchange2007", [
+        ("legal@partner.example.com", "5.1.1", "550", "Recipient address rejected: User unknown in relay", None),
+    ]),
     ("bigfoot.eml", "bigfoot", [
         ("forward@example.com", "5.1.1", "550", "550 5.1.1 <forward@example.com>... User unknown", None),
     ]),
@@ -102,6 +108,9 @@ def test_remote_mta_from_the_text(fixture_bytes) -> None:
     assert classify(fixture_bytes("gateways/mailfoundry.eml")).recipients[0].remote_mta == "mx1.example.com"
     assert classify(fixture_bytes("gateways/mailmarshal.eml")).recipients[0].remote_mta == "192.0.2.60"
     assert classify(fixture_bytes("gateways/exchange2007.eml")).recipients[0].remote_mta == "EXCH01.corp.example.com"
+    remote = classify(fixture_bytes("gateways/exchange2007-remote.eml")).recipients[0]
+    assert remote.remote_mta == "mx.partner.example.com"
+    assert "##" not in remote.diagnostic and "#" not in remote.diagnostic[:1]
 
 
 def test_ordinary_mail_is_taken_by_no_gateway_detector(fixture_bytes) -> None:

@@ -472,6 +472,30 @@ def detect_surfcontrol(msg: Message) -> Detection | None:
     return Detection(rows, "SurfControl E-mail Filter report")
 
 
+# --- amavisd-new ----------------------------------------------------------------------------------------
+
+# amavis appends its own verdict to the reply it relays ("554 5.7.0 Reject, id=... - SPAM").
+_AMAVIS_VERDICTS = (
+    ("spamdetected", " - spam"),
+    ("virusdetected", " - infected"),
+    ("contenterror", " - bad header:"),
+    ("exceedlimit", " - message size exceeds recipient"),
+    ("systemerror", " - temporary mta failure on relaying"),
+    ("systemerror", " - rejected by next-hop mta on relaying"),
+    ("systemerror", " - unable to relay message back to mta"),
+)
+
+
+def detect_amavis(msg: Message) -> Detection | None:
+    if not msg.headers.get("from").lstrip().startswith('"Content-filter at '):
+        return None
+    rows = dsn_rows(msg)
+    for row in rows:
+        lowered = row.diagnostic.lower()
+        row.reason = next((r for r, verdict in _AMAVIS_VERDICTS if verdict in lowered), "")
+    return Detection(rows, "amavisd-new content filter report") if rows else None
+
+
 # --- Bigfoot ----------------------------------------------------------------------------------------------
 
 _BF_COMMAND = re.compile(r"^>>>\s+([A-Z]{4})")
@@ -510,6 +534,7 @@ DETECTORS = [
     ("mailmarshal", detect_mailmarshal),
     ("messagingserver", detect_messaging_server),
     ("messagelabs", detect_messagelabs),
+    ("amavis", detect_amavis),
     ("mcafee", detect_mcafee),
     ("surfcontrol", detect_surfcontrol),
     ("bigfoot", detect_bigfoot),

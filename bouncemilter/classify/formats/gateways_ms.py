@@ -119,6 +119,8 @@ _EXCH2007_END = re.compile(r"^(?:Original message headers|En-t.tes de message d'
                            r"Intestazioni originali del messaggio|Ursprüngliche Nachrichtenkopfzeilen)", re.M)
 _EXCH2007_SERVER = re.compile(r"^(?:Generating server|Serveur de g\S+ration|Server di generazione|"
                               r"Generierender Server|Remote Server)\s*:\s*(\S*)", re.M)
+_EXCH2007_LINE = re.compile(r"^(?:(\S+)\s+)?#(.+?)(?:\s*##.*)?$")
+_EXCH2007_QUOTED = re.compile(r"Remote Server returned '(.+)'")
 
 
 def detect_exchange2007(msg: Message) -> Detection | None:
@@ -143,8 +145,12 @@ def detect_exchange2007(msg: Message) -> Detection | None:
             if m:
                 addr = m.group(1)
             elif addr and line.strip():
-                # "#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##"
-                rows.append(make_row(addr, line.strip().strip("#").split("##")[0], remote_mta=remote))
+                # "#550 5.1.1 RESOLVER.ADR.RecipNotFound; not found ##" or "mx.example.net #550 ... ##"
+                said = _EXCH2007_LINE.match(line.strip())
+                host = said.group(1) if said and said.group(1) else remote
+                words = said.group(2) if said else line.strip()
+                quoted = _EXCH2007_QUOTED.search(words)
+                rows.append(make_row(addr, quoted.group(1) if quoted else words, remote_mta=host))
                 addr = ""
     for row in rows:
         row.remote_mta = row.remote_mta or remote
