@@ -107,7 +107,10 @@ def test_every_bounce_reason_is_covered() -> None:
         ("5.1.1", "550", "550 5.1.1 Client host rejected: blocked using bl.spamcop.net", "blocked"),
         ("5.7.1", "550", "550 5.7.1 Relaying denied", "norelaying"),
         ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown (in reply to RCPT TO command)", "userunknown"),
-        ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown", "filtered"),
+        ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown", "userunknown"),
+        ("5.2.1", "550", "550 5.2.1 <a@example.com>... User Unknown (in reply to end of DATA command)", "filtered"),
+        # no code and no SMTP stage: Sisimai's reading is a filter's refusal
+        ("5.0.0", "550", "550 user unknown", "filtered"),
         ("5.1.8", "501", "Address not found. The response was: 501 5.1.8 Sender address rejected", "rejected"),
         (
             "4.0.0",
@@ -123,7 +126,7 @@ def test_text_beats_code(status: str, code: str, diag: str, expected: str) -> No
 
 
 def test_text_is_case_and_space_insensitive() -> None:
-    assert find_reason("5.0.0", "550", "550   USER\tUNKNOWN") == "userunknown"
+    assert find_reason("5.5.0", "550", "550   USER\tUNKNOWN") == "userunknown"
 
 
 def test_specific_code_without_text() -> None:

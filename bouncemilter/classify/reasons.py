@@ -211,6 +211,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "unable to relay",
         "we don't handle mail for",
         "relay not allowed",
+        "no relaying",
         "relaying not allowed",
         "open relay not allowed",
         "mail relay denied",
@@ -372,7 +373,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "recipient rejected",
         "not listed in public name & address book",
         "mailbox name not allowed",
-        "address rejected: user",
         "recipient no longer exists",
     ),
     "filtered": (
@@ -541,7 +541,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "553 {w} does not exist",
         "couldn't find any host named",
         "illegal host/domain name",
-        "invalid domain",
         "domain not found",
         "host not found",
         "we weren't able to find the recipient domain",
@@ -874,7 +873,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "system incorrectly configured",
         "server busy",
         "system is busy",
-        "resources temporarily unavailable",
     ),
     "networkerror": (
         "could not connect and send the mail to",
@@ -904,7 +902,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "exceeded {d} hops",
         "too many received: headers",
         "network is unreachable",
-        "connection refused",
     ),
     "contenterror": (
         "header size exceeds maximum permitted",
@@ -934,7 +931,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
         "does not accept mail (nullmx)",
         "host/domain does not accept mail",
         "host does not accept mail",
-        "name server: .: host not found",
         "no mx record found for domain=",
         "no route for current request",
         "smtp protocol returned a permanent error",
@@ -1518,7 +1514,13 @@ def _userunknown_text(status: str, status_reason: str, text: str) -> str:
     stage = _stage(text)
     if stage == "RCPT":
         return "userunknown"
-    if stage == "DATA" or status_reason == "filtered":
+    if stage == "DATA":
+        return "filtered"
+    if status_reason == "filtered" or status.startswith("4"):
+        # "<addr>... User Unknown" under 5.2.1 / 4.x.x is a recipient-stage answer.
+        return "userunknown"
+    if status in ("", "5.0.0"):
+        # No code and no stage: Sisimai's default for this wording is a filter's refusal, not a missing mailbox.
         return "filtered"
     return "userunknown"
 
@@ -1549,8 +1551,8 @@ def find_reason(status: str, reply_code: str, diagnostic: str, action: str = "",
             if reason == "userunknown" and by_text & _USERUNKNOWN_VETO:
                 continue
             if reason == "hostunknown" and "networkerror" in by_text:
-                continue
-            if reason in ("filtered", "suspend"):
+                return "networkerror"
+            if reason in ("filtered", "suspend") and status[2:3] == "2":
                 # Mailbox-status codes (x.2.0, x.2.1) say little by themselves (Gmail rate limits use 4.2.1): let
                 # specific text speak first; with none, the code stands in the second pass.
                 if reason == "filtered" and "userunknown" in by_text:
