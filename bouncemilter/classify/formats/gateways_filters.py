@@ -88,7 +88,10 @@ def _mxlogic_match(msg: Message) -> bool:
         return True
     if not _MXLOGIC_SUBJECT.match(h.get("subject")):
         return False
-    return received_has(msg, "mxl_mta-") or "(mxl_mta-" in msg.body_text()
+    if received_has(msg, "mxl_mta-"):
+        return True
+    # Its "copy of the message header" near the top of the text names the MTA.
+    return msg.body_text().find("(mxl_mta-", 0, 16384) >= 0
 
 
 def detect_mxlogic(msg: Message) -> Detection | None:
@@ -139,9 +142,12 @@ _INTERSCAN_RECEIVED = re.compile(r"^Received\s+>>>\s+(\d{3}\s+.+)$")
 def detect_interscan(msg: Message) -> Detection | None:
     h = msg.headers
     sender = h.get("from").strip()
-    if not (sender.startswith(('"InterScan MSS"', '"InterScan Notification"'))
-            or h.decoded("subject").strip() in _INTERSCAN_SUBJECTS):
-        return None
+    if not sender.startswith(('"InterScan MSS"', '"InterScan Notification"')):
+        subject = h.get("subject")
+        if "=?" in subject:
+            subject = h.decoded("subject")
+        if subject.strip() not in _INTERSCAN_SUBJECTS:
+            return None
     rows: list[RecipientResult] = []
     command = ""
     for line in msg.body_text().split("\n", 300)[:300]:

@@ -19,6 +19,7 @@ _EZWEB_REASONS = (
     ("mailboxfull", re.compile(r"The user\(s\) account is temporarily over quota")),
     ("suspend", re.compile(r"The user\(s\) account is (?:disabled|temporarily limited)\.")),
     ("expired", re.compile(r"Your message was not delivered within ")),
+    ("onhold", re.compile(r"Each of the following recipients was rejected by a remote mail server")),
 )
 _EZWEB_DOMAINS = ("@ezweb.ne.jp", "@au.com")
 
@@ -31,12 +32,12 @@ def _ezweb_match(msg: Message) -> bool:
         score += 1
     if h.get("subject").strip() == "Mail System Error - Returned Mail":
         score += 1
-    if received_has(msg, "ezweb.ne.jp (EZweb Mail) with", ".au.com ("):
-        score += 1
     mid = h.get("message-id").strip()
     if mid.endswith((".ezweb.ne.jp>", ".au.com>")):
         score += 1
-    return score >= 2
+    if score != 1:
+        return score >= 2  # the Received look-up below can add one point only
+    return received_has(msg, "ezweb.ne.jp (EZweb Mail) with", ".au.com (")
 
 
 def detect_ezweb(msg: Message) -> Detection | None:
@@ -85,7 +86,7 @@ def detect_ezweb(msg: Message) -> Detection | None:
     filtered = msg.headers.get("x-spasign").strip() == "NG"
     for i, row in enumerate(rows):
         said = " ".join(messages[i]) if i < len(messages) else ""
-        carrier_text = f"{preamble} {said}".strip()
+        carrier_text = " ".join(f"{preamble} {said}".split())
         if not row.diagnostic:
             row.diagnostic = carrier_text
         row.diagnostic = " ".join(row.diagnostic.split())
@@ -108,12 +109,17 @@ def detect_ezweb(msg: Message) -> Detection | None:
 def _preamble(text: str) -> list[str]:
     """The carrier's English sentences before the first recipient line."""
     out: list[str] = []
+    in_sentence = False
     for line in text.split("\n", 60)[:60]:
         if _EZWEB_RCPT.match(line):
             break
         stripped = line.strip()
         if stripped.startswith(("The user(s) ", "Your message was not delivered", "Each of the following")):
-            out.append(stripped)
+            in_sentence = True
+        elif not stripped or not stripped.isascii():
+            in_sentence = False
+        if in_sentence:
+            out.append(stripped)  # a sentence wrapped over several lines
     return out
 
 
@@ -131,8 +137,9 @@ _KDDI_REASONS = (
 
 def detect_kddi(msg: Message) -> Detection | None:
     h = msg.headers
+    sender = h.get("from")
     if not (
-        _KDDI_FROM.search(h.get("from"))
+        ("dion.ne.jp" in sender and _KDDI_FROM.search(sender))
         or h.get("reply-to").strip() == "no-reply@app.auone-net.jp"
         or received_has(msg, "ezweb.ne.jp (", ".au.com (")
     ):

@@ -125,7 +125,7 @@ _EXCH2007_QUOTED = re.compile(r"Remote Server returned '(.+)'")
 
 def detect_exchange2007(msg: Message) -> Detection | None:
     h = msg.headers
-    if not _EXCH2007_SUBJECT.match(h.decoded("subject")) or "content-language" not in h:
+    if "content-language" not in h or not _EXCH2007_SUBJECT.match(h.decoded("subject")):
         return None
     if "x-ms-exchange-crosstenant-originalarrivaltime" in h or "x-ms-exchange-crosstenant-fromentityheader" in h:
         return None  # Exchange Online: Office 365's format
@@ -206,6 +206,7 @@ def detect_domino(msg: Message) -> Detection | None:
             state = ""
     for addr in pending:
         rows.append(make_row(addr))
+    rows = [r for r in rows if r.recipient] or dsn_rows(msg)
     if not rows:
         return None
     fill_from_dsn(rows, msg)
