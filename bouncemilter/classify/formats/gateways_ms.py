@@ -152,11 +152,15 @@ def detect_exchange2007(msg: Message) -> Detection | None:
                 quoted = _EXCH2007_QUOTED.search(words)
                 rows.append(make_row(addr, quoted.group(1) if quoted else words, remote_mta=host))
                 addr = ""
+    # A DSN part may drop the NDR code that the administrators' section still shows.
+    codes = set(_EXCH2007_CODE.findall(diag_text))
+    only_code = codes.pop() if len(codes) == 1 else ""
     for row in rows:
         row.remote_mta = row.remote_mta or remote
         m = _EXCH2007_CODE.search(row.diagnostic)
-        if m and m.group(1) in _EXCH2007_CODES:
-            row.reason = _EXCH2007_CODES[m.group(1)]
+        code = m.group(1) if m else only_code
+        if code in _EXCH2007_CODES:
+            row.reason = _EXCH2007_CODES[code]
     return Detection(rows, "Exchange 2007 NDR (Diagnostic information for administrators)") if rows else None
 
 
