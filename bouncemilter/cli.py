@@ -98,5 +98,41 @@ def describe(result: Classification) -> str:
     return f"{result.kind} {who} ({result.detector}: {result.evidence})"
 
 
+
+@main.command("run")
+@click.option("--config", "config_path", metavar="FILE", help="TOML settings (see conf/bouncemilter.toml); optional.")
+@click.option(
+    "--socket", "socket_spec", metavar="SPEC", help="unix:/path or inet:PORT@HOST (default inet:9025@127.0.0.1)."
+)
+@click.option("--db", "db_path", metavar="PATH", help="SQLite database file (default ./bouncemilter.db).")
+@click.option(
+    "--bounce-address",
+    "bounce_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="Return-path to watch: exact, VERP pattern (bounces+*@example.com) or @domain. Repeatable.",
+)
+def run_cmd(
+    config_path: str | None, socket_spec: str | None, db_path: str | None, bounce_addresses: tuple[str, ...]
+) -> None:
+    """Run the milter (foreground; stop with SIGTERM).
+
+    \b
+    Examples:
+      bouncemilter run --bounce-address bounces@example.com
+      bouncemilter run --config /etc/bouncemilter/bouncemilter.toml
+    """
+    from .config import ConfigError, load_settings
+    from .milter import serve
+
+    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses)}
+    try:
+        settings = load_settings(config_path, overrides)
+    except ConfigError as exc:
+        click.echo(f"bouncemilter: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(serve(settings))
+
+
 if __name__ == "__main__":
     main()

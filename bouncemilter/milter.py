@@ -1,0 +1,626 @@
+"""The milter: capture bounces, complaints and auto-replies in-line, record them, then act.
+
+Flow per message (one `BounceMilter` instance per MTA connection, reused for its messages):
+
+* `envrcpt` matches each recipient against the configured bounce addresses (exact, VERP, @domain);
+* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on),
+  so the MTA never sends us the headers or body of ordinary mail;
+* matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
+  recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL
+  (the sender retries), except on Postfix's internal (non_smtpd) path, where mail must never be
+  rejected or deferred by us: there we accept and log the failure loudly.
+
+No callback lets an exception escape: an unexpected error is logged with its traceback and turns
+into TEMPFAIL on the SMTP path and ACCEPT on the internal path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import grp
+import hashlib
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import Milter
+
+from . import logjson
+from .classify import Classification, classify
+
+MILTER_NAME = "bouncemilter"
+TEMPFAIL_REPLY = ("451", "4.3.0", "bouncemilter: cannot record this message now (store unavailable), try again later")
+ERROR_REPLY = ("451", "4.3.0", "bouncemilter: internal error while examining this message, try again later")
+HEADER_VALUE_MAX = 200
+SHUTDOWN_GRACE = 10.0  # seconds SIGTERM waits for messages already in progress
+LISTEN_BACKLOG = 128
+
+
+class InFlight:
+    """Counts messages between MAIL FROM and their final reply, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._n += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._n = max(0, self._n - 1)
+            if self._n == 0:
+                self._cond.notify_all()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._n
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._n == 0, timeout)
+
+
+@dataclass
+class Runtime:
+    """Everything the per-connection milter objects share (set once before the milter starts)."""
+
+    settings: Any  # bouncemilter.config.Settings
+    matcher: Any  # bouncemilter.verp.BounceMatcher
+    store: Any  # bouncemilter.store.Store
+    logger: logging.Logger
+    classifier: Callable[[bytes], Classification] = classify
+    inflight: InFlight = field(default_factory=InFlight)
+
+
+def _internal_default(self: BounceMilter) -> int:
+    return Milter.ACCEPT if self._internal else Milter.TEMPFAIL
+
+
+def guarded(func: Callable[..., int]) -> Callable[..., int]:
+    """No exception may reach libmilter: log it and answer TEMPFAIL (SMTP) / ACCEPT (internal path)."""
+
+    @functools.wraps(func)
+    def wrapper(self: BounceMilter, *args: Any) -> int:
+        try:
+            return func(self, *args)
+        except Exception:
+            rc = _internal_default(self)
+            logjson.event(
+                self._rt.logger,
+                logging.ERROR,
+                "callback_error",
+                f"unexpected error in {func.__name__}",
+                exc_info=True,
+                queue_id=self._queue_id,
+                internal=self._internal,
+                reply="accept" if rc == Milter.ACCEPT else "tempfail",
+            )
+            if rc == Milter.TEMPFAIL:
+                with contextlib.suppress(Exception):
+                    self.setreply(*ERROR_REPLY)
+            self._finish_message()
+            return rc
+
+    return wrapper
+
+
+def _bare(addr: str) -> str:
+    """`<a@b>` / `a@b` / `<>` -> `a@b` / `a@b` / ``."""
+    addr = addr.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1]
+    return addr.strip()
+
+
+def _one_line(value: str, limit: int = HEADER_VALUE_MAX) -> str:
+    return " ".join(str(value).split())[:limit]
+
+
+class BounceMilter(Milter.Base):
+    runtime: ClassVar[Runtime | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        rt = type(self).runtime
+        if rt is None:
+            raise RuntimeError("BounceMilter.runtime is not set")
+        self._rt = rt
+        self._client_name = ""
+        self._client_addr = ""
+        self._internal_conn = False
+        self._helo = ""
+        self._active = False
+        self._reset()
+
+    # -- per-message state -------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._envelope_from = ""
+        self._null_sender = False
+        self._internal = self._internal_conn
+        self._matched: list[tuple[str, Any]] = []  # (recipient as the MTA sent it, verp.Match)
+        self._others: list[str] = []
+        self._examine = False
+        self._buf = bytearray()
+        self._truncated = False
+        self._size = 0
+        self._message_id = ""
+        self._queue_id = ""
+        self._t0 = 0.0
+
+    def _begin_message(self) -> None:
+        if not self._active:
+            self._active = True
+            self._rt.inflight.enter()
+
+    def _finish_message(self) -> None:
+        if self._active:
+            self._active = False
+            self._rt.inflight.leave()
+        self._buf = bytearray()
+
+    # -- connection-level callbacks ----------------------------------------------------------------
+
+    @guarded
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self._client_name = hostname or ""
+        port = None
+        if isinstance(hostaddr, tuple) and hostaddr:
+            self._client_addr = str(hostaddr[0])
+            port = hostaddr[1] if len(hostaddr) > 1 else None
+        else:
+            self._client_addr = str(hostaddr or "")
+        # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0.
+        self._internal_conn = port == 0
+        return Milter.CONTINUE
+
+    @guarded
+    def hello(self, heloname: str) -> int:
+        self._helo = heloname or ""
+        return Milter.CONTINUE
+
+    # -- envelope ----------------------------------------------------------------------------------
+
+    @guarded
+    def envfrom(self, mailfrom: str, *esmtp: str) -> int:
+        self._finish_message()  # a previous message on this connection that ended without eom/abort
+        self._reset()
+        self._begin_message()
+        self._t0 = time.perf_counter()
+        raw = mailfrom or ""
+        self._envelope_from = _bare(raw)
+        self._null_sender = self._envelope_from == ""
+        # smtpd passes <addr> and <>; the non_smtpd path passes addr and "" (no angle brackets).
+        self._internal = self._internal_conn or not raw.strip().startswith("<")
+        return Milter.CONTINUE
+
+    @guarded
+    def envrcpt(self, to: str, *esmtp: str) -> int:
+        match = self._rt.matcher.match(_bare(to))
+        if match is not None:
+            self._matched.append((to, match))
+        else:
+            self._others.append(to)
+        return Milter.CONTINUE
+
+    @guarded
+    def data(self) -> int:
+        self._examine = bool(self._matched) or (self._null_sender and self._rt.settings.match_null_sender)
+        if not self._examine:
+            # Ordinary mail: "accept, no more events" so headers and body never reach us.
+            if self._rt.logger.isEnabledFor(logging.DEBUG):
+                logjson.event(
+                    self._rt.logger,
+                    logging.DEBUG,
+                    "skipped",
+                    queue_id=self.getsymval("i") or "",
+                    envelope_from=self._envelope_from,
+                    recipients=len(self._others),
+                )
+            self._finish_message()
+            return Milter.ACCEPT
+        self._queue_id = self.getsymval("i") or ""
+        return Milter.CONTINUE
+
+    # -- content -----------------------------------------------------------------------------------
+
+    @guarded
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes | str) -> int:
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        name_b = name.encode("ascii", "replace") if isinstance(name, str) else bytes(name)
+        # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format.
+        line = name_b + b": " + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+        self._size += len(line)
+        self._append(line)
+        if not self._message_id and name_b.lower() == b"message-id":
+            self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
+        return Milter.CONTINUE
+
+    @guarded
+    def eoh(self) -> int:
+        self._size += 2
+        self._append(b"\r\n")
+        return Milter.CONTINUE
+
+    @guarded
+    def body(self, chunk: bytes) -> int:
+        self._size += len(chunk)
+        self._append(chunk)
+        if self._truncated and self._protocol & Milter.P_SKIP:
+            return Milter.SKIP  # enough to classify; the MTA goes straight to end of message
+        return Milter.CONTINUE
+
+    def _append(self, data: bytes) -> None:
+        room = self._rt.settings.body_cap - len(self._buf)
+        if room <= 0:
+            self._truncated = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            self._truncated = True
+        self._buf += data
+
+    # -- end of message ----------------------------------------------------------------------------
+
+    @guarded
+    def eom(self) -> int:
+        if not self._examine:  # only reachable if the MTA ignored our ACCEPT at DATA
+            self._finish_message()
+            return Milter.ACCEPT
+        t_eom = time.perf_counter()
+        rt = self._rt
+        settings = rt.settings
+        self._queue_id = self.getsymval("i") or self._queue_id
+        raw = bytes(self._buf)
+        self._buf = bytearray()
+        result = self._classify(raw)
+        kind = result.kind
+        action = "accept" if result.error else settings.actions.get(kind, "accept")
+        processing_ms = (time.perf_counter() - t_eom) * 1000
+
+        from .store import MessageMeta, StoreError  # local: keeps module import light for tests
+
+        meta = MessageMeta(
+            queue_id=self._queue_id,
+            client_addr=self._client_addr,
+            client_name=self._client_name,
+            helo=self._helo,
+            envelope_from=self._envelope_from,
+            bounce_addresses=[m.address for _, m in self._matched],
+            verp_recipients=[m.verp_recipient for _, m in self._matched if m.verp_recipient],
+            message_id=self._message_id,
+            size=self._size,
+            processing_ms=round(processing_ms, 3),
+            # identifies a retry of a message without Message-ID (the store's idempotency key)
+            digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
+        )
+        stored = True
+        store_error = ""
+        try:
+            rt.store.record(meta, result, action)
+        except StoreError as exc:
+            stored = False
+            store_error = str(exc) or exc.__class__.__name__
+        if not stored:
+            if not self._internal:
+                self.setreply(*TEMPFAIL_REPLY)
+                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error)
+                self._finish_message()
+                return Milter.TEMPFAIL
+            # Internal path: deferring would leave Postfix's own bounce stuck; deliver it untouched.
+            action = "accept"
+
+        rc = Milter.ACCEPT
+        if action == "discard":
+            if self._others or not self._matched:
+                # Other recipients still get the message; only our copy goes.
+                for rcpt, _ in self._matched:
+                    self.delrcpt(rcpt)
+                action = "discard" if self._matched else "accept"
+            else:
+                rc = Milter.DISCARD
+        if rc != Milter.DISCARD and settings.add_headers:
+            self._add_headers(result)
+        level = logging.INFO if stored else logging.ERROR
+        self._log(result, action, t_eom, level=level, stored=stored, store_error=store_error)
+        self._finish_message()
+        return rc
+
+    def _classify(self, raw: bytes) -> Classification:
+        try:
+            return self._rt.classifier(raw)
+        except Exception as exc:  # classify() promises not to raise; be safe anyway
+            return Classification(kind="not_bounce", detector="error", error=f"{exc.__class__.__name__}: {exc}")
+
+    def _add_headers(self, result: Classification) -> None:
+        prefix = self._rt.settings.header_prefix
+        failed = [r for r in result.recipients if r.recipient]
+        values = {
+            "Kind": "unclassified" if result.error else result.kind,
+            "Reason": ", ".join(dict.fromkeys(r.reason for r in failed if r.reason)),
+            "Recipient": ", ".join(dict.fromkeys(r.recipient for r in failed)),
+            "Status": ", ".join(dict.fromkeys(r.status for r in failed if r.status)),
+        }
+        for suffix, value in values.items():
+            value = _one_line(value)
+            if value:
+                self.addheader(prefix + suffix, value)
+
+    def _log(self, result: Classification, action: str, t_eom: float, *, level: int, **more: Any) -> None:
+        now = time.perf_counter()
+        recipients = [
+            {"recipient": r.recipient, "reason": r.reason, "hard": r.hard, "status": r.status}
+            for r in result.recipients
+        ]
+        fields = logjson.message_record(
+            queue_id=self._queue_id,
+            kind="unclassified" if result.error else result.kind,
+            recipients=recipients,
+            action=action,
+            ms=(now - t_eom) * 1000,
+            total_ms=round((now - self._t0) * 1000, 3),
+            detector=result.detector,
+            envelope_from=self._envelope_from,
+            bounce_addresses=[m.address for _, m in self._matched],
+            verp_recipients=[m.verp_recipient for _, m in self._matched if m.verp_recipient],
+            message_id=self._message_id,
+            size=self._size,
+            truncated=self._truncated,
+            internal=self._internal,
+            **more,
+        )
+        if result.error:
+            fields["error"] = result.error
+        logjson.event(self._rt.logger, level, "message", **fields)
+
+    @guarded
+    def abort(self) -> int:
+        self._finish_message()
+        self._reset()
+        return Milter.CONTINUE
+
+    @guarded
+    def close(self) -> int:
+        self._finish_message()
+        return Milter.CONTINUE
+
+
+# -- running the milter ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    kind: str  # unix | inet | inet6
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def libmilter(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        return f"{self.kind}:{self.port}@{self.host}"
+
+
+def parse_socket(spec: str) -> SocketSpec:
+    """libmilter syntax: unix:/path (or local:/path), inet:PORT@HOST, inet6:PORT@HOST."""
+    kind, sep, rest = spec.partition(":")
+    kind = kind.lower()
+    if not sep or not rest:
+        raise ValueError(f"socket {spec!r}: expected unix:/path or inet:PORT@HOST")
+    if kind in ("unix", "local"):
+        if not rest.startswith("/"):
+            raise ValueError(f"socket {spec!r}: the unix socket path must be absolute")
+        return SocketSpec("unix", path=rest)
+    if kind in ("inet", "inet6"):
+        port_s, _, host = rest.partition("@")
+        if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+            raise ValueError(f"socket {spec!r}: bad port {port_s!r}")
+        return SocketSpec(kind, host=host or ("127.0.0.1" if kind == "inet" else "::1"), port=int(port_s))
+    raise ValueError(f"socket {spec!r}: unknown type {kind!r} (use unix:, inet: or inet6:)")
+
+
+def set_listener_nodelay(port: int) -> int:
+    """Set TCP_NODELAY on libmilter's listening socket(s) for `port`; returns how many were changed.
+
+    libmilter creates and owns the listening socket and offers no hook for socket options. On Linux
+    an accepted TCP socket inherits TCP_NODELAY from its listening socket, so setting it once here
+    turns Nagle off for every MTA connection: replies made of several milter packets (e.g. ADDHEADER
+    then ACCEPT) then leave at once instead of waiting ~40 ms for the MTA's delayed ACK.
+    """
+    changed = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            dup = os.dup(fd)
+        except (ValueError, OSError):
+            continue
+        sock = socket.socket(fileno=dup)
+        try:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+                continue
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue
+            if sock.getsockname()[1] != port:
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            changed += 1
+        except OSError:
+            continue
+        finally:
+            sock.close()  # closes only our duplicate
+    return changed
+
+
+def _socket_mode(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return int(str(value), 8)
+
+
+def _prepare_unix_socket(spec: SocketSpec, settings: Any) -> None:
+    parent = os.path.dirname(spec.path)
+    if not os.path.isdir(parent):
+        raise OSError(f"socket directory {parent} does not exist")
+
+
+def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
+    group = getattr(settings, "socket_group", None)
+    mode = getattr(settings, "socket_mode", None)
+    # Unset: group-only when a group is named, else anyone who can reach the directory (Postfix runs
+    # as another user than the milter, so the owner alone is never enough).
+    mode = _socket_mode(mode) if mode is not None else (0o660 if group else 0o666)
+    os.chmod(spec.path, mode)
+    if group:
+        gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
+        os.chown(spec.path, -1, gid)
+
+
+def _register(settings: Any) -> None:
+    """What Milter.runmilter does, minus opening the socket and running (we do those ourselves)."""
+    import milter as _milter  # pymilter's C module
+
+    Milter.factory = BounceMilter
+    Milter.set_flags(Milter.ADDHDRS | Milter.DELRCPT)
+    _milter.set_exception_policy(Milter.TEMPFAIL)
+    _milter.set_connect_callback(Milter.connect_callback)
+    _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    _milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
+    _milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
+    _milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
+    _milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    _milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    _milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    _milter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
+    _milter.set_close_callback(Milter.close_callback)
+    timeout = int(getattr(settings, "milter_timeout", 0) or 0)
+    if timeout > 0:
+        _milter.settimeout(timeout)
+    _milter.setbacklog(LISTEN_BACKLOG)
+    _milter.register(
+        MILTER_NAME,
+        data=lambda ctx: ctx.getpriv().data(),
+        unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
+        negotiate=Milter.negotiate_callback,
+    )
+
+
+def _stop_libmilter(logger: logging.Logger) -> None:
+    # smfi_stop() can block until libmilter's listener wakes up (seconds): never wait for it in the
+    # thread that drains in-flight messages.
+    try:
+        import milter as _milter
+
+        _milter.stop()
+    except Exception as exc:
+        logjson.event(logger, logging.WARNING, "stop_failed", str(exc))
+
+
+def serve(settings: Any, *, exit_process: bool = True) -> int:
+    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
+    import milter as _milter
+
+    from .store import Store, StoreError
+    from .verp import BounceMatcher
+
+    logger = logjson.setup(settings.log_target, settings.log_level)
+    try:
+        spec = parse_socket(settings.socket)
+    except ValueError as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", str(exc))
+        return 2
+    try:
+        store = Store(settings.db, settings.store_timeout)
+    except (StoreError, OSError) as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
+        return 1
+    matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
+    BounceMilter.runtime = Runtime(settings=settings, matcher=matcher, store=store, logger=logger)
+    if not settings.bounce_addresses and not settings.match_null_sender:
+        logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
+
+    _register(settings)
+    _milter.setconn(spec.libmilter)
+    try:
+        if spec.kind == "unix":
+            _prepare_unix_socket(spec, settings)
+        _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
+        if spec.kind == "unix":
+            _finish_unix_socket(spec, settings)
+    except (OSError, _milter.error, KeyError) as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
+        return 1
+    nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
+
+    stop = threading.Event()
+    status = {"rc": 0}
+
+    def run_libmilter() -> None:
+        try:
+            _milter.main()
+        except Exception as exc:
+            logjson.event(logger, logging.ERROR, "milter_failed", str(exc))
+            status["rc"] = 1
+        finally:
+            stop.set()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    # The Python handlers run in this (main) thread; libmilter blocks these signals in its own
+    # threads, so the kernel delivers them here.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
+    worker.start()
+    logjson.event(
+        logger,
+        logging.INFO,
+        "start",
+        socket=spec.libmilter,
+        db=str(settings.db),
+        bounce_addresses=[str(getattr(b, "pattern", b)) for b in settings.bounce_addresses],
+        tcp_nodelay=bool(nodelay),
+        pid=os.getpid(),
+    )
+    while not stop.wait(1.0):
+        pass
+    # Stop taking connections, let messages in progress reach their reply, then go.
+    t_stop = time.perf_counter()
+    threading.Thread(target=_stop_libmilter, args=(logger,), name="stopper", daemon=True).start()
+    busy = BounceMilter.runtime.inflight.count
+    idle = BounceMilter.runtime.inflight.wait_idle(SHUTDOWN_GRACE)
+    logjson.event(
+        logger,
+        logging.INFO,
+        "stop",
+        in_flight_at_stop=busy,
+        drained=idle,
+        shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
+    )
+    with contextlib.suppress(Exception):
+        store.close()
+    for handler in logger.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    if exit_process:
+        # libmilter's listener only notices the stop at its next poll timeout (seconds); nothing
+        # is left to finish, so do not wait for it.
+        os._exit(status["rc"])
+    return status["rc"]
