@@ -122,21 +122,31 @@ def test_sendmail_transcript_completes_dsn(fixture_bytes):
     # The DSN's Diagnostic-Code has only the first line of the reply; the transcript has all three.
     row = classify(fixture_bytes("mta/sendmail_dsn.eml")).recipients[0]
     assert row.diagnostic.startswith("550 5.7.26 This mail is unauthenticated")
-    assert row.diagnostic.endswith("policy of reject.")
+    assert row.diagnostic.endswith("policy of reject. (in reply to DATA command)")
     assert row.remote_mta == "mx.example.com"
 
 
 def test_v5_sendmail_uses_the_remote_reply(fixture_bytes):
     rows = {r.recipient: r for r in classify(fixture_bytes("mta/sendmail_v5.eml")).recipients}
-    assert rows["judy@example.com"].diagnostic == "550 No such mailbox: judy"
+    assert rows["judy@example.com"].diagnostic.startswith("550 No such mailbox: judy")
     assert rows["judy@example.com"].remote_mta == "mx.example.com"
 
 
-def test_postfix_text_strips_host_and_command(fixture_bytes):
+def test_postfix_text_strips_host_keeps_stage(fixture_bytes):
     row = classify(fixture_bytes("mta/postfix_text.eml")).recipients[0]
     assert row.remote_mta == "mx.example.net"
     assert row.diagnostic.startswith("550 5.1.1 <mallory@example.net>")
-    assert "in reply to" not in row.diagnostic
+    # The SMTP stage stays, in one normal form: it tells a missing mailbox from a content filter.
+    assert row.diagnostic.endswith("(in reply to RCPT TO command)")
+
+
+def test_stage_normal_form(fixture_bytes):
+    rows = {r.recipient: r for r in classify(fixture_bytes("mta/qmail.eml")).recipients}
+    assert rows["erin@example.com"].diagnostic.endswith("(in reply to RCPT TO command)")
+    judy = {r.recipient: r for r in classify(fixture_bytes("mta/sendmail_v5.eml")).recipients}["judy@example.com"]
+    assert judy.diagnostic == "550 No such mailbox: judy (in reply to RCPT TO command)"
+    dma = classify(fixture_bytes("mta/dma.eml")).recipients[0]
+    assert dma.diagnostic.endswith("(in reply to RCPT TO command)")
 
 
 def test_not_bounce_taken_by_no_mta_detector(fixture_bytes):

@@ -13,7 +13,7 @@ from ..text import clean_address, find_reply_code, find_status, one_line
 _REPLY_PREFIX = re.compile(r"^([245]\d\d)[ \-](?:([245]\.\d{1,3}\.\d{1,3})\s+)?")
 # The start of the server's reply inside a longer sentence: a reply code after a space or at the start.
 _REPLY_START = re.compile(r"(?:^|(?<=[\s:(\[]))[245]\d\d(?=[ \-]|$)")
-_LEADING_QUOTE = re.compile(r"^(?:>\s?)+", re.M)
+_LEADING_QUOTE = re.compile(r"^> ?", re.M)
 
 
 def report_text(msg: Message, limit: int = 60_000) -> str:
@@ -34,7 +34,7 @@ def report_text(msg: Message, limit: int = 60_000) -> str:
 
 
 def unquote(text: str) -> str:
-    """Drop '> ' quoting of a forwarded bounce."""
+    """Drop one level of '> ' quoting (a forwarded bounce); a transcript's own '>>>' lines stay."""
     return _LEADING_QUOTE.sub("", text)
 
 
@@ -137,6 +137,38 @@ def sender_is_daemon(msg: Message) -> bool:
         or "mail delivery" in value
         or "<>" in value
     )
+
+
+_STAGES = (
+    ("rcpt", "RCPT TO"),
+    ("mail", "MAIL FROM"),
+    ("end of data", "end of DATA"),
+    ("data", "DATA"),
+    ("helo", "HELO"),
+    ("ehlo", "EHLO"),
+    ("initial connection", "initial connection"),
+    ("greeting", "initial connection"),
+)
+
+
+def stage_name(text: str) -> str:
+    """'RCPT TO:<a@b>' / 'end of data' / 'MAIL FROM' ... -> the SMTP stage in Postfix's words ("" if none)."""
+    low = text.lower().strip()
+    for key, name in _STAGES:
+        if low.startswith(key):
+            return name
+    return ""
+
+
+def with_stage(diagnostic: str, stage: str) -> str:
+    """Append the SMTP stage the format names to a remote reply, as Postfix writes it: the stage tells a
+    missing mailbox (RCPT) from a content filter (DATA) or a refused sender (MAIL FROM)."""
+    diagnostic = diagnostic.strip()
+    if not stage or not diagnostic or "(in reply to" in diagnostic or not _REPLY_START.match(diagnostic):
+        return diagnostic
+    if stage == "initial connection":
+        return f"{diagnostic} (in reply to initial connection)"
+    return f"{diagnostic} (in reply to {stage} command)"
 
 
 def local_reason(row: RecipientResult, table: tuple[tuple[str, tuple[str, ...]], ...]) -> None:

@@ -14,7 +14,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses
 from .base import Detection
-from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique
+from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, stage_name, unique, with_stage
 
 _SUBJECT = re.compile(
     r"^(?:Mail delivery failed|Warning: message \S+ delayed|Delivery Status Notification|Mail failure|"
@@ -66,6 +66,7 @@ _OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "retry time not reached for any host after a long failure period",
     )),
 )
+_AFTER = re.compile(r"(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after (.{1,40})")
 _SMTP_ERROR = re.compile(r"^(?:Delay reason:\s*)?(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after ")
 
 
@@ -158,11 +159,13 @@ def _diagnostic(lines: list[str]) -> tuple[str, str]:
     m = _HOST.search(text)
     if m:
         remote = m.group(1)
+    after = _AFTER.search(text)
+    stage = stage_name(after.group(1)) if after else ""
     if _SMTP_ERROR.search(text) or text.startswith("Delay reason:") or m:
         tail = text[m.end() :] if m else text
         reply = from_reply_code(tail)
         if reply:
-            return reply, remote
+            return with_stage(reply, stage), remote
         if m:
             # "host x [ip]" on its own line, the reason on the next: "Delay reason: ..."
             tail = tail.removeprefix("Delay reason:").strip()

@@ -10,7 +10,18 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses, find_status
 from .base import Detection
-from .mta_common import cut, from_reply_code, join_reply, local_reason, make_row, report_text, sender_is_daemon, unique
+from .mta_common import (
+    cut,
+    from_reply_code,
+    join_reply,
+    local_reason,
+    make_row,
+    report_text,
+    sender_is_daemon,
+    stage_name,
+    unique,
+    with_stage,
+)
 
 
 def _dsn_rows(msg: Message) -> dict[str, RecipientResult]:
@@ -36,7 +47,7 @@ def _enrich(rows: list[RecipientResult], dsn: dict[str, RecipientResult]) -> Non
 
 _DMA_START = "This is the DragonFly Mail Agent"
 _DMA_RCPT = re.compile(r"^There was an error delivering your mail to <([^<>\s]+)>\.?\s*$", re.M)
-_DMA_REMOTE = re.compile(r"^(\S+) \[[0-9A-Fa-f.:]+\] did not like our [^\n]*:\s*$", re.M)
+_DMA_REMOTE = re.compile(r"^(\S+) \[[0-9A-Fa-f.:]+\] did not like our ([^\n]*?):?\s*$", re.M)
 # dma's own messages (net.c, dns.c, dma.c), lower case.
 _DMA_OWN: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hostunknown", ("dns lookup failure: host ",)),
@@ -59,12 +70,17 @@ def detect_dma(msg: Message) -> Detection | None:
     for i, m in enumerate(matches[:100]):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
         block = body[m.end() : end].strip()
-        remote = ""
+        remote = stage = ""
         r = _DMA_REMOTE.search(block)
         if r:
             remote = r.group(1)
+            # "final DATA" is the end of the message data
+            stage = "end of DATA" if r.group(2).lower().startswith("final data") else stage_name(r.group(2))
             block = block[r.end() :]
-        diagnostic = join_reply(block.split("\n")) if from_reply_code(block[:5]) else " ".join(block.split())
+        if from_reply_code(block[:5]):
+            diagnostic = with_stage(join_reply(block.split("\n")), stage)
+        else:
+            diagnostic = " ".join(block.split())
         row = make_row(m.group(1), diagnostic, remote_mta=remote, action="failed")
         local_reason(row, _DMA_OWN)
         rows.append(row)
@@ -121,6 +137,7 @@ def detect_courier(msg: Message) -> Detection | None:
     delayed = "DELAYS IN DELIVERING" in text[min(starts) : min(starts) + 80]
     body = cut(text[min(starts) :], ("\n------------------------------------------------",))
     blocks: list[tuple[str, str, list[str]]] = []
+    stages: dict[int, str] = {}
     for line in body.split("\n")[:1000]:
         m = _COURIER_RCPT.match(line)
         if m:
@@ -133,11 +150,14 @@ def detect_courier(msg: Message) -> Detection | None:
             blocks[-1] = (blocks[-1][0], h.group(1), blocks[-1][2])
         elif line.startswith("<<< "):
             blocks[-1][2].append(line[4:])
-        elif not line.startswith(">>> ") and not blocks[-1][2]:
+        elif line.startswith(">>> "):
+            stages[len(blocks) - 1] = stage_name(line[4:])
+        elif not blocks[-1][2]:
             blocks[-1][2].append(line.strip())
+    action = "delayed" if delayed else ""
     rows = [
-        make_row(a, join_reply(lines), remote_mta=host, action="delayed" if delayed else "")
-        for a, host, lines in blocks
+        make_row(a, with_stage(join_reply(lines), stages.get(i, "")), remote_mta=host, action=action)
+        for i, (a, host, lines) in enumerate(blocks)
     ]
     rows = unique(rows)
     _enrich(rows, _dsn_rows(msg))
@@ -242,7 +262,7 @@ def detect_x6(msg: Message) -> Detection | None:
     for line in text.split("\n")[:300]:
         m = _X6_LINE.match(line.strip())
         if m:
-            rows.append(make_row(m.group(2), m.group(4), remote_mta=m.group(1)))
+            rows.append(make_row(m.group(2), with_stage(m.group(4), stage_name(m.group(3))), remote_mta=m.group(1)))
     rows = unique(rows)
     return Detection(rows, "X6: We had trouble delivering your message") if rows else None
 

@@ -16,13 +16,23 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses, find_reply_code
 from .base import Detection
-from .mta_common import clean_reply, cut, from_reply_code, make_row, report_text, sender_is_daemon, unique
+from .mta_common import (
+    clean_reply,
+    cut,
+    from_reply_code,
+    make_row,
+    report_text,
+    sender_is_daemon,
+    stage_name,
+    unique,
+    with_stage,
+)
 
 _START = ("This is the mail system at host", "This is the Postfix program at host")
 _RCPT = re.compile(r'^<("[^"<>]{1,128}"@[^<>\s]+|[^<>\s]+@[^<>\s]+)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$')
 _SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
 _CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
-_IN_REPLY = re.compile(r"\s*\(in reply to [^()]{1,60}\)\s*$")
+_IN_REPLY = re.compile(r"\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")
 _QUOTED = re.compile(r'"[^"<>]{1,128}"@[\w.\-]+')
 
 
@@ -110,10 +120,13 @@ def _read(body: str, action: str) -> list[RecipientResult]:
 
 
 def _diagnostic(text: str) -> tuple[str, str]:
-    text = _IN_REPLY.sub("", text.strip())
+    text = text.strip()
+    stage_m = _IN_REPLY.search(text)
+    stage = stage_name(stage_m.group(1)) if stage_m else ""
+    text = _IN_REPLY.sub("", text)
     m = _SAID.match(text)
     if m:
-        return text[m.end() :], m.group(1)
+        return with_stage(clean_reply(text[m.end() :]), stage), m.group(1)
     m = _CONNECT.match(text)
     if m:
         return text[m.end() :], m.group(1)

@@ -10,7 +10,7 @@ import re
 from ..mime import Message
 from ..model import RecipientResult
 from .base import Detection
-from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique
+from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique, with_stage
 
 _QMAIL_RECEIVED = re.compile(r"^\(qmail \d+ invoked (?:for bounce|from network)\)")
 _START = (
@@ -106,10 +106,29 @@ def _row(addr: str, block: str) -> RecipientResult:
             diagnostic = diagnostic[inner + 7 :]
             diagnostic = diagnostic.split(" (Other MXes tried:")[0]
     diagnostic = _QMAIL_STATUS.sub("", diagnostic).strip().removesuffix(".").strip() if said < 0 else diagnostic
-    row = make_row(addr, diagnostic, remote_mta=remote)
+    row = make_row(addr, with_stage(diagnostic, _stage(block)), remote_mta=remote)
     if not row.status:
         row.status = status
     local_reason(row, _OWN_MESSAGES)
     # qmail-send only bounces once it has given up, even when the last try was a 4xx.
     row.action = "failed"
     return row
+
+
+# qmail-remote.c names the stage in its own sentence.
+_QMAIL_STAGES = (
+    ("does not like recipient", "RCPT TO"),
+    ("but sender was rejected", "MAIL FROM"),
+    ("but my name was rejected", "HELO"),
+    ("but greeting failed", "initial connection"),
+    ("failed on DATA command", "DATA"),
+    ("failed after I sent the message", "end of DATA"),
+)
+
+
+def _stage(block: str) -> str:
+    for phrase, stage in _QMAIL_STAGES:
+        if phrase in block:
+            return stage
+    m = re.search(r"most progress was (RCPT TO|MAIL FROM|DATA)", block)
+    return m.group(1) if m else ""

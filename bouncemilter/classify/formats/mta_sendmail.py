@@ -20,7 +20,18 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_reply_code
 from .base import Detection
-from .mta_common import clean_reply, cut, from_reply_code, join_reply, make_row, report_text, unique, unquote
+from .mta_common import (
+    clean_reply,
+    cut,
+    from_reply_code,
+    join_reply,
+    make_row,
+    report_text,
+    stage_name,
+    unique,
+    unquote,
+    with_stage,
+)
 
 _SUBJECT = re.compile(r"^(?:(?:Fwd?|Fw):\s*)?(?:Returned mail:|Warning: could not send message|Undeliverable)", re.I)
 _TRANSCRIPT = "----- Transcript of session follows -----"
@@ -57,9 +68,10 @@ def detect(msg: Message) -> Detection | None:
     if i < 0 and f is None:
         return None
     start = min(x for x in (i, f.start() if f else -1) if x >= 0)
-    body = text[start:]
-    if ">" in body[:4000] and "\n>" in body:
-        body = unquote(body)
+    line_start = text.rfind("\n", 0, start) + 1
+    body = text[line_start:]
+    if body.startswith(">"):
+        body = unquote(body)  # a bounce forwarded as quoted text
     body = cut(body, _END)
     delayed = "Warning: could not send message" in subject or "transient non-fatal errors" in body
     text_rows = _read(body)
@@ -95,6 +107,7 @@ def _fill(row: RecipientResult, *candidates: RecipientResult | None) -> None:
 def _read(body: str) -> dict[str, RecipientResult]:
     rows: dict[str, RecipientResult] = {}
     host = ""
+    stage = ""
     replies: list[str] = []
     in_reply = False
     fatal_addr = ""
@@ -108,7 +121,7 @@ def _read(body: str) -> dict[str, RecipientResult]:
             host, replies, in_reply = (m.group(1) or m.group(2)), [], False
             continue
         if stripped.startswith(">>>"):
-            replies, in_reply = [], False
+            replies, in_reply, stage = [], False, stage_name(stripped[3:])
             continue
         if stripped.startswith("<<<"):
             if not in_reply:
@@ -119,7 +132,7 @@ def _read(body: str) -> dict[str, RecipientResult]:
         in_reply = False
         r = _RESULT.match(stripped)
         if r:
-            _add_result(rows, r, host, replies)
+            _add_result(rows, r, host, replies, stage)
             continue
         fr = _FATAL_RCPT.match(stripped)
         if fr:
@@ -131,7 +144,7 @@ def _read(body: str) -> dict[str, RecipientResult]:
     return rows
 
 
-def _add_result(rows: dict[str, RecipientResult], r: re.Match[str], host: str, replies: list[str]) -> None:
+def _add_result(rows: dict[str, RecipientResult], r: re.Match[str], host: str, replies: list[str], stage: str) -> None:
     addr = clean_address(r.group(3))
     own = r.group(4).strip()
     if not r.group(1) and not replies:
@@ -139,7 +152,7 @@ def _add_result(rows: dict[str, RecipientResult], r: re.Match[str], host: str, r
     elif from_reply_code(own[:4]):
         diagnostic = own  # "554 <a@b>... 550 Host unknown": the remote reply repeated
     elif replies:
-        diagnostic = join_reply(replies)
+        diagnostic = with_stage(join_reply(replies), stage)
     else:
         diagnostic = " ".join(x for x in (r.group(1), r.group(2) or "", own) if x)
     row = make_row(addr, diagnostic, remote_mta=host if diagnostic is not own else "")
@@ -159,15 +172,19 @@ def _transcript_error(body: str) -> RecipientResult | None:
     replies: list[str] = []
     block: list[str] = []
     others: list[str] = []
+    stage = block_stage = ""
     for line in body[i + len(_TRANSCRIPT) :].split("\n")[:200]:
         stripped = line.strip()
+        if stripped.startswith(">>>"):
+            stage = stage_name(stripped[3:])
         if stripped.startswith("<<<"):
             block.append(stripped[3:].strip())
             continue
         if block:
-            replies, block = block, []
+            replies, block, block_stage = block, [], stage
         if stripped and not _NOISE.match(stripped):
             others.append(stripped)
-    replies = block or replies
-    diagnostic = join_reply(replies) if replies else " ".join(others[:6])
+    if block:
+        replies, block_stage = block, stage
+    diagnostic = with_stage(join_reply(replies), block_stage) if replies else " ".join(others[:6])
     return make_row("", diagnostic) if diagnostic else None
