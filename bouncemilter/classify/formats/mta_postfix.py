@@ -33,6 +33,7 @@ _RCPT = re.compile(r'^<("[^"<>]{1,128}"@[^<>\s]+|[^<>\s]+@[^<>\s]+)>(?: \(expand
 _SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
 _CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
 _IN_REPLY = re.compile(r"\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")
+_DIAG_TYPE = re.compile(r"^X-[\w\-]{1,40};\s*", re.I)
 _QUOTED = re.compile(r'"[^"<>]{1,128}"@[\w.\-]+')
 
 
@@ -120,7 +121,8 @@ def _read(body: str, action: str) -> list[RecipientResult]:
 
 
 def _diagnostic(text: str) -> tuple[str, str]:
-    text = text.strip()
+    # A diagnostic type longer than strip_diagnostic_type allows: "X-Outbound-Mail-Relay; Name service error..."
+    text = _DIAG_TYPE.sub("", text.strip(), count=1)
     stage_m = _IN_REPLY.search(text)
     stage = stage_name(stage_m.group(1)) if stage_m else ""
     text = _IN_REPLY.sub("", text)
