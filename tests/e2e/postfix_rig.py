@@ -107,6 +107,7 @@ class Rig:
     default_action: str = "tempfail"
     filter_bounces: bool = True
     extra_main_cf: dict[str, str] = field(default_factory=dict)
+    extra_transport: str = ""  # more "domain nexthop" lines
     sinks: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -205,7 +206,7 @@ class Rig:
         (self.etc / "transport").write_text(
             f"sink.test smtp:[127.0.0.1]:{self.sink_ok_port}\n"
             f"reject.test smtp:[127.0.0.1]:{self.sink_reject_port}\n"
-            "discard.test discard:\n"
+            "discard.test discard:\n" + self.extra_transport
         )
         (self.etc / "main.cf").write_text("")
         settings = {
