@@ -81,6 +81,7 @@ class Runtime:
     logger: logging.Logger
     classifier: Callable[[bytes], Classification] = classify
     inflight: InFlight = field(default_factory=InFlight)
+    draining: bool = False  # SIGTERM received: finish what is in progress, take no new SMTP sessions
 
 
 def _internal_default(self: BounceMilter) -> int:
@@ -183,6 +184,10 @@ class BounceMilter(Milter.Base):
             self._client_addr = str(hostaddr or "")
         # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0.
         self._internal_conn = port == 0
+        if self._rt.draining and not self._internal_conn:
+            # Shutting down (TCP listener still open): answer like a milter that is down with
+            # milter_default_action = tempfail. Internal sessions are still served: never tempfail those.
+            return Milter.TEMPFAIL
         return Milter.CONTINUE
 
     @guarded
@@ -491,6 +496,14 @@ def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
         os.chown(spec.path, -1, gid)
 
 
+def _unlink_socket(path: str, ident: tuple[int, int] | None) -> None:
+    """Remove our unix socket (new MTA connections then fail fast), unless another process replaced it."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if ident is None or (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+
+
 def _register(settings: Any) -> None:
     """What Milter.runmilter does, minus opening the socket and running (we do those ourselves)."""
     import milter as _milter  # pymilter's C module
@@ -520,17 +533,6 @@ def _register(settings: Any) -> None:
     )
 
 
-def _stop_libmilter(logger: logging.Logger) -> None:
-    # smfi_stop() can block until libmilter's listener wakes up (seconds): never wait for it in the
-    # thread that drains in-flight messages.
-    try:
-        import milter as _milter
-
-        _milter.stop()
-    except Exception as exc:
-        logjson.event(logger, logging.WARNING, "stop_failed", str(exc))
-
-
 def serve(settings: Any, *, exit_process: bool = True) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
     import milter as _milter
@@ -556,12 +558,15 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
 
     _register(settings)
     _milter.setconn(spec.libmilter)
+    sock_ident: tuple[int, int] | None = None
     try:
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
         _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
+            st = os.stat(spec.path)
+            sock_ident = (st.st_dev, st.st_ino)
     except (OSError, _milter.error, KeyError) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
         return 1
@@ -601,11 +606,15 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     )
     while not stop.wait(1.0):
         pass
-    # Stop taking connections, let messages in progress reach their reply, then go.
+    # Drain: no new MTA sessions (smfi_stop() is not used: libmilter would drop the sessions in
+    # progress at their next command), let messages in progress reach their reply, then go.
     t_stop = time.perf_counter()
-    threading.Thread(target=_stop_libmilter, args=(logger,), name="stopper", daemon=True).start()
-    busy = BounceMilter.runtime.inflight.count
-    idle = BounceMilter.runtime.inflight.wait_idle(SHUTDOWN_GRACE)
+    rt = BounceMilter.runtime
+    rt.draining = True
+    if spec.kind == "unix":
+        _unlink_socket(spec.path, sock_ident)
+    busy = rt.inflight.count
+    idle = rt.inflight.wait_idle(SHUTDOWN_GRACE)
     logjson.event(
         logger,
         logging.INFO,
@@ -620,7 +629,7 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         with contextlib.suppress(Exception):
             handler.flush()
     if exit_process:
-        # libmilter's listener only notices the stop at its next poll timeout (seconds); nothing
-        # is left to finish, so do not wait for it.
+        # libmilter's own shutdown waits for its listener's poll timeout (seconds) and would cut
+        # sessions short; nothing of ours is left to finish, so leave now.
         os._exit(status["rc"])
     return status["rc"]

@@ -1,0 +1,420 @@
+"""Milter unit tests without an MTA: Milter.testctx drives the callbacks in-process; a miltertest
+client talks the real milter protocol to a `bouncemilter run` child for the SIGTERM test."""
+
+from __future__ import annotations
+
+import email.message
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import Milter
+import pytest
+from Milter import testctx
+
+from bouncemilter import logjson
+from bouncemilter.classify import Classification
+from bouncemilter.config import load_settings
+from bouncemilter.milter import BounceMilter, Runtime, parse_socket, set_listener_nodelay
+from bouncemilter.store import StoreError
+from bouncemilter.verp import BounceMatcher
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+import messages as M  # noqa: E402
+
+
+class FakeStore:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.records: list[tuple] = []
+        self.fail = fail
+
+    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+        if self.fail is not None:
+            raise self.fail
+        self.records.append((meta, result, action))
+        return len(self.records), True
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[dict] = []
+        self.setFormatter(logjson.JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(self.format(record)))
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.lines if line["event"] == name]
+
+
+@pytest.fixture
+def setup():  # type: ignore[no-untyped-def]
+    """Install a runtime with the given settings; returns (store, log capture)."""
+
+    def make(store: FakeStore | None = None, classifier=None, **settings):  # type: ignore[no-untyped-def]
+        overrides = {"bounce_addresses": ["bounces@test.example", "bounces+*@test.example"]}
+        s = load_settings(None, overrides)
+        if settings:
+            from dataclasses import replace
+
+            s = replace(s, **settings)
+        logger = logging.getLogger("bouncemilter.test")
+        logger.handlers.clear()
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        cap = Capture()
+        logger.addHandler(cap)
+        store = store or FakeStore()
+        rt = Runtime(settings=s, matcher=BounceMatcher(s.bounce_addresses), store=store, logger=logger)
+        if classifier is not None:
+            rt.classifier = classifier
+        BounceMilter.runtime = rt
+        Milter.factory = BounceMilter
+        return store, cap
+
+    yield make
+    BounceMilter.runtime = None
+
+
+def feed(
+    raw: bytes,
+    sender: str = "<>",
+    rcpts: tuple[str, ...] = ("<bounces@test.example>",),
+    internal: bool = False,
+) -> tuple[int, testctx.TestCtx]:
+    """Drive one message through the callbacks as libmilter would (stops at the first non-CONTINUE)."""
+    ctx = testctx.TestCtx()
+    ctx._setsymval("i", "QID123")
+    rc = ctx._connect(host="mx.remote.example", helo="mx.remote.example", ip="192.0.2.1")
+    assert rc == Milter.CONTINUE
+    if internal:
+        ctx._priv._internal_conn = True
+    ctx._msg = email.message.Message()  # TestCtx.addheader writes here
+    for step in (lambda: ctx._envfrom(sender), *[lambda r=r: ctx._envrcpt(r) for r in rcpts], ctx._data):
+        rc = step()
+        if rc != Milter.CONTINUE:
+            return rc, ctx
+    head, _, body = raw.partition(b"\r\n\r\n")
+    for line in _unfold(head):
+        name, _, value = line.partition(b":")
+        rc = ctx._priv.header_bytes(name.decode("ascii", "replace"), value.strip())
+        if rc != Milter.CONTINUE:
+            return rc, ctx
+    rc = ctx._eoh()
+    if rc != Milter.CONTINUE:
+        return rc, ctx
+    bfp = io.BytesIO(body)
+    while chunk := bfp.read(65535):
+        rc = ctx._priv.body(chunk)
+        if rc == Milter.SKIP:
+            break
+        if rc != Milter.CONTINUE:
+            return rc, ctx
+    return ctx._eom(), ctx
+
+
+def _unfold(head: bytes) -> list[bytes]:
+    lines: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and lines:
+            lines[-1] += b"\n" + line
+        elif line:
+            lines.append(line)
+    return lines
+
+
+def test_ordinary_mail_is_accepted_at_data(setup) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup()
+    rc, _ = feed(M.ordinary("t1"), sender="<sender@example.net>", rcpts=("<user@test.example>",))
+    assert rc == Milter.ACCEPT
+    assert store.records == []
+    assert cap.events("message") == []
+    assert cap.events("skipped")[0]["queue_id"] == "QID123"
+
+
+def test_null_sender_to_ordinary_address_is_examined_when_configured(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    rc, _ = feed(M.hard_bounce("t2"), rcpts=("<user@test.example>",))
+    assert rc == Milter.ACCEPT
+    assert len(store.records) == 1
+    store, _ = setup(match_null_sender=False)
+    rc, _ = feed(M.hard_bounce("t2"), rcpts=("<user@test.example>",))
+    assert rc == Milter.ACCEPT and store.records == []
+
+
+def test_bounce_is_stored_logged_and_tagged(setup) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup(add_headers=True)
+    rc, ctx = feed(M.hard_bounce("t3"))
+    assert rc == Milter.ACCEPT
+    ((meta, result, action),) = store.records
+    assert action == "accept" and result.kind == "bounce"
+    assert meta.queue_id == "QID123"
+    assert meta.bounce_addresses == ["bounces@test.example"]
+    assert meta.envelope_from == "" and meta.client_addr == "192.0.2.1" and meta.helo == "mx.remote.example"
+    assert meta.message_id == "<t3@mx.remote.example>"
+    assert ctx._msg["X-Bounce-Kind"] == "bounce"
+    assert ctx._msg["X-Bounce-Reason"] == "userunknown"
+    assert ctx._msg["X-Bounce-Recipient"] == "alice@example.org"
+    assert ctx._msg["X-Bounce-Status"] == "5.1.1"
+    (line,) = cap.events("message")
+    assert line["queue_id"] == "QID123" and line["kind"] == "bounce" and line["reason"] == "userunknown"
+    assert line["hard"] is True and line["action"] == "accept" and line["ms"] >= 0
+    assert line["recipients"] == [
+        {"recipient": "alice@example.org", "reason": "userunknown", "hard": True, "status": "5.1.1"}
+    ]
+    assert {"time", "level"} <= set(line)
+
+
+def test_header_prefix_and_no_headers_by_default(setup) -> None:  # type: ignore[no-untyped-def]
+    setup()
+    _, ctx = feed(M.hard_bounce("t4"))
+    assert not [k for k in ctx._msg if k.startswith("X-Bounce-")]
+    setup(add_headers=True, header_prefix="X-BM-")
+    _, ctx = feed(M.hard_bounce("t4"))
+    assert ctx._msg["X-BM-Kind"] == "bounce"
+
+
+def test_verp_recipient_reaches_the_store(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    feed(M.hard_bounce("t5"), rcpts=("<bounces+erin=example.org@test.example>",))
+    ((meta, _, _),) = store.records
+    assert meta.verp_recipients == ["erin@example.org"]
+
+
+def test_discard_whole_message_when_only_our_recipient(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup(actions={"auto_reply": "discard"})
+    rc, ctx = feed(M.auto_reply("t6"), sender="<gina@example.com>")
+    assert rc == Milter.DISCARD
+    assert store.records[0][2] == "discard"
+    assert ctx._delrcpt == []
+
+
+def test_discard_only_our_copy_with_other_recipients(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup(actions={"auto_reply": "discard"})
+    rc, ctx = feed(
+        M.auto_reply("t7"), sender="<gina@example.com>", rcpts=("<bounces@test.example>", "<user@test.example>")
+    )
+    assert rc == Milter.ACCEPT
+    assert ctx._delrcpt == ["<bounces@test.example>"]
+    assert store.records[0][2] == "discard"
+
+
+def test_store_error_tempfails_on_smtp_path(setup) -> None:  # type: ignore[no-untyped-def]
+    _, cap = setup(store=FakeStore(fail=StoreError("database file is gone")))
+    rc, ctx = feed(M.hard_bounce("t8"))
+    assert rc == Milter.TEMPFAIL
+    assert ctx._reply[0] == "451" and ctx._reply[1] == "4.3.0"
+    (line,) = cap.events("message")
+    assert line["level"] == "error" and line["stored"] is False and line["action"] == "tempfail"
+    assert "gone" in line["store_error"]
+
+
+def test_store_error_accepts_on_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
+    _, cap = setup(store=FakeStore(fail=StoreError("locked")), actions={"bounce": "discard"})
+    rc, ctx = feed(M.hard_bounce("t9"), internal=True)
+    assert rc == Milter.ACCEPT  # never reject/tempfail Postfix's own bounces, and keep what we could not record
+    assert ctx._reply is None
+    (line,) = cap.events("message")
+    assert line["level"] == "error" and line["stored"] is False and line["internal"] is True
+
+
+def test_envelope_without_brackets_marks_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
+    setup(store=FakeStore(fail=StoreError("read-only")))
+    rc, _ = feed(M.hard_bounce("t10"), sender="", rcpts=("bounces@test.example",))
+    assert rc == Milter.ACCEPT
+
+
+def test_classifier_failure_is_stored_unclassified_and_accepted(setup) -> None:  # type: ignore[no-untyped-def]
+    def broken(raw: bytes) -> Classification:
+        raise ValueError("boom")
+
+    store, cap = setup(classifier=broken, actions={"not_bounce": "discard"})
+    rc, _ = feed(M.hard_bounce("t11"))
+    assert rc == Milter.ACCEPT
+    ((_, result, action),) = store.records
+    assert "boom" in result.error and action == "accept"
+    assert cap.events("message")[0]["kind"] == "unclassified"
+
+
+@pytest.mark.parametrize("internal", [False, True])
+def test_unexpected_exception_never_escapes(setup, internal: bool) -> None:  # type: ignore[no-untyped-def]
+    _, cap = setup(store=FakeStore(fail=RuntimeError("bug")))
+    rc, _ = feed(M.hard_bounce("t12"), internal=internal)
+    assert rc == (Milter.ACCEPT if internal else Milter.TEMPFAIL)
+    (err,) = cap.events("callback_error")
+    assert "RuntimeError: bug" in err["traceback"]
+    assert BounceMilter.runtime.inflight.count == 0
+
+
+def test_body_cap_skips_the_rest(setup) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup(body_cap=64 * 1024)
+    raw = M.big_bounce("t13", size=2 * 1024 * 1024)
+    rc, _ = feed(raw)
+    assert rc == Milter.ACCEPT
+    ((meta, result, _),) = store.records
+    assert result.kind == "bounce"
+    assert meta.size < 200 * 1024  # the MTA stopped sending after SKIP
+    assert cap.events("message")[0]["truncated"] is True
+
+
+def test_garbage_does_not_break_anything(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    rc, _ = feed(b"\x00\xff\xfe:\r\n\r\n" + os.urandom(5000))
+    assert rc == Milter.ACCEPT
+    assert store.records[0][1].kind == "not_bounce"
+    assert store.records[0][0].digest  # no Message-ID: the content hash keeps retries idempotent
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("unix:/run/bm/milter.sock", "unix:/run/bm/milter.sock"),
+        ("local:/tmp/x.sock", "unix:/tmp/x.sock"),
+        ("inet:9025@127.0.0.1", "inet:9025@127.0.0.1"),
+        ("inet:9025", "inet:9025@127.0.0.1"),
+        ("inet6:9025@::1", "inet6:9025@::1"),
+    ],
+)
+def test_parse_socket(spec: str, expected: str) -> None:
+    assert parse_socket(spec).libmilter == expected
+
+
+@pytest.mark.parametrize("spec", ["unix:relative.sock", "inet:0@127.0.0.1", "inet:x@h", "tcp:25@h", "nothing"])
+def test_parse_socket_rejects(spec: str) -> None:
+    with pytest.raises(ValueError):
+        parse_socket(spec)
+
+
+def test_listener_nodelay_is_inherited_by_accepted_sockets() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert set_listener_nodelay(port) == 1
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        with socket.create_connection(("127.0.0.1", port)):
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_run_rejects_a_bad_config(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[milter]\nsockett = "inet:1@127.0.0.1"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "bouncemilter.cli", "run", "--config", str(conf)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "sockett" in out.stderr and str(conf) in out.stderr
+
+
+# -- the real daemon, over the milter protocol ---------------------------------------------------------
+
+
+def _mt():  # type: ignore[no-untyped-def]
+    return pytest.importorskip("miltertest")
+
+
+def _step(conn, proto: int, cmd: bytes, **kw) -> None:  # type: ignore[no-untyped-def]
+    """Send one MTA step, honouring what the milter negotiated (skipped steps, steps without reply)."""
+    C = _mt().constants
+    table = {
+        C.SMFIC_CONNECT: (C.SMFIP_NOCONNECT, C.SMFIP_NR_CONN),
+        C.SMFIC_HELO: (C.SMFIP_NOHELO, C.SMFIP_NR_HELO),
+        C.SMFIC_MAIL: (C.SMFIP_NOMAIL, C.SMFIP_NR_MAIL),
+        C.SMFIC_RCPT: (C.SMFIP_NORCPT, C.SMFIP_NR_RCPT),
+        C.SMFIC_DATA: (C.SMFIP_NODATA, C.SMFIP_NR_DATA),
+        C.SMFIC_HEADER: (C.SMFIP_NOHDRS, C.SMFIP_NR_HDR),
+        C.SMFIC_EOH: (C.SMFIP_NOEOH, C.SMFIP_NR_EOH),
+        C.SMFIC_BODY: (C.SMFIP_NOBODY, C.SMFIP_NR_BODY),
+    }
+    no, nr = table[cmd]
+    if proto & no:
+        return
+    if proto & nr:
+        conn._send(cmd, **kw)
+        return
+    reply = conn.send_ar(cmd, **kw)
+    assert reply[0] == C.SMFIR_CONTINUE, reply
+
+
+def test_sigterm_finishes_the_message_in_flight_then_exits() -> None:
+    mt = _mt()
+    C = mt.constants
+    base = Path(tempfile.mkdtemp(prefix="bm-unit-", dir="/tmp"))
+    sock_path = base / "milter.sock"
+    db = base / "bounces.db"
+    log = open(base / "log", "wb")  # noqa: SIM115 - the child writes it until the end of the test
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bouncemilter.cli",
+            "run",
+            "--socket",
+            f"unix:{sock_path}",
+            "--db",
+            str(db),
+            "--bounce-address",
+            "bounces@test.example",
+        ],
+        cwd=base,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock_path))
+        conn = mt.MilterConnection(s)
+        _, proto = conn.optneg_mta()
+        _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
+        _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
+        _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
+        _step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
+        conn.send_macro(C.SMFIC_DATA, i="QSIG1")
+        _step(conn, proto, C.SMFIC_DATA)
+
+        proc.send_signal(signal.SIGTERM)  # mid-message
+        time.sleep(0.3)
+        assert proc.poll() is None, "exited with a message in flight"
+        assert not sock_path.exists()  # no new MTA sessions while draining
+
+        raw = M.hard_bounce("sigterm").decode()
+        head, _, body = raw.partition("\r\n\r\n")
+        for line in _unfold(head.encode()):
+            name, _, value = line.decode().partition(":")
+            _step(conn, proto, C.SMFIC_HEADER, name=name, value=value.strip())
+        _step(conn, proto, C.SMFIC_EOH)
+        _step(conn, proto, C.SMFIC_BODY, buf=body)
+        replies = conn.send_eom()
+        assert replies[-1][0] == C.SMFIR_ACCEPT
+        s.close()
+        t0 = time.monotonic()
+        proc.wait(10)
+        assert time.monotonic() - t0 < 3
+        assert proc.returncode == 0
+        lines = [json.loads(x) for x in (base / "log").read_text().splitlines()]
+        assert [x["queue_id"] for x in lines if x["event"] == "message"] == ["QSIG1"]
+        assert next(x for x in lines if x["event"] == "stop")["in_flight_at_stop"] == 1
+        assert sqlite3.connect(db).execute("SELECT queue_id, kind FROM messages").fetchall() == [("QSIG1", "bounce")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
