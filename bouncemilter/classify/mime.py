@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 MAX_SCAN = 1024 * 1024  # bytes of the raw message that are looked at at all
 MAX_HEADER_BYTES = 128 * 1024  # a header block longer than this is cut
 MAX_PARTS = 64  # leaf parts collected before the walk stops
-MAX_DEPTH = 6  # nesting of multipart / message/rfc822
+MAX_DEPTH = 6  # nesting of message/rfc822 (Part.depth)
+MAX_NEST = 16  # nesting of containers of any kind (multipart and message/rfc822)
 MAX_TEXT = 256 * 1024  # decoded characters kept per part
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")
@@ -50,7 +51,7 @@ def normalise_newlines(data: bytes) -> bytes:
 
 def decode_bytes(data: bytes, charset: str = "") -> str:
     """Bytes to text with a declared charset, falling back to UTF-8 and then Latin-1."""
-    cs = _canonical_charset(charset)
+    cs = _canonical_charset(charset) if charset else ""
     if cs and cs != "utf-8":
         try:
             return data.decode(cs, "replace")
@@ -67,10 +68,12 @@ def _canonical_charset(charset: str) -> str:
     cs = charset.strip().strip('"').lower()
     if not cs:
         return ""
+    if len(cs) > 40 or not cs.isascii():
+        return ""
     cs = _CHARSET_ALIASES.get(cs, cs)
     try:
         return codecs.lookup(cs).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the name
         return ""
 
 
@@ -126,26 +129,30 @@ class Headers:
 
 def parse_header_block(block: bytes) -> Headers:
     """Parse an unfolded-or-folded header block (LF line endings) into Headers."""
-    items: list[tuple[str, str]] = []
+    # Values are collected as byte pieces and decoded once: appending folded lines to a str one
+    # by one is quadratic for a header folded over thousands of lines.
+    names: list[str] = []
+    pieces: list[list[bytes]] = []
     for line in block[:MAX_HEADER_BYTES].split(b"\n"):
         if not line:
             continue
         if line[0] in b" \t":
-            if items:
-                name, value = items[-1]
-                items[-1] = (name, value + " " + decode_bytes(line.strip()))
+            if pieces:
+                pieces[-1].append(line.strip())
             continue
         m = _HEADER_LINE.match(line)
         if m:
-            items.append((m.group(1).decode("ascii"), decode_bytes(m.group(2).strip())))
-    return Headers(items)
+            names.append(m.group(1).decode("ascii"))
+            pieces.append([m.group(2).strip()])
+    return Headers([(name, decode_bytes(b" ".join(value))) for name, value in zip(names, pieces, strict=True)])
 
 
 def split_head_body(data: bytes) -> tuple[bytes, bytes]:
     """Split at the first empty line. A block that does not start with a header has no head."""
     if data.startswith(b"\n"):
         return b"", data[1:]
-    first = data.split(b"\n", 1)[0]
+    nl = data.find(b"\n")
+    first = data if nl < 0 else data[:nl]
     if not _HEADER_LINE.match(first) and not first.startswith(b"From "):
         return b"", data
     idx = data.find(b"\n\n")
@@ -200,7 +207,8 @@ class Part:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = normalise_text(decode_bytes(self.decoded_bytes(), self.charset)[:MAX_TEXT])
+            # Cut before decoding: a character is at most 4 bytes in any charset that matters here.
+            self._text = normalise_text(decode_bytes(self.decoded_bytes()[: MAX_TEXT * 4], self.charset)[:MAX_TEXT])
         return self._text
 
 
@@ -230,6 +238,7 @@ class Message:
     parts: list[Part]
     truncated: bool  # MAX_SCAN cut the message
     size: int
+    _body: str | None = field(default=None, repr=False)
 
     def find(self, *ctypes: str, max_depth: int = 99) -> Part | None:
         for part in self.parts:
@@ -253,6 +262,11 @@ class Message:
 
     def body_text(self) -> str:
         """The human-readable text of the report: plain parts, else HTML reduced to text."""
+        if self._body is None:
+            self._body = self._body_text()
+        return self._body
+
+    def _body_text(self) -> str:
         plain = [p.text for p in self.text_parts() if p.ctype == "text/plain"]
         if plain:
             return "\n".join(plain)
@@ -272,15 +286,41 @@ class Message:
         return None
 
 
-_TAG = re.compile(r"<[^>]*>")
-_BREAK = re.compile(r"<\s*(br|/p|/div|/tr|/li|p|div|tr|li|h\d)[^>]*>", re.I)
-_SCRIPT = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.I | re.S)
+# No pattern may scan past the next "<": with `[^>]*` a text of many unclosed "<" costs
+# quadratic time (a 1 MB part took minutes).
+_TAG = re.compile(r"<[^<>]*>")
+_BREAK = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|p|div|tr|li|h\d)[^<>]*>", re.I)
+_HIDDEN_OPEN = re.compile(r"<(style|script|head)\b", re.I)
 _ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&#39;": "'"}
 _ENTITY = re.compile("|".join(map(re.escape, _ENTITIES)))
 
 
+def _drop_hidden(html: str) -> str:
+    """Remove <style>, <script> and <head> elements in linear time (an unclosed one stays)."""
+    if "<" not in html:
+        return html
+    lower = html.lower()
+    out: list[str] = []
+    pos = 0
+    unclosed: set[str] = set()  # a close tag missing once is missing for every later opening too
+    for m in _HIDDEN_OPEN.finditer(html):
+        name = m.group(1).lower()
+        if m.start() < pos or name in unclosed:
+            continue
+        end = lower.find("</" + name, m.end())
+        if end < 0:
+            unclosed.add(name)
+            continue
+        close = lower.find(">", end)
+        out.append(html[pos : m.start()])
+        out.append(" ")
+        pos = len(html) if close < 0 else close + 1
+    out.append(html[pos:])
+    return "".join(out)
+
+
 def html_to_text(html: str) -> str:
-    html = _SCRIPT.sub(" ", html)
+    html = _drop_hidden(html)
     html = _BREAK.sub("\n", html)
     text = _TAG.sub("", html)
     text = _ENTITY.sub(lambda m: _ENTITIES[m.group(0)], text)
@@ -289,6 +329,8 @@ def html_to_text(html: str) -> str:
 
 def parse_message(raw: bytes) -> Message:
     """Parse at most MAX_SCAN bytes of `raw`; never raises for any input."""
+    if not isinstance(raw, bytes):
+        raw = _as_bytes(raw)
     size = len(raw)
     data = normalise_newlines(raw[:MAX_SCAN])
     if data.startswith(b"From ") and b"\n" in data:  # an mbox "From " line
@@ -297,16 +339,27 @@ def parse_message(raw: bytes) -> Message:
     headers = parse_header_block(head)
     parts: list[Part] = []
     ctype, params = parse_content_type(headers.get("content-type"))
-    _walk(ctype, params, headers, body, 0, parts, top=True)
+    _walk(ctype, params, headers, body, 0, parts)
     return Message(headers=headers, parts=parts, truncated=size > MAX_SCAN, size=size)
 
 
+def _as_bytes(raw: object) -> bytes:
+    """Callers should pass bytes; str, bytearray and memoryview are accepted, anything else is empty."""
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogateescape")
+    if isinstance(raw, bytearray | memoryview):
+        return bytes(raw)
+    return b""
+
+
 def _walk(
-    ctype: str, params: dict[str, str], headers: Headers, body: bytes, depth: int, out: list[Part], top: bool = False
+    ctype: str, params: dict[str, str], headers: Headers, body: bytes, depth: int, out: list[Part], nest: int = 0
 ) -> None:
+    # `nest` counts every container level: multiparts do not raise `depth`, and without this
+    # bound 1 MB of nested multiparts recursed past Python's limit.
     if len(out) >= MAX_PARTS:
         return
-    if ctype.startswith("multipart/") and depth <= MAX_DEPTH:
+    if ctype.startswith("multipart/") and nest < MAX_NEST:
         children = _split_multipart(body, params.get("boundary", ""))
         if children is not None:
             default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
@@ -315,12 +368,12 @@ def _walk(
                 cheaders = parse_header_block(chead)
                 cvalue = cheaders.get("content-type")
                 c_ctype, c_params = parse_content_type(cvalue) if cvalue else (default, {})
-                _walk(c_ctype, c_params, cheaders, cbody, depth, out)
+                _walk(c_ctype, c_params, cheaders, cbody, depth, out, nest + 1)
                 if len(out) >= MAX_PARTS:
                     return
             return
         ctype = "text/plain"  # a multipart with no usable boundary: read it as text
-    if ctype in ("message/rfc822", "message/global", "message/partial") and depth < MAX_DEPTH:
+    if ctype in ("message/rfc822", "message/global", "message/partial") and depth < MAX_DEPTH and nest < MAX_NEST:
         inner = Part(ctype, params, headers, body, depth)
         inner_bytes = normalise_newlines(inner.decoded_bytes()) if _is_encoded(headers) else body
         ihead, ibody = split_head_body(inner_bytes.lstrip(b"\n"))
@@ -328,7 +381,7 @@ def _walk(
         # A marker part so callers find the original's headers in document order.
         out.append(Part("x-embedded/headers", {}, iheaders, b"", depth + 1))
         i_ctype, i_params = parse_content_type(iheaders.get("content-type"))
-        _walk(i_ctype, i_params, iheaders, ibody, depth + 1, out)
+        _walk(i_ctype, i_params, iheaders, ibody, depth + 1, out, nest + 1)
         return
     out.append(Part(ctype, params, headers, body, depth))
 
