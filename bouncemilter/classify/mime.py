@@ -13,6 +13,7 @@ import binascii
 import codecs
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MAX_SCAN = 1024 * 1024  # bytes of the raw message that are looked at at all
 MAX_HEADER_BYTES = 128 * 1024  # a header block longer than this is cut
@@ -22,6 +23,8 @@ MAX_NEST = 16  # nesting of containers of any kind (multipart and message/rfc822
 MAX_TEXT = 256 * 1024  # decoded characters kept per part
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")
+# A field with its folded continuation lines; no nested ambiguity: each fold starts at a newline.
+_HEADER_FIELD = re.compile(r"^([!-9;-~]+)[ \t]*:[ \t]*(.*(?:\n[ \t].*)*)", re.M)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _ENCODED_GAP = re.compile(r"(\?=)\s+(=\?)")
 _PARAM = re.compile(r';\s*([\w*.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s]*)')
@@ -103,11 +106,13 @@ class Headers:
 
     __slots__ = ("_index", "items")
 
-    def __init__(self, items: list[tuple[str, str]]) -> None:
+    def __init__(self, items: list[tuple[str, str]], index: dict[str, list[str]] | None = None) -> None:
         self.items = items
-        self._index: dict[str, list[str]] = {}
-        for name, value in items:
-            self._index.setdefault(name.lower(), []).append(value)
+        if index is None:
+            index = {}
+            for name, value in items:
+                index.setdefault(name.lower(), []).append(value)
+        self._index = index
 
     def get(self, name: str, default: str = "") -> str:
         values = self._index.get(name.lower())
@@ -129,22 +134,26 @@ class Headers:
 
 def parse_header_block(block: bytes) -> Headers:
     """Parse an unfolded-or-folded header block (LF line endings) into Headers."""
-    # Values are collected as byte pieces and decoded once: appending folded lines to a str one
-    # by one is quadratic for a header folded over thousands of lines.
-    names: list[str] = []
-    pieces: list[list[bytes]] = []
-    for line in block[:MAX_HEADER_BYTES].split(b"\n"):
-        if not line:
-            continue
-        if line[0] in b" \t":
-            if pieces:
-                pieces[-1].append(line.strip())
-            continue
-        m = _HEADER_LINE.match(line)
-        if m:
-            names.append(m.group(1).decode("ascii"))
-            pieces.append([m.group(2).strip()])
-    return Headers([(name, decode_bytes(b" ".join(value))) for name, value in zip(names, pieces, strict=True)])
+    block = block[:MAX_HEADER_BYTES]
+    # One decode and one regex pass for the whole block: header parsing is the largest single
+    # cost of classifying an ordinary bounce. Only a block that is not UTF-8 is decoded per line
+    # (each line falls back to Latin-1 on its own).
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\n".join([decode_bytes(line) for line in block.split(b"\n")])
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    for name, value in _HEADER_FIELD.findall(text):
+        # folded: one space per fold
+        value = " ".join([line.strip() for line in value.split("\n")]) if "\n" in value else value.strip()
+        items.append((name, value))
+        key = name.lower()
+        if key in index:
+            index[key].append(value)
+        else:
+            index[key] = [value]
+    return Headers(items, index)
 
 
 def split_head_body(data: bytes) -> tuple[bytes, bytes]:
@@ -163,6 +172,12 @@ def split_head_body(data: bytes) -> tuple[bytes, bytes]:
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """'multipart/report; report-type=delivery-status; boundary="x"' -> (type, params)."""
+    ctype, params = _parse_content_type(value)
+    return ctype, dict(params)  # a copy: the cached result must not be changed by a caller
+
+
+@lru_cache(maxsize=512)  # the same few Content-Type values come back in every message
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     head, _, _rest = value.partition(";")
     ctype = head.strip().lower()
     if "/" not in ctype:
@@ -319,6 +334,7 @@ def _drop_hidden(html: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=4)  # detectors reduce the same part more than once; a few entries bound memory
 def html_to_text(html: str) -> str:
     html = _drop_hidden(html)
     html = _BREAK.sub("\n", html)
