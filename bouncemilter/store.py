@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from .classify.model import Classification
 
 
@@ -216,6 +216,7 @@ class Store:
         # called inside record()'s transaction after the rows are inserted (e.g. suppression policy, issue 4)
         self.hooks: list[RecordHook] = []
         self._lock = threading.Lock()
+        self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._ident: tuple[int, int] | None = None
         self._open()
@@ -223,6 +224,11 @@ class Store:
     # -- connection management
 
     def _open(self) -> None:
+        # Never let SQLite open a read-only file: it would fall back to a read-only connection AND create the -wal
+        # and -shm files with the same read-only mode, so a later chmod of the database alone would not repair it.
+        for name in (self.path, self.path + "-wal", self.path + "-shm"):
+            if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+                raise StoreError(f"{name}: read-only (the milter's user must be able to write it)")
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -282,6 +288,8 @@ class Store:
 
     def open_reader(self) -> sqlite_utils.Database:
         """A sqlite-utils Database on a new connection, for queries (the caller closes it: `.conn.close()`)."""
+        import sqlite_utils  # only readers need it: the milter's write path is plain sqlite3
+
         return sqlite_utils.Database(sqlite3.connect(self.path, timeout=self.timeout))
 
     # -- writing
@@ -292,6 +300,8 @@ class Store:
         if not self._lock.acquire(timeout=max(self.timeout, 0.001)):
             raise StoreError(f"{self.path}: store busy for more than {self.timeout:g}s")
         try:
+            if self._closed:
+                raise StoreError(f"{self.path}: store is closed")
             try:
                 conn = self._ensure_open()
                 remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1)
@@ -379,7 +389,9 @@ class Store:
             raise
 
     def close(self) -> None:
+        """Wait for a record() in progress, then close; later record() calls raise StoreError."""
         with self._lock:
+            self._closed = True
             self._drop()
 
     def __enter__(self) -> Store:

@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -509,3 +510,74 @@ def test_reader_in_another_process_while_writing(store: Store, db: Path) -> None
         blocker.set()
         t.join()
     assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 2
+
+
+def test_record_after_close_raises(store: Store) -> None:
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.record(meta(), hard_bounce(), "accept")
+    store.close()  # twice is harmless
+
+
+_AS_USER = """
+import os, sys, time
+from bouncemilter.store import Store, StoreError, MessageMeta
+from bouncemilter.classify.model import Classification, RecipientResult
+db = sys.argv[1]
+m = lambda n: MessageMeta(f"Q{n}", "", "", "", "", ["b@example.com"], [], f"<{n}@x>", 1, 1.0)
+c = Classification("bounce", [RecipientResult("a@example.org")])
+s = Store(db, timeout=0.5)
+assert s.record(m(1), c, "accept") == (1, True)
+print("ready", flush=True)
+sys.stdin.readline()  # the test makes the file read-only
+try:
+    s.record(m(2), c, "accept")
+    print("stored", flush=True)
+except StoreError as exc:
+    print("error", exc, flush=True)
+sys.stdin.readline()  # the test makes it writable again
+print(s.record(m(2), c, "accept"), s.record(m(2), c, "accept"), flush=True)
+"""
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to an unprivileged user")
+def test_read_only_file_mode_as_unprivileged_user(request: pytest.FixtureRequest) -> None:
+    # the milter runs as an unprivileged user in production: there a chmod is what makes the store read-only
+    # the venv's interpreter may live under /root (0700): use the system one, which only needs the stdlib here
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if not python:
+        pytest.skip("no system python3")
+    d = Path(tempfile.mkdtemp(prefix="bm-store-"))  # pytest's tmp_path is private to root
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)
+    os.chown(d, 65534, 65534)
+    db = d / "x.db"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": os.environ.get("PATH", "")}
+    proc = subprocess.Popen(
+        [python, "-c", _AS_USER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        user=65534,
+        group=65534,
+        env=env,
+        cwd=str(d),
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            pytest.skip(f"cannot run as nobody here: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        db.chmod(0o444)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith("error")
+        db.chmod(0o644)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        last = proc.stdout.readline().strip()
+        assert last == "(2, True) (2, False)", proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()
