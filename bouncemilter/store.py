@@ -341,15 +341,15 @@ class Store:
                     feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
                     dedup_key)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
+                _capped(
                     received_at,
                     meta.queue_id,
                     meta.client_addr,
                     meta.client_name,
                     meta.helo,
                     meta.envelope_from,
-                    json.dumps(list(meta.bounce_addresses)),
-                    json.dumps(list(meta.verp_recipients)),
+                    _json_list(meta.bounce_addresses),
+                    _json_list(meta.verp_recipients),
                     meta.message_id,
                     int(meta.size),
                     result.kind,
@@ -365,7 +365,7 @@ class Store:
                     feedback.feedback_type if feedback else "",
                     feedback.user_agent if feedback else "",
                     feedback.source_ip if feedback else "",
-                    json.dumps(list(result.autoreply_markers)),
+                    _json_list(result.autoreply_markers),
                     len(rows),
                     key,
                 ),
@@ -376,7 +376,7 @@ class Store:
                 """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
                     domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [(msg_id, received_at, result.kind, *r, omid) for r in rows],
+                [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
             )
             for hook in self.hooks:
                 hook(conn, msg_id, meta, result, action)
@@ -399,6 +399,26 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+FIELD_CAP = 8192  # characters per text column: a hostile message must not bloat the database
+
+
+def _capped(*values: object) -> tuple[object, ...]:
+    return tuple(v[:FIELD_CAP] if isinstance(v, str) and len(v) > FIELD_CAP else v for v in values)
+
+
+def _json_list(items: object) -> str:
+    """A JSON list that fits FIELD_CAP (trailing items dropped), so capping never leaves broken JSON."""
+    out: list[str] = []
+    size = 2
+    for item in items if isinstance(items, list | tuple) else ():
+        text = str(item)[: FIELD_CAP // 4]
+        size += len(json.dumps(text)) + 2
+        if size > FIELD_CAP:
+            break
+        out.append(text)
+    return json.dumps(out)
 
 
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:

@@ -581,3 +581,46 @@ def test_read_only_file_mode_as_unprivileged_user(request: pytest.FixtureRequest
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_huge_fields_are_capped_and_json_stays_valid(store: Store, db: Path) -> None:
+    from bouncemilter.store import FIELD_CAP
+
+    result = hard_bounce()
+    result.recipients[0].diagnostic = "z" * (FIELD_CAP * 10)
+    result.evidence = "e" * (FIELD_CAP * 10)
+    many = [f"bounces+user{i}=example.org@example.com" for i in range(2000)]
+    store.record(meta(bounce_addresses=many, verp_recipients=[""] * 2000), result, "accept")
+    msg = rows(db, "SELECT evidence, bounce_addresses FROM messages")[0]
+    assert len(msg["evidence"]) == FIELD_CAP
+    addresses = json.loads(msg["bounce_addresses"])
+    assert 0 < len(addresses) < 2000 and addresses[0] == many[0]
+    assert len(rows(db, "SELECT diagnostic FROM recipients")[0][0]) == FIELD_CAP
+
+
+def test_open_reader(store: Store) -> None:
+    store.record(meta(), hard_bounce(), "accept")
+    reader = store.open_reader()
+    try:
+        assert reader["recipients"].count == 1
+        assert next(reader["messages"].rows)["kind"] == "bounce"
+    finally:
+        reader.conn.close()
+
+
+def test_busy_writer_lock_times_out(store: Store) -> None:
+    release = threading.Event()
+    store.hooks.append(lambda *args: release.wait(5))
+    t = threading.Thread(target=store.record, args=(meta(1), hard_bounce(), "accept"))
+    t.start()
+    time.sleep(0.05)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="busy"):
+            store.record(meta(2), hard_bounce(), "accept")
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+        t.join()
+    store.hooks.clear()
+    assert store.record(meta(2), hard_bounce(), "accept")[1]
