@@ -30,6 +30,9 @@ Why these choices:
   the queue id.
 - One writer: a lock around one connection (check_same_thread=False); the lock wait and SQLite's busy wait share
   one deadline (`timeout`) so a storm of connections cannot stack up N x timeout.
+- Extension points: append to MIGRATIONS (e.g. ``(2, [...CREATE TABLE suppressions...])``) and to
+  ``Store.hooks`` (``hook(conn, messages_id, meta, classification, action)``, run inside record()'s transaction,
+  so e.g. a suppression update commits or rolls back together with the bounce that caused it).
 """
 
 from __future__ import annotations
