@@ -8,7 +8,7 @@ from .. import reasons
 from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
-from ..text import clean_address, find_reply_code, find_status, one_line
+from .base import make_row  # noqa: F401 - re-exported for the gateway modules
 
 # A whole-line address, optionally in angle brackets: what these formats list recipients as.
 LINE_ADDRESS = re.compile(r"^\s*<?([^\s<>@]{1,128}@[^\s<>@]{1,255}?)>?\s*$")
@@ -27,20 +27,6 @@ def received_has(msg: Message, *needles: str) -> bool:
 def from_address(msg: Message) -> str:
     return msg.headers.get("from").lower()
 
-
-def make_row(addr: str, diagnostic: str = "", *, status: str = "", reply_code: str = "", remote_mta: str = "",
-             action: str = "", reason: str = "") -> RecipientResult:
-    """A recipient row; status and reply code come from the diagnostic when not given."""
-    diagnostic = one_line(diagnostic)
-    return RecipientResult(
-        recipient=clean_address(addr),
-        action=action,
-        status=status or find_status(diagnostic),
-        reply_code=reply_code or find_reply_code(diagnostic),
-        diagnostic=diagnostic,
-        remote_mta=remote_mta,
-        reason=reason,
-    )
 
 
 def section(text: str, start: str, end: str | None = None, max_lines: int = 400) -> list[str]:

@@ -7,7 +7,8 @@ from functools import lru_cache
 
 from ..mime import Message, html_to_text
 from ..model import RecipientResult
-from ..text import clean_address, find_reply_code, find_status, one_line
+from ..text import one_line
+from .base import make_row as base_make_row
 
 # "550-5.7.26 text" / "550 5.7.26 text" / "550-text": the prefix of each line of a multi-line SMTP reply.
 _REPLY_PREFIX = re.compile(r"^([245]\d\d)[ \-](?:([245]\.\d{1,3}\.\d{1,3})\s+)?")
@@ -98,22 +99,11 @@ def make_row(
     remote_mta: str = "",
     action: str = "",
 ) -> RecipientResult:
-    diagnostic = clean_reply(one_line(diagnostic))
-    return RecipientResult(
-        recipient=clean_address(address),
-        action=action,
-        status=status or find_status(diagnostic),
-        reply_code=reply_code or _leading_code(diagnostic),
-        diagnostic=diagnostic,
-        remote_mta=remote_mta,
+    """base.make_row on the reply with the MTAs' multi-line prefixes folded (see clean_reply)."""
+    return base_make_row(
+        address, clean_reply(one_line(diagnostic)), status=status, reply_code=reply_code,
+        remote_mta=remote_mta, action=action,
     )
-
-
-def _leading_code(diagnostic: str) -> str:
-    m = _REPLY_START.match(diagnostic)
-    if m:
-        return m.group(0)
-    return find_reply_code(diagnostic[:200])
 
 
 def unique(rows: list[RecipientResult]) -> list[RecipientResult]:

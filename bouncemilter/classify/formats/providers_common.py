@@ -8,6 +8,7 @@ from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_reply_code, find_status, one_line
+from .base import make_row  # noqa: F401 - re-exported for the provider modules
 
 # A reply code at the start of a diagnostic, also in the "550:" and "550-5.1.1" spellings.
 _LEADING_CODE = re.compile(r"^\s*([245][0-5]\d)(?:[\s:\-]|$)")
@@ -18,29 +19,6 @@ MAX_RECIPIENTS = 200  # bounds every per-recipient loop
 def header_lower(msg: Message, name: str) -> str:
     return msg.headers.get(name).lower()
 
-
-def make_row(
-    addr: str,
-    diagnostic: str,
-    *,
-    action: str = "",
-    remote_mta: str = "",
-    status: str = "",
-    reason: str = "",
-) -> RecipientResult:
-    """A result row whose status and reply code come from the diagnostic when not given."""
-    diagnostic = one_line(diagnostic)
-    m = _LEADING_CODE.match(diagnostic)
-    reply = m.group(1) if m else find_reply_code(diagnostic)
-    return RecipientResult(
-        recipient=clean_address(addr),
-        action=action,
-        status=status or find_status(diagnostic),
-        reply_code=reply,
-        diagnostic=diagnostic,
-        remote_mta=remote_mta,
-        reason=reason,
-    )
 
 
 def cut_at(text: str, *markers: str) -> str:
