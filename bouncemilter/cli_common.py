@@ -1,0 +1,48 @@
+"""Options and helpers every data command shares: --config, --db, --format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+
+from .config import ConfigError, Settings, load_settings
+
+FORMATS_DATA = ("table", "json")
+
+
+def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--config FILE and --db PATH (overriding the file's [store] db)."""
+    func = click.option("--db", "db", metavar="PATH", help="SQLite database (overrides the config file's store.db).")(
+        func
+    )
+    func = click.option(
+        "--config",
+        "config_path",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="TOML configuration file (default: embedded defaults).",
+    )(func)
+    return func
+
+
+def load(config_path: str | None, db: str | None) -> Settings:
+    """Settings from the file and flags; a ConfigError becomes a clean click error."""
+    try:
+        return load_settings(config_path, {"db": db})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def echo_table(header: Sequence[str], rows: Iterable[Sequence[Any]], max_width: int = 60) -> None:
+    """A plain aligned table for people (no box drawing: it must survive pipes and mail)."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [min(max([len(h)] + [len(r[i]) for r in cells]), max_width) for i, h in enumerate(header)]
+    for row in [list(header), *cells]:
+        click.echo("  ".join(c[:max_width].ljust(widths[i]) for i, c in enumerate(row)).rstrip())
