@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from . import __version__
 from .classify import Classification, classify
-from .sources import SourceError, iter_messages
-
-PROGRESS_MIN = 200  # show a progress bar from this many messages on (and only on a terminal)
+from .progress import Progress
+from .sources import SourceError, collect, read_messages
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,57 +39,86 @@ def classify_cmd(fmt: str, paths: tuple[str, ...]) -> None:
       bouncemilter classify --format jsonl ~/Maildir/.Bounces > bounces.jsonl
     """
     errors: list[SourceError] = []
-    results: list[dict] = []
-    messages = iter_messages(list(paths), errors)
-    if sys.stderr.isatty():
-        messages = _with_progress(messages)
-    for source, raw in messages:
-        record = {"source": source, **classify(raw).as_dict()}
-        if fmt == "jsonl":
-            click.echo(json.dumps(record, ensure_ascii=False))
-        else:
-            results.append(record)
-    if fmt == "json":
-        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
-    elif fmt == "table":
-        _print_table(results)
+    entries = collect(paths, errors)
+    progress = Progress(len(entries))
+    out = _Output(fmt)
+    try:
+        for source, raw in read_messages(entries, errors, done=progress.file_done):
+            out.add({"source": source, **classify(raw).as_dict()})
+            progress.message_done()
+        progress.close()
+        out.finish()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a traceback at exit.
+        progress.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     for err in errors:
-        click.echo(f"bouncemilter: {err.source}: {err.message}", err=True)
+        click.echo(f"bouncemilter: cannot read {err.source}: {err.message}", err=True)
     if errors:
+        click.echo(f"bouncemilter: {len(errors)} path(s) could not be read", err=True)
         sys.exit(1)
 
 
-def _with_progress(messages):  # type: ignore[no-untyped-def]
-    """Messages pass through unchanged; a counter on stderr once a run is long."""
-    with click.progressbar(length=0, label="classifying", file=sys.stderr, show_pos=True) as bar:
-        for n, item in enumerate(messages, 1):
-            if n >= PROGRESS_MIN:
-                bar.update(1)
-            elif n == PROGRESS_MIN - 1:
-                bar.update(n)
-            yield item
+class _Output:
+    """jsonl and json are streamed message by message; the table needs its widths first."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.count = 0
+        self.kinds: dict[str, int] = {}
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, record: dict) -> None:
+        self.count += 1
+        self.kinds[record["kind"]] = self.kinds.get(record["kind"], 0) + 1
+        if self.fmt == "jsonl":
+            click.echo(json.dumps(record, ensure_ascii=False))
+        elif self.fmt == "json":
+            text = json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+            click.echo(("[\n  " if self.count == 1 else ",\n  ") + text, nl=False)
+        else:
+            self.rows.extend(_table_rows(record))
+
+    def finish(self) -> None:
+        if self.fmt == "json":
+            click.echo("\n]" if self.count else "[]")
+        elif self.fmt == "table":
+            _print_table(self.rows)
+            summary = ", ".join(f"{n} {kind}" for kind, n in sorted(self.kinds.items()))
+            click.echo(f"\n{self.count} message(s){': ' + summary if summary else ''}")
 
 
-def _print_table(records: list[dict]) -> None:
-    header = ("SOURCE", "KIND", "RECIPIENT", "REASON", "HARD", "STATUS", "DETECTOR")
-    rows: list[tuple[str, ...]] = []
-    for rec in records:
-        recipients = rec["recipients"] or [{"recipient": "", "reason": "", "hard": False, "status": ""}]
-        for i, r in enumerate(recipients):
-            rows.append(
-                (
-                    rec["source"] if i == 0 else "",
-                    rec["kind"] if i == 0 else "",
-                    r["recipient"],
-                    r["reason"],
-                    "yes" if r["hard"] else "",
-                    r["status"],
-                    rec["detector"] if i == 0 else "",
-                )
-            )
-    widths = [min(max([len(h)] + [len(row[i]) for row in rows]), 48) for i, h in enumerate(header)]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell[:48].ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+_TABLE_HEADER = ("SOURCE", "KIND", "RECIPIENT", "REASON", "HARD", "STATUS", "DETECTOR")
+
+
+def _table_rows(rec: dict) -> list[tuple[str, ...]]:
+    recipients = rec["recipients"] or [{"recipient": "", "reason": "", "hard": False, "status": ""}]
+    return [
+        (
+            rec["source"] if i == 0 else "",
+            rec["kind"] if i == 0 else "",
+            r["recipient"],
+            r["reason"],
+            "yes" if r["hard"] else "",
+            r["status"],
+            rec["detector"] if i == 0 else "",
+        )
+        for i, r in enumerate(recipients)
+    ]
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [min(max([len(h)] + [len(row[i]) for row in rows]), 48) for i, h in enumerate(_TABLE_HEADER)]
+    for row in [_TABLE_HEADER, *rows]:
+        click.echo("  ".join(_fit(cell, i == 0).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def _fit(cell: str, keep_end: bool, width: int = 48) -> str:
+    """A long source keeps its end (the file name), any other long value its start."""
+    if len(cell) <= width:
+        return cell
+    return "…" + cell[1 - width :] if keep_end else cell[: width - 1] + "…"
 
 
 def describe(result: Classification) -> str:

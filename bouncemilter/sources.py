@@ -1,14 +1,26 @@
-"""Where messages come from for batch commands: files, directories, mbox files, Maildirs, stdin."""
+"""Where messages come from for batch commands: files, directories, mbox files, Maildirs, stdin.
+
+`collect` turns the paths given on the command line into a list of files (so a progress bar knows
+the total before any file is read); `read_messages` reads them and splits mbox files. Problems
+never stop a run: each unreadable path becomes a `SourceError` and the rest is still processed.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+STDIN = "-"
 _MBOX_FROM = b"From "
+# The envelope line that starts each message of an mbox: "From sender Thu Nov 26 12:53:02 2026"
+# (asctime) or with an RFC 5322 date. A time of day is required, so that a body paragraph that
+# merely starts with "From " after an empty line does not split a message in two.
+_ENVELOPE = re.compile(rb"From \S+ [^\n]{0,120}?\b\d{1,2}:\d\d(?::\d\d)?\b[^\n]{0,80}\n")
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+_MAILDIR_PARTS = ("cur", "new")  # tmp holds deliveries still being written: never read
 
 
 @dataclass(slots=True)
@@ -17,38 +29,99 @@ class SourceError:
     message: str
 
 
-def iter_messages(paths: list[str], errors: list[SourceError]) -> Iterator[tuple[str, bytes]]:
-    """Yield (source, raw bytes) for every message under `paths`; problems go to `errors`.
+@dataclass(slots=True)
+class Entry:
+    source: str  # the label printed for this file: the path as given, or joined below a directory
+    path: str  # what to open; STDIN for standard input
 
-    `source` is the path as given, `path#N` for the Nth message (from 1) of an mbox file.
-    """
+
+def collect(paths: Iterable[str], errors: list[SourceError]) -> list[Entry]:
+    """The files to read, in a stable order; paths that do not exist go to `errors`."""
+    entries: list[Entry] = []
     for given in paths:
-        if given == "-":
-            yield from _split_if_mbox("-", sys.stdin.buffer.read())
-            continue
-        path = Path(given)
-        try:
-            if path.is_dir():
-                yield from _iter_dir(given, path, errors)
-            else:
-                yield from _split_if_mbox(given, path.read_bytes())
-        except OSError as exc:
-            errors.append(SourceError(given, exc.strerror or str(exc)))
+        if given == STDIN:
+            entries.append(Entry(STDIN, STDIN))
+        elif os.path.isdir(given):
+            entries.extend(_walk(given, errors))
+        elif os.path.lexists(given):
+            entries.append(Entry(given, given))  # unreadable files are reported when read
+        else:
+            errors.append(SourceError(given, "No such file or directory"))
+    return entries
 
 
-def _iter_dir(given: str, path: Path, errors: list[SourceError]) -> Iterator[tuple[str, bytes]]:
-    if (path / "cur").is_dir() and (path / "new").is_dir():  # a Maildir
-        files = sorted([*(path / "cur").iterdir(), *(path / "new").iterdir()])
-    else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    for file in files:
-        source = os.path.join(given, os.path.relpath(file, path))
+def read_messages(
+    entries: Iterable[Entry], errors: list[SourceError], done: Callable[[], None] | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (source, raw bytes) per message; `source` is `path#N` for the Nth message (from 1) of
+    an mbox file holding more than one. `done` is called after each entry."""
+    for entry in entries:
         try:
-            data = file.read_bytes()
+            data = sys.stdin.buffer.read() if entry.path == STDIN else _read(entry.path)
         except OSError as exc:
-            errors.append(SourceError(source, exc.strerror or str(exc)))
+            errors.append(SourceError(entry.source, _describe(exc)))
+        else:
+            yield from _split_if_mbox(entry.source, data)
+        if done is not None:
+            done()
+
+
+def iter_messages(paths: Iterable[str], errors: list[SourceError]) -> Iterator[tuple[str, bytes]]:
+    """collect + read_messages in one call."""
+    return read_messages(collect(paths, errors), errors)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    return exc.strerror or str(exc)
+
+
+def is_maildir(path: str) -> bool:
+    return all(os.path.isdir(os.path.join(path, name)) for name in _MAILDIR_PARTS)
+
+
+def _walk(given: str, errors: list[SourceError]) -> Iterator[Entry]:
+    """Files below a directory. A Maildir (or a Maildir++ folder such as .Bounces) contributes
+    only its new/ and cur/ messages, not tmp/ nor its index files; other hidden files and
+    folders are skipped. Symlinked folders are not followed (no loops)."""
+
+    def on_error(exc: OSError) -> None:
+        name = exc.filename if isinstance(exc.filename, str) else given
+        errors.append(SourceError(_label(given, name), _describe(exc)))
+
+    def label_for(root: str, name: str) -> Entry:
+        full = os.path.join(root, name)
+        return Entry(_label(given, full), full)
+
+    for root, dirs, files in os.walk(given, onerror=on_error):
+        if is_maildir(root):
+            for part in _MAILDIR_PARTS:
+                sub = os.path.join(root, part)
+                try:
+                    names = sorted(n for n in os.listdir(sub) if not n.startswith("."))
+                except OSError as exc:
+                    errors.append(SourceError(_label(given, sub), _describe(exc)))
+                    continue
+                # Anything but a folder is read, so that a broken link is reported, not skipped.
+                yield from (label_for(sub, n) for n in names if not os.path.isdir(os.path.join(sub, n)))
+            # Maildir++ sub-folders are hidden directories with their own cur/ and new/.
+            dirs[:] = sorted(d for d in dirs if d.startswith(".") and is_maildir(os.path.join(root, d)))
             continue
-        yield from _split_if_mbox(source, data)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") or is_maildir(os.path.join(root, d)))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield label_for(root, name)
+
+
+def _label(given: str, full: str) -> str:
+    rel = os.path.relpath(full, given)
+    return given if rel == "." else os.path.join(given, rel)
 
 
 def _split_if_mbox(source: str, data: bytes) -> Iterator[tuple[str, bytes]]:
@@ -56,7 +129,7 @@ def _split_if_mbox(source: str, data: bytes) -> Iterator[tuple[str, bytes]]:
         yield source, data
         return
     messages = split_mbox(data)
-    if len(messages) == 1:
+    if len(messages) == 1:  # a single message saved with its envelope line: keep the plain name
         yield source, messages[0]
         return
     for n, message in enumerate(messages, 1):
@@ -64,25 +137,39 @@ def _split_if_mbox(source: str, data: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def split_mbox(data: bytes) -> list[bytes]:
-    """Split an mbox (mboxrd/mboxo) into messages; '>From ' quoting is undone."""
-    data = data.replace(b"\r\n", b"\n")
-    chunks = data.split(b"\n\nFrom ")
+    """Split an mbox (mboxo/mboxrd) into messages without their envelope lines; '>From ' is unquoted.
+
+    A new message starts at a "From " line after an empty line only when it looks like an
+    envelope line (it carries a time of day) and a header line follows it.
+    """
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    starts = [0]
+    pos = 0
+    while True:
+        i = data.find(b"\n\nFrom ", pos)
+        if i < 0:
+            break
+        begin = i + 2
+        m = _ENVELOPE.match(data, begin)
+        if m and _HEADER_LINE.match(data, m.end()):
+            starts.append(begin)
+        pos = begin
     out: list[bytes] = []
-    for i, chunk in enumerate(chunks):
-        if i > 0:
-            chunk = b"From " + chunk
-        # drop the envelope line "From sender date"
-        _, _, body = chunk.partition(b"\n")
-        if b"\n>From " in body or body.startswith(b">From "):
+    for k, begin in enumerate(starts):
+        end = starts[k + 1] - 1 if k + 1 < len(starts) else len(data)  # keep the message's final newline
+        chunk = data[begin:end]
+        nl = chunk.find(b"\n")
+        body = chunk[nl + 1 :] if nl >= 0 else b""  # drop the envelope line
+        if b">From " in body:
             body = _unquote_from(body)
         out.append(body)
     return out
 
 
+_QUOTED_FROM = re.compile(rb"^>(>*From )", re.M)
+
+
 def _unquote_from(body: bytes) -> bytes:
-    lines = body.split(b"\n")
-    for i, line in enumerate(lines):
-        stripped = line.lstrip(b">")
-        if stripped.startswith(b"From ") and len(line) > len(stripped):
-            lines[i] = line[1:]
-    return b"\n".join(lines)
+    """mboxrd: one '>' is removed from every line matching ^>+From ."""
+    return _QUOTED_FROM.sub(rb"\1", body)
