@@ -59,9 +59,10 @@ class Capture(logging.Handler):
         return [line for line in self.lines if line["event"] == name]
 
 
-@pytest.fixture
-def setup():  # type: ignore[no-untyped-def]
-    """Install a runtime with the given settings; returns (store, log capture)."""
+@pytest.fixture(params=[True, False], ids=["no-reply", "reply-all"])
+def setup(request):  # type: ignore[no-untyped-def]
+    """Install a runtime with the given settings; returns (store, log capture). Runs each test with
+    the unix-socket protocol (no-reply events) and the TCP one (a reply to every event)."""
 
     def make(store: FakeStore | None = None, classifier=None, **settings):  # type: ignore[no-untyped-def]
         overrides = {"bounce_addresses": ["bounces@test.example", "bounces+*@test.example"]}
@@ -77,15 +78,22 @@ def setup():  # type: ignore[no-untyped-def]
         cap = Capture()
         logger.addHandler(cap)
         store = store or FakeStore()
-        rt = Runtime(settings=s, matcher=BounceMatcher(s.bounce_addresses), store=store, logger=logger)
+        rt = Runtime(
+            settings=s, matcher=BounceMatcher(s.bounce_addresses), store=store, logger=logger, no_reply=request.param
+        )
         if classifier is not None:
             rt.classifier = classifier
         BounceMilter.runtime = rt
         Milter.factory = BounceMilter
+        # TestCtx's negotiation writes into this shared list: give every test what an MTA offers
+        testctx.TestCtx.default_opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
         return store, cap
 
     yield make
     BounceMilter.runtime = None
+
+
+OK = (Milter.CONTINUE, Milter.NOREPLY)
 
 
 def feed(
@@ -94,33 +102,34 @@ def feed(
     rcpts: tuple[str, ...] = ("<bounces@test.example>",),
     internal: bool = False,
 ) -> tuple[int, testctx.TestCtx]:
-    """Drive one message through the callbacks as libmilter would (stops at the first non-CONTINUE)."""
+    """Drive one message through the callbacks as libmilter would (stops at the first final answer)."""
     ctx = testctx.TestCtx()
     ctx._setsymval("i", "QID123")
-    rc = ctx._connect(host="mx.remote.example", helo="mx.remote.example", ip="192.0.2.1")
-    assert rc == Milter.CONTINUE
-    if internal:
-        ctx._priv._internal_conn = True
+    ctx._negotiate()
+    port = 0 if internal else 25
+    rc = Milter.connect_callback(ctx, "mx.remote.example", socket.AF_INET, ("192.0.2.1", port))
+    assert rc in OK
+    assert ctx._priv.hello("mx.remote.example") in OK
     ctx._msg = email.message.Message()  # TestCtx.addheader writes here
     for step in (lambda: ctx._envfrom(sender), *[lambda r=r: ctx._envrcpt(r) for r in rcpts], ctx._data):
         rc = step()
-        if rc != Milter.CONTINUE:
+        if rc not in OK:
             return rc, ctx
     head, _, body = raw.partition(b"\r\n\r\n")
     for line in _unfold(head):
         name, _, value = line.partition(b":")
         rc = ctx._priv.header_bytes(name.decode("ascii", "replace"), value.strip())
-        if rc != Milter.CONTINUE:
+        if rc not in OK:
             return rc, ctx
-    rc = ctx._eoh()
-    if rc != Milter.CONTINUE:
+    rc = ctx._priv.eoh()
+    if rc not in OK:
         return rc, ctx
     bfp = io.BytesIO(body)
     while chunk := bfp.read(65535):
         rc = ctx._priv.body(chunk)
         if rc == Milter.SKIP:
             break
-        if rc != Milter.CONTINUE:
+        if rc not in OK:
             return rc, ctx
     return ctx._eom(), ctx
 
@@ -418,3 +427,26 @@ def test_sigterm_finishes_the_message_in_flight_then_exits() -> None:
             proc.wait()
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_failure_in_a_no_reply_event_is_answered_at_the_next_reply(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup()
+
+    def boom(self, data):  # type: ignore[no-untyped-def]
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(BounceMilter, "_append", boom)
+    rc, _ = feed(M.hard_bounce("t14"))
+    assert rc == Milter.TEMPFAIL
+    assert store.records == []
+    assert cap.events("callback_error")
+    assert BounceMilter.runtime.inflight.count == 0
+
+
+def test_no_reply_events_are_negotiated_only_when_enabled(setup) -> None:  # type: ignore[no-untyped-def]
+    setup()
+    ctx = testctx.TestCtx()
+    ctx._negotiate()
+    nr = Milter.P_NR_HDR | Milter.P_NR_RCPT | Milter.P_NR_MAIL
+    assert bool(ctx._protocol & nr == nr) is BounceMilter.runtime.no_reply
+    assert not ctx._protocol & (Milter.P_NR_BODY | Milter.P_NR_DATA)  # DATA and body answer (ACCEPT, SKIP)
