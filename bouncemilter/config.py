@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
+from .classify.reasons import REASONS
+from .policy import SENDER_REASONS
 from .verp import BounceAddress, parse_bounce_address
 
 KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "auto_reply", "delivered", "not_bounce")
@@ -50,6 +52,12 @@ class Settings:
     log_target: str = "stderr"
     log_level: str = "info"
     milter_timeout: int = 240
+    # suppression policy (bouncemilter.policy)
+    policy_soft_threshold: int = 3
+    policy_soft_window_days: int = 30
+    policy_soft_stale_days: int = 7
+    policy_complaints: bool = True
+    policy_sender_reasons: tuple[str, ...] = tuple(sorted(SENDER_REASONS))
 
 
 # ---------------------------------------------------------------- validators: value -> normalised value or ValueError
@@ -157,6 +165,19 @@ def _float_range(lo: float, hi: float) -> Validator:
     return check
 
 
+def _reasons(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of reason names, e.g. ["blocked", "spamdetected"]')
+    out: list[str] = []
+    for item in v:
+        name = item.strip().lower()
+        if name not in REASONS:
+            raise ValueError(f"{item!r}: unknown reason (known: {', '.join(REASONS)})")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.
 KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket": ("socket", _socket),
@@ -174,6 +195,11 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "headers.prefix": ("header_prefix", _header_prefix),
     "log.target": ("log_target", _choice(LOG_TARGETS)),
     "log.level": ("log_level", _choice(LOG_LEVELS)),
+    "policy.soft_threshold": ("policy_soft_threshold", _int_range(1, 100)),
+    "policy.soft_window_days": ("policy_soft_window_days", _int_range(1, 3650)),
+    "policy.soft_stale_days": ("policy_soft_stale_days", _int_range(1, 3650)),
+    "policy.complaints": ("policy_complaints", _bool),
+    "policy.sender_reasons": ("policy_sender_reasons", _reasons),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}

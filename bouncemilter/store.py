@@ -16,6 +16,9 @@ Schema (version 1)
   original_message_id.
 ``schema_version``: version, applied_at — one row per applied migration.
 
+Schema (version 2): ``suppressions`` and ``suppression_log``, kept by `bouncemilter.suppressions` (see there);
+its `SuppressionHook` is in ``Store.hooks`` by default.
+
 Why these choices:
 - Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
   ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
@@ -142,10 +145,48 @@ _V1 = [
     "CREATE INDEX idx_recipients_domain ON recipients (domain, received_at)",
 ]
 
+# Version 2: the suppression list (bouncemilter.suppressions keeps it; bouncemilter.policy decides).
+_V2 = [
+    """CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('suppressed', 'unsuppressed')),
+        source TEXT NOT NULL CHECK (source IN ('policy', 'manual')),
+        category TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        summary TEXT NOT NULL DEFAULT '',
+        suppressed_at TEXT,
+        first_evidence_at TEXT,
+        last_evidence_at TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]',
+        soft_score INTEGER NOT NULL DEFAULT 0,
+        soft_days TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        manual_by TEXT NOT NULL DEFAULT '',
+        manual_reason TEXT NOT NULL DEFAULT '',
+        manual_at TEXT
+    )""",
+    "CREATE INDEX idx_suppressions_state ON suppressions (state, suppressed_at)",
+    "CREATE INDEX idx_suppressions_domain ON suppressions (domain)",
+    """CREATE TABLE suppression_log (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        source TEXT NOT NULL,
+        by TEXT NOT NULL DEFAULT '',
+        why TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX idx_suppression_log_address ON suppression_log (address, at)",
+]
+
 # Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
-# Append new versions (e.g. 2: suppressions); never edit an applied one.
+# Append new versions; never edit an applied one.
 Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [(1, _V1)]
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -216,8 +257,13 @@ class Store:
     def __init__(self, path: str, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
-        # called inside record()'s transaction after the rows are inserted (e.g. suppression policy, issue 4)
-        self.hooks: list[RecordHook] = []
+        # called inside record()'s transaction after the rows are inserted. The suppression policy is on by
+        # default so that every writer keeps the suppression list; set `store.suppressions.policy` from the
+        # [policy] settings (`Policy.from_settings`).
+        from .suppressions import SuppressionHook  # local: suppressions imports this module
+
+        self.suppressions = SuppressionHook()
+        self.hooks: list[RecordHook] = [self.suppressions]
         self._lock = threading.Lock()
         self._closed = False
         self._conn: sqlite3.Connection | None = None

@@ -172,7 +172,7 @@ def test_error_message_format(tmp_path: Path) -> None:
     [
         ('[milter]\nsockt = "inet:1@127.0.0.1"\n', "milter.sockt"),
         ('[actions]\nbounces = "discard"\n', "actions.bounces"),
-        ("[policy]\nsoft_threshold = 3\n", "policy"),
+        ("[polcy]\nsoft_threshold = 3\n", "polcy"),
         ('db = "x.db"\n', "db"),
         ("[store.extra]\nx = 1\n", "store.extra"),
     ],

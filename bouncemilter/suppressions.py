@@ -1,0 +1,419 @@
+"""The suppression list in SQLite: the Store hook, manual changes, rebuild from history, and the queries.
+
+Tables (store migration 2):
+``suppressions``: one row per address that is or was suppressed.
+  address (unique, lower case), domain, state (suppressed|unsuppressed), source (policy|manual), category (hard|
+  complaint|soft|manual), reason (Sisimai reason, feedback type, or the manual reason), status, summary (one line
+  for people and the Postfix reject text), suppressed_at (when it became suppressed), first_evidence_at,
+  last_evidence_at, evidence (JSON list of recipients.id that caused it and later counted events), soft_score and
+  soft_days (the Mailman-style score when it was decided), created_at, updated_at, manual_by, manual_reason,
+  manual_at (the last manual action).
+``suppression_log``: address, at, action (suppress|unsuppress|lift), source (policy|manual|rebuild), by, why.
+
+Why this shape: the policy (`policy.decide`) is pure and replays one address's events, so the hook, `rebuild`
+and `history` all give the same answer. The hook runs inside `Store.record()`'s transaction, so a bounce and the
+suppression it causes commit or roll back together. A manual unsuppression is a row in state ``unsuppressed``
+whose `manual_at` hides older evidence from the policy, which is how it survives `rebuild`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
+from .store import migrate, utc_now
+
+if TYPE_CHECKING:
+    from .classify.model import Classification
+    from .store import MessageMeta
+
+EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
+
+_EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
+_KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
+
+
+def fmt_time(dt: datetime) -> str:
+    """The store's timestamp format, so that text comparison in SQL orders correctly."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _event(row: Iterable[Any]) -> Event:
+    rid, at, kind, reason, hard, status, feedback_type = row
+    return Event(int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "")
+
+
+def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
+    rows = conn.execute(
+        f"""SELECT {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
+            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ?
+            ORDER BY r.received_at, r.id""",
+        (address, since),
+    ).fetchall()
+    return [_event(r) for r in rows]
+
+
+def get_row(conn: sqlite3.Connection, address: str) -> dict[str, Any] | None:
+    cur = conn.execute("SELECT * FROM suppressions WHERE address = ?", (address,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([c[0] for c in cur.description], row, strict=True))
+
+
+def _cap(ids: list[int]) -> list[int]:
+    if len(ids) <= EVIDENCE_CAP:
+        return ids
+    half = EVIDENCE_CAP // 2
+    return ids[:half] + ids[-half:]
+
+
+def _t(dt: datetime | None) -> str | None:
+    return fmt_time(dt) if dt else None
+
+
+def _log(
+    conn: sqlite3.Connection, address: str, at: str, action: str, source: str, by: str = "", why: str = ""
+) -> None:
+    conn.execute(
+        "INSERT INTO suppression_log (address, at, action, source, by, why) VALUES (?, ?, ?, ?, ?, ?)",
+        (address, at, action, source, by[:200], why[:1000]),
+    )
+
+
+def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
+    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
+    conn.execute(
+        """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary, suppressed_at,
+               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at)
+           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy', category = excluded.category,
+               reason = excluded.reason, status = excluded.status, summary = excluded.summary,
+               suppressed_at = excluded.suppressed_at, first_evidence_at = excluded.first_evidence_at,
+               last_evidence_at = excluded.last_evidence_at, evidence = excluded.evidence,
+               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at""",
+        (
+            address,
+            address.rpartition("@")[2],
+            d.category,
+            d.reason,
+            d.status,
+            d.summary,
+            _t(d.suppressed_at),
+            _t(d.first_evidence_at),
+            _t(d.last_evidence_at),
+            json.dumps(_cap(d.evidence)),
+            d.soft_score,
+            json.dumps(d.soft_days),
+            stamp,
+            stamp,
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the Store hook
+
+
+class SuppressionHook:
+    """`Store.hooks` entry: applies the policy to the addresses of each recorded bounce or complaint."""
+
+    def __init__(self, policy: Policy | None = None, clock: Callable[[], str] = utc_now) -> None:
+        self.policy = policy or Policy()
+        self.clock = clock
+
+    def __call__(
+        self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
+    ) -> None:
+        if result.kind not in COUNTING_KINDS:
+            return
+        rows = conn.execute(
+            f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
+                WHERE r.message_id = ? AND r.address != '' ORDER BY r.id""",
+            (msg_id,),
+        ).fetchall()
+        stamp = self.clock()
+        for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
+            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp)
+
+
+def update_address(conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str) -> None:
+    """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction)."""
+    row = get_row(conn, address)
+    if row is not None and row["state"] == "suppressed":
+        # sticky: further counting events only add evidence
+        counted = [e for e in new if classify_event(e, policy) in ("hard", "complaint", "soft")]
+        if counted:
+            evidence = _cap(json.loads(row["evidence"] or "[]") + [e.id for e in counted])
+            conn.execute(
+                "UPDATE suppressions SET evidence = ?, last_evidence_at = ?, updated_at = ? WHERE address = ?",
+                (json.dumps(evidence), fmt_time(max(e.at for e in counted)), stamp, address),
+            )
+        return
+    now = max(e.at for e in new)
+    after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
+    # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
+    lower = now - timedelta(days=policy.soft_window_days + 1)
+    if after is not None and after > lower:
+        lower = after
+    d = decide(load_events(conn, address, fmt_time(lower)), policy, now, after)
+    if d.suppress:
+        _write_policy(conn, address, d, stamp)
+        _log(conn, address, stamp, "suppress", "policy", why=d.summary)
+
+
+# ------------------------------------------------------------------------------------------------ manual changes
+
+
+def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
+    """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
+    address = address.strip().lower()
+    stamp = stamp or utc_now()
+    reason = reason.strip() or "manual"
+    with _transaction(conn):
+        row = get_row(conn, address)
+        changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
+        if row is not None and row["state"] == "suppressed":
+            # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
+            conn.execute(
+                """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
+                       manual_at = ? WHERE address = ?""",
+                (stamp, by, reason, stamp, address),
+            )
+        else:
+            conn.execute(
+                """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
+                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at)
+                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
+                       reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
+                       updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                       manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+                (
+                    address,
+                    address.rpartition("@")[2],
+                    reason,
+                    f"suppressed manually: {reason}",
+                    stamp,
+                    stamp,
+                    stamp,
+                    by,
+                    reason,
+                    stamp,
+                ),
+            )
+        _log(conn, address, stamp, "suppress", "manual", by, reason)
+    return changed
+
+
+def unsuppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
+    """Manual unsuppression: evidence up to now no longer counts, even after a rebuild. False if not suppressed."""
+    address = address.strip().lower()
+    stamp = stamp or utc_now()
+    with _transaction(conn):
+        row = get_row(conn, address)
+        changed = row is not None and row["state"] == "suppressed"
+        conn.execute(
+            """INSERT INTO suppressions (address, domain, state, source, created_at, updated_at, manual_by,
+                   manual_reason, manual_at)
+               VALUES (?, ?, 'unsuppressed', 'manual', ?, ?, ?, ?, ?)
+               ON CONFLICT (address) DO UPDATE SET state = 'unsuppressed', source = 'manual',
+                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+            (address, address.rpartition("@")[2], stamp, stamp, by, reason.strip(), stamp),
+        )
+        _log(conn, address, stamp, "unsuppress", "manual", by, reason.strip())
+    return changed
+
+
+# ------------------------------------------------------------------------------------------------ rebuild
+
+
+def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = None, stamp: str | None = None) -> dict:
+    """Recompute every policy suppression from the whole history (one transaction).
+
+    Manual suppressions are kept as they are; a manual unsuppression keeps hiding the evidence before it.
+    Returns counts: suppressed (total now), added, removed, unchanged, manual (kept manual suppressions).
+    """
+    stamp = stamp or utc_now()
+    now = parse_time(now or stamp)
+    counts = {"suppressed": 0, "added": 0, "removed": 0, "unchanged": 0, "manual": 0}
+    with _transaction(conn):
+        cur = conn.execute("SELECT * FROM suppressions")
+        names = [c[0] for c in cur.description]
+        existing = {r[0 + names.index("address")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        cur = conn.execute(
+            f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
+                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} ORDER BY r.address, r.received_at, r.id"""
+        )
+        seen: set[str] = set()
+        for address, group in itertools.groupby(cur, key=lambda r: r[0]):
+            seen.add(address)
+            _rebuild_one(
+                conn, address, [_event(r[1:]) for r in group], existing.get(address), policy, now, stamp, counts
+            )
+        for address, row in existing.items():
+            if address not in seen:
+                _rebuild_one(conn, address, [], row, policy, now, stamp, counts)
+    return counts
+
+
+def _rebuild_one(
+    conn: sqlite3.Connection,
+    address: str,
+    events: list[Event],
+    row: dict | None,
+    policy: Policy,
+    now: datetime,
+    stamp: str,
+    counts: dict[str, int],
+) -> None:
+    if row is not None and row["state"] == "suppressed" and row["source"] == "manual":
+        counts["manual"] += 1
+        counts["suppressed"] += 1
+        return
+    after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
+    d = decide(events, policy, now, after)
+    was = row is not None and row["state"] == "suppressed"
+    if d.suppress:
+        counts["suppressed"] += 1
+        _write_policy(conn, address, d, row["updated_at"] if was and _same(row, d) else stamp)
+        if was:
+            counts["unchanged"] += 1
+        else:
+            counts["added"] += 1
+            _log(conn, address, stamp, "suppress", "rebuild", why=d.summary)
+    elif was:
+        counts["removed"] += 1
+        if row is not None and row["manual_at"]:
+            conn.execute(
+                "UPDATE suppressions SET state = 'unsuppressed', source = 'manual', updated_at = ? WHERE address = ?",
+                (stamp, address),
+            )
+        else:
+            conn.execute("DELETE FROM suppressions WHERE address = ?", (address,))
+        _log(conn, address, stamp, "lift", "rebuild", why="the policy no longer suppresses it")
+
+
+def _same(row: dict, d: Decision) -> bool:
+    return row["category"] == d.category and row["evidence"] == json.dumps(_cap(d.evidence))
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (isolation_level=None)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+# ------------------------------------------------------------------------------------------------ queries
+
+
+class NoDatabase(Exception):
+    pass
+
+
+def connect(path: str, timeout: float = 5.0, write: bool = False) -> sqlite3.Connection:
+    """An autocommit connection to an existing store; `write` also brings the schema up to date."""
+    if not os.path.exists(path):
+        raise NoDatabase(f"{path}: no such database (give --db or store.db in --config)")
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    if write:
+        migrate(conn)
+    return conn
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
+    """Suppressed addresses (suppressed_at >= since), oldest first."""
+    if not _has_table(conn, "suppressions"):
+        return []
+    rows = conn.execute(
+        """SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
+                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at
+           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ?
+           ORDER BY suppressed_at, address""",
+        (since,),
+    ).fetchall()
+    out = []
+    for r in rows:
+        item = dict(r)
+        item["evidence"] = json.loads(item["evidence"] or "[]")
+        item["soft_days"] = json.loads(item["soft_days"] or "[]")
+        out.append(item)
+    return out
+
+
+def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetime) -> dict[str, Any]:
+    """Every recorded event for `address` (as subscriber or as the reported address), with the policy's verdict."""
+    address = address.strip().lower()
+    rows = conn.execute(
+        """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
+                  r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
+                  m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
+                  m.original_subject, m.client_addr
+           FROM recipients r JOIN messages m ON m.id = r.message_id
+           WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""",
+        (address, address),
+    ).fetchall()
+    row = get_row(conn, address) if _has_table(conn, "suppressions") else None
+    manual_hold = row is not None and row["state"] == "suppressed" and row["source"] == "manual"
+    after = parse_time(row["manual_at"]) if row and row["manual_at"] and not manual_hold else None
+    own = [
+        _event((r["id"], r["received_at"], r["kind"], r["reason"], r["hard"], r["status"], r["feedback_type"]))
+        for r in rows
+        if r["address"] == address
+    ]
+    decision = decide(own, policy, now, after)
+    verdicts = {v.event_id: v for v in decision.verdicts}
+    evidence = set(json.loads(row["evidence"] or "[]")) if row else set()
+    events = []
+    for r in rows:
+        item = dict(r)
+        item["hard"] = bool(item["hard"])
+        v = verdicts.get(r["id"])
+        if v is None:
+            item["counted"], item["verdict"] = False, f"recorded for {r['address'] or 'nobody'} (VERP)"
+        else:
+            item["counted"], item["verdict"] = v.counted, v.note
+        item["evidence"] = r["id"] in evidence
+        events.append(item)
+    log = []
+    if _has_table(conn, "suppression_log"):
+        log = [
+            dict(x)
+            for x in conn.execute(
+                "SELECT at, action, source, by, why FROM suppression_log WHERE address = ? ORDER BY at, id", (address,)
+            )
+        ]
+    if row:
+        row["evidence"] = json.loads(row["evidence"] or "[]")
+        row["soft_days"] = json.loads(row["soft_days"] or "[]")
+    return {
+        "address": address,
+        "suppression": row,
+        "current_soft_score": decision.soft_score,
+        "policy_would_suppress": decision.suppress,
+        "events": events,
+        "log": log,
+    }
