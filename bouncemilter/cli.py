@@ -162,6 +162,10 @@ def run_cmd(
         sys.exit(2)
     sys.exit(serve(settings))
 
+from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)
+
+_register_suppress(main)  # suppress, unsuppress, rebuild-suppressions, suppressed, history
+
 
 if __name__ == "__main__":
     main()

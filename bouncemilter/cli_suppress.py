@@ -1,0 +1,291 @@
+"""Commands over the suppression list: suppress, unsuppress, rebuild-suppressions, suppressed, history."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import os
+import re
+import sqlite3
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from . import suppressions as sup
+from .cli_common import config_options, echo_json, echo_table, load
+from .config import Settings
+from .policy import Policy, parse_time
+
+_SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# what a Postfix access map key may safely be: one token, no comment sign, one "@"
+_MAP_KEY_RE = re.compile(r"^[A-Za-z0-9!$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+$")
+_ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> str:
+    """'24h', '7d', '30m', '2w' or an ISO date/time -> the store's timestamp text ('' = everything)."""
+    if not value:
+        return ""
+    now = now or datetime.now(UTC)
+    m = _SINCE_RE.match(value)
+    if m:
+        return sup.fmt_time(now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}))
+    try:
+        return sup.fmt_time(parse_time(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use 24h, 7d, 30m, 2w or an ISO date such as 2026-05-01") from None
+
+
+def _connect(settings: Settings, write: bool) -> sqlite3.Connection:
+    try:
+        return sup.connect(settings.db, settings.store_timeout, write=write)
+    except sup.NoDatabase as exc:
+        raise click.ClickException(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{settings.db}: {exc}") from exc
+
+
+def _who(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _address(value: str) -> str:
+    address = value.strip().strip("<>").lower()
+    if not _ADDRESS_RE.match(address):
+        raise click.BadParameter(f"{value!r}: not an email address")
+    return address
+
+
+@click.command("suppress")
+@config_options
+@click.argument("address")
+@click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
+@click.option("--by", default=None, metavar="WHO", help="Who made the change (default: the invoking user).")
+def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: str, by: str | None) -> None:
+    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed).
+
+    \b
+    Example:
+      bouncemilter suppress --db bounces.db alice@example.org --reason "asked by phone" --by ann
+    """
+    settings = load(config_path, db)
+    addr = _address(address)
+    conn = _connect(settings, write=True)
+    try:
+        changed = sup.suppress(conn, addr, reason, _who(by))
+    finally:
+        conn.close()
+    click.echo(f"{addr}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+
+
+@click.command("unsuppress")
+@config_options
+@click.argument("address")
+@click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
+@click.option("--by", default=None, metavar="WHO", help="Who made the change (default: the invoking user).")
+def unsuppress_cmd(config_path: str | None, db: str | None, address: str, reason: str, by: str | None) -> None:
+    """Lift the suppression of ADDRESS. Evidence up to now no longer counts, also after rebuild-suppressions;
+    new bounces can suppress it again.
+
+    \b
+    Example:
+      bouncemilter unsuppress --db bounces.db alice@example.org --reason "mailbox fixed" --by ann
+    """
+    settings = load(config_path, db)
+    addr = _address(address)
+    conn = _connect(settings, write=True)
+    try:
+        changed = sup.unsuppress(conn, addr, reason, _who(by))
+    finally:
+        conn.close()
+    click.echo(f"{addr}: {'unsuppressed' if changed else 'was not suppressed; older evidence will not count'}")
+
+
+@click.command("rebuild-suppressions")
+@config_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def rebuild_cmd(config_path: str | None, db: str | None, fmt: str) -> None:
+    """Recompute the suppression list from the whole history with the current [policy] settings.
+
+    Manual suppressions stay; a manual unsuppression keeps hiding the evidence before it.
+
+    \b
+    Example:
+      bouncemilter rebuild-suppressions --config /etc/bouncemilter/bouncemilter.toml
+    """
+    settings = load(config_path, db)
+    conn = _connect(settings, write=True)
+    try:
+        counts = sup.rebuild(conn, Policy.from_settings(settings))
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{settings.db}: {exc}") from exc
+    finally:
+        conn.close()
+    if fmt == "json":
+        echo_json(counts)
+    else:
+        click.echo(", ".join(f"{n} {name}" for name, n in counts.items()))
+
+
+_CSV_COLUMNS = (
+    "address",
+    "source",
+    "category",
+    "reason",
+    "status",
+    "summary",
+    "suppressed_at",
+    "first_evidence_at",
+    "last_evidence_at",
+    "evidence_count",
+    "soft_score",
+    "manual_by",
+    "manual_reason",
+)
+
+
+@click.command("suppressed")
+@config_options
+@click.option("--since", metavar="WHEN", help="Only addresses suppressed since: 24h, 7d, 2w or an ISO date.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "postfix"]),
+    default="table",
+    show_default=True,
+    help="postfix: an access map for check_recipient_access (postmap it).",
+)
+def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, fmt: str) -> None:
+    """List suppressed addresses.
+
+    \b
+    Examples:
+      bouncemilter suppressed --since 7d
+      bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
+    """
+    settings = load(config_path, db)
+    lower = parse_since(since)
+    conn = _connect(settings, write=False)
+    try:
+        rows = sup.suppressed(conn, lower)
+    finally:
+        conn.close()
+    for r in rows:
+        r["evidence_count"] = len(r["evidence"])
+    if fmt == "json":
+        echo_json(rows)
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(_CSV_COLUMNS)
+        writer.writerows([r[c] if r[c] is not None else "" for c in _CSV_COLUMNS] for r in rows)
+    elif fmt == "postfix":
+        _postfix_map(rows)
+    else:
+        echo_table(
+            ("ADDRESS", "SINCE", "SOURCE", "WHY", "EVIDENCE", "LAST EVIDENCE"),
+            [
+                (
+                    r["address"],
+                    (r["suppressed_at"] or "")[:19],
+                    r["source"] + (f" ({r['manual_by']})" if r["source"] == "manual" and r["manual_by"] else ""),
+                    r["summary"],
+                    r["evidence_count"],
+                    (r["last_evidence_at"] or "")[:19],
+                )
+                for r in rows
+            ],
+        )
+        click.echo(f"\n{len(rows)} suppressed address(es)")
+
+
+def reject_text(row: dict[str, Any]) -> str:
+    """The text after 'REJECT 5.1.1': printable ASCII on one line, short (it ends up in an SMTP reply)."""
+    day = (row.get("suppressed_at") or "")[:10]
+    text = f"Recipient suppressed: {row.get('summary') or 'suppressed'}{' since ' + day if day else ''}"
+    text = re.sub(r"[^\x20-\x7e]+", " ", text)
+    return re.sub(r"\s+", " ", text).strip()[:200]
+
+
+def _postfix_map(rows: list[dict[str, Any]]) -> None:
+    click.echo(f"# bouncemilter suppression list, {sup.fmt_time(datetime.now(UTC))}: {len(rows)} address(es)")
+    click.echo(
+        "# Use: postmap hash:THIS_FILE; smtpd_recipient_restrictions = check_recipient_access hash:THIS_FILE, ..."
+    )
+    skipped = 0
+    for r in sorted(rows, key=lambda x: x["address"]):
+        if not _MAP_KEY_RE.match(r["address"]):
+            skipped += 1  # a key with spaces, quotes or '#' would break the map or match the wrong thing
+            continue
+        click.echo(f"{r['address']}\tREJECT 5.1.1 {reject_text(r)}")
+    if skipped:
+        click.echo(f"bouncemilter: {skipped} address(es) cannot be written as a Postfix map key", err=True)
+
+
+@click.command("history")
+@config_options
+@click.argument("address")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str) -> None:
+    """Every recorded event for ADDRESS, with the evidence and whether it counted toward suppression.
+
+    \b
+    Example:
+      bouncemilter history --db bounces.db alice@example.org
+    """
+    settings = load(config_path, db)
+    conn = _connect(settings, write=False)
+    try:
+        data = sup.history(conn, address, Policy.from_settings(settings), datetime.now(UTC))
+    finally:
+        conn.close()
+    if fmt == "json":
+        echo_json(data)
+        return
+    row = data["suppression"]
+    if row is None:
+        state = "not suppressed"
+    elif row["state"] == "suppressed":
+        state = f"SUPPRESSED since {(row['suppressed_at'] or '')[:19]} ({row['source']}): {row['summary']}"
+    else:
+        state = f"unsuppressed by {row['manual_by'] or '?'} at {(row['manual_at'] or '')[:19]}"
+        state += f" ({row['manual_reason']})" if row["manual_reason"] else ""
+    click.echo(f"{data['address']}: {state}")
+    click.echo(f"current soft-bounce score: {data['current_soft_score']}\n")
+    echo_table(
+        ("TIME", "KIND", "REASON", "STATUS", "COUNTED", "REMOTE MTA", "DIAGNOSTIC", "POLICY"),
+        [
+            (
+                e["received_at"][:19],
+                e["kind"],
+                e["reason"],
+                e["status"] or e["reply_code"],
+                ("yes" if e["counted"] else "no") + ("*" if e["evidence"] else ""),
+                e["remote_mta"],
+                e["diagnostic"],
+                e["verdict"],
+            )
+            for e in data["events"]
+        ],
+    )
+    click.echo(f"\n{len(data['events'])} event(s); * = listed as evidence of the suppression")
+    if data["log"]:
+        click.echo("\nchanges:")
+        for entry in data["log"]:
+            who = f" by {entry['by']}" if entry["by"] else ""
+            click.echo(f"  {entry['at'][:19]}  {entry['action']} ({entry['source']}{who}) {entry['why']}".rstrip())
+
+
+COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd)
+
+
+def register(group: click.Group) -> None:
+    for cmd in COMMANDS:
+        group.add_command(cmd)
