@@ -36,6 +36,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"mail system error|mail error|error sending|delivery notification",
     re.I,
 )
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw|ref|r)\s*(?:\[\d+\])?\s*:", re.I)
 _NULL_RETURN_PATH = re.compile(r"^\s*<\s*>\s*$")
 
 # Where the copy of the original message starts: nothing after it describes the failure.
@@ -78,7 +79,11 @@ def looks_like_bounce(msg: Message) -> bool:
         return True
     if _BOUNCE_FROM.search(h.get("from")):
         return True
-    return bool(_BOUNCE_SUBJECT.search(h.decoded("subject")))
+    subject = h.decoded("subject")
+    # A person replying to or forwarding a bounce keeps its subject behind "Re:" or "Fwd:".
+    if _REPLY_PREFIX.match(subject):
+        return False
+    return bool(_BOUNCE_SUBJECT.search(subject))
 
 
 def unmistakable_bounce(msg: Message) -> str:
@@ -134,7 +139,7 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
     rows: dict[str, RecipientResult] = {}
     under_heading = False
     for i, line in enumerate(lines):
-        if not line.strip():
+        if not line.strip() or line.startswith(">"):  # quoted text is somebody else's report
             continue
         if _LIST_HEADING.search(line) and not ADDRESS.search(line):
             under_heading = True
