@@ -19,6 +19,9 @@ Schema (version 1)
 Schema (version 2): ``suppressions`` and ``suppression_log``, kept by `bouncemilter.suppressions` (see there);
 its `SuppressionHook` is in ``Store.hooks`` by default.
 
+Schema (version 3): views ``recent_bounces``, ``suppression_list``, ``domain_rates``, ``daily_counts`` (for
+Datasette and sqlite3; deploy/datasette/metadata.json describes them).
+
 Why these choices:
 - Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
   ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
@@ -47,7 +50,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -60,6 +63,8 @@ if TYPE_CHECKING:
 
 class StoreError(Exception):
     """The rows could not be committed durably (locked past the timeout, read-only, disk full, directory gone)."""
+
+    committed = 0  # record_many(): how many items earlier batches committed before this failure
 
 
 @dataclass
@@ -183,10 +188,55 @@ _V2 = [
     "CREATE INDEX idx_suppression_log_address ON suppression_log (address, at)",
 ]
 
+# Version 3: named views for people reading the database (Datasette, sqlite3); deploy/datasette/metadata.json
+# describes them. Views rather than Datasette canned queries so that every SQLite client sees the same names.
+# The "now"-relative windows use the store's timestamp text format, which compares correctly as text.
+# To change a view later, append a migration that drops and re-creates it.
+_NOW_MINUS = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '{}')"
+_V3 = [
+    # bounces, delays and complaints of the last 30 days, one row per address, newest first
+    f"""CREATE VIEW recent_bounces AS
+        SELECT r.received_at, r.kind, r.address, r.domain, r.reason, r.hard, r.status, r.reply_code, r.action,
+               r.diagnostic, r.remote_mta, r.reported_address, m.feedback_type, m.original_subject,
+               m.original_message_id, m.detector, m.queue_id, m.client_name, m.id AS message_row, r.id AS recipient_row
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.received_at >= {_NOW_MINUS.format("-30 days")}
+        ORDER BY r.received_at DESC, r.id DESC""",
+    # the addresses we must stop mailing (what `bouncemilter suppressed` prints)
+    """CREATE VIEW suppression_list AS
+        SELECT address, domain, category, reason, status, summary, source, suppressed_at, first_evidence_at,
+               last_evidence_at, json_array_length(evidence) AS evidence_count, soft_score, manual_by,
+               manual_reason, manual_at
+        FROM suppressions WHERE state = 'suppressed'
+        ORDER BY suppressed_at DESC, address""",
+    # per recipient domain over the last 7 days: who bounces, how hard, and how many of its addresses are dead
+    f"""CREATE VIEW domain_rates AS
+        SELECT r.domain,
+               SUM(r.kind = 'bounce') AS bounces,
+               SUM(r.kind = 'bounce' AND r.hard) AS hard,
+               SUM(r.kind = 'bounce' AND NOT r.hard) AS soft,
+               ROUND(1.0 * SUM(r.kind = 'bounce' AND r.hard) / MAX(SUM(r.kind = 'bounce'), 1), 3) AS hard_rate,
+               SUM(r.kind = 'delay') AS delays,
+               SUM(r.kind = 'complaint') AS complaints,
+               COUNT(DISTINCT r.address) AS addresses,
+               (SELECT COUNT(*) FROM suppressions s WHERE s.domain = r.domain AND s.state = 'suppressed')
+                   AS suppressed,
+               MAX(r.received_at) AS last_seen
+        FROM recipients r
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.domain != ''
+          AND r.received_at >= {_NOW_MINUS.format("-7 days")}
+        GROUP BY r.domain
+        ORDER BY bounces DESC, complaints DESC, r.domain""",
+    # per UTC day and kind: messages and affected addresses (a chart in Datasette, a quick look in sqlite3)
+    """CREATE VIEW daily_counts AS
+        SELECT SUBSTR(received_at, 1, 10) AS day, kind, COUNT(*) AS messages, SUM(recipient_count) AS recipients
+        FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
+]
+
 # Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
 # Append new versions; never edit an applied one.
 Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -345,6 +395,40 @@ class Store:
 
     def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]:
         """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable."""
+        return self._locked(lambda conn: [self._write(conn, meta, result, action)])[0]
+
+    def record_many(
+        self, items: Iterable[tuple[MessageMeta, Classification, str]], batch_size: int = 500
+    ) -> list[tuple[int, bool]]:
+        """Like record() for many messages, committing every `batch_size` of them in one transaction.
+
+        For batch imports: one fsync per batch instead of one per message. Same idempotency (a key already stored,
+        or seen earlier in the same batch, is not inserted again) and the same hooks, run per message inside the
+        batch's transaction. A failing batch rolls back as a whole and raises StoreError; earlier batches stay
+        committed (`exc.committed` = how many items were), so re-running the import is safe. The lock is taken per
+        batch, so a record() from another thread waits for one batch at most.
+        """
+        out: list[tuple[int, bool]] = []
+        batch: list[tuple[MessageMeta, Classification, str]] = []
+
+        def flush() -> None:
+            try:
+                out.extend(self._locked(lambda conn: self._write_many(conn, batch)))
+            except StoreError as exc:
+                exc.committed = len(out)
+                raise
+            batch.clear()
+
+        for item in items:
+            batch.append(item)
+            if len(batch) >= max(batch_size, 1):
+                flush()
+        if batch:
+            flush()
+        return out
+
+    def _locked(self, write: Callable[[sqlite3.Connection], list[tuple[int, bool]]]) -> list[tuple[int, bool]]:
+        """Run `write` (one transaction) under the writer lock with one deadline; errors become StoreError."""
         deadline = time.monotonic() + self.timeout
         if not self._lock.acquire(timeout=max(self.timeout, 0.001)):
             raise StoreError(f"{self.path}: store busy for more than {self.timeout:g}s")
@@ -355,10 +439,10 @@ class Store:
                 conn = self._ensure_open()
                 remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1)
                 conn.execute(f"PRAGMA busy_timeout={remaining_ms}")
-                row_id, inserted = self._write(conn, meta, result, action)
-                if inserted:
+                results = write(conn)
+                if any(inserted for _, inserted in results):
                     self._check_file()  # a commit into an unlinked file is not durable
-                return row_id, inserted
+                return results
             except StoreError:
                 self._drop()
                 raise
@@ -379,56 +463,7 @@ class Store:
                 if row is not None:
                     conn.execute("ROLLBACK")
                     return int(row[0]), False
-            received_at = meta.received_at or utc_now()
-            original = result.original
-            feedback = result.feedback
-            rows = _recipient_rows(meta, result)
-            cur = conn.execute(
-                """INSERT INTO messages (received_at, queue_id, client_addr, client_name, helo, envelope_from,
-                    bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
-                    processing_ms, error, original_message_id, original_subject, original_from, original_to,
-                    feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
-                    dedup_key)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                _capped(
-                    received_at,
-                    meta.queue_id,
-                    meta.client_addr,
-                    meta.client_name,
-                    meta.helo,
-                    meta.envelope_from,
-                    _json_list(meta.bounce_addresses),
-                    _json_list(meta.verp_recipients),
-                    meta.message_id,
-                    int(meta.size),
-                    result.kind,
-                    result.detector,
-                    result.evidence,
-                    action,
-                    float(meta.processing_ms),
-                    result.error,
-                    original.message_id if original else "",
-                    original.subject if original else "",
-                    original.from_ if original else "",
-                    original.to if original else "",
-                    feedback.feedback_type if feedback else "",
-                    feedback.user_agent if feedback else "",
-                    feedback.source_ip if feedback else "",
-                    _json_list(result.autoreply_markers),
-                    len(rows),
-                    key,
-                ),
-            )
-            msg_id = int(cur.lastrowid or 0)
-            omid = original.message_id if original else ""
-            conn.executemany(
-                """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                    domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
-            )
-            for hook in self.hooks:
-                hook(conn, msg_id, meta, result, action)
+            msg_id = self._insert(conn, key, meta, result, action)
             conn.execute("COMMIT")
             return msg_id, True
         except BaseException:
@@ -436,6 +471,85 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
+
+    def _write_many(
+        self, conn: sqlite3.Connection, items: list[tuple[MessageMeta, Classification, str]]
+    ) -> list[tuple[int, bool]]:
+        out: list[tuple[int, bool]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for meta, result, action in items:
+                key = dedup_key(meta)
+                row = None
+                if key is not None:  # also finds a duplicate inserted earlier in this transaction
+                    row = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (key,)).fetchone()
+                if row is not None:
+                    out.append((int(row[0]), False))
+                else:
+                    out.append((self._insert(conn, key, meta, result, action), True))
+            conn.execute("COMMIT")
+            return out
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _insert(
+        self, conn: sqlite3.Connection, key: str | None, meta: MessageMeta, result: Classification, action: str
+    ) -> int:
+        """The message row, its recipient rows and the hooks, inside the caller's transaction; returns the id."""
+        received_at = meta.received_at or utc_now()
+        original = result.original
+        feedback = result.feedback
+        rows = _recipient_rows(meta, result)
+        cur = conn.execute(
+            """INSERT INTO messages (received_at, queue_id, client_addr, client_name, helo, envelope_from,
+                bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
+                processing_ms, error, original_message_id, original_subject, original_from, original_to,
+                feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
+                dedup_key)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            _capped(
+                received_at,
+                meta.queue_id,
+                meta.client_addr,
+                meta.client_name,
+                meta.helo,
+                meta.envelope_from,
+                _json_list(meta.bounce_addresses),
+                _json_list(meta.verp_recipients),
+                meta.message_id,
+                int(meta.size),
+                result.kind,
+                result.detector,
+                result.evidence,
+                action,
+                float(meta.processing_ms),
+                result.error,
+                original.message_id if original else "",
+                original.subject if original else "",
+                original.from_ if original else "",
+                original.to if original else "",
+                feedback.feedback_type if feedback else "",
+                feedback.user_agent if feedback else "",
+                feedback.source_ip if feedback else "",
+                _json_list(result.autoreply_markers),
+                len(rows),
+                key,
+            ),
+        )
+        msg_id = int(cur.lastrowid or 0)
+        omid = original.message_id if original else ""
+        conn.executemany(
+            """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
+        )
+        for hook in self.hooks:
+            hook(conn, msg_id, meta, result, action)
+        return msg_id
 
     def close(self) -> None:
         """Wait for a record() in progress, then close; later record() calls raise StoreError."""
