@@ -142,6 +142,11 @@ def split_mbox(data: bytes) -> list[bytes]:
     A new message starts at a "From " line after an empty line only when it looks like an
     envelope line (it carries a time of day) and a header line follows it.
     """
+    return [body for _, body in split_mbox_envelopes(data)]
+
+
+def split_mbox_envelopes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """split_mbox, with each message's envelope line ("From sender date", no newline) beside it."""
     if b"\r\n" in data:
         data = data.replace(b"\r\n", b"\n")
     starts = [0]
@@ -155,15 +160,15 @@ def split_mbox(data: bytes) -> list[bytes]:
         if m and _HEADER_LINE.match(data, m.end()):
             starts.append(begin)
         pos = begin
-    out: list[bytes] = []
+    out: list[tuple[bytes, bytes]] = []
     for k, begin in enumerate(starts):
         end = starts[k + 1] - 1 if k + 1 < len(starts) else len(data)  # keep the message's final newline
         chunk = data[begin:end]
         nl = chunk.find(b"\n")
-        body = chunk[nl + 1 :] if nl >= 0 else b""  # drop the envelope line
+        envelope, body = (chunk[:nl], chunk[nl + 1 :]) if nl >= 0 else (chunk, b"")
         if b">From " in body:
             body = _unquote_from(body)
-        out.append(body)
+        out.append((envelope, body))
     return out
 
 
