@@ -74,6 +74,90 @@ class InFlight:
             return self._cond.wait_for(lambda: self._n == 0, timeout)
 
 
+class GroupCommit:
+    """Messages that reach end of message at the same time share one store transaction (one fsync).
+
+    Each caller still returns only after its own rows are committed (or with StoreError), so the
+    "committed before the reply" rule holds; under load, N waiting sessions cost one commit instead
+    of N commits in a row. Leader/follower: the first caller writes everything queued, then
+    everything that queued meanwhile, until the queue is empty; the others wait for their result.
+    """
+
+    def __init__(self, store: Any, timeout: float) -> None:
+        self.store = store
+        self.timeout = timeout
+        self._mutex = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False
+
+    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+        item = _Pending((meta, result, action))
+        with self._mutex:
+            self._queue.append(item)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
+        # row lands after all, the sender's retry is recognised as a duplicate).
+        elif not item.done.wait(self.timeout + 1.0):
+            raise self._store_error("store busy: group commit did not finish in time")
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+    def _lead(self) -> None:
+        while True:
+            with self._mutex:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._leading = False
+                    return
+            self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        # Errors are handed to each waiting caller as they are: StoreError becomes a TEMPFAIL in eom(),
+        # anything else is a bug that eom()'s guard logs with its traceback.
+        try:
+            if len(batch) == 1:
+                results = [self.store.record(*batch[0].args)]
+            else:
+                results = self.store.record_many([p.args for p in batch], batch_size=len(batch))
+            for p, res in zip(batch, results, strict=True):
+                p.result = res
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                # The batch rolled back as a whole: retry one by one, so that a message that cannot be
+                # stored does not take the others down with it.
+                for p in batch:
+                    try:
+                        p.result = self.store.record(*p.args)
+                    except Exception as one:
+                        p.error = one
+        finally:
+            for p in batch:
+                p.done.set()
+
+    @staticmethod
+    def _store_error(msg: str) -> Exception:
+        from .store import StoreError
+
+        return StoreError(msg)
+
+
+class _Pending:
+    __slots__ = ("args", "done", "error", "result")
+
+    def __init__(self, args: tuple[Any, Classification, str]) -> None:
+        self.args = args
+        self.done = threading.Event()
+        self.result: tuple[int, bool] | None = None
+        self.error: Exception | None = None
+
+
 @dataclass
 class Runtime:
     """Everything the per-connection milter objects share (set once before the milter starts)."""
@@ -86,6 +170,11 @@ class Runtime:
     inflight: InFlight = field(default_factory=InFlight)
     draining: bool = False  # SIGTERM received: finish what is in progress, take no new SMTP sessions
     no_reply: bool = True  # negotiate no-reply events (see BounceMilter.protocol_mask)
+    writer: Any = None  # GroupCommit over `store` (set in __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
 
 
 def _internal_default(self: BounceMilter) -> int:
@@ -191,6 +280,7 @@ class BounceMilter(Milter.Base):
         self._buf = bytearray()
         self._truncated = False
         self._size = 0
+        self._declared_size = 0
         self._message_id = ""
         self._queue_id = ""
         self._t0 = 0.0
@@ -239,6 +329,9 @@ class BounceMilter(Milter.Base):
         self._null_sender = self._envelope_from == ""
         # smtpd passes <addr> and <>; the non_smtpd path passes addr and "" (no angle brackets).
         self._internal = self._internal_conn or not raw.strip().startswith("<")
+        for param in esmtp:  # the client's SIZE= is the only size we learn when the body is capped
+            if param[:5].upper() == "SIZE=" and param[5:].isdigit():
+                self._declared_size = int(param[5:])
         return self._go(Milter.P_NR_MAIL)
 
     @guarded(Milter.P_NR_RCPT)
@@ -349,7 +442,7 @@ class BounceMilter(Milter.Base):
             bounce_addresses=[m.address for _, m in self._matched],
             verp_recipients=[m.verp_recipient for _, m in self._matched if m.verp_recipient],
             message_id=self._message_id,
-            size=self._size,
+            size=max(self._size, self._declared_size) if self._truncated else self._size,
             processing_ms=round(processing_ms, 3),
             # identifies a retry of a message without Message-ID (the store's idempotency key)
             digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
@@ -359,7 +452,7 @@ class BounceMilter(Milter.Base):
         store_ms = 0.0
         try:
             t_store = time.perf_counter()
-            rt.store.record(meta, result, action)
+            rt.writer.record(meta, result, action)
             store_ms = (time.perf_counter() - t_store) * 1000
         except StoreError as exc:
             stored = False

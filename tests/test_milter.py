@@ -450,3 +450,74 @@ def test_no_reply_events_are_negotiated_only_when_enabled(setup) -> None:  # typ
     nr = Milter.P_NR_HDR | Milter.P_NR_RCPT | Milter.P_NR_MAIL
     assert bool(ctx._protocol & nr == nr) is BounceMilter.runtime.no_reply
     assert not ctx._protocol & (Milter.P_NR_BODY | Milter.P_NR_DATA)  # DATA and body answer (ACCEPT, SKIP)
+
+
+class SlowStore:
+    """record/record_many that take a while (like a commit with fsync) and can refuse one item."""
+
+    def __init__(self, bad: str = "") -> None:
+        self.bad = bad
+        self.calls: list[int] = []  # batch sizes
+        self.rows: list[str] = []
+        self.lock = __import__("threading").Lock()
+
+    def _one(self, meta) -> tuple[int, bool]:  # type: ignore[no-untyped-def]
+        if meta == self.bad:
+            raise StoreError(f"cannot store {meta}")
+        self.rows.append(meta)
+        return len(self.rows), True
+
+    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+        with self.lock:
+            time.sleep(0.02)
+            self.calls.append(1)
+            return self._one(meta)
+
+    def record_many(self, items, batch_size=500):  # type: ignore[no-untyped-def]
+        with self.lock:
+            time.sleep(0.02)
+            self.calls.append(len(items))
+            if any(meta == self.bad for meta, _, _ in items):
+                raise StoreError("batch rolled back")
+            return [self._one(meta) for meta, _, _ in items]
+
+
+def _concurrently(writer, names: list[str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    import threading
+
+    out: dict[str, object] = {}
+
+    def go(name: str) -> None:
+        try:
+            out[name] = writer.record(name, None, "accept")
+        except StoreError as exc:
+            out[name] = exc
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return out
+
+
+def test_group_commit_shares_transactions_and_returns_each_result() -> None:
+    from bouncemilter.milter import GroupCommit
+
+    store = SlowStore()
+    names = [f"m{i}" for i in range(20)]
+    out = _concurrently(GroupCommit(store, timeout=5), names)
+    assert sorted(store.rows) == sorted(names)
+    assert all(isinstance(out[n], tuple) and out[n][1] is True for n in names)
+    assert len({out[n][0] for n in names}) == 20  # everyone got their own row id
+    assert len(store.calls) < 20 and max(store.calls) > 1  # commits were shared
+
+
+def test_group_commit_isolates_a_message_that_cannot_be_stored() -> None:
+    from bouncemilter.milter import GroupCommit
+
+    store = SlowStore(bad="m3")
+    names = [f"m{i}" for i in range(12)]
+    out = _concurrently(GroupCommit(store, timeout=5), names)
+    assert isinstance(out["m3"], StoreError)
+    assert sorted(store.rows) == sorted(n for n in names if n != "m3")

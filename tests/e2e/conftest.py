@@ -125,7 +125,7 @@ class E2E:
         """One SMTP transaction; returns (final code, reply text, queue id or "")."""
         with smtplib.SMTP("127.0.0.1", self.rig.smtp_port, local_hostname="client.example", timeout=120) as smtp:
             smtp.ehlo()  # smtplib's mail() does not say EHLO by itself
-            code, msg = smtp.mail(sender)
+            code, msg = smtp.mail(sender, [f"SIZE={len(raw)}"] if smtp.has_extn("size") else [])
             if code != 250:
                 return code, msg.decode(errors="replace"), ""
             for rcpt in recipients:

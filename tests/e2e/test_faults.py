@@ -162,6 +162,7 @@ def test_50mb_message_goes_through(e2e: E2E, token: str) -> None:
     assert time.monotonic() - t0 < 60
     row = e2e.wait_message_row(token)
     assert row["kind"] == "bounce"
+    assert row["size"] >= len(raw)  # from the client's SIZE=, as the milter only saw the first MiB
     (rcpt,) = e2e.recipient_rows(row["id"])
     assert rcpt["address"] == "henry@example.org" and rcpt["reason"] == "userunknown"
     logged = [e for e in e2e.milter.events("message") if e.get("queue_id") == qid]
