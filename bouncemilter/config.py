@@ -58,6 +58,10 @@ class Settings:
     policy_soft_stale_days: int = 7
     policy_complaints: bool = True
     policy_sender_reasons: tuple[str, ...] = tuple(sorted(SENDER_REASONS))
+    # Prometheus endpoint (bouncemilter.metrics)
+    metrics_enabled: bool = False
+    metrics_listen: str = "127.0.0.1:9125"
+    metrics_allow_remote: bool = False
 
 
 # ---------------------------------------------------------------- validators: value -> normalised value or ValueError
@@ -178,6 +182,13 @@ def _reasons(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _listen(v: Any) -> str:
+    from .metrics import parse_listen  # local: only the validator needs it
+
+    parse_listen(v)
+    return v.strip()
+
+
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.
 KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket": ("socket", _socket),
@@ -200,6 +211,9 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "policy.soft_stale_days": ("policy_soft_stale_days", _int_range(1, 3650)),
     "policy.complaints": ("policy_complaints", _bool),
     "policy.sender_reasons": ("policy_sender_reasons", _reasons),
+    "metrics.enabled": ("metrics_enabled", _bool),
+    "metrics.listen": ("metrics_listen", _listen),
+    "metrics.allow_remote": ("metrics_allow_remote", _bool),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
@@ -264,6 +278,14 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
     if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
         raise ConfigError(f"{source}: milter.socket_group: only applies to a unix socket, not {settings.socket!r}")
+    from .metrics import is_loopback, parse_listen
+
+    host = parse_listen(settings.metrics_listen)[0]
+    if settings.metrics_enabled and not settings.metrics_allow_remote and not is_loopback(host):
+        raise ConfigError(
+            f"{source}: metrics.listen: {settings.metrics_listen!r} is not a loopback address; the endpoint has "
+            "no authentication (set metrics.allow_remote = true to expose it anyway)"
+        )
 
 
 def load_settings(path: str | None = None, overrides: Mapping[str, object] | None = None) -> Settings:
