@@ -6,14 +6,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bouncemilter import classify
 from bouncemilter.config import ConfigError, Settings, load_settings
 from bouncemilter.metrics import Metrics, is_loopback, parse_listen
 from tests.report_db import EVENTS
-
-pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
