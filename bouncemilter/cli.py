@@ -166,6 +166,10 @@ from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `
 
 _register_suppress(main)  # suppress, unsuppress, rebuild-suppressions, suppressed, history
 
+from .cli_import import register as _register_import  # noqa: E402
+
+_register_import(main)  # import
+
 from .cli_report import register as _register_report  # noqa: E402  (needs `main`)
 
 _register_report(main)  # stats, check

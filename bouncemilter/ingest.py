@@ -1,0 +1,340 @@
+"""Classify one message and record it: the step the milter (per message) and `import` (in batches) share.
+
+`ingest()` is what the milter's end of message does: classify (never raising), choose the action from the
+[actions] settings, build the store's `MessageMeta` from the envelope facts, and `Store.record()` it (one
+durable transaction). `ingest_many()` does the same for a stream of messages through `Store.record_many()`
+(one transaction per batch), for imports. Both go through `prepare()`, so a message gives the same row,
+the same idempotency key and the same suppression update whichever way it arrives.
+
+`mailbox_envelope()` recovers the envelope facts from what a mailbox keeps of them (see its docstring):
+an imported message of a mailbox the milter also saw gets the same key as the milter's row when the
+mailbox kept the Message-ID, the Return-Path and the original recipient (X-Original-To).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from .classify import Classification, classify
+from .store import MessageMeta, Store, StoreError
+
+HEADER_BLOCK_MAX = 256 * 1024  # a header block longer than this is read no further (hostile or broken input)
+BATCH_SIZE = 500  # messages per transaction in ingest_many: ~1 fsync per 500 instead of per message
+IMPORT_ACTION = "imported"  # `messages.action` of imported rows: the milter neither accepted nor discarded them
+
+# Header fields a mailbox program rewrites as the message is read or moved (mutt, Dovecot, Thunderbird, UW
+# mbox); they must not change the content digest, or reading the mailbox between two imports would duplicate rows.
+MAILBOX_STATE_FIELDS = frozenset(
+    {
+        b"status",
+        b"x-status",
+        b"x-keywords",
+        b"x-uid",
+        b"x-imap",
+        b"x-imapbase",
+        b"content-length",
+        b"lines",
+        b"x-mozilla-status",
+        b"x-mozilla-status2",
+        b"x-mozilla-keys",
+    }
+)
+
+_FIELD = re.compile(rb"^([!-9;-~]{1,100})[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.M)
+_ANGLE = re.compile(r"<([^<>]*)>")
+_ADDR = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
+_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+
+
+class NotStored(StoreError):
+    """record() failed; `.prepared` still carries the classification and the action (the milter logs them)."""
+
+    def __init__(self, message: str, prepared: Prepared) -> None:
+        super().__init__(message)
+        self.prepared = prepared
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What is known about a message besides its bytes. None means "read it from the message"."""
+
+    queue_id: str = ""
+    client_addr: str = ""
+    client_name: str = ""
+    helo: str = ""
+    envelope_from: str = ""
+    bounce_addresses: Sequence[str] = ()  # the recipients that matched a configured bounce address
+    verp_recipients: Sequence[str] = ()  # their decoded VERP subscribers
+    message_id: str | None = None  # None: the message's Message-ID header
+    size: int | None = None  # None: len(raw) (the milter passes the full size of a message it truncated)
+    received_at: str = ""  # ISO-8601 UTC; "" = now (the store fills it in)
+    digest: str | None = None  # idempotency key without a Message-ID; None: content_digest(raw) when needed
+
+
+@dataclass
+class Prepared:
+    classification: Classification
+    action: str
+    meta: MessageMeta
+    classify_ms: float
+
+
+@dataclass
+class Outcome:
+    classification: Classification
+    action: str
+    row_id: int
+    inserted: bool  # False: the store already had this message (same idempotency key)
+    classify_ms: float
+    store_ms: float  # for ingest_many: the batch's commit time shared out evenly
+
+
+def classify_safely(raw: bytes, classifier: Callable[[bytes], Classification] = classify) -> Classification:
+    try:
+        return classifier(raw)
+    except Exception as exc:  # classify() promises not to raise; a custom classifier might
+        return Classification(kind="not_bounce", detector="error", error=f"{exc.__class__.__name__}: {exc}")
+
+
+def action_for(result: Classification, settings: Any) -> str:
+    """The configured [actions] entry for the kind; never act on a message the classifier failed on."""
+    return "accept" if result.error else settings.actions.get(result.kind, "accept")
+
+
+def prepare(
+    raw: bytes,
+    env: Envelope,
+    settings: Any,
+    classifier: Callable[[bytes], Classification] = classify,
+    action: str | None = None,
+) -> Prepared:
+    """Classify and build the store row's metadata (no I/O). `action` None: from the [actions] settings."""
+    t0 = time.perf_counter()
+    result = classify_safely(raw, classifier)
+    chosen = action if action is not None else action_for(result, settings)
+    classify_ms = (time.perf_counter() - t0) * 1000
+    message_id = env.message_id
+    if message_id is None:
+        message_id = one_line(_first(header_fields(raw), b"message-id"), 998)
+    digest = ""
+    if not message_id:
+        digest = env.digest if env.digest is not None else content_digest(raw)
+    meta = MessageMeta(
+        queue_id=env.queue_id,
+        client_addr=env.client_addr,
+        client_name=env.client_name,
+        helo=env.helo,
+        envelope_from=env.envelope_from,
+        bounce_addresses=list(env.bounce_addresses),
+        verp_recipients=[v for v in env.verp_recipients if v],
+        message_id=message_id,
+        size=len(raw) if env.size is None else env.size,
+        processing_ms=round(classify_ms, 3),
+        received_at=env.received_at,
+        digest=digest,
+    )
+    return Prepared(result, chosen, meta, classify_ms)
+
+
+def ingest(
+    raw: bytes,
+    env: Envelope,
+    settings: Any,
+    store: Store,
+    classifier: Callable[[bytes], Classification] = classify,
+    action: str | None = None,
+) -> Outcome:
+    """Classify and record one message durably (Store.record). Raises NotStored (a StoreError) if not committed."""
+    p = prepare(raw, env, settings, classifier, action)
+    t0 = time.perf_counter()
+    try:
+        row_id, inserted = store.record(p.meta, p.classification, p.action)
+    except StoreError as exc:
+        raise NotStored(str(exc) or exc.__class__.__name__, p) from exc
+    return Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, (time.perf_counter() - t0) * 1000)
+
+
+def ingest_many(
+    items: Iterable[tuple[bytes, Envelope]],
+    settings: Any,
+    store: Store,
+    batch_size: int = BATCH_SIZE,
+    classifier: Callable[[bytes], Classification] = classify,
+    action: str | None = None,
+) -> Iterator[Outcome]:
+    """ingest() for a stream of messages, committing every `batch_size` messages in one transaction.
+
+    Outcomes come out in input order, a batch at a time (after its commit). A StoreError stops the stream;
+    every batch before it is committed (`exc.committed`), so running the same import again is safe.
+    """
+    batch: list[Prepared] = []
+
+    def commit() -> list[Outcome]:
+        t0 = time.perf_counter()
+        results = store.record_many([(p.meta, p.classification, p.action) for p in batch], batch_size=len(batch))
+        share = (time.perf_counter() - t0) * 1000 / len(batch)
+        out = [
+            Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, share)
+            for p, (row_id, inserted) in zip(batch, results, strict=True)
+        ]
+        batch.clear()
+        return out
+
+    committed = 0
+    try:
+        for raw, env in items:
+            batch.append(prepare(raw, env, settings, classifier, action))
+            if len(batch) >= batch_size:
+                outcomes = commit()
+                committed += len(outcomes)
+                yield from outcomes
+        if batch:
+            yield from commit()
+    except StoreError as exc:
+        exc.committed = committed
+        raise
+
+
+# ------------------------------------------------------------------------------------- envelope facts of a mailbox
+
+
+def mailbox_envelope(raw: bytes, matcher: Any, from_line: bytes = b"", now: datetime | None = None) -> Envelope:
+    """The envelope facts a mailbox keeps of a delivered message.
+
+    - envelope sender: the Return-Path the delivery agent wrote (``<>`` = null sender), else the sender of
+      the mbox From_ line (``MAILER-DAEMON`` = null sender);
+    - bounce addresses: the X-Original-To values (the recipient as the MTA received it, before aliases: what
+      the milter matched) that `matcher` recognises, else the Delivered-To values, else To/Cc; their VERP
+      subscribers decoded by the matcher;
+    - received time: the topmost Received header's date (written by our own server at delivery, the time
+      the milter would have recorded), else the Date header, else `now`; a date before 1990 or more than a
+      day in the future is ignored;
+    - queue id, client and HELO: unknown (empty);
+    - Message-ID: the header's value, one line (as the milter records it); the digest is left to prepare().
+    """
+    fields = header_fields(raw)
+    envelope_from = _return_path(fields, from_line)
+    matches: list[Any] = []
+    if matcher:
+        for names in ((b"x-original-to",), (b"delivered-to",), (b"to", b"cc")):
+            matches = _matched(fields, names, matcher)
+            if matches:
+                break
+    return Envelope(
+        envelope_from=envelope_from,
+        bounce_addresses=[m.address for m in matches],
+        verp_recipients=[m.verp_recipient for m in matches if m.verp_recipient],
+        message_id=one_line(_first(fields, b"message-id"), 998),
+        received_at=_received_at(fields, now or datetime.now(UTC)),
+    )
+
+
+def header_fields(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """(lower-cased name, unfolded value) of the top header block, in order."""
+    end = raw.find(b"\n\n", 0, HEADER_BLOCK_MAX)
+    if end < 0:
+        end = raw.find(b"\r\n\r\n", 0, HEADER_BLOCK_MAX)
+    block = raw[: end if end >= 0 else HEADER_BLOCK_MAX]
+    out: list[tuple[bytes, bytes]] = []
+    for m in _FIELD.finditer(block):
+        value = m.group(2)
+        if b"\n" in value:
+            value = re.sub(rb"\r?\n[ \t]", b" ", value)
+        out.append((m.group(1).lower(), value.rstrip(b"\r")))
+    return out
+
+
+def _first(fields: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for n, v in fields:
+        if n == name:
+            return v.decode("utf-8", "replace")
+    return ""
+
+
+def one_line(value: str, limit: int) -> str:
+    return " ".join(value.split())[:limit]
+
+
+def content_digest(raw: bytes) -> str:
+    """A hash of the message that ignores line endings, trailing newlines and mailbox status headers."""
+    data = raw.replace(b"\r\n", b"\n")
+    end = data.find(b"\n\n")
+    head, body = (data[:end], data[end:]) if end >= 0 else (data, b"")
+    kept = [line for line in _field_chunks(head) if line.partition(b":")[0].strip().lower() not in MAILBOX_STATE_FIELDS]
+    h = hashlib.sha256()
+    h.update(b"\n".join(kept))
+    h.update(body.rstrip(b"\n"))
+    return h.hexdigest()
+
+
+def _field_chunks(head: bytes) -> list[bytes]:
+    """Header lines with their continuation lines attached, so a dropped field takes its folds with it."""
+    out: list[bytes] = []
+    for line in head.split(b"\n"):
+        if out and line[:1] in (b" ", b"\t"):
+            out[-1] += b"\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+def _bare(value: str) -> str:
+    m = _ANGLE.search(value)
+    return (m.group(1) if m else value).strip()
+
+
+def _return_path(fields: list[tuple[bytes, bytes]], from_line: bytes) -> str:
+    for name, value in fields:
+        if name == b"return-path":
+            return _bare(value.decode("utf-8", "replace"))
+    parts = from_line.split(None, 2)
+    if len(parts) >= 2 and parts[0] == b"From":
+        sender = _bare(parts[1].decode("utf-8", "replace"))
+        return "" if sender.upper() == "MAILER-DAEMON" else sender
+    return ""
+
+
+def _matched(fields: list[tuple[bytes, bytes]], names: tuple[bytes, ...], matcher: Any) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for name, value in fields:
+        if name not in names:
+            continue
+        for addr in _ADDR.findall(value.decode("utf-8", "replace")):
+            m = matcher.match(addr)
+            if m is not None and m.address not in seen:
+                seen[m.address] = m
+    return list(seen.values())
+
+
+def _received_at(fields: list[tuple[bytes, bytes]], now: datetime) -> str:
+    latest = now + timedelta(days=1)
+    candidates = []
+    received = _first(fields, b"received")
+    if ";" in received:
+        candidates.append(received.rpartition(";")[2])
+    candidates.append(_first(fields, b"date"))
+    for text in candidates:
+        when = _parse_date(text)
+        if when is not None and _EARLIEST <= when <= latest:
+            return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_date(text: str) -> datetime | None:
+    text = " ".join(text.split())
+    if not text:
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, zone unknown (RFC 5322)
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
