@@ -171,6 +171,7 @@ class Runtime:
     draining: bool = False  # SIGTERM received: finish what is in progress, take no new SMTP sessions
     no_reply: bool = True  # negotiate no-reply events (see BounceMilter.protocol_mask)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
+    metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -457,6 +458,8 @@ class BounceMilter(Milter.Base):
         except StoreError as exc:
             stored = False
             store_error = str(exc) or exc.__class__.__name__
+        if rt.metrics is not None:
+            rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
@@ -698,9 +701,25 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     except (StoreError, OSError) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
         return 1
+    from .policy import Policy
+
+    store.suppressions.policy = Policy.from_settings(settings)
+    metrics = None
+    if getattr(settings, "metrics_enabled", False):
+        from .metrics import Metrics
+
+        metrics = Metrics()
+        try:
+            metrics.start(settings.metrics_listen)
+        except OSError as exc:
+            logjson.event(logger, logging.ERROR, "start_failed", f"metrics on {settings.metrics_listen}: {exc}")
+            store.close()
+            return 1
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
     no_reply = spec.kind == "unix"  # see BounceMilter.protocol_mask
-    BounceMilter.runtime = Runtime(settings=settings, matcher=matcher, store=store, logger=logger, no_reply=no_reply)
+    BounceMilter.runtime = Runtime(
+        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=no_reply, metrics=metrics
+    )
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
 
@@ -773,6 +792,9 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     )
     with contextlib.suppress(Exception):
         store.close()
+    if metrics is not None:
+        with contextlib.suppress(Exception):
+            metrics.stop()
     for handler in logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()

@@ -104,3 +104,131 @@ def test_settings(tmp_path: Path) -> None:
         load_settings(write(tmp_path, '[metrics]\nlisten = "9125"\n'))
     with pytest.raises(ConfigError, match=r"metrics\.port: unknown key"):
         load_settings(write(tmp_path, "[metrics]\nport = 9125\n"))
+
+
+def test_milter_observes_each_message(metrics: Metrics) -> None:
+    """The milter's end of message counts the result, and a store failure (TEMPFAIL) as a store error."""
+    import logging
+
+    import Milter
+    from Milter import testctx
+
+    from bouncemilter.milter import BounceMilter, Runtime
+    from bouncemilter.store import StoreError
+    from bouncemilter.verp import BounceMatcher
+    from tests.test_milter import FakeStore, feed
+
+    settings = load_settings(None, {"bounce_addresses": ["bounces@test.example"]})
+    logger = logging.getLogger("bouncemilter.test.metrics")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+    def install(store: FakeStore) -> None:
+        BounceMilter.runtime = Runtime(
+            settings=settings, matcher=BounceMatcher(settings.bounce_addresses), store=store, logger=logger,
+            metrics=metrics,
+        )  # fmt: skip
+        Milter.factory = BounceMilter
+        testctx.TestCtx.default_opts = [Milter.CURR_ACTS, 0x1FFFFF, 0, 0]
+
+    try:
+        install(FakeStore())
+        assert feed(EVENTS[0][1])[0] == Milter.ACCEPT  # a hard bounce
+        assert feed(EVENTS[6][1])[0] == Milter.ACCEPT  # a complaint
+        install(FakeStore(fail=StoreError("disk full")))
+        assert feed(EVENTS[1][1])[0] == Milter.TEMPFAIL
+    finally:
+        BounceMilter.runtime = None
+    _, port = metrics.start("127.0.0.1:0")
+    got = scrape(port)
+    m = "bouncemilter_messages_total"
+    assert got[(m, (("action", "accept"), ("kind", "bounce")))] == 1
+    assert got[(m, (("action", "accept"), ("kind", "complaint")))] == 1
+    assert got[(m, (("action", "tempfail"), ("kind", "bounce")))] == 1
+    assert got[("bouncemilter_store_errors_total", ())] == 1
+    assert got[("bouncemilter_processing_seconds_count", ())] == 3
+    assert (
+        got[("bouncemilter_recipients_total", (("hard", "true"), ("kind", "bounce"), ("reason", "userunknown")))] == 2
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_running_milter_serves_metrics(tmp_path: Path) -> None:
+    """`bouncemilter run` with [metrics] enabled: one bounce over the milter protocol, then a scrape."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_milter import _step, _unfold
+
+    mt = pytest.importorskip("miltertest")
+    C = mt.constants
+    sock_path = tmp_path / "milter.sock"
+    port = _free_port()
+    conf = write(tmp_path, f'[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+    log = open(tmp_path / "log", "wb")  # noqa: SIM115 - the child writes it until the end of the test
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bouncemilter.cli", "run", "--config", conf, "--socket", f"unix:{sock_path}",
+         "--db", str(tmp_path / "b.db"), "--bounce-address", "bounces@test.example"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock_path))
+        conn = mt.MilterConnection(s)
+        _, proto = conn.optneg_mta()
+        _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
+        _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
+        _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
+        _step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
+        conn.send_macro(C.SMFIC_DATA, i="QMET1")
+        _step(conn, proto, C.SMFIC_DATA)
+        head, _, body = EVENTS[0][1].partition(b"\r\n\r\n")
+        for line in _unfold(head):
+            name, _, value = line.decode().partition(":")
+            _step(conn, proto, C.SMFIC_HEADER, name=name, value=value.strip())
+        _step(conn, proto, C.SMFIC_EOH)
+        _step(conn, proto, C.SMFIC_BODY, buf=body.decode())
+        assert conn.send_eom()[-1][0] == C.SMFIR_ACCEPT
+        s.close()
+        got = scrape(port)
+        assert got[("bouncemilter_messages_total", (("action", "accept"), ("kind", "bounce")))] == 1
+        assert got[("bouncemilter_processing_seconds_count", ())] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_metrics_port_in_use_stops_the_start(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        conf = write(tmp_path, f'[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
+        out = subprocess.run(
+            [sys.executable, "-m", "bouncemilter.cli", "run", "--config", conf, "--socket",
+             f"unix:{tmp_path / 'm.sock'}", "--db", str(tmp_path / "b.db")],
+            capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        )  # fmt: skip
+    assert out.returncode == 1
+    assert "start_failed" in out.stderr and f"127.0.0.1:{port}" in out.stderr
