@@ -43,6 +43,10 @@ def _read(entry: Entry) -> bytes:
         return fh.read()
 
 
+def _label(source: str, index: int, count: int) -> str:
+    return f"{source}#{index + 1}" if count > 1 else source
+
+
 def _describe(exc: OSError) -> str:
     return "is a directory" if isinstance(exc, IsADirectoryError) else exc.strerror or str(exc)
 
@@ -60,7 +64,10 @@ def read_mailbox(
             messages = split_mbox_envelopes(data) if data.startswith(b"From ") else [(b"", data)]
             count = len(messages)
             for i, (from_line, raw) in enumerate(messages):
-                yield raw, ingest.mailbox_envelope(raw, matcher, from_line)
+                if raw.strip():
+                    yield raw, ingest.mailbox_envelope(raw, matcher, from_line)
+                else:  # nothing to classify: an empty row would only be noise in the store
+                    errors.append(SourceError(_label(entry.source, i, count), "empty message"))
                 progress.part = (i + 1) / count
                 progress.message_done()
         progress.part = 0.0

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .classify import Classification, classify
 from .store import MessageMeta, Store, StoreError
@@ -51,6 +51,12 @@ _FIELD = re.compile(rb"^([!-9;-~]{1,100})[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re
 _ANGLE = re.compile(r"<([^<>]*)>")
 _ADDR = re.compile(r"[^\s<>,;:\"()\[\]@]+@[^\s<>,;:\"()\[\]@]+")
 _EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+
+
+class Recorder(Protocol):
+    """`Store`, or anything that commits like `Store.record()` (the milter's group commit)."""
+
+    def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]: ...
 
 
 class NotStored(StoreError):
@@ -147,7 +153,7 @@ def ingest(
     raw: bytes,
     env: Envelope,
     settings: Any,
-    store: Store,
+    store: Recorder,
     classifier: Callable[[bytes], Classification] = classify,
     action: str | None = None,
 ) -> Outcome:

@@ -256,17 +256,22 @@ def test_unreadable_paths_are_reported_and_the_rest_imported(tmp_path: Path) -> 
     folder.mkdir()
     (folder / "good.eml").write_bytes(bounce(30))
     (folder / "gone.eml").symlink_to(tmp_path / "nowhere")  # a broken link
+    (folder / "empty.eml").write_bytes(b"\n")
     db = tmp_path / "b.db"
     result = run(db, str(tmp_path / "missing.mbox"), str(folder), "--format", "json")
     assert result.exit_code == 1
     data = json.loads(result.stdout)
-    assert (data["new"], data["already_stored"], data["unreadable"]) == (1, 0, 2)
-    assert {e["source"] for e in data["errors"]} == {str(tmp_path / "missing.mbox"), str(folder / "gone.eml")}
+    assert (data["new"], data["already_stored"], data["unreadable"]) == (1, 0, 3)
+    assert {(e["source"], e["message"]) for e in data["errors"]} == {
+        (str(tmp_path / "missing.mbox"), "No such file or directory"),
+        (str(folder / "gone.eml"), "No such file or directory"),
+        (str(folder / "empty.eml"), "empty message"),
+    }
     assert f"cannot read {folder / 'gone.eml'}: No such file or directory" in result.stderr
     assert query(db, "SELECT message_id FROM messages") == [("<dsn-30@mx1.example.org>",)]
     table = run(db, str(folder))
     assert table.exit_code == 1
-    assert table.stdout.strip() == "0 new, 1 already stored, 1 unreadable"
+    assert table.stdout.strip() == "0 new, 1 already stored, 2 unreadable"
 
 
 def test_progress_bar_advances_inside_an_mbox() -> None:
