@@ -142,7 +142,7 @@ def import_cmd(
     try:
         stream = read_mailbox(entries, errors, matcher, progress)
         for out in ingest.ingest_many(stream, settings, store, batch_size, action=ingest.IMPORT_ACTION):
-            if out.inserted:
+            if out.inserted and out.classification is not None:
                 new += 1
                 kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1
             else:

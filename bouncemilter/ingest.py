@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from .classify import Classification, classify
-from .store import MessageMeta, Store, StoreError
+from .store import MessageMeta, Store, StoreError, dedup_key
 
 HEADER_BLOCK_MAX = 256 * 1024  # a header block longer than this is read no further (hostile or broken input)
 BATCH_SIZE = 500  # messages per transaction in ingest_many: ~1 fsync per 500 instead of per message
@@ -94,8 +95,8 @@ class Prepared:
 
 @dataclass
 class Outcome:
-    classification: Classification
-    action: str
+    classification: Classification | None  # None: ingest_many() found it already stored and did not classify it
+    action: str  # "" when classification is None
     row_id: int
     inserted: bool  # False: the store already had this message (same idempotency key)
     classify_ms: float
@@ -114,25 +115,15 @@ def action_for(result: Classification, settings: Any) -> str:
     return "accept" if result.error else settings.actions.get(result.kind, "accept")
 
 
-def prepare(
-    raw: bytes,
-    env: Envelope,
-    settings: Any,
-    classifier: Callable[[bytes], Classification] = classify,
-    action: str | None = None,
-) -> Prepared:
-    """Classify and build the store row's metadata (no I/O). `action` None: from the [actions] settings."""
-    t0 = time.perf_counter()
-    result = classify_safely(raw, classifier)
-    chosen = action if action is not None else action_for(result, settings)
-    classify_ms = (time.perf_counter() - t0) * 1000
+def build_meta(raw: bytes, env: Envelope) -> MessageMeta:
+    """The store row's metadata before classification (processing_ms 0): all the idempotency key needs."""
     message_id = env.message_id
     if message_id is None:
         message_id = one_line(_first(header_fields(raw), b"message-id"), 998)
     digest = ""
     if not message_id:
         digest = env.digest if env.digest is not None else content_digest(raw)
-    meta = MessageMeta(
+    return MessageMeta(
         queue_id=env.queue_id,
         client_addr=env.client_addr,
         client_name=env.client_name,
@@ -142,10 +133,31 @@ def prepare(
         verp_recipients=[v for v in env.verp_recipients if v],
         message_id=message_id,
         size=len(raw) if env.size is None else env.size,
-        processing_ms=round(classify_ms, 3),
+        processing_ms=0.0,
         received_at=env.received_at,
         digest=digest,
     )
+
+
+def prepare(
+    raw: bytes,
+    env: Envelope,
+    settings: Any,
+    classifier: Callable[[bytes], Classification] = classify,
+    action: str | None = None,
+) -> Prepared:
+    """Classify and build the store row's metadata (no I/O). `action` None: from the [actions] settings."""
+    return _classified(raw, build_meta(raw, env), settings, classifier, action)
+
+
+def _classified(
+    raw: bytes, meta: MessageMeta, settings: Any, classifier: Callable[[bytes], Classification], action: str | None
+) -> Prepared:
+    t0 = time.perf_counter()
+    result = classify_safely(raw, classifier)
+    chosen = action if action is not None else action_for(result, settings)
+    classify_ms = (time.perf_counter() - t0) * 1000
+    meta.processing_ms = round(classify_ms, 3)
     return Prepared(result, chosen, meta, classify_ms)
 
 
@@ -177,35 +189,81 @@ def ingest_many(
 ) -> Iterator[Outcome]:
     """ingest() for a stream of messages, committing every `batch_size` messages in one transaction.
 
-    Outcomes come out in input order, a batch at a time (after its commit). A StoreError stops the stream;
-    every batch before it is committed (`exc.committed`), so running the same import again is safe.
+    A message whose idempotency key is already stored is not even classified (re-running an import over a
+    mailbox that keeps growing costs little); its Outcome has `classification` None. Outcomes come out in
+    input order, a batch at a time (after its commit). A StoreError stops the stream; every batch before it
+    is committed (`exc.committed`), so running the same import again is safe.
     """
-    batch: list[Prepared] = []
+    pending: list[tuple[bytes, MessageMeta]] = []
+    reader = _KeyReader(store.path, store.timeout)
 
     def commit() -> list[Outcome]:
-        t0 = time.perf_counter()
-        results = store.record_many([(p.meta, p.classification, p.action) for p in batch], batch_size=len(batch))
-        share = (time.perf_counter() - t0) * 1000 / len(batch)
-        out = [
-            Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, share)
-            for p, (row_id, inserted) in zip(batch, results, strict=True)
+        known = reader.lookup([dedup_key(meta) for _, meta in pending])
+        todo = [
+            (i, _classified(raw, meta, settings, classifier, action))
+            for i, (raw, meta) in enumerate(pending)
+            if dedup_key(meta) not in known
         ]
-        batch.clear()
-        return out
+        out: list[Outcome | None] = [None] * len(pending)
+        if todo:
+            t0 = time.perf_counter()
+            results = store.record_many([(p.meta, p.classification, p.action) for _, p in todo], len(todo))
+            share = (time.perf_counter() - t0) * 1000 / len(todo)
+            for (i, p), (row_id, inserted) in zip(todo, results, strict=True):
+                out[i] = Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, share)
+        for i, (_, meta) in enumerate(pending):
+            if out[i] is None:
+                out[i] = Outcome(None, "", known[dedup_key(meta)], False, 0.0, 0.0)
+        pending.clear()
+        return [o for o in out if o is not None]
 
     committed = 0
     try:
         for raw, env in items:
-            batch.append(prepare(raw, env, settings, classifier, action))
-            if len(batch) >= batch_size:
+            pending.append((raw, build_meta(raw, env)))
+            if len(pending) >= batch_size:
                 outcomes = commit()
                 committed += len(outcomes)
                 yield from outcomes
-        if batch:
+        if pending:
             yield from commit()
     except StoreError as exc:
         exc.committed = committed
         raise
+    finally:
+        reader.close()
+
+
+class _KeyReader:
+    """Which idempotency keys the store already has (a read connection: it never blocks the writer)."""
+
+    CHUNK = 500  # bound on SQL variables per query
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self._conn: sqlite3.Connection | None = None
+        self.path = path
+        self.timeout = timeout
+
+    def lookup(self, keys: list[str | None]) -> dict[str, int]:
+        wanted = list({k for k in keys if k is not None})
+        if not wanted:
+            return {}
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self.path, timeout=self.timeout)
+            found: dict[str, int] = {}
+            for start in range(0, len(wanted), self.CHUNK):
+                chunk = wanted[start : start + self.CHUNK]
+                sql = f"SELECT dedup_key, id FROM messages WHERE dedup_key IN ({','.join('?' * len(chunk))})"
+                found.update((k, int(i)) for k, i in self._conn.execute(sql, chunk))
+            return found
+        except sqlite3.Error:
+            return {}  # only an optimisation: record_many() checks every key again anyway
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 # ------------------------------------------------------------------------------------- envelope facts of a mailbox

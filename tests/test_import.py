@@ -340,3 +340,17 @@ def test_ten_thousand_message_mbox_fast_and_idempotent(tmp_path: Path) -> None:
     assert again.exit_code == 0
     assert again.stdout.strip() == "0 new, 10000 already stored, 0 unreadable"
     assert snapshot(db) == before
+
+
+def test_a_growing_mailbox_imports_only_what_is_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    envelope = b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n"
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(b"\n".join(envelope + bounce(n) for n in (50, 51, 50)))  # a duplicate in the same batch
+    db = tmp_path / "b.db"
+    assert run(db, str(mbox)).stdout.strip() == "2 new, 1 already stored, 0 unreadable (2 bounce)"
+    # new mail arrived; messages already stored are not classified again
+    mbox.write_bytes(b"\n".join(envelope + bounce(n) for n in (50, 51, 52)))
+    classified: list[bytes] = []
+    monkeypatch.setattr(ingest, "classify_safely", lambda raw, classifier: classified.append(raw) or classify(raw))
+    assert run(db, str(mbox)).stdout.strip() == "1 new, 2 already stored, 0 unreadable (1 bounce)"
+    assert len(classified) == 1 and b"<dsn-52@" in classified[0]
