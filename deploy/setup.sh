@@ -4,7 +4,7 @@
 #   a virtualenv in .venv with the package and its test tools, then start it with the
 #   embedded defaults. Run as root (or with sudo). Re-running it is safe.
 #
-#   bash deploy/setup.sh            set up, then start
+#   bash deploy/setup.sh            set up, then start the milter in the background
 #   bash deploy/setup.sh --no-start set up only (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,29 @@ fi
 .venv/bin/pip install -q -e '.[test]'
 
 echo "setup: installed bouncemilter $(.venv/bin/bouncemilter --version | awk '{print $NF}') in .venv"
-if [ "$start" = 1 ]; then
-    echo "setup: classifying the bundled sample bounce:"
-    .venv/bin/bouncemilter classify bouncemilter/samples/hard-bounce.eml
+[ "$start" = 1 ] || exit 0
+
+# Start the milter in the background with the embedded defaults: TCP on 127.0.0.1:9025, the
+# database ./bouncemilter.db, every null-sender (MAIL FROM:<>) message examined. A milter that
+# this script started earlier is stopped first, so re-running the script restarts the milter.
+pidfile=bouncemilter.pid
+if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kill "$(cat "$pidfile")"
+    for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
 fi
+setsid .venv/bin/bouncemilter run >>bouncemilter.log 2>&1 </dev/null &
+echo $! >"$pidfile"
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/9025) 2>/dev/null && break
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "setup: the milter did not start:" >&2
+        tail -5 bouncemilter.log >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo "setup: bouncemilter is running (pid $(cat "$pidfile")), listening on inet:9025@127.0.0.1"
+echo "  database   $(pwd)/bouncemilter.db"
+echo "  log        $(pwd)/bouncemilter.log (one JSON line per handled message)"
+echo "  Postfix    smtpd_milters = inet:127.0.0.1:9025 (see deploy/postfix/main.cf)"
+echo "  stop       kill \$(cat $(pwd)/$pidfile)"
