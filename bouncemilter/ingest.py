@@ -3,8 +3,9 @@
 `ingest()` is what the milter's end of message does: classify (never raising), choose the action from the
 [actions] settings, build the store's `MessageMeta` from the envelope facts, and `Store.record()` it (one
 durable transaction). `ingest_many()` does the same for a stream of messages through `Store.record_many()`
-(one transaction per batch), for imports. Both go through `prepare()`, so a message gives the same row,
-the same idempotency key and the same suppression update whichever way it arrives.
+(one transaction per batch), for imports. Both build the row with `build_meta()` and classify it the same
+way, so a message gives the same row, the same idempotency key and the same suppression update whichever
+way it arrives.
 
 `mailbox_envelope()` recovers the envelope facts from what a mailbox keeps of them (see its docstring):
 an imported message of a mailbox the milter also saw gets the same key as the milter's row when the
