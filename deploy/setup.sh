@@ -30,7 +30,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/pip install -q -e '.[test]'
+if ! .venv/bin/pip install -q -e '.[test]' >.venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "setup: pip install failed (log above, also in .venv/pip-install.log)" >&2
+    exit 1
+fi
 
 echo "setup: installed bouncemilter $(.venv/bin/bouncemilter --version | awk '{print $NF}') in .venv"
 [ "$start" = 1 ] || exit 0
