@@ -427,14 +427,10 @@ class BounceMilter(Milter.Base):
         self._queue_id = self.getsymval("i") or self._queue_id
         raw = bytes(self._buf)
         self._buf = bytearray()
-        result = self._classify(raw)
-        kind = result.kind
-        action = "accept" if result.error else settings.actions.get(kind, "accept")
-        processing_ms = (time.perf_counter() - t_eom) * 1000
+        # The step `bouncemilter import` shares: classify, choose the action, commit the rows.
+        from .ingest import Envelope, NotStored, ingest  # local: keeps module import light for tests
 
-        from .store import MessageMeta, StoreError  # local: keeps module import light for tests
-
-        meta = MessageMeta(
+        env = Envelope(
             queue_id=self._queue_id,
             client_addr=self._client_addr,
             client_name=self._client_name,
@@ -442,22 +438,23 @@ class BounceMilter(Milter.Base):
             envelope_from=self._envelope_from,
             bounce_addresses=[m.address for _, m in self._matched],
             verp_recipients=[m.verp_recipient for _, m in self._matched if m.verp_recipient],
-            message_id=self._message_id,
+            message_id=self._message_id,  # "" (not None): the headers were already read
             size=max(self._size, self._declared_size) if self._truncated else self._size,
-            processing_ms=round(processing_ms, 3),
-            # identifies a retry of a message without Message-ID (the store's idempotency key)
-            digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
+            # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
+            digest=hashlib.sha256(raw).hexdigest(),
         )
         stored = True
         store_error = ""
         store_ms = 0.0
         try:
-            t_store = time.perf_counter()
-            rt.writer.record(meta, result, action)
-            store_ms = (time.perf_counter() - t_store) * 1000
-        except StoreError as exc:
+            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier)
+            result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
+        except NotStored as exc:
+            prepared = exc.prepared
+            result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
             stored = False
             store_error = str(exc) or exc.__class__.__name__
+        assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
         if not stored:
@@ -493,12 +490,6 @@ class BounceMilter(Milter.Base):
         )
         self._finish_message()
         return rc
-
-    def _classify(self, raw: bytes) -> Classification:
-        try:
-            return self._rt.classifier(raw)
-        except Exception as exc:  # classify() promises not to raise; be safe anyway
-            return Classification(kind="not_bounce", detector="error", error=f"{exc.__class__.__name__}: {exc}")
 
     def _add_headers(self, result: Classification) -> None:
         prefix = self._rt.settings.header_prefix
