@@ -254,6 +254,8 @@ class Message:
     truncated: bool  # MAX_SCAN cut the message
     size: int
     _body: str | None = field(default=None, repr=False)
+    # Derived values that several detectors compute from the same message (see memoised()).
+    memo: dict[str, object] = field(default_factory=dict, repr=False)
 
     def find(self, *ctypes: str, max_depth: int = 99) -> Part | None:
         for part in self.parts:
@@ -397,9 +399,18 @@ def _walk(
         # A marker part so callers find the original's headers in document order.
         out.append(Part("x-embedded/headers", {}, iheaders, b"", depth + 1))
         i_ctype, i_params = parse_content_type(iheaders.get("content-type"))
-        _walk(i_ctype, i_params, iheaders, ibody, depth + 1, out, nest + 1)
+        # The body of an attached message matters only when it is itself a report (a gateway
+        # that wraps the DSN it received); the copy of a bounced original is never read, so
+        # it is not split either - it is often the largest part of a bounce.
+        if i_ctype in _REPORT_TYPES:
+            _walk(i_ctype, i_params, iheaders, ibody, depth + 1, out, nest + 1)
+        else:
+            out.append(Part(i_ctype, i_params, iheaders, ibody, depth + 1))
         return
     out.append(Part(ctype, params, headers, body, depth))
+
+
+_REPORT_TYPES = frozenset({"multipart/report", "message/delivery-status", "message/global-delivery-status"})
 
 
 def _is_encoded(headers: Headers) -> bool:

@@ -19,7 +19,15 @@ _LEADING_QUOTE = re.compile(r"^> ?", re.M)
 
 def report_text(msg: Message, limit: int = 60_000) -> str:
     """The bounce's own text. A part labelled text/html is only reduced when it is HTML (some MTAs
-    copy the original's Content-Type onto a plain-text bounce)."""
+    copy the original's Content-Type onto a plain-text bounce). Computed once per message."""
+    key = f"mta.report_text.{limit}"
+    cached = msg.memo.get(key)
+    if cached is None:
+        cached = msg.memo[key] = _report_text(msg, limit)
+    return cached  # type: ignore[return-value]
+
+
+def _report_text(msg: Message, limit: int) -> str:
     texts: list[str] = []
     for part in msg.parts:
         # startswith: some MTAs forget the ';' ("text/plain charset=...").
