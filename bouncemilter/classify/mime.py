@@ -114,15 +114,22 @@ class Headers:
                 index.setdefault(name.lower(), []).append(value)
         self._index = index
 
+    # Detectors ask for dozens of headers per message, nearly always by a lower-case name: look
+    # that up first and lower-case only on a miss.
     def get(self, name: str, default: str = "") -> str:
-        values = self._index.get(name.lower())
+        values = self._index.get(name)
+        if values is None:
+            values = self._index.get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        return self._index.get(name.lower(), [])
+        values = self._index.get(name)
+        if values is None:
+            values = self._index.get(name.lower(), [])
+        return values
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._index
+        return name in self._index or name.lower() in self._index
 
     def __len__(self) -> int:
         return len(self.items)
@@ -264,14 +271,21 @@ class Message:
         return None
 
     def report_type(self) -> str:
-        ctype, params = parse_content_type(self.headers.get("content-type"))
+        """The report-type of a multipart/report message, lower-cased ("" for anything else)."""
+        ctype, params = self._content_type()
         if ctype == "multipart/report":
             return params.get("report-type", "").strip().lower()
         return ""
 
     @property
     def top_ctype(self) -> str:
-        return parse_content_type(self.headers.get("content-type"))[0]
+        return self._content_type()[0]
+
+    def _content_type(self) -> tuple[str, dict[str, str]]:
+        cached = self.memo.get("content-type")
+        if cached is None:
+            cached = self.memo["content-type"] = parse_content_type(self.headers.get("content-type"))
+        return cached  # type: ignore[return-value]
 
     def text_parts(self) -> list[Part]:
         """The outer message's own readable parts (not those of an attached original)."""
@@ -294,6 +308,11 @@ class Message:
 
     def original_headers(self) -> Headers | None:
         """Headers of the message that bounced, from message/rfc822 or *-headers parts."""
+        if "original-headers" not in self.memo:
+            self.memo["original-headers"] = self._original_headers()
+        return self.memo["original-headers"]  # type: ignore[return-value]
+
+    def _original_headers(self) -> Headers | None:
         for part in self.parts:
             if part.depth >= 1 and part.ctype == "x-embedded/headers":
                 return part.headers

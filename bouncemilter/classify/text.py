@@ -12,12 +12,13 @@ ADDRESS = re.compile(
 ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
 STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 REPLY_CODE = re.compile(r"(?<![\d.\-])([245][0-5]\d)(?=[ \-]|$)")
-_SPACE = re.compile(r"\s+")
 
 
 def one_line(text: str, limit: int = 500) -> str:
     """Collapse white space; cut to `limit` characters."""
-    return _SPACE.sub(" ", text).strip()[:limit]
+    if len(text) > limit * 8:  # no need to fold what is cut anyway
+        text = text[: limit * 8]
+    return " ".join(text.split())[:limit]
 
 
 def clean_address(value: str) -> str:
