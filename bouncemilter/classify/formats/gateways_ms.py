@@ -34,7 +34,7 @@ _EXCH2003_CODES = {
     "000B0981": "securityerror",
     "000C0595": "filtered",
 }
-_EXCH2003_RCPT = re.compile(r"^\s*(?:.*?SMTP=)?([^\s@]{1,128}@[^\s@]{1,255}) on\s", re.I)
+_EXCH2003_RCPT = re.compile(r"^\s*+(?:.*?SMTP=)?([^\s@]{1,128}@[^\s@]{1,255}) on\s", re.I)
 _EXCH2003_CODE = re.compile(r"MSEXCH:.*?\(([0-9A-F]{8})\)\s*(.*)", re.S)
 _EXCH2003_STARTS = ("did not reach the following recipient(s):", "The following recipient(s) could not be reached:")
 

@@ -41,7 +41,7 @@ _NULL_RETURN_PATH = re.compile(r"^\s*<\s*>\s*$")
 
 # Where the copy of the original message starts: nothing after it describes the failure.
 _ORIGINAL_MARKER = re.compile(
-    r"^[\s\-=_*|>#]*(?:"
+    r"^[ \t\-=_*|>#]*(?:"
     r"original message|original mail|(?:a )?copy of (?:the|your) (?:original )?message|"
     r"below this line is a copy|this is a copy of|returned message|undelivered message|"
     r"message text follows|text of (?:the|your) message|(?:the )?headers? of (?:the|your) (?:original )?message|"

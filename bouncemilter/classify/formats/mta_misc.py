@@ -91,7 +91,7 @@ def detect_dma(msg: Message) -> Detection | None:
 # --- OpenSMTPD ------------------------------------------------------------------------------------
 
 _SMTPD_START = "This is the MAILER-DAEMON, please DO NOT REPLY"
-_SMTPD_RCPT = re.compile(r"^([^\s:]+@[^\s:]+): (.+)$")
+_SMTPD_RCPT = re.compile(r"^([^\s:@]+@[^\s:]+): (.+)$")
 _SMTPD_END = ("Below is a copy of the original message", "Please note that this is only a temporary failure")
 
 
@@ -166,7 +166,7 @@ def detect_courier(msg: Message) -> Detection | None:
 
 # --- Apache James ----------------------------------------------------------------------------------
 
-_JAMES_RCPT = re.compile(r"^\s*RCPT TO:\s*(\S+@\S+)\s*$", re.M)
+_JAMES_RCPT = re.compile(r"^[ \t]*RCPT TO:\s*([^\s@]+@\S+)\s*$", re.M)
 
 
 def detect_james(msg: Message) -> Detection | None:
@@ -193,7 +193,7 @@ def detect_james(msg: Message) -> Detection | None:
 
 # --- X1: "---The following addresses had delivery errors---" ---------------------------------------
 
-_X1_RCPT = re.compile(r"^(\S+@\S+) \[(.+)\]\s*$")
+_X1_RCPT = re.compile(r"^([^\s@]+@\S+) \[(.+)\]\s*$")
 
 
 def detect_x1(msg: Message) -> Detection | None:

@@ -32,7 +32,7 @@ _START = ("This is the mail system at host", "This is the Postfix program at hos
 _RCPT = re.compile(r'^<("[^"<>]{1,128}"@[^<>\s]+|[^<>\s]+@[^<>\s]+)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$')
 _SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
 _CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
-_IN_REPLY = re.compile(r"\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")
+_IN_REPLY = re.compile(r"(?<!\s)\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")
 _DIAG_TYPE = re.compile(r"^X-[\w\-]{1,40};\s*", re.I)
 _QUOTED = re.compile(r'"[^"<>]{1,128}"@[\w.\-]+')
 

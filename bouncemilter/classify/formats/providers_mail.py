@@ -15,7 +15,7 @@ from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, exim_blocks, hea
 
 _YAHOO_START = "Sorry, we were unable to deliver your message"
 _YAHOO_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
-_YAHOO_CMD = re.compile(r"\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
+_YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
 
 
 def detect_yahoo(msg: Message) -> Detection | None:
@@ -77,7 +77,7 @@ _UI_RCPT = re.compile(r'^["<]?([^\s"<>]+@[^\s"<>]+?)[">]?:?$')
 _UI_SMTP = re.compile(r"^SMTP error from remote server (?:after|for) [A-Z ]+command[:,]?\s*", re.I)
 _UI_HOST = re.compile(r"^host:\s*([\w.\-]+)(?:\s*\([0-9a-fA-F.:]+\))?\s*(?:reason:\s*)?", re.I)
 _UI_SKIP = re.compile(r"^(?:Reason:|For the following reason:|The following address(?:\(es\))?)\s*$", re.I)
-_UI_VISIT = re.compile(r"\s*For explanation visit \S+.*$", re.I)
+_UI_VISIT = re.compile(r"(?<!\s)\s*For explanation visit \S+.*$", re.I)
 
 
 def detect_united_internet(msg: Message) -> Detection | None:
@@ -127,7 +127,7 @@ def _ui_row(addr: str, lines: list[str], host: str) -> RecipientResult:
 
 # --- Zoho ----------------------------------------------------------------------------------
 
-_ZOHO_LINE = re.compile(r"^(\S+@\S+)\s+Invalid Address,\s*(.*)$", re.M)
+_ZOHO_LINE = re.compile(r"^([^\s@]+@\S+)\s+Invalid Address,\s*(.*)$", re.M)
 _ZOHO_DELAY = re.compile(r"\[Status: [^,\]]*, Address: <([^<>\s]+)>, ResponseCode (\d{3})?,([^\]]*)\]")
 _ERROR_CODE = re.compile(r"ERROR_CODE\s*:\s*")
 
@@ -154,8 +154,8 @@ def detect_zoho(msg: Message) -> Detection | None:
 
 # --- Verizon (vtext.com SMS gateway, vzwpix.com MMS gateway) --------------------------------
 
-_VZ_RCPT_TO = re.compile(r"^\s*RCPT TO:\s*(\S+@\S+)", re.M)
-_VZ_TO = re.compile(r"^\s*To:\s*(.+)$", re.M)
+_VZ_RCPT_TO = re.compile(r"^[ \t]*RCPT TO:\s*([^\s@]+@\S+)", re.M)
+_VZ_TO = re.compile(r"^[ \t]*To:[ \t]*(.+)$", re.M)
 
 
 def detect_verizon(msg: Message) -> Detection | None:
@@ -245,7 +245,7 @@ def detect_facebook(msg: Message) -> Detection | None:
 
 _O365_START = "Delivery has failed to these recipients or groups:"
 _O365_ADMIN = "Diagnostic information for administrators:"
-_O365_RETURNED = re.compile(r"^\s*(\S+@\S+)\s*\n\s*Remote Server returned '([^\n]*)'", re.M | re.I)
+_O365_RETURNED = re.compile(r"^[ \t]*+([^\s@]+@\S+)[ \t]*\n[ \t]*Remote Server returned '([^\n]*)'", re.M | re.I)
 
 
 def detect_office365(msg: Message) -> Detection | None:

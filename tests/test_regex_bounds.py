@@ -1,0 +1,112 @@
+"""No classifier pattern may take super-linear time on hostile text: anyone can send the milter mail.
+
+Every compiled pattern in bouncemilter.classify is run over long runs of the characters that
+make regexes backtrack. A pattern is flagged when doubling the input makes it both slow and
+more than ~3x slower (quadratic), so a busy CI machine does not produce false alarms.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import sys
+import time
+
+import pytest
+
+import bouncemilter.classify  # noqa: F401 - loads the package
+from bouncemilter import classify
+
+PACKAGE = sys.modules["bouncemilter.classify"]
+UNITS = [
+    "a",
+    "@",
+    " ",
+    "a@",
+    "a.",
+    "<",
+    "<a",
+    "a@a.",
+    "5",
+    "5.",
+    "550 ",
+    "\n",
+    " \n",
+    "a\n",
+    "-",
+    "=?",
+    ":",
+    "a:",
+    "(",
+    "[",
+    '"',
+    "\t",
+    "x ",
+    "@ ",
+    ". ",
+    "a;",
+    "a=",
+    "=",
+    "\\",
+    "'",
+    "/",
+    "#",
+    "*",
+    ">",
+]
+
+
+def _patterns() -> list[tuple[str, re.Pattern]]:
+    modules = [PACKAGE] + [
+        importlib.import_module(m.name) for m in pkgutil.walk_packages(PACKAGE.__path__, "bouncemilter.classify.")
+    ]
+    seen: dict[int, tuple[str, re.Pattern]] = {}
+    for module in modules:
+        for name, obj in vars(module).items():
+            if isinstance(obj, re.Pattern):
+                seen.setdefault(id(obj), (f"{module.__name__}.{name}", obj))
+    return list(seen.values())
+
+
+def _cost(pattern: re.Pattern, unit: str, n: int) -> float:
+    text = (unit * (n // len(unit) + 1))[:n]
+    worst = 0.0
+    for variant in (text, text + "!", "x" + text + "\n"):
+        subject = variant.encode() if isinstance(pattern.pattern, bytes) else variant
+        t0 = time.perf_counter()
+        for _ in pattern.finditer(subject):
+            pass
+        worst = max(worst, time.perf_counter() - t0)
+    return worst
+
+
+def test_every_pattern_is_linear() -> None:
+    patterns = _patterns()
+    assert len(patterns) > 50
+    slow = []
+    for name, pattern in patterns:
+        for unit in UNITS:
+            small = _cost(pattern, unit, 4000)
+            if small < 0.01:
+                continue
+            big = _cost(pattern, unit, 8000)
+            if big > 0.04 and big > 3 * small:
+                slow.append(f"{name} on {unit!r}: {small:.3f}s -> {big:.3f}s")
+    assert not slow, "\n".join(slow)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: MAILER-DAEMON@example.org\nSubject: Undelivered Mail Returned to Sender\n\n"
+        b"550 5.1.1 <a@example.net> user unknown\n" + b"\n" * 20000,
+        b"From: x@zoho.example\nX-ZohoMail: 1\n\n" + b"@" * 40000,
+        b"From: postmaster@example.org\nSubject: Undeliverable: hi\n\n" + b" " * 40000 + b"SMTP=",
+        b"From: MAILER-DAEMON@example.org\nSubject: failure notice\n\n" + b"a@" * 30000,
+    ],
+)
+def test_hostile_bodies_classify_quickly(raw: bytes) -> None:
+    t0 = time.perf_counter()
+    classify(raw)
+    assert time.perf_counter() - t0 < 1.0
