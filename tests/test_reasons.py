@@ -209,3 +209,12 @@ def test_fast_enough() -> None:
     for _ in range(2000):
         find_reason("5.1.1", "550", diag, "failed", "mx.example.com")
     assert (time.perf_counter() - start) / 2000 < 200e-6  # generous for shared CI cores; ~15 us typical
+
+
+def test_notaccept_without_any_code_is_hard_but_4xx_is_not() -> None:
+    from bouncemilter.classify.reasons import is_hard
+
+    assert is_hard("notaccept", "", "") is True
+    assert is_hard("notaccept", "4.1.10", "") is False
+    assert is_hard("notaccept", "", "421") is False
+    assert is_hard("notaccept", "5.1.10", "") is True

@@ -1599,5 +1599,10 @@ def is_hard(reason: str, status: str = "", reply_code: str = "") -> bool:
     if reason in HARD_REASONS:
         return True
     if reason == "notaccept":
-        return status.strip().startswith("5") or reply_code.strip().startswith("5")
+        # A domain that accepts no mail (null MX, no MX) is permanent unless a 4xx says otherwise;
+        # reports that name no code at all state a final failure.
+        status, reply_code = status.strip(), reply_code.strip()
+        if not status and not reply_code:
+            return True
+        return status.startswith("5") or reply_code.startswith("5")
     return False
