@@ -279,3 +279,31 @@ def test_classifier_never_raises_and_reports_errors() -> None:
     for raw in (b"", b"\x00\xff" * 1000, b"Content-Type: multipart/report; boundary=\n\n--\n--\n"):
         result = classify(raw)
         assert result.kind in ("not_bounce", "bounce")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Undeliverable Address: judy@example.org",
+        "Intended recipient: judy@example.org",
+        "Sorry, unable to deliver your message to judy@example.org for the following reason:",
+        "(Originally addressed to judy@example.org)",
+        "Did not reach the following recipient: judy@example.org",
+    ],
+)
+def test_generic_reader_takes_an_address_named_as_the_failed_one(line: str) -> None:
+    raw = (
+        "From: Mail Delivery Subsystem <postmaster@mx.example.net>\nTo: bounces@example.com\n"
+        f"Subject: Returned mail\n\nHello,\n\n{line}\n\nThe mailbox is over quota.\n"
+    ).encode()
+    result = classify(raw)
+    assert result.kind == "bounce"
+    assert [r.recipient for r in result.recipients] == ["judy@example.org"]
+
+
+def test_unroutable_final_recipient_yields_to_original_recipient() -> None:
+    raw = dsn("failed", "5.0.0", "550 mailbox unavailable").replace(
+        b"Final-Recipient: rfc822; <Bob@Example.ORG>",
+        b"Original-Recipient: rfc822;bob@example.org\r\nFinal-Recipient: rfc822;bob@mailstore-daemon",
+    )
+    assert [r.recipient for r in classify(raw).recipients] == ["bob@example.org"]

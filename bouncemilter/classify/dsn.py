@@ -112,6 +112,10 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
         addr = clean_address(group.get("final-recipient", "")) or clean_address(
             group.get("x-actual-recipient", "")
         ) or clean_address(group.get("original-recipient", ""))
+        if addr and "." not in addr.rpartition("@")[2]:
+            # A Final-Recipient in an internal, unroutable domain (a mailstore's own name) says
+            # less than the address the sender used.
+            addr = clean_address(group.get("original-recipient", "")) or addr
         diagnostic = one_line(strip_diagnostic_type(group.get("diagnostic-code", "")))
         status = find_status(group.get("status", "")) or find_status(diagnostic)
         action = _ACTIONS.get(group.get("action", "").strip().lower().split(" ")[0].strip("()"), "")

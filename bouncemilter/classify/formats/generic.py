@@ -59,6 +59,16 @@ _LIST_HEADING = re.compile(
     r"did not reach the following|addresses? failed|was rejected by|failed addresses)",
     re.I,
 )
+# Words right before an address that name it as the one that failed, on the same line:
+# "Undeliverable Address: a@b", "unable to deliver your message to a@b", "(Originally addressed to a@b)".
+_INLINE_CUE = re.compile(
+    r"(?:(?:could ?n[o']t|cannot|can't|unable to|failed to) (?:be )?deliver(?:ed)?(?: (?:your|the|this) "
+    r"(?:message|mail|e-?mail))?(?: to)?|not (?:be )?delivered to|delivery (?:to|failed for)|"
+    r"originally addressed to|undeliverable (?:address|recipient|to)|did not reach(?: the following)? recipients?|"
+    r"(?:intended|failed|invalid|unknown|bad|original|final|rejected) (?:recipient|address)(?:es|s)?|"
+    r"recipient address(?:es)?|unknown user)\s*[:=]?\s*[\"'<(\[]*$",
+    re.I,
+)
 _ERROR_WORDS = re.compile(
     r"(?:unknown|not exist|no such|invalid|rejected|refused|denied|full|over ?quota|failed|failure|"
     r"unavailable|disabled|inactive|not found|unrouteable|unreachable|timed? ?out|expired|blocked|"
@@ -152,7 +162,8 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             continue
         rest = line[m.end() :].lstrip(">\"' ").lstrip(":.,;").strip()
         block = _block(lines, i, rest)
-        if under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
+        cued = _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None
+        if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
             rows[addr] = _row(addr, block)
         if len(rows) >= 50:
             break
