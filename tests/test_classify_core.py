@@ -307,3 +307,20 @@ def test_unroutable_final_recipient_yields_to_original_recipient() -> None:
         b"Original-Recipient: rfc822;bob@example.org\r\nFinal-Recipient: rfc822;bob@mailstore-daemon",
     )
     assert [r.recipient for r in classify(raw).recipients] == ["bob@example.org"]
+
+
+def test_address_alone_with_colon_under_unreadable_heading() -> None:
+    # qmail/Postfix shape: "<a@b>:" alone on a line, the reason (here in another language) below.
+    raw = (
+        "From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: failure notice\n"
+        "Content-Type: text/plain; charset=utf-8\n\n\u4f60\u597d\u3002\n\n<kate@example.org>:\n\n<lee@example.org>:\n"
+    ).encode()
+    assert [r.recipient for r in classify(raw).recipients] == ["kate@example.org", "lee@example.org"]
+
+
+def test_address_under_a_this_address_heading() -> None:
+    raw = (
+        b"From: Postmaster <postmaster@mx.example.net>\nTo: bounces@example.com\nSubject: Mail Delivery Warning\n\n"
+        b'Delivery of email to this address\n\t\t\n"mia@example.org"\n\t\t\nhas been postponed due to a full mailbox.\n'
+    )
+    assert [r.recipient for r in classify(raw).recipients] == ["mia@example.org"]

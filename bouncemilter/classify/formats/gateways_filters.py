@@ -349,8 +349,9 @@ def detect_messaging_server(msg: Message) -> Detection | None:
     rows: list[RecipientResult] = []
     for g in groups:
         addr = g.get("recipient address", "")
-        if addr.startswith("@") or "@" not in addr:
-            # A source route (@relay:user@host) or an internal channel address: the original is the mailbox.
+        if addr.startswith("@") or "@" not in addr or "." not in addr.rpartition("@")[2].strip(">"):
+            # A source route (@relay:user@host) or an internal channel address (user@ims-ms-daemon):
+            # the original is the mailbox.
             addr = g.get("original address", "") or addr.rsplit(":", 1)[-1]
         diag = g.get("diagnostic code", "")
         diag = diag.split(";", 1)[1].strip() if ";" in diag[:12] else diag

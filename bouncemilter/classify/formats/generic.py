@@ -20,7 +20,7 @@ from .base import Detection
 
 _BOUNCE_FROM = re.compile(
     r"mailer-?daemon|mail-daemon|postmaster|mail delivery|delivery (?:subsystem|system|notification|status)|"
-    r"mail administrator|mail system|returned mail|\bbounce",
+    r"mail administrator|mail system|returned mail|\bbounce|\bmdaemon@",
     re.I,
 )
 _BOUNCE_SUBJECT = re.compile(
@@ -33,7 +33,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"warning: (?:could not send|message .{0,60} delayed)|delayed mail|delivery delayed|"
     r"unzustellbar|nicht zugestellt|non remis|non distribuable|no entregado|non recapitato|"
     r"niet (?:afgeleverd|bezorgd)|onbestelbaar|não entregue|不達|配信(?:エラー|不能|失敗)|未達|送信エラー|"
-    r"mail system error|mail error|error sending|delivery notification",
+    r"mail system error|mail error|error sending|delivery notification|user unknown|unknown user|no such user",
     re.I,
 )
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw|ref|r)\s*(?:\[\d+\])?\s*:", re.I)
@@ -56,7 +56,8 @@ _LIST_HEADING = re.compile(
     r"could not be delivered to|delivery (?:to|has) failed|undeliverable to|"
     r"unable to deliver (?:your )?message to|message was not delivered to|not delivered to|"
     r"delivery to the following|recipient\(s\)|invalid recipient|unknown recipient|"
-    r"did not reach the following|addresses? failed|was rejected by|failed addresses)",
+    r"did not reach the following|addresses? failed|was rejected by|failed addresses|"
+    r"(?:to|for) (?:this|the following) (?:e-?mail )?(?:address|recipient))",
     re.I,
 )
 # Words right before an address that name it as the one that failed, on the same line:
@@ -69,6 +70,8 @@ _INLINE_CUE = re.compile(
     r"recipient address(?:es)?|unknown user)\s*[:=]?\s*[\"'<(\[]*$",
     re.I,
 )
+# "<a@b>:" alone on a line: the qmail/Postfix shape, the reason follows on the next lines.
+_ALONE_WITH_COLON = re.compile(r"^[ \t]*<[^<>\s]{1,254}>:[ \t]*$")
 _ERROR_WORDS = re.compile(
     r"(?:unknown|not exist|no such|invalid|rejected|refused|denied|full|over ?quota|failed|failure|"
     r"unavailable|disabled|inactive|not found|unrouteable|unreachable|timed? ?out|expired|blocked|"
@@ -162,7 +165,9 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             continue
         rest = line[m.end() :].lstrip(">\"' ").lstrip(":.,;").strip()
         block = _block(lines, i, rest)
-        cued = _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None
+        cued = _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None or bool(
+            _ALONE_WITH_COLON.match(line)
+        )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
             rows[addr] = _row(addr, block)
         if len(rows) >= 50:
