@@ -127,7 +127,6 @@ def describe(result: Classification) -> str:
     return f"{result.kind} {who} ({result.detector}: {result.evidence})"
 
 
-
 @main.command("run")
 @click.option("--config", "config_path", metavar="FILE", help="TOML settings (see conf/bouncemilter.toml); optional.")
 @click.option(
@@ -141,8 +140,17 @@ def describe(result: Classification) -> str:
     multiple=True,
     help="Return-path to watch: exact, VERP pattern (bounces+*@example.com) or @domain. Repeatable.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["pymilter", "asyncio"]),
+    help="Milter protocol implementation (default pymilter; see [milter] engine).",
+)
 def run_cmd(
-    config_path: str | None, socket_spec: str | None, db_path: str | None, bounce_addresses: tuple[str, ...]
+    config_path: str | None,
+    socket_spec: str | None,
+    db_path: str | None,
+    bounce_addresses: tuple[str, ...],
+    engine: str | None = None,
 ) -> None:
     """Run the milter (foreground; stop with SIGTERM).
 
@@ -154,13 +162,18 @@ def run_cmd(
     from .config import ConfigError, load_settings
     from .milter import serve
 
-    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses)}
+    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses), "engine": engine}
     try:
         settings = load_settings(config_path, overrides)
     except ConfigError as exc:
         click.echo(f"bouncemilter: {exc}", err=True)
         sys.exit(2)
+    if settings.engine == "asyncio":
+        from .aiomilter import serve as serve_asyncio
+
+        sys.exit(serve_asyncio(settings))
     sys.exit(serve(settings))
+
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)
 

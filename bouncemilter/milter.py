@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import Milter
 
-from . import logjson
+from . import decide, logjson
 from .classify import Classification, classify
 
 MILTER_NAME = "bouncemilter"
@@ -220,16 +220,8 @@ def guarded(nr_bit: int = 0) -> Callable[[Callable[..., int]], Callable[..., int
     return decorate
 
 
-def _bare(addr: str) -> str:
-    """`<a@b>` / `a@b` / `<>` -> `a@b` / `a@b` / ``."""
-    addr = addr.strip()
-    if addr.startswith("<") and addr.endswith(">"):
-        addr = addr[1:-1]
-    return addr.strip()
-
-
-def _one_line(value: str, limit: int = HEADER_VALUE_MAX) -> str:
-    return " ".join(str(value).split())[:limit]
+_bare = decide.bare
+_one_line = decide.one_line
 
 
 class BounceMilter(Milter.Base):
@@ -467,14 +459,11 @@ class BounceMilter(Milter.Base):
             action = "accept"
 
         rc = Milter.ACCEPT
-        if action == "discard":
-            if self._others or not self._matched:
-                # Other recipients still get the message; only our copy goes.
-                for rcpt, _ in self._matched:
-                    self.delrcpt(rcpt)
-                action = "discard" if self._matched else "accept"
-            else:
-                rc = Milter.DISCARD
+        action, delete, discard_all = decide.discard_plan(action, [r for r, _ in self._matched], self._others)
+        for rcpt in delete:  # other recipients still get the message; only our copy goes
+            self.delrcpt(rcpt)
+        if discard_all:
+            rc = Milter.DISCARD
         if rc != Milter.DISCARD and settings.add_headers:
             self._add_headers(result)
         level = logging.INFO if stored else logging.ERROR
@@ -492,45 +481,26 @@ class BounceMilter(Milter.Base):
         return rc
 
     def _add_headers(self, result: Classification) -> None:
-        prefix = self._rt.settings.header_prefix
-        failed = [r for r in result.recipients if r.recipient]
-        values = {
-            "Kind": "unclassified" if result.error else result.kind,
-            "Reason": ", ".join(dict.fromkeys(r.reason for r in failed if r.reason)),
-            "Recipient": ", ".join(dict.fromkeys(r.recipient for r in failed)),
-            "Status": ", ".join(dict.fromkeys(r.status for r in failed if r.status)),
-        }
-        for suffix, value in values.items():
-            value = _one_line(value)
-            if value:
-                self.addheader(prefix + suffix, value)
+        for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
+            self.addheader(name, value)
 
     def _log(self, result: Classification, action: str, t_eom: float, *, level: int, **more: Any) -> None:
-        now = time.perf_counter()
-        recipients = [
-            {"recipient": r.recipient, "reason": r.reason, "hard": r.hard, "status": r.status}
-            for r in result.recipients
-        ]
-        fields = logjson.message_record(
+        decide.log_message(
+            self._rt.logger,
+            level,
+            result,
+            action,
+            t_eom=t_eom,
+            t0=self._t0,
             queue_id=self._queue_id,
-            kind="unclassified" if result.error else result.kind,
-            recipients=recipients,
-            action=action,
-            ms=(now - t_eom) * 1000,
-            total_ms=round((now - self._t0) * 1000, 3),
-            detector=result.detector,
             envelope_from=self._envelope_from,
-            bounce_addresses=[m.address for _, m in self._matched],
-            verp_recipients=[m.verp_recipient for _, m in self._matched if m.verp_recipient],
+            matches=[m for _, m in self._matched],
             message_id=self._message_id,
             size=self._size,
             truncated=self._truncated,
             internal=self._internal,
             **more,
         )
-        if result.error:
-            fields["error"] = result.error
-        logjson.event(self._rt.logger, level, "message", **fields)
 
     @guarded()
     def abort(self) -> int:

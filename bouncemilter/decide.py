@@ -1,0 +1,104 @@
+"""Per-message decisions both milter engines share (pymilter in milter.py, asyncio in aiomilter.py).
+
+Pure functions over the classification and the envelope: which X-Bounce-* headers to add, which
+recipients to delete or whether to discard the whole message, and the JSON log record. The engines
+only differ in how they talk to the MTA.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import logjson
+from .classify import Classification
+
+HEADER_VALUE_MAX = 200
+
+
+def bare(addr: str) -> str:
+    """`<a@b>` / `a@b` / `<>` -> `a@b` / `a@b` / ``."""
+    addr = addr.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1]
+    return addr.strip()
+
+
+def one_line(value: str, limit: int = HEADER_VALUE_MAX) -> str:
+    return " ".join(str(value).split())[:limit]
+
+
+def bounce_headers(result: Classification, prefix: str) -> list[tuple[str, str]]:
+    """The (name, value) header fields to add to a delivered copy; empty values are left out."""
+    failed = [r for r in result.recipients if r.recipient]
+    values = {
+        "Kind": "unclassified" if result.error else result.kind,
+        "Reason": ", ".join(dict.fromkeys(r.reason for r in failed if r.reason)),
+        "Recipient": ", ".join(dict.fromkeys(r.recipient for r in failed)),
+        "Status": ", ".join(dict.fromkeys(r.status for r in failed if r.status)),
+    }
+    out = []
+    for suffix, value in values.items():
+        value = one_line(value)
+        if value:
+            out.append((prefix + suffix, value))
+    return out
+
+
+def discard_plan(action: str, matched: Sequence[str], others: Sequence[str]) -> tuple[str, list[str], bool]:
+    """(action to log, recipients to delete, discard the whole message).
+
+    `discard` drops only our copy: with other recipients the message still goes to them, so just
+    the bounce addresses are deleted; with none, the whole message is discarded.
+    """
+    if action != "discard":
+        return action, [], False
+    if others or not matched:
+        return ("discard" if matched else "accept"), list(matched), False
+    return "discard", [], True
+
+
+def log_message(
+    logger: logging.Logger,
+    level: int,
+    result: Classification,
+    action: str,
+    *,
+    t_eom: float,
+    t0: float,
+    queue_id: str,
+    envelope_from: str,
+    matches: Sequence[Any],
+    message_id: str,
+    size: int,
+    truncated: bool,
+    internal: bool,
+    **more: Any,
+) -> None:
+    """The one JSON line per handled message (`matches`: the verp.Match of each bounce recipient)."""
+    now = time.perf_counter()
+    recipients = [
+        {"recipient": r.recipient, "reason": r.reason, "hard": r.hard, "status": r.status} for r in result.recipients
+    ]
+    fields = logjson.message_record(
+        queue_id=queue_id,
+        kind="unclassified" if result.error else result.kind,
+        recipients=recipients,
+        action=action,
+        ms=(now - t_eom) * 1000,
+        total_ms=round((now - t0) * 1000, 3),
+        detector=result.detector,
+        envelope_from=envelope_from,
+        bounce_addresses=[m.address for m in matches],
+        verp_recipients=[m.verp_recipient for m in matches if m.verp_recipient],
+        message_id=message_id,
+        size=size,
+        truncated=truncated,
+        internal=internal,
+        **more,
+    )
+    if result.error:
+        fields["error"] = result.error
+    logjson.event(logger, level, "message", **fields)
