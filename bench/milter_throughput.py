@@ -11,7 +11,8 @@ Traffic:
             every message is a new row): classified, stored (SQLite, synchronous=FULL), accepted
 
 Setups: no milter; bouncemilter on a unix socket; on TCP (with its TCP_NODELAY listener fix); and
-on TCP without the fix (to show what the fix is worth).
+on TCP without the fix (to show what the fix is worth); `asyncio-unix` and `asyncio-inet`: the same
+with `[milter] engine = "asyncio"` (bouncemilter.aiomilter instead of pymilter/libmilter).
 
 Prints msgs/s (accepted by Postfix, and accepted+relayed until the queue is empty), the ratio to
 "no milter", a one-session latency probe (ms per bounce message: a ~40 ms delayed-ACK stall shows
@@ -49,7 +50,7 @@ NO_FIX = (
 
 
 class Milter:
-    def __init__(self, base: Path, socket_spec: str, fix: bool = True) -> None:
+    def __init__(self, base: Path, socket_spec: str, fix: bool = True, engine: str = "pymilter") -> None:
         self.base = base
         self.socket_spec = socket_spec
         n = len(list(base.glob("milter-*.log")))
@@ -58,6 +59,7 @@ class Milter:
         conf.write_text(
             "[milter]\n"
             f'socket = "{socket_spec}"\n'
+            f'engine = "{engine}"\n'
             + ('socket_mode = "0666"\n' if socket_spec.startswith("unix:") else "")
             + f'[store]\ndb = "{base}/bench-{n}.db"\n'
             '[bounce]\naddresses = ["@sink.test"]\n'
@@ -198,21 +200,22 @@ def main() -> int:
         for setup in setups:
             if setup == "none":
                 continue
-            if setup == "unix":
-                spec = f"unix:{base}/milter.sock"
+            if setup.endswith("unix"):
+                spec = f"unix:{base}/{setup}.sock"
                 specs[setup] = spec
             else:
                 port = free_port()
                 spec = f"inet:{port}@127.0.0.1"
                 specs[setup] = f"inet:127.0.0.1:{port}"
-            milters[setup] = Milter(base, spec, fix=setup != "inet-nofix")
+            engine = "asyncio" if setup.startswith("asyncio-") else "pymilter"
+            milters[setup] = Milter(base, spec, fix=setup != "inet-nofix", engine=engine)
         rig.start()
         for setup in setups:
             if args.probe:
                 reconfigure(rig, specs[setup])
                 latency_probe(rig, 5, dsn_file)  # warm up
                 probes[setup] = latency_probe(rig, args.probe, dsn_file)
-                print(f"{setup:11s} 1 session: {probes[setup]:6.1f} ms per bounce message", flush=True)
+                print(f"{setup:12s} 1 session: {probes[setup]:6.1f} ms per bounce message", flush=True)
         for run in range(args.runs):
             for setup in setups:
                 reconfigure(rig, specs[setup])
@@ -220,7 +223,7 @@ def main() -> int:
                     r = run_load(rig, traffic, args.messages, args.sessions, dsn_file)
                     results.setdefault((setup, traffic), []).append(r)
                     print(
-                        f"run {run + 1} {setup:11s} {traffic:9s} accepted {r[0]:7.1f} msg/s   "
+                        f"run {run + 1} {setup:12s} {traffic:9s} accepted {r[0]:7.1f} msg/s   "
                         f"+relayed {r[1]:7.1f} msg/s",
                         flush=True,
                     )
@@ -236,7 +239,7 @@ def main() -> int:
         f"{args.messages} messages per run, best of {args.runs} interleaved runs, {args.sessions} parallel "
         f"sessions, 1 connection per message; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'setup':11s} {'traffic':9s} {'accepted/s':>10s} {'ratio':>6s} {'relayed/s':>10s} {'ratio':>6s}  target")
+    print(f"{'setup':12s} {'traffic':9s} {'accepted/s':>10s} {'ratio':>6s} {'relayed/s':>10s} {'ratio':>6s}  target")
     for (setup, traffic), runs in results.items():
         acc = max(r[0] for r in runs)
         rel = max(r[1] for r in runs)
@@ -244,7 +247,7 @@ def main() -> int:
         base_acc = max(r[0] for r in base_runs) if base_runs else float("nan")
         base_rel = max(r[1] for r in base_runs) if base_runs else float("nan")
         target = "" if setup == "none" else (">=0.80" if traffic == "bounce" else ">=0.95")
-        print(f"{setup:11s} {traffic:9s} {acc:10.1f} {acc / base_acc:6.2f} {rel:10.1f} {rel / base_rel:6.2f}  {target}")
+        print(f"{setup:12s} {traffic:9s} {acc:10.1f} {acc / base_acc:6.2f} {rel:10.1f} {rel / base_rel:6.2f}  {target}")
     if probes:
         print()
         print("one session, one bounce message at a time (ms per message, lower is better):")
@@ -253,7 +256,7 @@ def main() -> int:
     print("milter latency per handled (bounce) message, from its JSON log:")
     for setup, (ms, total) in lat.items():
         print(
-            f"  {setup:11s} n={len(ms):5d}  eom->reply p50 {pct(ms, 50):6.2f} ms  p99 {pct(ms, 99):6.2f} ms   "
+            f"  {setup:12s} n={len(ms):5d}  eom->reply p50 {pct(ms, 50):6.2f} ms  p99 {pct(ms, 99):6.2f} ms   "
             f"MAIL FROM->reply p50 {pct(total, 50):6.2f} ms  p99 {pct(total, 99):6.2f} ms"
         )
     return 0
