@@ -296,3 +296,67 @@ def test_bad_packet_closes_the_connection(engine) -> None:  # type: ignore[no-un
     with e.connect() as s:
         s.sendall(b"\xff\xff\xff\xffO")
         assert s.recv(10) == b""
+
+
+def test_engine_setting_is_validated(tmp_path: Path) -> None:
+    from bouncemilter.config import ConfigError
+
+    assert load_settings(None).engine == "pymilter"
+    assert load_settings(None, {"engine": "asyncio"}).engine == "asyncio"
+    conf = tmp_path / "c.toml"
+    conf.write_text('[milter]\nengine = "twisted"\n')
+    with pytest.raises(ConfigError, match=r"milter\.engine"):
+        load_settings(str(conf))
+
+
+def test_run_engine_asyncio_drains_on_sigterm(tmp_path: Path) -> None:
+    """`bouncemilter run --engine asyncio`: SIGTERM mid-message removes the socket, the message still
+    gets its reply and its row, then the process exits 0."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    sock_path = tmp_path / "m.sock"
+    db = tmp_path / "bounces.db"
+    cmd = [sys.executable, "-m", "bouncemilter.cli", "run", "--engine", "asyncio", "--socket", f"unix:{sock_path}"]
+    cmd += ["--db", str(db), "--bounce-address", "bounces@test.example"]
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock_path))
+        s.settimeout(10)
+        conn = mt.MilterConnection(s)
+        _, proto = conn.optneg_mta()
+        step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
+        step(conn, proto, C.SMFIC_MAIL, args=["<>"])
+        step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
+        conn.send_macro(C.SMFIC_DATA, i="QSIG2")
+        assert step(conn, proto, C.SMFIC_DATA)[0] == C.SMFIR_CONTINUE
+
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert proc.poll() is None, "exited with a message in flight"
+        assert not sock_path.exists()
+
+        head, _, body = M.hard_bounce("aio-sigterm").decode().partition("\r\n\r\n")
+        for name, value in _unfold(head):
+            step(conn, proto, C.SMFIC_HEADER, name=name, value=value)
+        step(conn, proto, C.SMFIC_EOH)
+        step(conn, proto, C.SMFIC_BODY, buf=body)
+        assert conn.send_eom()[-1][0] == C.SMFIR_ACCEPT
+        s.close()
+        assert proc.wait(10) == 0
+        lines = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
+        assert next(x for x in lines if x["event"] == "start")["engine"] == "asyncio"
+        assert next(x for x in lines if x["event"] == "stop")["in_flight_at_stop"] == 1
+        assert sqlite3.connect(db).execute("SELECT queue_id, kind FROM messages").fetchall() == [("QSIG2", "bounce")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
