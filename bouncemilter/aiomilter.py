@@ -37,7 +37,7 @@ from .milter import (
     _finish_unix_socket,
     _prepare_unix_socket,
     _unlink_socket,
-    parse_socket,
+    open_runtime,
 )
 
 MILTER_VERSION = 6
@@ -602,41 +602,13 @@ class AioServer:
 
 def serve(settings: Any) -> int:
     """Run the asyncio engine until SIGTERM/SIGINT; returns the exit status."""
-    from .milter import Runtime
-    from .store import Store, StoreError
-    from .verp import BounceMatcher
 
-    logger = logjson.setup(settings.log_target, settings.log_level)
-    try:
-        spec = parse_socket(settings.socket)
-    except ValueError as exc:
-        logjson.event(logger, logging.ERROR, "start_failed", str(exc))
-        return 2
-    try:
-        store = Store(settings.db, settings.store_timeout)
-    except (StoreError, OSError) as exc:
-        logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
-        return 1
-    from .policy import Policy
 
-    store.suppressions.policy = Policy.from_settings(settings)
-    metrics = None
-    if getattr(settings, "metrics_enabled", False):
-        from .metrics import Metrics
-
-        metrics = Metrics()
-        try:
-            metrics.start(settings.metrics_listen)
-        except OSError as exc:
-            logjson.event(logger, logging.ERROR, "start_failed", f"metrics on {settings.metrics_listen}: {exc}")
-            store.close()
-            return 1
-    matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
-    rt = Runtime(
-        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
-    )
-    if not settings.bounce_addresses and not settings.match_null_sender:
-        logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
+    opened = open_runtime(settings)
+    if isinstance(opened, int):
+        return opened
+    rt, spec = opened
+    logger, store, metrics = rt.logger, rt.store, rt.metrics
     try:
         return asyncio.run(_main(rt, spec, logger))
     finally:

@@ -644,10 +644,10 @@ def _register(settings: Any) -> None:
     )
 
 
-def serve(settings: Any, *, exit_process: bool = True) -> int:
-    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
-    import milter as _milter
-
+def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
+    """What both engines need before they listen: logger, socket spec, store (with the suppression
+    policy), metrics and the bounce-address matcher. An int is the exit status of a failed start."""
+    from .policy import Policy
     from .store import Store, StoreError
     from .verp import BounceMatcher
 
@@ -662,8 +662,6 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     except (StoreError, OSError) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
         return 1
-    from .policy import Policy
-
     store.suppressions.policy = Policy.from_settings(settings)
     metrics = None
     if getattr(settings, "metrics_enabled", False):
@@ -677,12 +675,24 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
             store.close()
             return 1
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
-    no_reply = spec.kind == "unix"  # see BounceMilter.protocol_mask
-    BounceMilter.runtime = Runtime(
-        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=no_reply, metrics=metrics
+    rt = Runtime(
+        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
     )
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
+    return rt, spec
+
+
+def serve(settings: Any, *, exit_process: bool = True) -> int:
+    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
+    import milter as _milter
+
+    opened = open_runtime(settings)
+    if isinstance(opened, int):
+        return opened
+    rt, spec = opened
+    logger, store, metrics = rt.logger, rt.store, rt.metrics
+    BounceMilter.runtime = rt
 
     _register(settings)
     _milter.setconn(spec.libmilter)
