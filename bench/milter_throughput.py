@@ -11,8 +11,7 @@ Traffic:
             every message is a new row): classified, stored (SQLite, synchronous=FULL), accepted
 
 Setups: no milter; bouncemilter on a unix socket; on TCP (with its TCP_NODELAY listener fix); and
-on TCP without the fix (to show what the fix is worth); `asyncio-unix` and `asyncio-inet`: the same
-with `[milter] engine = "asyncio"` (bouncemilter.aiomilter instead of pymilter/libmilter).
+on TCP without the fix (to show what the fix is worth).
 
 Prints msgs/s (accepted by Postfix, and accepted+relayed until the queue is empty), the ratio to
 "no milter", a one-session latency probe (ms per bounce message: a ~40 ms delayed-ACK stall shows
@@ -50,7 +49,7 @@ NO_FIX = (
 
 
 class Milter:
-    def __init__(self, base: Path, socket_spec: str, fix: bool = True, engine: str = "pymilter") -> None:
+    def __init__(self, base: Path, socket_spec: str, fix: bool = True) -> None:
         self.base = base
         self.socket_spec = socket_spec
         n = len(list(base.glob("milter-*.log")))
@@ -59,7 +58,6 @@ class Milter:
         conf.write_text(
             "[milter]\n"
             f'socket = "{socket_spec}"\n'
-            f'engine = "{engine}"\n'
             + ('socket_mode = "0666"\n' if socket_spec.startswith("unix:") else "")
             + f'[store]\ndb = "{base}/bench-{n}.db"\n'
             '[bounce]\naddresses = ["@sink.test"]\n'
@@ -207,8 +205,7 @@ def main() -> int:
                 port = free_port()
                 spec = f"inet:{port}@127.0.0.1"
                 specs[setup] = f"inet:127.0.0.1:{port}"
-            engine = "asyncio" if setup.startswith("asyncio-") else "pymilter"
-            milters[setup] = Milter(base, spec, fix=setup != "inet-nofix", engine=engine)
+            milters[setup] = Milter(base, spec, fix=setup != "inet-nofix")
         rig.start()
         for setup in setups:
             if args.probe:

@@ -140,17 +140,11 @@ def describe(result: Classification) -> str:
     multiple=True,
     help="Return-path to watch: exact, VERP pattern (bounces+*@example.com) or @domain. Repeatable.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["pymilter", "asyncio"]),
-    help="Milter protocol implementation (default pymilter; see [milter] engine).",
-)
 def run_cmd(
     config_path: str | None,
     socket_spec: str | None,
     db_path: str | None,
     bounce_addresses: tuple[str, ...],
-    engine: str | None = None,
 ) -> None:
     """Run the milter (foreground; stop with SIGTERM).
 
@@ -162,16 +156,12 @@ def run_cmd(
     from .config import ConfigError, load_settings
     from .milter import serve
 
-    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses), "engine": engine}
+    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses)}
     try:
         settings = load_settings(config_path, overrides)
     except ConfigError as exc:
         click.echo(f"bouncemilter: {exc}", err=True)
         sys.exit(2)
-    if settings.engine == "asyncio":
-        from .aiomilter import serve as serve_asyncio
-
-        sys.exit(serve_asyncio(settings))
     sys.exit(serve(settings))
 
 

@@ -24,7 +24,6 @@ KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "auto_reply", "deliver
 ACTIONS: tuple[str, ...] = ("accept", "discard")
 LOG_TARGETS: tuple[str, ...] = ("stderr", "syslog", "none")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
-ENGINES: tuple[str, ...] = ("pymilter", "asyncio")
 
 
 class ConfigError(Exception):
@@ -40,7 +39,6 @@ class Settings:
     socket: str = "inet:9025@127.0.0.1"
     socket_mode: int | None = None
     socket_group: str | None = None
-    engine: str = "pymilter"  # pymilter (libmilter) | asyncio (bouncemilter.aiomilter)
     db: str = "bouncemilter.db"
     bounce_addresses: tuple[BounceAddress, ...] = ()
     match_null_sender: bool = True
@@ -196,7 +194,6 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket": ("socket", _socket),
     "milter.socket_mode": ("socket_mode", _socket_mode),
     "milter.socket_group": ("socket_group", _socket_group),
-    "milter.engine": ("engine", _choice(ENGINES)),
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
@@ -222,7 +219,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
 FIELD_VALIDATORS: dict[str, Validator] = {name: check for name, check in KEYS.values()}
 # the flag each override comes from, for error messages
-OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bounce-address", "engine": "--engine"}
+OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bounce-address"}
 
 
 def _read(path: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""Per-message decisions both milter engines share (pymilter in milter.py, asyncio in aiomilter.py).
+"""Per-message decisions of the milter, kept apart from the MTA plumbing in milter.py.
 
 Pure functions over the classification and the envelope: which X-Bounce-* headers to add, which
-recipients to delete or whether to discard the whole message, and the JSON log record. The engines
-only differ in how they talk to the MTA.
+recipients to delete or whether to discard the whole message, and the JSON log record. They are
+tested without an MTA; milter.py only turns them into libmilter calls.
 """
 
 from __future__ import annotations

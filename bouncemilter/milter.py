@@ -645,7 +645,7 @@ def _register(settings: Any) -> None:
 
 
 def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
-    """What both engines need before they listen: logger, socket spec, store (with the suppression
+    """What the milter needs before it listens: logger, socket spec, store (with the suppression
     policy), metrics and the bounce-address matcher. An int is the exit status of a failed start."""
     from .policy import Policy
     from .store import Store, StoreError
