@@ -433,7 +433,7 @@ class BounceMilter(Milter.Base):
             message_id=self._message_id,  # "" (not None): the headers were already read
             size=max(self._size, self._declared_size) if self._truncated else self._size,
             # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
-            digest=hashlib.sha256(raw).hexdigest(),
+            digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
         )
         stored = True
         store_error = ""
