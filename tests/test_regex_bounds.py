@@ -110,3 +110,37 @@ def test_hostile_bodies_classify_quickly(raw: bytes) -> None:
     t0 = time.perf_counter()
     classify(raw)
     assert time.perf_counter() - t0 < 1.0
+
+
+_LITERAL = re.compile(r"(?:\\[^sSdDwWbBAZ0-9]|[A-Za-z0-9 <>:_\-=;,.!'\"/])+")
+_PREFIX_UNITS = ["@", " ", "a@", "\n", "a", "<", "a:", ">"]
+
+
+def _literals(pattern: re.Pattern) -> list[str]:
+    """Literal words of a pattern ("User \\(" -> "User ("): a pattern may only backtrack after them."""
+    source = pattern.pattern if isinstance(pattern.pattern, str) else pattern.pattern.decode("latin-1")
+    words = {re.sub(r"\\(.)", r"\1", m.group(0)).strip(".") for m in _LITERAL.finditer(source)}
+    return sorted(w for w in words if len(w) >= 3)[:12]
+
+
+def test_every_pattern_is_linear_after_its_own_literals() -> None:
+    slow = []
+    for name, pattern in _patterns():
+        for word in _literals(pattern):
+            for unit in _PREFIX_UNITS:
+                small = _cost_after(pattern, word, unit, 3000)
+                if small < 0.01:
+                    continue
+                big = _cost_after(pattern, word, unit, 6000)
+                if big > 0.04 and big > 3 * small:
+                    slow.append(f"{name} after {word!r} on {unit!r}: {small:.3f}s -> {big:.3f}s")
+    assert not slow, "\n".join(slow)
+
+
+def _cost_after(pattern: re.Pattern, word: str, unit: str, n: int) -> float:
+    text = word + (unit * (n // len(unit) + 1))[:n]
+    subject = text.encode("latin-1", "replace") if isinstance(pattern.pattern, bytes) else text
+    t0 = time.perf_counter()
+    for _ in pattern.finditer(subject):
+        pass
+    return time.perf_counter() - t0

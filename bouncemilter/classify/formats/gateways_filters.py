@@ -420,7 +420,8 @@ def detect_messagelabs(msg: Message) -> Detection | None:
 # --- McAfee Email Gateway / Email and Web Security appliance ----------------------------------------------
 
 _MCAFEE_USERUNKNOWN = re.compile(
-    r"User \(.+@.+\) unknown\.|550 Unknown user \S+@\S+|550 <.+?@.+?>\.+ User not exist|No such user"
+    r"User \([^()\s@]+@[^()\s]+\) unknown\.|550 Unknown user [^\s@]+@\S+|550 <[^<>\s@]+@[^<>\s]+>\.+ User not exist|"
+    r"No such user"
 )
 _MCAFEE_RCPT = re.compile(r"^<([^\s<>@]+@[^\s<>]+)>\s+\((.+)\)\s*$")
 

@@ -36,7 +36,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"mail system error|mail error|error sending|delivery notification|user unknown|unknown user|no such user",
     re.I,
 )
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw|ref|r)\s*(?:\[\d+\])?\s*:", re.I)
+_REPLY_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw|ref|r)\s*(?:\[\d+\]\s*)?:", re.I)
 _NULL_RETURN_PATH = re.compile(r"^\s*<\s*>\s*$")
 
 # Where the copy of the original message starts: nothing after it describes the failure.
