@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from bouncemilter.store import MessageMeta
+
 # CI must not fail by the luck of the draw: the same examples every run there (a found bug still
 # fails every run); developers keep random exploration.
 settings.register_profile("ci", derandomize=True)
@@ -22,3 +24,21 @@ def fixture_bytes():
         return (FIXTURES / name).read_bytes()
 
     return load
+
+
+def make_meta(n: int = 1, **kw: object) -> MessageMeta:
+    """The envelope facts of the nth test bounce (a DSN from <> to bounces@example.com)."""
+    values: dict[str, object] = dict(
+        queue_id=f"4Q{n:05d}",
+        client_addr="192.0.2.10",
+        client_name="mx.example.net",
+        helo="mx.example.net",
+        envelope_from="",
+        bounce_addresses=["bounces@example.com"],
+        verp_recipients=[""],
+        message_id=f"<dsn-{n}@mx.example.net>",
+        size=2048,
+        processing_ms=0.7,
+    )
+    values.update(kw)
+    return MessageMeta(**values)  # type: ignore[arg-type]

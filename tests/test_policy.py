@@ -14,6 +14,8 @@ from bouncemilter.classify.model import Classification, Feedback, RecipientResul
 from bouncemilter.policy import Event, Policy, decide
 from bouncemilter.store import MessageMeta, Store, StoreError
 
+from .conftest import make_meta
+
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = Policy()
 
@@ -133,21 +135,7 @@ def test_later_events_become_evidence() -> None:
 
 
 def meta(n: int, at: datetime, **kw) -> MessageMeta:
-    values = dict(
-        queue_id=f"Q{n}",
-        client_addr="192.0.2.1",
-        client_name="mx.example.net",
-        helo="mx.example.net",
-        envelope_from="",
-        bounce_addresses=["bounces@example.com"],
-        verp_recipients=[""],
-        message_id=f"<r{n}@mx.example.net>",
-        size=1000,
-        processing_ms=1.0,
-        received_at=suppressions.fmt_time(at),
-    )
-    values.update(kw)
-    return MessageMeta(**values)
+    return make_meta(n, received_at=suppressions.fmt_time(at), **kw)
 
 
 def bounce(addr: str, reason: str = "userunknown", is_hard: bool = True, status: str = "5.1.1") -> Classification:

@@ -16,26 +16,14 @@ from pathlib import Path
 import pytest
 
 from bouncemilter.classify.model import Classification, Feedback, OriginalMessage, RecipientResult
-from bouncemilter.store import MIGRATIONS, MessageMeta, Store, StoreError, current_version, dedup_key, migrate
+from bouncemilter.store import MIGRATIONS, Store, StoreError, current_version, dedup_key, migrate
+
+from .conftest import make_meta
 
 IS_ROOT = os.geteuid() == 0
 
 
-def meta(n: int = 1, **kw) -> MessageMeta:
-    values = dict(
-        queue_id=f"4Q{n:05d}",
-        client_addr="192.0.2.10",
-        client_name="mx.example.net",
-        helo="mx.example.net",
-        envelope_from="",
-        bounce_addresses=["bounces@example.com"],
-        verp_recipients=[""],
-        message_id=f"<dsn-{n}@mx.example.net>",
-        size=2048,
-        processing_ms=0.7,
-    )
-    values.update(kw)
-    return MessageMeta(**values)
+meta = make_meta
 
 
 def hard_bounce(addr: str = "alice@example.org") -> Classification:

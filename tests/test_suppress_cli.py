@@ -15,93 +15,17 @@ from bouncemilter import classify
 from bouncemilter.cli import main
 from bouncemilter.store import MessageMeta, Store
 from bouncemilter.suppressions import fmt_time
+from tests import report_db
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def dsn(n: int, rcpt: str, status: str, diagnostic: str, action: str = "failed") -> bytes:
-    return f"""From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
-To: bounces@example.com
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <dsn-{n}@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="b{n}"
-
---b{n}
-Content-Type: text/plain
-
-This is the mail system at host mx.example.net.
-I'm sorry to have to inform you that your message could not be delivered.
-
---b{n}
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; {rcpt}
-Action: {action}
-Status: {status}
-Remote-MTA: dns; mail.example.org
-Diagnostic-Code: smtp; {diagnostic}
-
---b{n}
-Content-Type: text/rfc822-headers
-
-From: News <news@example.com>
-To: {rcpt}
-Subject: Spring newsletter
-Message-ID: <news-{n}@example.com>
-
---b{n}--
-""".replace("\n", "\r\n").encode()
+    return report_db.dsn(n, rcpt, status, diagnostic, "mail.example.org", action)
 
 
-def arf(n: int, rcpt: str) -> bytes:
-    return f"""From: abuse@fbl.example.net
-To: bounces@example.com
-Subject: Complaint about message from 192.0.2.10
-Message-ID: <arf-{n}@fbl.example.net>
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=feedback-report; boundary="a{n}"
-
---a{n}
-Content-Type: text/plain
-
-This is an email abuse report for an email message received from IP 192.0.2.10.
-
---a{n}
-Content-Type: message/feedback-report
-
-Feedback-Type: abuse
-User-Agent: ExampleFBL/1.0
-Version: 1
-Original-Rcpt-To: <{rcpt}>
-Source-IP: 192.0.2.10
-
---a{n}
-Content-Type: message/rfc822
-
-From: News <news@example.com>
-To: {rcpt}
-Subject: Spring newsletter
-Message-ID: <news-arf-{n}@example.com>
-
-Hello.
---a{n}--
-""".replace("\n", "\r\n").encode()
-
-
-def auto_reply(n: int, sender: str) -> bytes:
-    return f"""From: Gina <{sender}>
-To: bounces@example.com
-Subject: Out of Office: Spring newsletter
-Message-ID: <ooo-{n}@example.org>
-Auto-Submitted: auto-replied
-X-Autoreply: yes
-
-I am out of the office until Monday.
-""".replace("\n", "\r\n").encode()
+arf = report_db.complaint
+auto_reply = report_db.vacation
 
 
 # (days ago, message)
