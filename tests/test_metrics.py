@@ -163,12 +163,10 @@ def _free_port() -> int:
 def test_running_milter_serves_metrics(tmp_path: Path) -> None:
     """`bouncemilter run` with [metrics] enabled: one bounce over the milter protocol, then a scrape."""
     import signal
-    import socket
     import subprocess
     import sys
-    import time
 
-    from tests.test_milter import _step, _unfold
+    from tests.test_milter import _session_to_data, _step, _unfold
 
     mt = pytest.importorskip("miltertest")
     C = mt.constants
@@ -182,19 +180,7 @@ def test_running_milter_serves_metrics(tmp_path: Path) -> None:
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while not sock_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(sock_path))
-        conn = mt.MilterConnection(s)
-        _, proto = conn.optneg_mta()
-        _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
-        _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
-        _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
-        _step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
-        conn.send_macro(C.SMFIC_DATA, i="QMET1")
-        _step(conn, proto, C.SMFIC_DATA)
+        conn, proto, s = _session_to_data(sock_path, "QMET1")
         head, _, body = EVENTS[0][1].partition(b"\r\n\r\n")
         for line in _unfold(head):
             name, _, value = line.decode().partition(":")

@@ -336,6 +336,27 @@ def _mt():  # type: ignore[no-untyped-def]
     return pytest.importorskip("miltertest")
 
 
+def _session_to_data(sock_path: Path, queue_id: str):  # type: ignore[no-untyped-def]
+    """Wait for a running milter's unix socket; play a bounce's session up to DATA (MAIL FROM:<>).
+    Returns the milter connection, the negotiated protocol bits and the socket to close."""
+    mt = _mt()
+    C = mt.constants
+    deadline = time.monotonic() + 10
+    while not sock_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock_path))
+    conn = mt.MilterConnection(s)
+    _, proto = conn.optneg_mta()
+    _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
+    _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
+    _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
+    _step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
+    conn.send_macro(C.SMFIC_DATA, i=queue_id)
+    _step(conn, proto, C.SMFIC_DATA)
+    return conn, proto, s
+
+
 def _step(conn, proto: int, cmd: bytes, **kw) -> None:  # type: ignore[no-untyped-def]
     """Send one MTA step, honouring what the milter negotiated (skipped steps, steps without reply)."""
     C = _mt().constants
@@ -384,19 +405,7 @@ def test_sigterm_finishes_the_message_in_flight_then_exits() -> None:
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(sock_path))
-        conn = mt.MilterConnection(s)
-        _, proto = conn.optneg_mta()
-        _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=25, address="192.0.2.1")
-        _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
-        _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
-        _step(conn, proto, C.SMFIC_RCPT, args=["<bounces@test.example>"])
-        conn.send_macro(C.SMFIC_DATA, i="QSIG1")
-        _step(conn, proto, C.SMFIC_DATA)
+        conn, proto, s = _session_to_data(sock_path, "QSIG1")
 
         proc.send_signal(signal.SIGTERM)  # mid-message
         time.sleep(0.3)
