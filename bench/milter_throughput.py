@@ -1,6 +1,6 @@
 """Throughput of a real Postfix with and without bouncemilter (loopback only; run as root).
 
-    .venv/bin/python bench/milter_throughput.py [--messages 1000] [--sessions 10] [--runs 2]
+    .venv/bin/python bench/milter_throughput.py [--messages 1000] [--sessions 10] [--runs 3]
 
 A private Postfix (tests/e2e/postfix_rig.py) relays everything to an smtp-sink on 127.0.0.1.
 Postfix's smtp-source sends the load: 1 new SMTP connection per message, `--sessions` in parallel.
@@ -8,17 +8,26 @@ Postfix's smtp-source sends the load: 1 new SMTP connection per message, `--sess
 Traffic:
   ordinary  ~1 KiB messages to user@sink2.test - not a bounce address: the milter accepts at DATA
   bounce    a DSN from <> to NNNbounces@sink.test (smtp-source -N makes each recipient unique, so
-            every message is a new row): classified, stored (SQLite, synchronous=FULL), accepted
+            every message is a new row): classified, stored (SQLite, synchronous=FULL), accepted;
+            with --add-headers also given four X-Bounce-* headers (off by default, as shipped)
 
-Setups: no milter; bouncemilter on a unix socket; on TCP (with its TCP_NODELAY listener fix); and
-on TCP without the fix (to show what the fix is worth).
+Setups: no milter; bouncemilter on a unix socket; on TCP (with its TCP_NODELAY listener fix); on
+TCP without the fix (always adding X-Bounce-* headers, so that its replies are several packets:
+the case the fix is for); and "floor-unix" / "floor-inet", a milter in C
+(bench/floor_milter.c, built here with gcc and libmilter) that negotiates the same session and
+makes the same accept decisions but does no work at all. The floor is what any libmilter milter
+costs Postfix on this machine: no milter can do better, so it tells how much of the gap to "no
+milter" is ours.
 
 Prints msgs/s (accepted by Postfix, and accepted+relayed until the queue is empty), the ratio to
-"no milter", a one-session latency probe (ms per bounce message: a ~40 ms delayed-ACK stall shows
-up plainly there, whatever the machine's load), and the milter's own per-message latency p50/p99
-from its JSON log (`ms`: end of message to reply, i.e. classify + commit + actions; `total_ms`: MAIL
-FROM to reply). The setups run interleaved, best run kept, because other load on a small machine
-moves the numbers a lot. Takes about 2-4 minutes with the defaults. Not part of the test suite.
+"no milter", the milter process's CPU per message (from /proc), a one-session latency probe (ms
+per bounce message: a ~40 ms delayed-ACK stall shows up plainly there, whatever the machine's
+load), and bouncemilter's own per-message latency p50/p99 from its JSON log (`ms`: end of message
+to reply, i.e. classify + commit + actions; `total_ms`: MAIL FROM to reply). The setups run
+interleaved and each is compared with the "no milter" run of its own round, because other load on
+a small shared machine moves the numbers a lot; the CPU ratio (the machine's CPU per message
+without the milter over with it) is the figure that other guests' load moves least.
+Takes about 4-6 minutes with the defaults. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +59,37 @@ NO_FIX = (
 )
 
 
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds() -> float:
+    """CPU time this machine spent on work so far (all CPUs): user, nice, system, irq, softirq.
+    Idle, iowait and steal (time the hypervisor gave to other guests) are left out."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def build_floor(base: Path) -> Path | None:
+    """Compile bench/floor_milter.c; None (and a note) when gcc or libmilter's headers are missing."""
+    exe = base / "floor_milter"
+    cmd = ["gcc", "-O2", "-o", str(exe), str(REPO / "bench" / "floor_milter.c"), "-lmilter", "-lpthread"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        print(f"floor milter not built: {exc}", file=sys.stderr)
+        return None
+    if res.returncode != 0:
+        print(f"floor milter not built (needs gcc and libmilter-dev): {res.stderr.strip()[:300]}", file=sys.stderr)
+        return None
+    return exe
+
+
 class Milter:
-    def __init__(self, base: Path, socket_spec: str, fix: bool = True) -> None:
+    def __init__(self, base: Path, socket_spec: str, fix: bool = True, add_headers: bool = False) -> None:
         self.base = base
         self.socket_spec = socket_spec
         n = len(list(base.glob("milter-*.log")))
@@ -61,11 +101,14 @@ class Milter:
             + ('socket_mode = "0666"\n' if socket_spec.startswith("unix:") else "")
             + f'[store]\ndb = "{base}/bench-{n}.db"\n'
             '[bounce]\naddresses = ["@sink.test"]\n'
-            "[headers]\nadd = true\n"
+            f"[headers]\nadd = {'true' if add_headers else 'false'}\n"
         )
         head = [sys.executable, "-c", NO_FIX] if not fix else [sys.executable, "-m", "bouncemilter.cli"]
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen([*head, "run", "--config", str(conf)], cwd=base, stderr=err)
+        self._wait_listening()
+
+    def _wait_listening(self) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._listening():
@@ -103,6 +146,44 @@ class Milter:
                 ms.append(float(rec["ms"]))
                 total.append(float(rec.get("total_ms", 0)))
         return ms, total
+
+
+class FloorMilter(Milter):
+    """bench/floor_milter.c: the same session and decisions as bouncemilter, no work."""
+
+    def __init__(self, base: Path, exe: Path, socket_spec: str) -> None:
+        self.base = base
+        self.socket_spec = socket_spec
+        self.log = base / f"floor-{socket_spec.partition(':')[0]}.log"
+        args = [str(exe), socket_spec, "@sink.test"]
+        if not socket_spec.startswith("unix:"):
+            args.append("reply")  # like bouncemilter on TCP: a reply to every event
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(args, cwd=base, stderr=err)
+        if socket_spec.startswith("unix:"):
+            path = socket_spec.partition(":")[2]
+            deadline = time.monotonic() + 15
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.chmod(path, 0o666)  # Postfix runs as another user
+        self._wait_listening()
+
+    def latencies(self) -> tuple[list[float], list[float]]:
+        return [], []
+
+
+@dataclass(frozen=True)
+class Run:
+    accepted: float  # messages/s accepted by Postfix
+    relayed: float  # messages/s accepted and relayed (queue empty)
+    machine_ms: float  # the whole machine's CPU per message (Postfix, load generator, sink, milter, kernel)
+    milter_ms: float  # the milter process's CPU per message
+
+
+def median_ratio(top: list[float], bottom: list[float]) -> float:
+    """Median of top[i] / bottom[i] over the rounds both have."""
+    pairs = [(t, b) for t, b in zip(top, bottom, strict=False) if b]
+    return statistics.median(t / b for t, b in pairs) if pairs else float("nan")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -163,9 +244,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=1000, help="messages per run (default 1000)")
     ap.add_argument("--sessions", type=int, default=10, help="parallel SMTP sessions (default 10)")
-    ap.add_argument("--runs", type=int, default=3, help="rounds over all setups (interleaved); the best run is kept")
-    ap.add_argument("--setups", default="none,unix,inet,inet-nofix")
+    ap.add_argument("--runs", type=int, default=3, help="interleaved rounds over all setups")
+    ap.add_argument("--setups", default="none,floor-unix,unix,floor-inet,inet,inet-nofix")
     ap.add_argument("--traffic", default="ordinary,bounce")
+    ap.add_argument("--add-headers", action="store_true", help="bouncemilter adds X-Bounce-* headers ([headers] add)")
     ap.add_argument("--probe", type=int, default=50, help="messages in the single-session latency probe (0: skip)")
     args = ap.parse_args()
     reason = postfix_available()
@@ -188,10 +270,13 @@ def main() -> int:
     )
     setups = args.setups.split(",")
     traffics = args.traffic.split(",")
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, str], list[Run]] = {}
     probes: dict[str, float] = {}
     milters: dict[str, Milter] = {}
     specs: dict[str, str] = {"none": ""}
+    floor_exe = build_floor(base) if any(s.startswith("floor") for s in setups) else None
+    if floor_exe is None:
+        setups = [s for s in setups if not s.startswith("floor")]
     try:
         # Every milter runs for the whole benchmark; Postfix is re-pointed between runs, and the
         # setups are interleaved so that a noisy neighbour does not favour one of them.
@@ -205,7 +290,13 @@ def main() -> int:
                 port = free_port()
                 spec = f"inet:{port}@127.0.0.1"
                 specs[setup] = f"inet:127.0.0.1:{port}"
-            milters[setup] = Milter(base, spec, fix=setup != "inet-nofix")
+            if setup.startswith("floor"):
+                assert floor_exe is not None
+                milters[setup] = FloorMilter(base, floor_exe, spec)
+            else:
+                # inet-nofix always adds headers: a reply of several packets is what the fix is for
+                nofix = setup == "inet-nofix"
+                milters[setup] = Milter(base, spec, fix=not nofix, add_headers=args.add_headers or nofix)
         rig.start()
         for setup in setups:
             if args.probe:
@@ -217,11 +308,18 @@ def main() -> int:
             for setup in setups:
                 reconfigure(rig, specs[setup])
                 for traffic in traffics:
-                    r = run_load(rig, traffic, args.messages, args.sessions, dsn_file)
+                    proc = milters[setup].proc if setup in milters else None
+                    c0 = cpu_seconds(proc.pid) if proc else 0.0
+                    b0 = busy_seconds()
+                    acc, rel = run_load(rig, traffic, args.messages, args.sessions, dsn_file)
+                    b1 = busy_seconds()
+                    c1 = cpu_seconds(proc.pid) if proc else 0.0
+                    r = Run(acc, rel, (b1 - b0) * 1000 / args.messages, (c1 - c0) * 1000 / args.messages)
                     results.setdefault((setup, traffic), []).append(r)
                     print(
-                        f"run {run + 1} {setup:12s} {traffic:9s} accepted {r[0]:7.1f} msg/s   "
-                        f"+relayed {r[1]:7.1f} msg/s",
+                        f"run {run + 1} {setup:12s} {traffic:9s} accepted {r.accepted:7.1f} msg/s   "
+                        f"+relayed {r.relayed:7.1f} msg/s   machine CPU {r.machine_ms:.2f} ms/msg   "
+                        f"milter CPU {r.milter_ms:.2f} ms/msg",
                         flush=True,
                     )
     finally:
@@ -233,18 +331,37 @@ def main() -> int:
 
     print()
     print(
-        f"{args.messages} messages per run, best of {args.runs} interleaved runs, {args.sessions} parallel "
-        f"sessions, 1 connection per message; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{args.messages} messages per run, {args.runs} interleaved runs, {args.sessions} parallel sessions, "
+        f"1 connection per message; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'setup':12s} {'traffic':9s} {'accepted/s':>10s} {'ratio':>6s} {'relayed/s':>10s} {'ratio':>6s}  target")
+    print(
+        f"{'setup':12s} {'traffic':9s} {'best acc/s':>10s} {'ratio':>6s} {'rel. ratio':>10s} {'CPU ratio':>9s} "
+        f"{'machine CPU':>11s} {'milter CPU':>10s} {'vs floor':>8s}  target"
+    )
     for (setup, traffic), runs in results.items():
-        acc = max(r[0] for r in runs)
-        rel = max(r[1] for r in runs)
-        base_runs = results.get(("none", traffic))
-        base_acc = max(r[0] for r in base_runs) if base_runs else float("nan")
-        base_rel = max(r[1] for r in base_runs) if base_runs else float("nan")
+        base_runs = results.get(("none", traffic), [])
+        # each run against the "no milter" run of the same round (same minute, same neighbours)
+        acc_ratio = median_ratio([r.accepted for r in runs], [b.accepted for b in base_runs])
+        rel_ratio = median_ratio([r.relayed for r in runs], [b.relayed for b in base_runs])
+        cpu_ratio = median_ratio([b.machine_ms for b in base_runs], [r.machine_ms for r in runs])
+        floor = "floor-unix" if setup == "unix" else "floor-inet" if setup.startswith("inet") else ""
+        floor_runs = results.get((floor, traffic), [])
+        vs_floor = median_ratio([r.accepted for r in runs], [f.accepted for f in floor_runs])
+        milter_ms = statistics.median(r.milter_ms for r in runs)
         target = "" if setup == "none" else (">=0.80" if traffic == "bounce" else ">=0.95")
-        print(f"{setup:12s} {traffic:9s} {acc:10.1f} {acc / base_acc:6.2f} {rel:10.1f} {rel / base_rel:6.2f}  {target}")
+        print(
+            f"{setup:12s} {traffic:9s} {max(r.accepted for r in runs):10.1f} {acc_ratio:6.2f} {rel_ratio:10.2f} "
+            f"{cpu_ratio:9.2f} {statistics.median(r.machine_ms for r in runs):8.2f} ms "
+            + (f"{milter_ms:7.2f} ms" if setup != "none" else " " * 10)
+            + (f" {vs_floor:8.2f}" if floor_runs else " " * 9)
+            + f"  {target}"
+        )
+    print(
+        "ratio / rel. ratio: messages/s accepted / accepted and relayed, to no milter in the same round (median\n"
+        "of rounds); CPU ratio: the machine's CPU per message without the milter over with it (median of rounds),\n"
+        "i.e. the throughput ratio of a machine that is CPU-bound, unmoved by other guests' load; machine and\n"
+        "milter CPU: per message, median; vs floor: accepted/s to the C floor milter's on the same socket kind."
+    )
     if probes:
         print()
         print("one session, one bounce message at a time (ms per message, lower is better):")
@@ -252,6 +369,8 @@ def main() -> int:
     print()
     print("milter latency per handled (bounce) message, from its JSON log:")
     for setup, (ms, total) in lat.items():
+        if setup.startswith("floor"):
+            continue
         print(
             f"  {setup:12s} n={len(ms):5d}  eom->reply p50 {pct(ms, 50):6.2f} ms  p99 {pct(ms, 99):6.2f} ms   "
             f"MAIL FROM->reply p50 {pct(total, 50):6.2f} ms  p99 {pct(total, 99):6.2f} ms"

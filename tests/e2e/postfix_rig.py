@@ -234,7 +234,6 @@ class Rig:
             "milter_connect_timeout": "5s",
             "milter_command_timeout": "10s",
             "milter_content_timeout": "30s",
-            "milter_mail_macros": "i {mail_addr} {client_addr} {client_name} {auth_authen}",
             **self.extra_main_cf,
         }
         if self.filter_bounces and self.milter:
