@@ -17,7 +17,8 @@ the case the fix is for); and "floor-unix" / "floor-inet", a milter in C
 (bench/floor_milter.c, built here with gcc and libmilter) that negotiates the same session and
 makes the same accept decisions but does no work at all. The floor is what any libmilter milter
 costs Postfix on this machine: no milter can do better, so it tells how much of the gap to "no
-milter" is ours.
+milter" is ours. Optional setups "pyfloor-unix" / "pyfloor-inet" run its twin in pymilter
+(bench/floor_pymilter.py): the price of any pymilter milter.
 
 Prints msgs/s (accepted by Postfix, and accepted+relayed until the queue is empty), the ratio to
 "no milter", the milter process's CPU per message (from /proc), a one-session latency probe (ms
@@ -149,13 +150,13 @@ class Milter:
 
 
 class FloorMilter(Milter):
-    """bench/floor_milter.c: the same session and decisions as bouncemilter, no work."""
+    """bench/floor_milter.c (or floor_pymilter.py): the same session and decisions as bouncemilter, no work."""
 
-    def __init__(self, base: Path, exe: Path, socket_spec: str) -> None:
+    def __init__(self, base: Path, cmd: list[str], socket_spec: str) -> None:
         self.base = base
         self.socket_spec = socket_spec
-        self.log = base / f"floor-{socket_spec.partition(':')[0]}.log"
-        args = [str(exe), socket_spec, "@sink.test"]
+        self.log = base / f"floor-{len(list(base.glob('floor-*.log')))}.log"
+        args = [*cmd, socket_spec, "@sink.test"]
         if not socket_spec.startswith("unix:"):
             args.append("reply")  # like bouncemilter on TCP: a reply to every event
         with open(self.log, "wb") as err:
@@ -292,7 +293,9 @@ def main() -> int:
                 specs[setup] = f"inet:127.0.0.1:{port}"
             if setup.startswith("floor"):
                 assert floor_exe is not None
-                milters[setup] = FloorMilter(base, floor_exe, spec)
+                milters[setup] = FloorMilter(base, [str(floor_exe)], spec)
+            elif setup.startswith("pyfloor"):
+                milters[setup] = FloorMilter(base, [sys.executable, str(REPO / "bench" / "floor_pymilter.py")], spec)
             else:
                 # inet-nofix always adds headers: a reply of several packets is what the fix is for
                 nofix = setup == "inet-nofix"
@@ -344,7 +347,8 @@ def main() -> int:
         acc_ratio = median_ratio([r.accepted for r in runs], [b.accepted for b in base_runs])
         rel_ratio = median_ratio([r.relayed for r in runs], [b.relayed for b in base_runs])
         cpu_ratio = median_ratio([b.machine_ms for b in base_runs], [r.machine_ms for r in runs])
-        floor = "floor-unix" if setup == "unix" else "floor-inet" if setup.startswith("inet") else ""
+        floor = "floor-unix" if "unix" in setup else "floor-inet" if "inet" in setup else ""
+        floor = "" if setup.startswith("floor") else floor
         floor_runs = results.get((floor, traffic), [])
         vs_floor = median_ratio([r.accepted for r in runs], [f.accepted for f in floor_runs])
         milter_ms = statistics.median(r.milter_ms for r in runs)
@@ -369,7 +373,7 @@ def main() -> int:
     print()
     print("milter latency per handled (bounce) message, from its JSON log:")
     for setup, (ms, total) in lat.items():
-        if setup.startswith("floor"):
+        if "floor" in setup:
             continue
         print(
             f"  {setup:12s} n={len(ms):5d}  eom->reply p50 {pct(ms, 50):6.2f} ms  p99 {pct(ms, 99):6.2f} ms   "
