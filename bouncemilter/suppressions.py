@@ -142,21 +142,32 @@ class SuppressionHook:
             update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp)
 
 
+# One more evidence id for a suppressed address, in SQL: the list _cap(old + [id]) gives (at the cap, the id after
+# the first half goes and the new one is appended), without decoding and encoding up to EVIDENCE_CAP ids in Python
+# for every further bounce. A value that is not a JSON list starts over.
+_ADD_EVIDENCE = f"""UPDATE suppressions SET
+        evidence = json_insert(
+            CASE WHEN json_valid(evidence) AND json_type(evidence) = 'array'
+                THEN CASE WHEN json_array_length(evidence) >= {EVIDENCE_CAP}
+                          THEN json_remove(evidence, '$[{EVIDENCE_CAP // 2}]') ELSE evidence END
+                ELSE '[]' END,
+            '$[#]', ?),
+        last_evidence_at = ?, updated_at = ?
+    WHERE address = ?"""
+
+
 def update_address(conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction)."""
-    row = get_row(conn, address)
-    if row is not None and row["state"] == "suppressed":
+    row = conn.execute("SELECT state, manual_at FROM suppressions WHERE address = ?", (address,)).fetchone()
+    if row is not None and row[0] == "suppressed":
         # sticky: further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in ("hard", "complaint", "soft")]
         if counted:
-            evidence = _cap(json.loads(row["evidence"] or "[]") + [e.id for e in counted])
-            conn.execute(
-                "UPDATE suppressions SET evidence = ?, last_evidence_at = ?, updated_at = ? WHERE address = ?",
-                (json.dumps(evidence), fmt_time(max(e.at for e in counted)), stamp, address),
-            )
+            last = fmt_time(max(e.at for e in counted))
+            conn.executemany(_ADD_EVIDENCE, [(e.id, last, stamp, address) for e in counted])
         return
     now = max(e.at for e in new)
-    after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
+    after = parse_time(row[1]) if row is not None and row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
     lower = now - timedelta(days=policy.soft_window_days + 1)
     if after is not None and after > lower:

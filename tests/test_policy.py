@@ -212,6 +212,29 @@ def test_hook_soft_bounces_over_days(store: Store, db: Path) -> None:
     assert len(json.loads(q(db, "SELECT evidence FROM suppressions")[0][0])) == 5
 
 
+def test_sticky_evidence_keeps_the_trigger_half_and_the_most_recent_half(store: Store, db: Path) -> None:
+    from bouncemilter.suppressions import EVIDENCE_CAP
+
+    for n in range(EVIDENCE_CAP + 7):
+        store.record(meta(n, T0 + timedelta(minutes=n)), bounce("dead@example.org"), "accept")
+    ids = [r[0] for r in q(db, "SELECT id FROM recipients ORDER BY id")]
+    row = q(db, "SELECT evidence, last_evidence_at FROM suppressions")[0]
+    half = EVIDENCE_CAP // 2
+    assert json.loads(row["evidence"]) == ids[:half] + ids[-half:]
+    assert row["last_evidence_at"] == q(db, "SELECT MAX(received_at) FROM recipients")[0][0]
+
+
+def test_sticky_evidence_that_is_not_a_json_list_starts_over(store: Store, db: Path) -> None:
+    store.record(meta(1, T0), bounce("dead@example.org"), "accept")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE suppressions SET evidence = 'not json'")
+    conn.commit()
+    conn.close()
+    store.record(meta(2, T0 + timedelta(hours=1)), bounce("dead@example.org"), "accept")
+    last = q(db, "SELECT MAX(id) FROM recipients")[0][0]
+    assert json.loads(q(db, "SELECT evidence FROM suppressions")[0][0]) == [last]
+
+
 def test_hook_ignores_policy_rejections_and_auto_replies(store: Store, db: Path) -> None:
     for n in range(5):
         store.record(meta(n, T0 + timedelta(days=n)), bounce("ok@example.org", "blocked", False, "5.7.1"), "accept")
