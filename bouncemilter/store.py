@@ -84,7 +84,8 @@ class MessageMeta:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Now as the store's timestamp text (2026-05-09T07:35:25.123Z); isoformat is ~5x cheaper than strftime."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 # ---------------------------------------------------------------------------------------------------- migrations

@@ -41,7 +41,7 @@ _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
 
 def fmt_time(dt: datetime) -> str:
     """The store's timestamp format, so that text comparison in SQL orders correctly."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _event(row: Iterable[Any]) -> Event:
