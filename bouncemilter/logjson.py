@@ -53,6 +53,11 @@ def setup(target: str = "stderr", level: str = "info") -> logging.Logger:
         logger.removeHandler(handler)
         handler.close()
     logger.propagate = False
+    # The lines carry their own fields: skip what the logging module would otherwise work out for every
+    # record (the caller's file and line by walking the stack, the multiprocessing process name), as the
+    # logging documentation's "Optimization" section suggests for code that does not use it.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logMultiprocessing = False
     logger.setLevel(getattr(logging, str(level).upper(), logging.INFO))
     handler: logging.Handler
     if target == "none":

@@ -94,16 +94,17 @@ class GroupCommit:
         self._leading = False
 
     def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
-        item = _Pending((meta, result, action))
         with self._mutex:
-            self._queue.append(item)
             lead = not self._leading
+            # only a follower waits, so only a follower needs an Event (the common, uncontended case has none)
+            item = _Pending((meta, result, action), None if lead else threading.Event())
+            self._queue.append(item)
             self._leading = True
         if lead:
             self._lead()
         # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
         # row lands after all, the sender's retry is recognised as a duplicate).
-        elif not item.done.wait(self.timeout + 1.0):
+        elif item.done is not None and not item.done.wait(self.timeout + 1.0):
             raise self._store_error("store busy: group commit did not finish in time")
         if item.error is not None:
             raise item.error
@@ -142,7 +143,8 @@ class GroupCommit:
                         p.error = one
         finally:
             for p in batch:
-                p.done.set()
+                if p.done is not None:
+                    p.done.set()
 
     @staticmethod
     def _store_error(msg: str) -> Exception:
@@ -154,9 +156,9 @@ class GroupCommit:
 class _Pending:
     __slots__ = ("args", "done", "error", "result")
 
-    def __init__(self, args: tuple[Any, Classification, str]) -> None:
+    def __init__(self, args: tuple[Any, Classification, str], done: threading.Event | None) -> None:
         self.args = args
-        self.done = threading.Event()
+        self.done = done
         self.result: tuple[int, bool] | None = None
         self.error: Exception | None = None
 
