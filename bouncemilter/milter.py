@@ -51,30 +51,37 @@ MAIL_MACROS = "{client_addr} {client_name} {client_port}"
 
 
 class InFlight:
-    """Counts messages between MAIL FROM and their final reply, so shutdown can wait for them."""
+    """Counts messages between MAIL FROM and their final reply, so shutdown can wait for them.
+
+    A plain lock around a counter: entered and left for every message, so it must be cheap; only
+    shutdown waits, and it polls.
+    """
+
+    POLL = 0.01  # seconds between checks while shutdown waits
 
     def __init__(self) -> None:
         self._n = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
     def enter(self) -> None:
-        with self._cond:
+        with self._lock:
             self._n += 1
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._n = max(0, self._n - 1)
-            if self._n == 0:
-                self._cond.notify_all()
 
     @property
     def count(self) -> int:
-        with self._cond:
-            return self._n
+        return self._n
 
     def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._n == 0, timeout)
+        deadline = time.monotonic() + timeout
+        while self._n:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.POLL)
+        return True
 
 
 class GroupCommit:
@@ -265,29 +272,29 @@ class BounceMilter(Milter.Base):
         return mask
 
     def negotiate(self, opts: list[int]) -> int:
-        """pymilter's negotiation, plus a lean session wherever the MTA allows it.
+        """Protocol options, plus a lean session wherever the MTA allows it (once per MTA connection).
 
         Each MTA event costs the MTA a write and us a wake-up and a Python callback, for ordinary
         mail as much as for bounces. CONNECT is the costliest (Postfix sends five macros with it)
         and tells us only the client, which Postfix (and Sendmail 8.14+) can send as macros with
         MAIL FROM instead, asked for with a macro list. An MTA that cannot skip the event or
-        honour a macro list gets the classic sequence.
+        honour a macro list gets the classic sequence. (pymilter's Base.negotiate does the same
+        minus the lean part, by looking up macro lists on every callback for every connection.)
         """
-        offered_actions, offered = opts[0], opts[1]
-        rc = super().negotiate(opts)
-        if (
-            rc == Milter.CONTINUE
-            and self._rt.lean
-            and offered & LEAN_SKIPS == LEAN_SKIPS
-            and offered_actions & Milter.SETSYMLIST
-        ):
+        actions, offered = opts[0], opts[1]
+        self._actions = actions
+        protocol = offered & ~self.protocol_mask()
+        if self._rt.lean and offered & LEAN_SKIPS == LEAN_SKIPS and actions & Milter.SETSYMLIST:
             try:
                 # pymilter's Base.setsymlist joins bytes and fails on Python 3; the context's own works
                 self._ctx.setsymlist(Milter.M_ENVFROM, MAIL_MACROS)
             except Exception:
-                return rc
-            opts[1] = self._protocol = self._protocol | LEAN_SKIPS
-        return rc
+                logjson.event(self._rt.logger, logging.WARNING, "negotiate", "macro list refused", exc_info=True)
+            else:
+                protocol |= LEAN_SKIPS
+        opts[1] = self._protocol = protocol
+        opts[2] = opts[3] = 0
+        return Milter.CONTINUE
 
     def _go(self, nr_bit: int) -> int:
         return Milter.NOREPLY if self._protocol & nr_bit else Milter.CONTINUE
@@ -352,9 +359,10 @@ class BounceMilter(Milter.Base):
     def envfrom(self, mailfrom: str, *esmtp: str) -> int:
         self._start_message()
         if self._protocol & Milter.P_NOCONNECT:  # lean session: the client comes as macros
-            self._client_name = self.getsymval("{client_name}") or ""
-            self._client_addr = self.getsymval("{client_addr}") or ""
-            self._internal_conn = self.getsymval("{client_port}") == "0"  # Postfix's non_smtpd path
+            macro = self._ctx.getsymval
+            self._client_name = macro("{client_name}") or ""
+            self._client_addr = macro("{client_addr}") or ""
+            self._internal_conn = macro("{client_port}") == "0"  # Postfix's non_smtpd path
         raw = mailfrom or ""
         self._envelope_from = _bare(raw)
         self._null_sender = self._envelope_from == ""
