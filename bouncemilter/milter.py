@@ -281,17 +281,23 @@ class BounceMilter(Milter.Base):
         honour a macro list gets the classic sequence. (pymilter's Base.negotiate does the same
         minus the lean part, by looking up macro lists on every callback for every connection.)
         """
-        actions, offered = opts[0], opts[1]
-        self._actions = actions
-        protocol = offered & ~self.protocol_mask()
-        if self._rt.lean and offered & LEAN_SKIPS == LEAN_SKIPS and actions & Milter.SETSYMLIST:
-            try:
-                # pymilter's Base.setsymlist joins bytes and fails on Python 3; the context's own works
-                self._ctx.setsymlist(Milter.M_ENVFROM, MAIL_MACROS)
-            except Exception:
-                logjson.event(self._rt.logger, logging.WARNING, "negotiate", "macro list refused", exc_info=True)
-            else:
-                protocol |= LEAN_SKIPS
+        try:
+            actions, offered = opts[0], opts[1]
+            self._actions = actions
+            protocol = offered & ~self.protocol_mask()
+            if self._rt.lean and offered & LEAN_SKIPS == LEAN_SKIPS and actions & Milter.SETSYMLIST:
+                try:
+                    # pymilter's Base.setsymlist joins bytes and fails on Python 3; the context's own works
+                    self._ctx.setsymlist(Milter.M_ENVFROM, MAIL_MACROS)
+                except Exception:
+                    logjson.event(self._rt.logger, logging.WARNING, "negotiate", "macro list refused", exc_info=True)
+                else:
+                    protocol |= LEAN_SKIPS
+        except Exception:  # no exception reaches libmilter: fall back to pymilter's own negotiation
+            logjson.event(
+                self._rt.logger, logging.ERROR, "callback_error", "unexpected error in negotiate", exc_info=True
+            )
+            return int(super().negotiate(opts))
         opts[1] = self._protocol = protocol
         opts[2] = opts[3] = 0
         return Milter.CONTINUE

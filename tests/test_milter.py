@@ -490,6 +490,19 @@ def test_lean_session_skips_connect_and_asks_for_the_client_macros_with_mail(set
     assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}"} if lean else None)
 
 
+def test_a_refused_macro_list_falls_back_to_the_classic_sequence(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, cap = setup()
+
+    def refuse(self, stage, macros):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no macro lists here")
+
+    monkeypatch.setattr(testctx.TestCtx, "setsymlist", refuse)
+    ctx = testctx.TestCtx()
+    assert ctx._negotiate() == Milter.CONTINUE
+    assert not ctx._protocol & Milter.P_NOCONNECT
+    assert bool(cap.events("negotiate")) is BounceMilter.runtime.lean
+
+
 def test_an_mta_without_macro_lists_gets_the_classic_sequence(setup) -> None:  # type: ignore[no-untyped-def]
     setup()
     testctx.TestCtx.default_opts = [Milter.CURR_ACTS & ~Milter.SETSYMLIST, 0x1FFFFF, 0, 0]
