@@ -182,7 +182,7 @@ def detect_interscan(msg: Message) -> Detection | None:
 
 # --- Active!hunter ----------------------------------------------------------------------------------------
 
-_AH_RCPT = re.compile(r"^>>>\s+.*<([^\s<>@]+@[^\s<>]+)>\s*$")
+_AH_RCPT = re.compile(r"^>>>\s.*?<([^\s<>@]+@[^\s<>]+)>\s*$")  # lazy: \s+.* overlapped (quadratic)
 
 
 def detect_activehunter(msg: Message) -> Detection | None:
