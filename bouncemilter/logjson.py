@@ -39,11 +39,20 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
         # One physical line no matter what the values contain (json escapes newlines).
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)
+
+
+# One encoder for every line: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, reused by the lines within it
 
 
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    global _second
+    whole = int(ts)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int(ts % 1 * 1000):03d}Z"
 
 
 def setup(target: str = "stderr", level: str = "info") -> logging.Logger:
@@ -58,6 +67,7 @@ def setup(target: str = "stderr", level: str = "info") -> logging.Logger:
     # logging documentation's "Optimization" section suggests for code that does not use it.
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logMultiprocessing = False
+    logging.logThreads = False
     logger.setLevel(getattr(logging, str(level).upper(), logging.INFO))
     handler: logging.Handler
     if target == "none":
