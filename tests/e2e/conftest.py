@@ -84,11 +84,16 @@ class MilterProc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bouncemilter exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(self.sock))
+            if self.listening():
                 return
             time.sleep(0.05)
         raise RuntimeError(f"bouncemilter did not listen on {self.sock}: {self.log.read_text()[-2000:]}")
+
+    def listening(self) -> bool:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.sock))
+            return True
+        return False
 
     def stop(self) -> float:
         if self.proc is None:
