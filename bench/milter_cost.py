@@ -86,12 +86,7 @@ class Session:
 
     def content(self, raw: bytes) -> bytes:
         head, _, body = raw.partition(b"\r\n\r\n")
-        fields: list[bytes] = []
-        for line in head.split(b"\r\n"):
-            if line[:1] in (b" ", b"\t") and fields:
-                fields[-1] += b"\n" + line
-            elif line:
-                fields.append(line)
+        fields = M.header_fields(head)
         for field in fields:
             name, _, value = field.partition(b":")
             self.send(b"L", name + b"\0" + value.strip() + b"\0", NR_HDR)

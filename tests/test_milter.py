@@ -151,14 +151,7 @@ def feed(
     return ctx._eom(), ctx
 
 
-def _unfold(head: bytes) -> list[bytes]:
-    lines: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and lines:
-            lines[-1] += b"\n" + line
-        elif line:
-            lines.append(line)
-    return lines
+_unfold = M.header_fields
 
 
 def test_ordinary_mail_is_accepted_at_data(setup) -> None:  # type: ignore[no-untyped-def]

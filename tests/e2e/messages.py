@@ -200,3 +200,14 @@ def big_bounce(token: str, size: int = 50 * 1024 * 1024, recipient: str = "henry
         + f"--dsn-{token}\r\nContent-Type: application/octet-stream\r\n".encode()
         + (b"Content-Transfer-Encoding: base64\r\n\r\n" + filler + f"--dsn-{token}--\r\n".encode())
     )
+
+
+def header_fields(head: bytes) -> list[bytes]:
+    """A CRLF header block as the MTA passes it to a milter: one item per field, folds joined by LF."""
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        elif line:
+            fields.append(line)
+    return fields

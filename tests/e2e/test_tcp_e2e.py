@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,26 +36,10 @@ class TcpMilter(MilterProc):
             return True
         return False
 
-    def rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        conn = sqlite3.connect(self.db, timeout=5)
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-
-    def wait_row(self, column: str, token: str, timeout: float = 20) -> sqlite3.Row:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.rows(f"SELECT * FROM messages WHERE {column} LIKE ?", (f"%{token}%",))
-            if found:
-                return found[0]
-            time.sleep(0.1)
-        raise AssertionError(f"no row for {token}; milter log:\n{self.log.read_text()[-3000:]}")
-
 
 @pytest.fixture(scope="module")
-def tcp(e2e: E2E) -> Iterator[TcpMilter]:
+def tcp(e2e: E2E) -> Iterator[E2E]:
+    """The shared Postfix pointed at a TCP milter with its own store (an E2E view of that store)."""
     milter = TcpMilter(e2e)
     milter.start()
     unix = f"unix:{e2e.milter.sock}"
@@ -65,7 +48,7 @@ def tcp(e2e: E2E) -> Iterator[TcpMilter]:
     e2e.rig.postfix("reload")
     time.sleep(1.0)  # let new smtpd and cleanup processes pick up the setting
     try:
-        yield milter
+        yield E2E(e2e.base, e2e.rig, milter)
     finally:
         e2e.rig.postconf(f"smtpd_milters = {unix}", f"non_smtpd_milters = {unix}")
         e2e.rig.postfix("reload")
@@ -73,10 +56,10 @@ def tcp(e2e: E2E) -> Iterator[TcpMilter]:
         milter.stop()
 
 
-def test_bounce_over_tcp_is_stored_with_the_client_and_tagged(e2e: E2E, tcp: TcpMilter, token: str) -> None:
+def test_bounce_over_tcp_is_stored_with_the_client_and_tagged(e2e: E2E, tcp: E2E, token: str) -> None:
     code, reply, qid = e2e.send("", [BOUNCES], M.hard_bounce(token))
     assert code == 250, reply
-    row = tcp.wait_row("message_id", token)
+    row = tcp.wait_message_row(token)
     assert (row["kind"], row["queue_id"], row["envelope_from"]) == ("bounce", qid, "")
     # no CONNECT event on a lean session: the client comes from the MAIL FROM macros, HELO from its event
     assert (row["client_addr"], row["helo"]) == ("127.0.0.1", "client.example")
@@ -84,7 +67,7 @@ def test_bounce_over_tcp_is_stored_with_the_client_and_tagged(e2e: E2E, tcp: Tcp
     assert b"X-Bounce-Kind: bounce" in delivered and b"X-Bounce-Recipient: alice@example.org" in delivered
 
 
-def test_no_delayed_ack_stall_over_tcp(e2e: E2E, tcp: TcpMilter, token: str) -> None:
+def test_no_delayed_ack_stall_over_tcp(e2e: E2E, tcp: E2E, token: str) -> None:
     # A stall waits for the peer's delayed ACK, ~40 ms, once per message or more (the X-Bounce-*
     # headers make the milter's reply several packets). Without stalls a bounce session takes a
     # few ms here (5-11 ms even on the loaded benchmark machine).
@@ -95,12 +78,12 @@ def test_no_delayed_ack_stall_over_tcp(e2e: E2E, tcp: TcpMilter, token: str) -> 
         assert code == 250, reply
     per_message = (time.monotonic() - t0) / n
     assert per_message < 0.035, f"{per_message * 1000:.1f} ms per bounce over TCP: delayed-ACK stalls?"
-    assert len(tcp.rows("SELECT id FROM messages WHERE message_id LIKE ?", (f"%{token}-%",))) == n
+    assert len(tcp.query("SELECT id FROM messages WHERE message_id LIKE ?", (f"%{token}-%",))) == n
 
 
-def test_postfix_own_bounce_over_tcp_is_internal(e2e: E2E, tcp: TcpMilter, token: str) -> None:
+def test_postfix_own_bounce_over_tcp_is_internal(e2e: E2E, tcp: E2E, token: str) -> None:
     e2e.rig.sendmail(BOUNCES, ["nosuch@test.example"], M.ordinary(token))
-    row = tcp.wait_row("original_message_id", token)
+    row = tcp.wait_message_row(token, column="original_message_id")
     assert (row["kind"], row["envelope_from"], row["action"]) == ("bounce", "", "accept")
-    logged = [e for e in tcp.events("message") if e.get("queue_id") == row["queue_id"]]
+    logged = [e for e in tcp.milter.events("message") if e.get("queue_id") == row["queue_id"]]
     assert logged and logged[0]["internal"] is True  # {client_port} 0: never rejected or deferred there
