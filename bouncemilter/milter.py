@@ -667,6 +667,10 @@ def _unlink_socket(path: str, ident: tuple[int, int] | None) -> None:
             os.unlink(path)
 
 
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
 def _register(settings: Any) -> None:
     """What Milter.runmilter does, minus opening the socket and running (we do those ourselves)."""
     import milter as _milter  # pymilter's C module
@@ -676,9 +680,10 @@ def _register(settings: Any) -> None:
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
-    _milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
-    _milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
-    _milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
+    # straight to our methods with text (what Base.envfrom_bytes/envrcpt_bytes do, minus their lookups)
+    _milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom(*[_text(x) for x in b]))
+    _milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt(*[_text(x) for x in b]))
+    _milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header(f, v))  # header() takes the bytes
     _milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
     _milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
     _milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
