@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,13 @@ def make_meta(n: int = 1, **kw: object) -> MessageMeta:
     )
     values.update(kw)
     return MessageMeta(**values)  # type: ignore[arg-type]
+
+
+def query_rows(db: Path | str, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+    """Rows of one query on a store file, from a connection of its own (as any reader of the store)."""
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import query_rows
 from tests.report_db import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,12 +30,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(db: Path, sql: str) -> list[dict]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    return [dict(r) for r in query_rows(db, sql)]
 
 
 def test_views_in_plain_sqlite(db: Path) -> None:

@@ -14,7 +14,7 @@ from bouncemilter.classify.model import Classification, Feedback, RecipientResul
 from bouncemilter.policy import Event, Policy, decide
 from bouncemilter.store import MessageMeta, Store, StoreError
 
-from .conftest import make_meta
+from .conftest import make_meta, query_rows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = Policy()
@@ -150,13 +150,7 @@ def complaint(addr: str) -> Classification:
     return Classification(kind="complaint", recipients=[r], detector="arf", feedback=Feedback("abuse", "FBL", ""))
 
 
-def q(db: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+q = query_rows
 
 
 @pytest.fixture

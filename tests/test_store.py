@@ -18,7 +18,7 @@ import pytest
 from bouncemilter.classify.model import Classification, Feedback, OriginalMessage, RecipientResult
 from bouncemilter.store import MIGRATIONS, Store, StoreError, current_version, dedup_key, migrate
 
-from .conftest import make_meta
+from .conftest import make_meta, query_rows
 
 IS_ROOT = os.geteuid() == 0
 
@@ -47,13 +47,7 @@ def hard_bounce(addr: str = "alice@example.org") -> Classification:
     )
 
 
-def rows(path: Path, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+rows = query_rows
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import query_rows
 from .postfix_rig import Rig, postfix_available
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,12 +166,7 @@ class E2E:
     # -- database
 
     def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        conn = sqlite3.connect(self.milter.db, timeout=5)
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        return query_rows(self.milter.db, sql, params)
 
     def message_rows(self, token: str) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM messages WHERE message_id LIKE ?", (f"%{token}%",))
