@@ -13,7 +13,9 @@ start=1
 [ "${1:-}" = "--no-start" ] && start=0
 
 need=()
-for pkg in libmilter-dev postfix swaks gcc python3-venv python3-dev; do
+# libmilter-dev: pymilter compiles against it; postfix, swaks: the end-to-end tests run a private
+# Postfix; e2fsprogs (chattr), mount, util-linux (setpriv): the store's fault tests.
+for pkg in libmilter-dev postfix swaks gcc python3-venv python3-dev e2fsprogs mount util-linux; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
