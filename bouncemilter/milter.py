@@ -182,7 +182,7 @@ class Runtime:
     inflight: InFlight = field(default_factory=InFlight)
     draining: bool = False  # SIGTERM received: finish what is in progress, take no new SMTP sessions
     no_reply: bool = True  # negotiate no-reply events (see BounceMilter.protocol_mask)
-    lean: bool = True  # skip CONNECT and MAIL FROM where the MTA can (see BounceMilter.negotiate)
+    lean: bool = True  # skip CONNECT where the MTA can send its facts as macros (see BounceMilter.negotiate)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
 

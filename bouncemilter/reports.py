@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .policy import parse_time
+from .store import fmt_time
 
 BY_CHOICES: tuple[str, ...] = ("kind", "reason", "domain", "remote-mta", "hour")
 
@@ -43,11 +44,6 @@ NONE_LABEL = "(none)"
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _HOUR_FILL_MAX = 24 * 31  # hours filled with zero rows, so a chart shows the quiet hours too
-
-
-def fmt_time(dt: datetime) -> str:
-    """The store's timestamp text."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def window_start(value: str | None, now: datetime) -> datetime | None:

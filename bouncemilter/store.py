@@ -86,9 +86,16 @@ class MessageMeta:
 BUSY_SLACK_MS = 50  # the busy timeout is reset only when the remaining time differs by more than this
 
 
+def fmt_time(dt: datetime) -> str:
+    """The store's timestamp text, 2026-05-09T07:35:25.123Z: UTC, so that text order is time order in SQL.
+    A naive datetime is taken as UTC. (isoformat: ~5x cheaper than strftime, and every bounce writes three.)"""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt.isoformat(timespec="milliseconds") + "Z"
+
+
 def utc_now() -> str:
-    """Now as the store's timestamp text (2026-05-09T07:35:25.123Z); isoformat is ~5x cheaper than strftime."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return fmt_time(datetime.now(UTC))
 
 
 # ---------------------------------------------------------------------------------------------------- migrations

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
-from .store import migrate, utc_now
+from .store import fmt_time, migrate, utc_now
 
 if TYPE_CHECKING:
     from .classify.model import Classification
@@ -37,11 +37,6 @@ EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most rec
 
 _EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
 _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
-
-
-def fmt_time(dt: datetime) -> str:
-    """The store's timestamp format, so that text comparison in SQL orders correctly."""
-    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _event(row: Iterable[Any]) -> Event:

@@ -34,8 +34,7 @@ USER = "user@test.example"
 
 CONFIG = """\
 [milter]
-socket = "unix:{sock}"
-socket_mode = "0666"
+{socket}
 body_cap = 1048576
 
 [store]
@@ -69,8 +68,11 @@ class MilterProc:
 
     def write_config(self, auto_reply: str) -> Path:
         path = self.base / f"bouncemilter-{auto_reply}.toml"
-        path.write_text(CONFIG.format(sock=self.sock, db=self.db, auto_reply=auto_reply))
+        path.write_text(CONFIG.format(socket=self.socket_setting(), db=self.db, auto_reply=auto_reply))
         return path
+
+    def socket_setting(self) -> str:
+        return f'socket = "unix:{self.sock}"\nsocket_mode = "0666"'
 
     def start(self, auto_reply: str = "discard") -> None:
         cmd = [sys.executable, "-m", "bouncemilter.cli", "run", "--config", str(self.write_config(auto_reply))]

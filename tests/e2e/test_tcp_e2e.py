@@ -7,7 +7,6 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,11 +24,8 @@ class TcpMilter(MilterProc):
         (self.base / "db").mkdir(mode=0o755, exist_ok=True)
         self.port = free_port()
 
-    def write_config(self, auto_reply: str) -> Path:
-        path = super().write_config(auto_reply)
-        text = path.read_text().replace(f'socket = "unix:{self.sock}"\nsocket_mode = "0666"', "")
-        path.write_text(text.replace("[milter]\n", f'[milter]\nsocket = "inet:{self.port}@127.0.0.1"\n'))
-        return path
+    def socket_setting(self) -> str:
+        return f'socket = "inet:{self.port}@127.0.0.1"'
 
     def listening(self) -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
