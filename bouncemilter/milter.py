@@ -35,6 +35,8 @@ import Milter
 
 from . import decide, logjson
 from .classify import Classification, classify
+from .ingest import Envelope, NotStored, ingest
+from .store import Store, StoreError
 
 MILTER_NAME = "bouncemilter"
 TEMPFAIL_REPLY = ("451", "4.3.0", "bouncemilter: cannot record this message now (store unavailable), try again later")
@@ -112,7 +114,7 @@ class GroupCommit:
         # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
         # row lands after all, the sender's retry is recognised as a duplicate).
         elif item.done is not None and not item.done.wait(self.timeout + 1.0):
-            raise self._store_error("store busy: group commit did not finish in time")
+            raise StoreError("store busy: group commit did not finish in time")
         if item.error is not None:
             raise item.error
         assert item.result is not None
@@ -152,12 +154,6 @@ class GroupCommit:
             for p in batch:
                 if p.done is not None:
                     p.done.set()
-
-    @staticmethod
-    def _store_error(msg: str) -> Exception:
-        from .store import StoreError
-
-        return StoreError(msg)
 
 
 class _Pending:
@@ -472,8 +468,6 @@ class BounceMilter(Milter.Base):
         raw = bytes(self._buf)
         self._buf = bytearray()
         # The step `bouncemilter import` shares: classify, choose the action, commit the rows.
-        from .ingest import Envelope, NotStored, ingest  # local: keeps module import light for tests
-
         env = Envelope(
             queue_id=self._queue_id,
             client_addr=self._client_addr,
@@ -705,7 +699,6 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     """What the milter needs before it listens: logger, socket spec, store (with the suppression
     policy), metrics and the bounce-address matcher. An int is the exit status of a failed start."""
     from .policy import Policy
-    from .store import Store, StoreError
     from .verp import BounceMatcher
 
     logger = logjson.setup(settings.log_target, settings.log_level)
