@@ -408,7 +408,7 @@ class Store:
 
     def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]:
         """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable."""
-        return self._locked(lambda conn: [self._write(conn, meta, result, action)])[0]
+        return self._locked(lambda conn: self._write(conn, [(meta, result, action)]))[0]
 
     def record_many(
         self, items: Iterable[tuple[MessageMeta, Classification, str]], batch_size: int = 500
@@ -426,7 +426,7 @@ class Store:
 
         def flush() -> None:
             try:
-                out.extend(self._locked(lambda conn: self._write_many(conn, batch)))
+                out.extend(self._locked(lambda conn: self._write(conn, batch)))
             except StoreError as exc:
                 exc.committed = len(out)
                 raise
@@ -470,28 +470,9 @@ class Store:
             self._lock.release()
 
     def _write(
-        self, conn: sqlite3.Connection, meta: MessageMeta, result: Classification, action: str
-    ) -> tuple[int, bool]:
-        key = dedup_key(meta)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if key is not None:
-                row = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (key,)).fetchone()
-                if row is not None:
-                    conn.execute("ROLLBACK")
-                    return int(row[0]), False
-            msg_id = self._insert(conn, key, meta, result, action)
-            conn.execute("COMMIT")
-            return msg_id, True
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
-    def _write_many(
         self, conn: sqlite3.Connection, items: list[tuple[MessageMeta, Classification, str]]
     ) -> list[tuple[int, bool]]:
+        """One transaction for `items` (a key already stored, or earlier in the batch, is not inserted again)."""
         out: list[tuple[int, bool]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
