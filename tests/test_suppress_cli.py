@@ -18,6 +18,9 @@ from bouncemilter.suppressions import fmt_time
 from tests import report_db
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# The two bounces of the first soft day must fall on one UTC day whatever the time of day the test runs:
+# "4.9 days ago" crossed midnight when the suite ran after 21:36 UTC.
+FIRST_DAY = (NOW - timedelta(days=5)).replace(hour=1)
 
 
 def dsn(n: int, rcpt: str, status: str, diagnostic: str, action: str = "failed") -> bytes:
@@ -31,8 +34,14 @@ auto_reply = report_db.vacation
 # (days ago, message)
 HISTORY: list[tuple[float, bytes]] = [
     (40, dsn(1, "dead@example.org", "5.1.1", "550 5.1.1 <dead@example.org>: Recipient address rejected: User unknown")),
-    (5, dsn(2, "full@example.org", "4.2.2", "452 4.2.2 <full@example.org>: Mailbox full, quota exceeded")),
-    (4.9, dsn(3, "full@example.org", "4.2.2", "452 4.2.2 <full@example.org>: Mailbox full, quota exceeded")),
+    (
+        (NOW - FIRST_DAY).total_seconds() / 86400,
+        dsn(2, "full@example.org", "4.2.2", "452 4.2.2 <full@example.org>: Mailbox full, quota exceeded"),
+    ),
+    (
+        (NOW - FIRST_DAY).total_seconds() / 86400 - 2 / 24,
+        dsn(3, "full@example.org", "4.2.2", "452 4.2.2 <full@example.org>: Mailbox full, quota exceeded"),
+    ),
     (3, dsn(4, "full@example.org", "5.2.2", "552 5.2.2 Mailbox full")),
     (1, dsn(5, "full@example.org", "5.2.2", "552 5.2.2 Mailbox full")),
     *[
