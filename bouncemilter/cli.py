@@ -177,6 +177,10 @@ from .cli_report import register as _register_report  # noqa: E402  (needs `main
 
 _register_report(main)  # stats, check
 
+from .cli_sign import register as _register_sign  # noqa: E402  (needs `main`)
+
+_register_sign(main)  # sign, verify
+
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,10 @@ Exposed series (all prefixed ``bouncemilter_``):
   of message).
 - ``store_errors_total``: records that could not be committed (the MTA was told to retry).
 - ``classifier_errors_total``: messages the classifier failed on (recorded as not_bounce with an error).
+- ``signed_total``: outgoing messages whose return path was replaced by a signed one; ``verified_total`` and
+  ``unverified_total``: recorded messages whose return path (or quoted original) did or did not prove that they
+  answer mail we sent (signing on and verify not "off"); ``rejected_total``: recipients refused at RCPT with
+  550 5.7.1 (verify = "reject").
 plus the client library's process_* and python_* series.
 
 The endpoint has no authentication, so it listens on loopback by default; `config` refuses other addresses
@@ -85,7 +89,20 @@ class Metrics:
         self.classifier_errors = Counter(
             "bouncemilter_classifier_errors", "Messages the classifier failed on", registry=r
         )
+        self.signed = Counter("bouncemilter_signed", "Outgoing messages sent with a signed return path", registry=r)
+        self.verified = Counter("bouncemilter_verified", "Recorded messages proven to answer our mail", registry=r)
+        self.unverified = Counter(
+            "bouncemilter_unverified", "Recorded messages not proven to answer our mail", registry=r
+        )
+        self.rejected = Counter(
+            "bouncemilter_rejected", "Bounce recipients refused at RCPT (unsigned or bad token)", registry=r
+        )
         self.server: Any = None
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Increment one of the plain counters by attribute name (signed, verified, ...). Never raises."""
+        with contextlib.suppress(Exception):
+            getattr(self, name).inc(amount)
 
     def observe(self, result: Classification, action: str, seconds: float, stored: bool = True) -> None:
         """One handled message. Never raises: a broken metric is not worth a TEMPFAIL."""

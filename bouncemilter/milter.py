@@ -181,6 +181,7 @@ class Runtime:
     lean: bool = True  # skip CONNECT where the MTA can send its facts as macros (see BounceMilter.negotiate)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
+    signer: Any = None  # bouncemilter.signing.Signer when [signing] senders are set: outbound mail is signed
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -306,6 +307,7 @@ class BounceMilter(Milter.Base):
     def _reset(self) -> None:
         self._envelope_from = ""
         self._null_sender = False
+        self._sign = False  # outbound mail of a [signing] sender: its return path is replaced at end of message
         self._internal = self._internal_conn
         self._matched: list[tuple[str, Any]] = []  # (recipient as the MTA sent it, verp.Match)
         self._others: list[str] = []
@@ -373,6 +375,10 @@ class BounceMilter(Milter.Base):
         for param in esmtp:  # the client's SIZE= is the only size we learn when the body is capped
             if param[:5].upper() == "SIZE=" and param[5:].isdigit():
                 self._declared_size = int(param[5:])
+        signer = self._rt.signer
+        if signer is not None and not self._null_sender and signer.wants(self._envelope_from):
+            # a return path that is already one of ours (an application that signs its own) is left alone
+            self._sign = self._rt.matcher.match(self._envelope_from) is None
         return self._go(Milter.P_NR_MAIL)
 
     @guarded(Milter.P_NR_RCPT)
@@ -394,7 +400,7 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return _internal_default(self)
         self._examine = bool(self._matched) or (self._null_sender and self._rt.settings.match_null_sender)
-        if not self._examine:
+        if not self._examine and not self._sign:
             # Ordinary mail: "accept, no more events" so headers and body never reach us.
             if self._rt.logger.isEnabledFor(logging.DEBUG):
                 logjson.event(
@@ -418,22 +424,26 @@ class BounceMilter(Milter.Base):
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
         name_b = name.encode("ascii", "replace") if isinstance(name, str) else bytes(name)
-        # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format.
-        line = name_b + b": " + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
-        self._size += len(line)
-        self._append(line)
+        if self._examine:
+            # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format.
+            line = name_b + b": " + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+            self._size += len(line)
+            self._append(line)
         if not self._message_id and name_b.lower() == b"message-id":
             self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
         return self._go(Milter.P_NR_HDR)
 
     @guarded(Milter.P_NR_EOH)
     def eoh(self) -> int:
-        self._size += 2
-        self._append(b"\r\n")
+        if self._examine:
+            self._size += 2
+            self._append(b"\r\n")
         return self._go(Milter.P_NR_EOH)
 
     @guarded()
     def body(self, chunk: bytes) -> int:
+        if not self._examine:  # outbound mail we only sign: its body is never read
+            return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
         self._size += len(chunk)
         self._append(chunk)
         if self._truncated and self._protocol & Milter.P_SKIP:
@@ -458,7 +468,9 @@ class BounceMilter(Milter.Base):
             self._failed = False
             self._finish_message()
             return _internal_default(self)
-        if not self._examine:  # only reachable if the MTA ignored our ACCEPT at DATA
+        if self._sign:
+            self._sign_return_path()
+        if not self._examine:  # signed-only mail, or the MTA ignored our ACCEPT at DATA
             self._finish_message()
             return Milter.ACCEPT
         t_eom = time.perf_counter()
@@ -525,6 +537,39 @@ class BounceMilter(Milter.Base):
         )
         self._finish_message()
         return rc
+
+    def _sign_return_path(self) -> None:
+        """Replace the envelope sender by a signed return path. Never fails the message: mail that cannot be
+        signed leaves unsigned (its bounces then count as unverified), and the error is logged."""
+        rt = self._rt
+        self._queue_id = self.getsymval("i") or self._queue_id
+        recipients = [_bare(r) for r, _ in self._matched] + [_bare(r) for r in self._others]
+        try:
+            return_path = rt.signer.return_path(self._envelope_from, recipients)
+            self.chgfrom(f"<{return_path}>")
+        except Exception as exc:
+            logjson.event(
+                rt.logger,
+                logging.ERROR,
+                "sign_failed",
+                f"the return path was not replaced: {exc.__class__.__name__}: {exc}",
+                queue_id=self._queue_id,
+                envelope_from=self._envelope_from,
+            )
+            return
+        if rt.metrics is not None:
+            rt.metrics.count("signed")
+        logjson.event(
+            rt.logger,
+            logging.INFO,
+            "signed",
+            queue_id=self._queue_id,
+            envelope_from=self._envelope_from,
+            return_path=return_path,
+            recipients=len(recipients),
+            message_id=self._message_id,
+            internal=self._internal,
+        )
 
     def _add_headers(self, result: Classification) -> None:
         for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
@@ -670,7 +715,10 @@ def _register(settings: Any) -> None:
     import milter as _milter  # pymilter's C module
 
     Milter.factory = BounceMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.DELRCPT)
+    flags = Milter.ADDHDRS | Milter.DELRCPT
+    if getattr(settings, "signing_enabled", False) and getattr(settings, "signing_senders", ()):
+        flags |= Milter.CHGFROM  # outbound signing replaces the envelope sender
+    Milter.set_flags(flags)
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -725,12 +773,37 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
             store.close()
             return 1
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
+    try:
+        signer = make_signer(settings)
+    except Exception as exc:  # config.ConfigError: the key file changed since the settings were loaded
+        logjson.event(logger, logging.ERROR, "start_failed", str(exc))
+        store.close()
+        return 2
     rt = Runtime(
-        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
+        settings=settings,
+        matcher=matcher,
+        store=store,
+        logger=logger,
+        no_reply=spec.kind == "unix",
+        metrics=metrics,
+        signer=signer,
     )
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
+
+
+def make_signer(settings: Any) -> Any:
+    """The outbound Signer of [signing], or None when nothing is to be signed (raises config.ConfigError)."""
+    if not getattr(settings, "signing_enabled", False) or not settings.signing_senders:
+        return None
+    from .config import read_keys
+    from .signing import Signer
+
+    keys = read_keys(settings.signing_secret_file)
+    return Signer(
+        keys, settings.signing_senders, settings.signing_addresses(), settings.verp_separator, settings.verp_encoding
+    )
 
 
 def serve(settings: Any, *, exit_process: bool = True) -> int:
