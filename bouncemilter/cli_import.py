@@ -20,6 +20,7 @@ from .policy import Policy
 from .progress import Progress
 from .sources import STDIN, Entry, SourceError, collect, split_mbox_envelopes
 from .store import Store, StoreError
+from .verdict import make_verifier
 from .verp import BounceMatcher
 
 
@@ -127,6 +128,10 @@ def import_cmd(
             err=True,
         )
     try:
+        verifier = make_verifier(settings, matcher)  # signed return paths: judged at each message's arrival time
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
         store = Store(settings.db, settings.store_timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -141,7 +146,10 @@ def import_cmd(
     failure: StoreError | None = None
     try:
         stream = read_mailbox(entries, errors, matcher, progress)
-        for out in ingest.ingest_many(stream, settings, store, batch_size, action=ingest.IMPORT_ACTION):
+        outcomes = ingest.ingest_many(
+            stream, settings, store, batch_size, action=ingest.IMPORT_ACTION, verifier=verifier
+        )
+        for out in outcomes:
             if out.inserted and out.classification is not None:
                 new += 1
                 kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1

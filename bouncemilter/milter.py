@@ -37,6 +37,7 @@ from . import decide, logjson
 from .classify import Classification, classify
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError
+from .verdict import make_verifier
 
 MILTER_NAME = "bouncemilter"
 TEMPFAIL_REPLY = ("451", "4.3.0", "bouncemilter: cannot record this message now (store unavailable), try again later")
@@ -182,6 +183,7 @@ class Runtime:
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
     signer: Any = None  # bouncemilter.signing.Signer when [signing] senders are set: outbound mail is signed
+    verifier: Any = None  # bouncemilter.verdict.Verifier when signing is on: inbound mail is checked
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -265,7 +267,10 @@ class BounceMilter(Milter.Base):
         mask = super().protocol_mask()
         rt = cls.runtime
         if rt is not None and rt.no_reply:
-            mask &= ~NO_REPLY_EVENTS
+            events = NO_REPLY_EVENTS
+            if rt.verifier is not None and rt.verifier.rejects:
+                events &= ~Milter.P_NR_RCPT  # verify = "reject": RCPT keeps its reply (550 5.7.1)
+            mask &= ~events
         return mask
 
     def negotiate(self, opts: list[int]) -> int:
@@ -385,10 +390,34 @@ class BounceMilter(Milter.Base):
     def envrcpt(self, to: str, *esmtp: str) -> int:
         match = self._rt.matcher.match(_bare(to))
         if match is not None:
+            verifier = self._rt.verifier
+            if verifier is not None and verifier.rejects and not self._internal:
+                refused = verifier.refuse_at_rcpt(match)
+                if refused is not None:
+                    return self._refuse(match, refused)
             self._matched.append((to, match))
         else:
             self._others.append(to)
         return self._go(Milter.P_NR_RCPT)
+
+    def _refuse(self, match: Any, check: Any) -> int:
+        """550 5.7.1 for a bounce address whose token is missing, altered or expired (verify = "reject")."""
+        rt = self._rt
+        self.setreply("550", "5.7.1", f"bouncemilter: this return path was not issued by us ({check.status})")
+        if rt.metrics is not None:
+            rt.metrics.count("rejected")
+        logjson.event(
+            rt.logger,
+            logging.INFO,
+            "rejected",
+            queue_id=self.getsymval("i") or "",
+            recipient=match.address,
+            verified=False,
+            verification=f"{check.status}: {check.why}",
+            envelope_from=self._envelope_from,
+            client_addr=self._client_addr,
+        )
+        return Milter.REJECT
 
     @guarded()
     def data(self) -> int:
@@ -497,20 +526,27 @@ class BounceMilter(Milter.Base):
         store_error = ""
         store_ms = 0.0
         try:
-            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier)
+            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier, verifier=rt.verifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
+            verified, verification = out.verified, out.verification
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
+            verified, verification = prepared.meta.verified, prepared.meta.verification
             stored = False
             store_error = str(exc) or exc.__class__.__name__
         assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
+            if stored and verified is not None:
+                rt.metrics.count("verified" if verified else "unverified")
+        trust = {"verified": verified, "verification": verification}
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
-                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error)
+                self._log(
+                    result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error, **trust
+                )
                 self._finish_message()
                 return Milter.TEMPFAIL
             # Internal path: deferring would leave Postfix's own bounce stuck; deliver it untouched.
@@ -534,6 +570,7 @@ class BounceMilter(Milter.Base):
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),
+            **trust,
         )
         self._finish_message()
         return rc
@@ -775,6 +812,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
     try:
         signer = make_signer(settings)
+        verifier = make_verifier(settings, matcher)
     except Exception as exc:  # config.ConfigError: the key file changed since the settings were loaded
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         store.close()
@@ -787,6 +825,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         no_reply=spec.kind == "unix",
         metrics=metrics,
         signer=signer,
+        verifier=verifier,
     )
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")

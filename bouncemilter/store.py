@@ -22,6 +22,11 @@ its `SuppressionHook` is in ``Store.hooks`` by default.
 Schema (version 3): views ``recent_bounces``, ``suppression_list``, ``domain_rates``, ``daily_counts`` (for
 Datasette and sqlite3; deploy/datasette/metadata.json describes them).
 
+Schema (version 4, signed return paths): ``messages.verified`` and ``recipients.verified`` (1 proven to answer
+our mail, 0 not, NULL not checked: signing off), ``messages.verification`` (why), ``messages.truncated`` (the
+report had more recipients than were read), ``recipients.note`` (e.g. why a hard claim counts as soft); the
+``sent`` table (the optional sent log, `bouncemilter.sentlog`); the views gain the verified split.
+
 Why these choices:
 - Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
   ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
@@ -51,7 +56,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -81,6 +86,11 @@ class MessageMeta:
     processing_ms: float
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
     digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
+    # signed return paths (bouncemilter.verdict): None = not checked; per recipient by recipients.address
+    verified: bool | None = None
+    verification: str = ""
+    recipient_verified: dict[str, bool] = field(default_factory=dict)
+    recipient_notes: dict[str, str] = field(default_factory=dict)  # per recipients.address, e.g. the DNS check
 
 
 BUSY_SLACK_MS = 50  # the busy timeout is reset only when the remaining time differs by more than this
@@ -244,10 +254,66 @@ _V3 = [
         FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
 ]
 
+# Version 4: signed return paths (issue #9). NULL verified = not checked (signing off, or a row from before):
+# such rows count as they always did. The views are re-created with the verified split.
+_V4 = [
+    "ALTER TABLE messages ADD COLUMN verified INTEGER",
+    "ALTER TABLE messages ADD COLUMN verification TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE recipients ADD COLUMN verified INTEGER",
+    "ALTER TABLE recipients ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE sent (
+        id INTEGER PRIMARY KEY,
+        sent_at TEXT NOT NULL,
+        queue_id TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        envelope_from TEXT NOT NULL DEFAULT '',
+        return_path TEXT NOT NULL DEFAULT '',
+        token TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '[]'
+    )""",
+    "CREATE INDEX idx_sent_message_id ON sent (message_id)",
+    "CREATE INDEX idx_sent_token ON sent (token)",
+    "CREATE INDEX idx_sent_sent_at ON sent (sent_at)",
+    "DROP VIEW recent_bounces",
+    f"""CREATE VIEW recent_bounces AS
+        SELECT r.received_at, r.kind, r.address, r.domain, r.reason, r.hard, r.verified, r.status, r.reply_code,
+               r.action, r.diagnostic, r.remote_mta, r.reported_address, r.note, m.verification, m.feedback_type,
+               m.original_subject, m.original_message_id, m.detector, m.queue_id, m.client_name,
+               m.id AS message_row, r.id AS recipient_row
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.received_at >= {_NOW_MINUS.format("-30 days")}
+        ORDER BY r.received_at DESC, r.id DESC""",
+    "DROP VIEW domain_rates",
+    f"""CREATE VIEW domain_rates AS
+        SELECT r.domain,
+               SUM(r.kind = 'bounce') AS bounces,
+               SUM(r.kind = 'bounce' AND r.hard) AS hard,
+               SUM(r.kind = 'bounce' AND NOT r.hard) AS soft,
+               ROUND(1.0 * SUM(r.kind = 'bounce' AND r.hard) / MAX(SUM(r.kind = 'bounce'), 1), 3) AS hard_rate,
+               SUM(r.kind = 'delay') AS delays,
+               SUM(r.kind = 'complaint') AS complaints,
+               SUM(r.verified = 0) AS unverified,
+               COUNT(DISTINCT r.address) AS addresses,
+               (SELECT COUNT(*) FROM suppressions s WHERE s.domain = r.domain AND s.state = 'suppressed')
+                   AS suppressed,
+               MAX(r.received_at) AS last_seen
+        FROM recipients r
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.domain != ''
+          AND r.received_at >= {_NOW_MINUS.format("-7 days")}
+        GROUP BY r.domain
+        ORDER BY bounces DESC, complaints DESC, r.domain""",
+    "DROP VIEW daily_counts",
+    """CREATE VIEW daily_counts AS
+        SELECT SUBSTR(received_at, 1, 10) AS day, kind, COUNT(*) AS messages, SUM(recipient_count) AS recipients,
+               SUM(verified = 0) AS unverified
+        FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
+]
+
 # Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
 # Append new versions; never edit an applied one.
 Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3)]
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -506,8 +572,8 @@ class Store:
                 bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
                 processing_ms, error, original_message_id, original_subject, original_from, original_to,
                 feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
-                dedup_key)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                dedup_key, verified, verification, truncated)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             _capped(
                 received_at,
                 meta.queue_id,
@@ -535,14 +601,18 @@ class Store:
                 _json_list(result.autoreply_markers),
                 len(rows),
                 key,
+                _flag(meta.verified),
+                meta.verification,
+                1 if getattr(result, "truncated", False) else 0,
             ),
         )
         msg_id = int(cur.lastrowid or 0)
         omid = original.message_id if original else ""
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, verified, note,
+                original_message_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
         )
         for hook in self.hooks:
@@ -582,9 +652,13 @@ def _json_list(items: object) -> str:
     return json.dumps(out)
 
 
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(bool(value))
+
+
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta) per affected address."""
+    remote_mta, verified, note) per affected address (verdict.row_addresses mirrors the address choice)."""
     verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
@@ -606,6 +680,8 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 1 if r.hard else 0,
                 r.diagnostic,
                 r.remote_mta,
+                _flag(meta.recipient_verified.get(address, meta.verified)),
+                meta.recipient_notes.get(address, ""),
             )
         )
         seen.add(reported)
@@ -613,5 +689,6 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         # the report names nobody: the VERP addresses tell us which subscribers it is about
         for v in verps:
             if v not in seen:
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", ""))
+                verified = _flag(meta.recipient_verified.get(v, meta.verified))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", verified, ""))
     return rows

@@ -1,0 +1,190 @@
+"""Is a recorded message evidence about mail we really sent? The verdict between classification and the store.
+
+With signing on (`[signing] secret_file`) and `verify` not "off", `Verifier.apply()` sets on the store row:
+
+- ``verified`` (messages and recipients): True when the message proves that it answers our mail, else False.
+  Only verified evidence moves the suppression policy (`policy.classify_event`); unverified rows are kept.
+- ``verification``: why, in words, for people (`history`, the log line, Datasette).
+
+What proves it, first match wins:
+
+1. a valid token in the envelope recipient (the return path we signed): a recipient token binds the bounce to
+   that recipient; a message token binds it to the message's recipients when the sent log has them;
+2. the returned original carries a valid signed return path (its Return-Path header: what an ARF complaint
+   quotes, since the mailbox provider received the message with it);
+3. the returned original's Message-ID is in the sent log (`[signing] log_sent`).
+
+"Binds" means that only rows about those recipients are verified: a forger holding one of our messages (every
+recipient holds one) can then only speak about himself. A single bound recipient becomes the row's address, as
+a VERP address does (so a complaint whose report hides the recipient still names who complained).
+
+`check_address()` is the RCPT-time check the milter uses for `verify = "reject"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import signing
+
+if TYPE_CHECKING:
+    from .classify.model import Classification
+    from .store import MessageMeta
+    from .verp import BounceMatcher, Match
+
+
+class SentLookup(Protocol):
+    """The sent log (`[signing] log_sent`): recipients of the messages with this token or Message-ID."""
+
+    def by_token(self, token: str) -> list[set[str]] | None: ...
+
+    def by_message_id(self, message_id: str) -> list[set[str]] | None: ...
+
+
+@dataclass
+class Evidence:
+    why: str
+    bound: set[str] | None  # the recipients it may speak about; None = any
+
+
+class Verifier:
+    def __init__(
+        self,
+        keys: signing.KeyRing,
+        matcher: BounceMatcher,
+        mode: str = "record",
+        max_age_days: int = 30,
+        sent: SentLookup | None = None,
+    ) -> None:
+        self.keys = keys
+        self.matcher = matcher
+        self.mode = mode
+        self.max_age_days = max_age_days
+        self.sent = sent
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def rejects(self) -> bool:
+        return self.mode == "reject"
+
+    # -- RCPT time
+
+    def check_match(self, match: Match, now: datetime | None = None) -> signing.Check:
+        if not match.token:
+            what = "unsigned VERP return path" if match.verp_recipient else "bare bounce address"
+            return signing.Check(signing.UNSIGNED, what, recipient=match.verp_recipient)
+        return signing.verify(self.keys, match.token, match.verp_recipient, now=now, max_age_days=self.max_age_days)
+
+    def check_address(self, address: str, now: datetime | None = None) -> signing.Check:
+        match = self.matcher.match(address)
+        if match is None:
+            return signing.Check(signing.UNSIGNED, "not a bounce address")
+        return self.check_match(match, now)
+
+    def refuse_at_rcpt(self, match: Match, now: datetime | None = None) -> signing.Check | None:
+        """With verify = "reject": the failed check when this recipient must get 550 5.7.1, else None.
+
+        The bare bounce address is never refused: complaints (feedback loops) and bounces of mail sent before
+        signing was enabled arrive there, and a complaint can still prove itself by the original it quotes.
+        """
+        if not self.rejects or not (match.token or match.verp_recipient):
+            return None
+        check = self.check_match(match, now)
+        return None if check.ok else check
+
+    # -- end of message
+
+    def apply(self, raw: bytes, result: Classification, meta: MessageMeta, now: datetime | None = None) -> None:
+        """Set meta.verified, meta.verification and the per-recipient verdicts (no-op when not active)."""
+        if not self.active:
+            return
+        checks = [self.check_address(a, now) for a in meta.bounce_addresses]
+        valid = [c for c in checks if c.ok]
+        evidence = self._from_token(valid[0], "signed return path") if valid else None
+        if evidence is None:
+            evidence = self._from_content(raw, result, now)
+        if evidence is None:
+            meta.verified = False
+            meta.verification = _failure(checks)
+            return
+        meta.verified = True
+        meta.verification = evidence.why
+        if evidence.bound is None:
+            return
+        if len(evidence.bound) == 1 and not [v for v in meta.verp_recipients if v]:
+            meta.verp_recipients = [next(iter(evidence.bound))]
+        outside = sorted(a for a in row_addresses(meta, result) if a not in evidence.bound)
+        for address in row_addresses(meta, result):
+            meta.recipient_verified[address] = address in evidence.bound
+        if outside:
+            shown = ", ".join(outside[:3]) + (" ..." if len(outside) > 3 else "")
+            meta.verification += f"; not about {shown}: unverified"
+
+    def _from_token(self, check: signing.Check, what: str) -> Evidence:
+        if check.recipient:
+            return Evidence(f"{what} for {check.recipient} ({check.why})", {check.recipient})
+        sent = self.sent.by_token(check.token) if self.sent is not None else None
+        if sent:
+            return Evidence(f"{what}, message token ({check.why}); recipients from the sent log", set().union(*sent))
+        return Evidence(f"{what}, message token ({check.why})", None)
+
+    def _from_content(self, raw: bytes, result: Classification, now: datetime | None) -> Evidence | None:
+        from .classify.mime import parse_message  # only for mail that did not come to a signed address
+
+        headers = parse_message(raw).original_headers()
+        return_path = headers.get("return-path").strip() if headers is not None else ""
+        if return_path:
+            check = self.check_address(return_path, now)
+            if check.ok:
+                return self._from_token(check, "the returned original's signed return path")
+        mid = result.original.message_id.strip() if result.original else ""
+        if mid and self.sent is not None:
+            sent = self.sent.by_message_id(mid)
+            if sent:
+                return Evidence(f"the returned original {mid[:200]} is in the sent log", set().union(*sent))
+        return None
+
+
+def row_addresses(meta: MessageMeta, result: Classification) -> list[str]:
+    """The `recipients.address` values the store will write (store._recipient_rows decides the same way)."""
+    verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
+    verp = verps[0] if len(verps) == 1 else ""
+    out = [verp or (r.recipient or "").strip().lower() for r in result.recipients]
+    if not result.recipients:
+        out = verps
+    return list(dict.fromkeys(a for a in out if a))
+
+
+def _failure(checks: Sequence[signing.Check]) -> str:
+    if not checks:
+        return "not addressed to a bounce address, and no signed original"
+    worst = next((c for c in checks if c.status not in (signing.UNSIGNED,)), checks[0])
+    if worst.status == signing.UNSIGNED:
+        return f"{worst.why}, and no signed original"
+    return {
+        signing.EXPIRED: "token expired",
+        signing.BAD: "token does not verify",
+        signing.UNKNOWN_KEY: "token of an unknown key",
+        signing.MALFORMED: "malformed token",
+    }.get(worst.status, worst.status) + f": {worst.why}"
+
+
+def make_verifier(settings: Any, matcher: BounceMatcher, sent: SentLookup | None = None) -> Verifier | None:
+    """The Verifier of the [signing] settings, or None when signing is off (raises config.ConfigError)."""
+    if not getattr(settings, "signing_enabled", False):
+        return None
+    from .config import read_keys
+
+    return Verifier(
+        read_keys(settings.signing_secret_file), matcher, settings.signing_verify, settings.signing_max_age_days, sent
+    )
+
+
+def describe(checks: Iterable[signing.Check]) -> str:
+    return "; ".join(f"{c.status}: {c.why}" for c in checks)
