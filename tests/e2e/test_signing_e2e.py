@@ -1,0 +1,111 @@
+"""Signed return paths through a real Postfix, verify = "record": the outbound loop (signed on the way out, the
+remote 550 becomes Postfix's own DSN, which comes back on the internal path verified), a genuine DSN to the
+output of `bouncemilter sign`, forgeries kept unverified, complaints, key rotation."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bouncemilter.signing import sign
+
+from . import messages as M
+from . import signed_messages as S
+from .conftest import BOUNCES, E2E
+from .signing_rig import KEYS, OLD_ONLY, PATTERN, SigningMilter, signing_milter, suppressed, wait_row
+
+
+@pytest.fixture(scope="module")
+def signed(e2e: E2E) -> Iterator[tuple[E2E, SigningMilter]]:
+    with signing_milter(e2e, "signing-record", "record") as pair:
+        yield pair
+
+
+def test_outbound_loop_signed_bounced_verified_suppressed(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, milter = signed
+    code, reply, qid = e2e.send("sender@test.example", ["victim@reject.test"], M.ordinary(token))
+    assert code == 250, reply
+    # it left with a signed return path: qmgr logs the envelope sender after the milter changed it
+    deadline = time.monotonic() + 30
+    line = None
+    while time.monotonic() < deadline and line is None:
+        line = next((x for x in e2e.rig.log.read_text().splitlines() if f"{qid}: from=<" in x), None)
+        time.sleep(0.1)
+    assert line is not None, e2e.rig.log.read_text()[-2000:]
+    rp = re.search(r"from=<([^>]*)>", line).group(1)
+    assert rp.startswith("bounces+victim=reject.test+") and rp.endswith("@test.example"), line
+    assert milter.cli("verify", "--config", str(milter.config), rp).startswith("valid for victim@reject.test")
+    # the remote 550 made Postfix write a DSN to that return path; it came back through the milter
+    row = wait_row(view, token, column="original_message_id")
+    assert (row["kind"], row["envelope_from"], row["verified"]) == ("bounce", "", 1)
+    assert "signed return path for victim@reject.test" in row["verification"]
+    assert rp in row["bounce_addresses"]
+    (rcpt,) = view.recipient_rows(row["id"])
+    assert (rcpt["address"], rcpt["hard"], rcpt["verified"], rcpt["status"]) == ("victim@reject.test", 1, 1, "5.1.1")
+    logged = [e for e in milter.events("message") if e.get("queue_id") == row["queue_id"]]
+    assert logged and logged[0]["internal"] is True and logged[0]["verified"] is True
+    assert "victim@reject.test" in suppressed(view)
+    signed_lines = [e for e in milter.events("signed") if e.get("queue_id") == qid]
+    assert signed_lines and signed_lines[0]["return_path"] == rp
+
+
+def test_genuine_dsn_to_a_sign_cli_address_suppresses(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, milter = signed
+    rp = milter.cli("sign", "--config", str(milter.config), "alice@example.org")
+    code, reply, _ = e2e.send("", [rp], M.hard_bounce(token, "alice@example.org"))
+    assert code == 250, reply
+    row = wait_row(view, token)
+    assert row["verified"] == 1 and row["kind"] == "bounce"
+    assert "alice@example.org" in suppressed(view)
+
+
+def forgeries(victim: str) -> list[tuple[str, str]]:
+    good = sign(KEYS, PATTERN, victim)
+    local, _, domain = good.partition("@")
+    flipped = local[:-1] + ("a" if local[-1] != "a" else "b")
+    return [
+        ("unsigned-verp", f"bounces+{victim.replace('@', '=')}@test.example"),
+        ("changed-char", f"{flipped}@{domain}"),
+        ("expired", sign(KEYS, PATTERN, victim, now=datetime.now(UTC) - timedelta(days=40))),
+        ("bare", BOUNCES),
+    ]
+
+
+def test_forgeries_are_stored_unverified_and_do_not_suppress(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, _ = signed
+    for name, to in forgeries("mallory-target@example.org"):
+        code, reply, _ = e2e.send("", [to], M.hard_bounce(f"{token}-{name}", "mallory-target@example.org"))
+        assert code == 250, (name, reply)
+        row = wait_row(view, f"{token}-{name}")
+        assert row["verified"] == 0, (name, row["verification"])
+        assert [r["verified"] for r in view.recipient_rows(row["id"])] == [0], name
+    assert "mallory-target@example.org" not in suppressed(view)
+
+
+def test_forged_complaint_does_not_suppress_one_quoting_a_signed_original_does(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, _ = signed
+    code, reply, _ = e2e.send("abuse@feedback.example.com", [BOUNCES], S.arf(f"{token}-f", "quiet@example.com"))
+    assert code == 250, reply
+    assert wait_row(view, f"{token}-f")["verified"] == 0
+    assert "quiet@example.com" not in suppressed(view)
+    rp = sign(KEYS, PATTERN, "upset@example.com")
+    raw = S.arf(f"{token}-s", "upset@example.com", return_path=rp)
+    code, reply, _ = e2e.send("abuse@feedback.example.com", [BOUNCES], raw)
+    assert code == 250, reply
+    row = wait_row(view, f"{token}-s")
+    assert (row["kind"], row["verified"]) == ("complaint", 1)
+    assert "upset@example.com" in suppressed(view)
+
+
+def test_key_rotation_token_of_the_second_key_still_verifies(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, _ = signed
+    rp = sign(OLD_ONLY, PATTERN, "rotated@example.org")  # signed before the new key was put first
+    code, reply, _ = e2e.send("", [rp], M.hard_bounce(token, "rotated@example.org"))
+    assert code == 250, reply
+    row = wait_row(view, token)
+    assert row["verified"] == 1 and "key 2" in row["verification"]
+    assert "rotated@example.org" in suppressed(view)
