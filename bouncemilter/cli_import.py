@@ -18,6 +18,7 @@ from .cli_common import config_options, echo_json
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
+from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, split_mbox_envelopes
 from .store import Store, StoreError
 from .verdict import make_verifier
@@ -128,12 +129,14 @@ def import_cmd(
             err=True,
         )
     try:
-        verifier = make_verifier(settings, matcher)  # signed return paths: judged at each message's arrival time
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
         store = Store(settings.db, settings.store_timeout)
     except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
+    try:
+        verifier = make_verifier(settings, matcher, sent)  # signed return paths: judged at each message's arrival
+    except ConfigError as exc:
+        store.close()
         raise click.ClickException(str(exc)) from exc
     store.suppressions.policy = Policy.from_settings(settings)
 
@@ -160,6 +163,8 @@ def import_cmd(
     finally:
         progress.close()
         store.close()
+        if sent is not None:
+            sent.close()
     seconds = time.monotonic() - t0
 
     for err in errors:

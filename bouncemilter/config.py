@@ -72,6 +72,8 @@ class Settings:
     signing_verify: str = "record"
     signing_max_age_days: int = 30
     signing_address: str | None = None
+    signing_log_sent: bool = False
+    signing_sent_retention_days: int = 30
 
     @property
     def signing_enabled(self) -> bool:
@@ -263,6 +265,8 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "signing.verify": ("signing_verify", _choice(VERIFY_MODES)),
     "signing.max_age_days": ("signing_max_age_days", _int_range(1, 3650)),
     "signing.address": ("signing_address", _verp_pattern),
+    "signing.log_sent": ("signing_log_sent", _bool),
+    "signing.sent_retention_days": ("signing_sent_retention_days", _int_range(1, 3650)),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
@@ -367,6 +371,7 @@ def _check_signing(settings: Settings, source: str) -> None:
             ("senders", settings.signing_senders, ()),
             ("address", settings.signing_address, None),
             ("verify", settings.signing_verify, "record"),
+            ("log_sent", settings.signing_log_sent, False),
         ):
             if value != default:
                 raise ConfigError(f"{source}: signing.{name}: needs signing.secret_file (the keys)")

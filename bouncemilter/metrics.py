@@ -97,6 +97,9 @@ class Metrics:
         self.rejected = Counter(
             "bouncemilter_rejected", "Bounce recipients refused at RCPT (unsigned or bad token)", registry=r
         )
+        self.sent_log_dropped = Counter(
+            "bouncemilter_sent_log_dropped", "Sent-log rows not stored (queue full or store error)", registry=r
+        )
         self.server: Any = None
 
     def count(self, name: str, amount: float = 1) -> None:

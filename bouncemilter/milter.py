@@ -184,6 +184,7 @@ class Runtime:
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
     signer: Any = None  # bouncemilter.signing.Signer when [signing] senders are set: outbound mail is signed
     verifier: Any = None  # bouncemilter.verdict.Verifier when signing is on: inbound mail is checked
+    sent_log: Any = None  # bouncemilter.sentlog.SentLog when [signing] log_sent
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -596,6 +597,10 @@ class BounceMilter(Milter.Base):
             return
         if rt.metrics is not None:
             rt.metrics.count("signed")
+        if rt.sent_log is not None:
+            match = rt.matcher.match(return_path)
+            token = match.token if match is not None else ""
+            rt.sent_log.add(self._queue_id, self._message_id, self._envelope_from, return_path, token, recipients)
         logjson.event(
             rt.logger,
             logging.INFO,
@@ -817,6 +822,12 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         store.close()
         return 2
+    sent_log = None
+    if verifier is not None and getattr(settings, "signing_log_sent", False):
+        from .sentlog import SentLog
+
+        sent_log = SentLog(store, settings.signing_sent_retention_days, logger, metrics).start()
+        verifier.sent = sent_log
     rt = Runtime(
         settings=settings,
         matcher=matcher,
@@ -826,6 +837,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         metrics=metrics,
         signer=signer,
         verifier=verifier,
+        sent_log=sent_log,
     )
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
@@ -923,6 +935,9 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         drained=idle,
         shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
     )
+    if rt.sent_log is not None:
+        with contextlib.suppress(Exception):
+            rt.sent_log.close()  # writes what is queued
     with contextlib.suppress(Exception):
         store.close()
     if metrics is not None:

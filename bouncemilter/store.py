@@ -619,6 +619,41 @@ class Store:
             hook(conn, msg_id, meta, result, action)
         return msg_id
 
+    # -- the sent log (bouncemilter.sentlog): its writer thread calls these
+
+    def record_sent(self, rows: list[tuple]) -> None:
+        """Insert sent-log rows (sent_at, queue_id, message_id, envelope_from, return_path, token, recipients JSON)
+        in one transaction. Raises StoreError."""
+        self._locked(lambda conn: self._sent_write(conn, rows, None))
+
+    def prune_sent(self, before: str) -> int:
+        """Delete sent-log rows older than `before` (store timestamp text); returns how many."""
+        removed: list[int] = []
+        self._locked(lambda conn: self._sent_write(conn, None, (before, removed)))
+        return removed[0] if removed else 0
+
+    @staticmethod
+    def _sent_write(
+        conn: sqlite3.Connection, rows: list[tuple] | None, prune: tuple[str, list[int]] | None
+    ) -> list[tuple[int, bool]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany(
+                    """INSERT INTO sent (sent_at, queue_id, message_id, envelope_from, return_path, token, recipients)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    [_capped(*r) for r in rows],
+                )
+            if prune is not None:
+                prune[1].append(conn.execute("DELETE FROM sent WHERE sent_at < ?", (prune[0],)).rowcount)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return []
+
     def close(self) -> None:
         """Wait for a record() in progress, then close; later record() calls raise StoreError."""
         with self._lock:

@@ -109,9 +109,11 @@ def dsn_text(part: Part) -> str:
 def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
     out: list[RecipientResult] = []
     for group in report.groups:
-        addr = clean_address(group.get("final-recipient", "")) or clean_address(
-            group.get("x-actual-recipient", "")
-        ) or clean_address(group.get("original-recipient", ""))
+        addr = (
+            clean_address(group.get("final-recipient", ""))
+            or clean_address(group.get("x-actual-recipient", ""))
+            or clean_address(group.get("original-recipient", ""))
+        )
         if addr and "." not in addr.rpartition("@")[2]:
             # A Final-Recipient in an internal, unroutable domain (a mailstore's own name) says
             # less than the address the sender used.

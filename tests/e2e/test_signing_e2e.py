@@ -4,6 +4,7 @@ output of `bouncemilter sign`, forgeries kept unverified, complaints, key rotati
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from .signing_rig import KEYS, OLD_ONLY, PATTERN, SigningMilter, signing_milter,
 
 @pytest.fixture(scope="module")
 def signed(e2e: E2E) -> Iterator[tuple[E2E, SigningMilter]]:
-    with signing_milter(e2e, "signing-record", "record") as pair:
+    with signing_milter(e2e, "signing-record", "record", extra="log_sent = true") as pair:
         yield pair
 
 
@@ -51,6 +52,22 @@ def test_outbound_loop_signed_bounced_verified_suppressed(e2e: E2E, signed, toke
     assert "victim@reject.test" in suppressed(view)
     signed_lines = [e for e in milter.events("signed") if e.get("queue_id") == qid]
     assert signed_lines and signed_lines[0]["return_path"] == rp
+
+
+def test_several_recipients_message_token_bound_by_the_sent_log(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, _ = signed
+    rcpts = ["first@reject.test", "second@reject.test"]
+    code, reply, qid = e2e.send("news@test.example", rcpts, M.ordinary(token))
+    assert code == 250, reply
+    row = wait_row(view, token, column="original_message_id")
+    assert row["verified"] == 1 and "message token" in row["verification"] and "sent log" in row["verification"]
+    bounce_address = json.loads(row["bounce_addresses"])[0]
+    assert "=" not in bounce_address  # no VERP: a message token
+    assert sorted((r["address"], r["verified"]) for r in view.recipient_rows(row["id"])) == [(a, 1) for a in rcpts]
+    assert set(rcpts) <= suppressed(view)
+    (sent,) = view.query("SELECT * FROM sent WHERE queue_id = ?", (qid,))
+    assert json.loads(sent["recipients"]) == rcpts and sent["return_path"] == bounce_address
+    assert sent["message_id"] == f"<{token}@example.net>"
 
 
 def test_genuine_dsn_to_a_sign_cli_address_suppresses(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
