@@ -21,7 +21,7 @@ from .progress import Progress
 from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, split_mbox_envelopes
 from .store import Store, StoreError
-from .verdict import make_verifier
+from .verdict import make_domain_checker, make_verifier
 from .verp import BounceMatcher
 
 
@@ -134,7 +134,9 @@ def import_cmd(
         raise click.ClickException(str(exc)) from exc
     sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
     try:
-        verifier = make_verifier(settings, matcher, sent)  # signed return paths: judged at each message's arrival
+        # signed return paths are judged at each message's arrival; DNS checks get the whole lookup time
+        dns = make_domain_checker(settings)
+        verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
     except ConfigError as exc:
         store.close()
         raise click.ClickException(str(exc)) from exc
@@ -165,6 +167,8 @@ def import_cmd(
         store.close()
         if sent is not None:
             sent.close()
+        if dns is not None:
+            dns.close()
     seconds = time.monotonic() - t0
 
     for err in errors:

@@ -74,6 +74,12 @@ class Settings:
     signing_address: str | None = None
     signing_log_sent: bool = False
     signing_sent_retention_days: int = 30
+    # DNS checks of domain claims (bouncemilter.dnscheck)
+    dns_check: bool = True
+    dns_nameservers: tuple[str, ...] = ()
+    dns_timeout_ms: int = 50
+    dns_lookup_timeout: float = 3.0
+    dns_cache_seconds: int = 3600
 
     @property
     def signing_enabled(self) -> bool:
@@ -221,6 +227,18 @@ def _senders(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _nameservers(v: Any) -> tuple[str, ...]:
+    from .dnscheck import parse_nameserver
+
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of name server addresses, e.g. ["127.0.0.1", "[::1]:5353"]')
+    for item in v:
+        parse_nameserver(item)
+    return tuple(x.strip() for x in v)
+
+
 def _verp_pattern(v: Any) -> str:
     parsed = parse_bounce_address(v)
     if parsed.kind != "verp":
@@ -267,6 +285,11 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "signing.address": ("signing_address", _verp_pattern),
     "signing.log_sent": ("signing_log_sent", _bool),
     "signing.sent_retention_days": ("signing_sent_retention_days", _int_range(1, 3650)),
+    "dns.check": ("dns_check", _bool),
+    "dns.nameservers": ("dns_nameservers", _nameservers),
+    "dns.timeout_ms": ("dns_timeout_ms", _int_range(1, 50)),
+    "dns.lookup_timeout": ("dns_lookup_timeout", _float_range(0.1, 60.0)),
+    "dns.cache_seconds": ("dns_cache_seconds", _int_range(0, 7 * 86400)),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}

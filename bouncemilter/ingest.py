@@ -108,6 +108,7 @@ class Outcome:
     store_ms: float  # for ingest_many: the batch's commit time shared out evenly
     verified: bool | None = None  # MessageMeta.verified (None: not checked)
     verification: str = ""
+    notes: dict[str, str] | None = None  # MessageMeta.recipient_notes (e.g. the DNS check)
 
 
 def classify_safely(raw: bytes, classifier: Callable[[bytes], Classification] = classify) -> Classification:
@@ -207,8 +208,17 @@ def ingest(
     except StoreError as exc:
         raise NotStored(str(exc) or exc.__class__.__name__, p) from exc
     store_ms = (time.perf_counter() - t0) * 1000
+    m = p.meta
     return Outcome(
-        p.classification, p.action, row_id, inserted, p.classify_ms, store_ms, p.meta.verified, p.meta.verification
+        p.classification,
+        p.action,
+        row_id,
+        inserted,
+        p.classify_ms,
+        store_ms,
+        m.verified,
+        m.verification,
+        m.recipient_notes,
     )
 
 

@@ -12,7 +12,9 @@ Exposed series (all prefixed ``bouncemilter_``):
 - ``signed_total``: outgoing messages whose return path was replaced by a signed one; ``verified_total`` and
   ``unverified_total``: recorded messages whose return path (or quoted original) did or did not prove that they
   answer mail we sent (signing on and verify not "off"); ``rejected_total``: recipients refused at RCPT with
-  550 5.7.1 (verify = "reject").
+  550 5.7.1 (verify = "reject"); ``dns_failures_total``: DNS checks of a hostunknown/notaccept claim that got no
+  answer within [dns] timeout_ms or whose resolver failed (the bounce then counts as classified);
+  ``sent_log_dropped_total``: sent-log rows not stored.
 plus the client library's process_* and python_* series.
 
 The endpoint has no authentication, so it listens on loopback by default; `config` refuses other addresses
@@ -96,6 +98,9 @@ class Metrics:
         )
         self.rejected = Counter(
             "bouncemilter_rejected", "Bounce recipients refused at RCPT (unsigned or bad token)", registry=r
+        )
+        self.dns_failures = Counter(
+            "bouncemilter_dns_failures", "DNS checks that got no answer in time or failed (fail open)", registry=r
         )
         self.sent_log_dropped = Counter(
             "bouncemilter_sent_log_dropped", "Sent-log rows not stored (queue full or store error)", registry=r

@@ -37,7 +37,7 @@ from . import decide, logjson
 from .classify import Classification, classify
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError
-from .verdict import make_verifier
+from .verdict import make_domain_checker, make_verifier
 
 MILTER_NAME = "bouncemilter"
 TEMPFAIL_REPLY = ("451", "4.3.0", "bouncemilter: cannot record this message now (store unavailable), try again later")
@@ -529,11 +529,12 @@ class BounceMilter(Milter.Base):
         try:
             out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier, verifier=rt.verifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
-            verified, verification = out.verified, out.verification
+            verified, verification, notes = out.verified, out.verification, out.notes
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
             verified, verification = prepared.meta.verified, prepared.meta.verification
+            notes = prepared.meta.recipient_notes
             stored = False
             store_error = str(exc) or exc.__class__.__name__
         assert result is not None  # ingest() always classifies
@@ -541,7 +542,9 @@ class BounceMilter(Milter.Base):
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
             if stored and verified is not None:
                 rt.metrics.count("verified" if verified else "unverified")
-        trust = {"verified": verified, "verification": verification}
+        trust: dict[str, Any] = {"verified": verified, "verification": verification}
+        if notes:
+            trust["notes"] = notes
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
@@ -815,15 +818,21 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
             store.close()
             return 1
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
+
+    def dns_failed(domain: str, why: str) -> None:
+        logjson.event(logger, logging.WARNING, "dns_failed", why, domain=domain, verified=None)
+        if metrics is not None:
+            metrics.count("dns_failures")
+
     try:
         signer = make_signer(settings)
-        verifier = make_verifier(settings, matcher)
+        verifier = make_verifier(settings, matcher, dns=make_domain_checker(settings, dns_failed))
     except Exception as exc:  # config.ConfigError: the key file changed since the settings were loaded
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         store.close()
         return 2
     sent_log = None
-    if verifier is not None and getattr(settings, "signing_log_sent", False):
+    if verifier is not None and verifier.active and getattr(settings, "signing_log_sent", False):
         from .sentlog import SentLog
 
         sent_log = SentLog(store, settings.signing_sent_retention_days, logger, metrics).start()
@@ -938,6 +947,9 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     if rt.sent_log is not None:
         with contextlib.suppress(Exception):
             rt.sent_log.close()  # writes what is queued
+    if rt.verifier is not None and rt.verifier.dns is not None:
+        with contextlib.suppress(Exception):
+            rt.verifier.dns.close()
     with contextlib.suppress(Exception):
         store.close()
     if metrics is not None:

@@ -19,11 +19,15 @@ recipient holds one) can then only speak about himself. A single bound recipient
 a VERP address does (so a complaint whose report hides the recipient still names who complained).
 
 `check_address()` is the RCPT-time check the milter uses for `verify = "reject"`.
+
+Second, with or without signing: a hard `hostunknown` / `notaccept` row (the claim that a whole domain is dead)
+keeps `hard` only if DNS agrees (`dnscheck.DomainChecker`); if the domain accepts mail it counts as soft, and
+``recipients.note`` says why. Unverified rows are not looked up (they never count anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,20 +54,27 @@ class Evidence:
     bound: set[str] | None  # the recipients it may speak about; None = any
 
 
+DOMAIN_REASONS = frozenset({"hostunknown", "notaccept"})  # reasons that claim a whole domain is dead
+
+
 class Verifier:
     def __init__(
         self,
-        keys: signing.KeyRing,
+        keys: signing.KeyRing | None,
         matcher: BounceMatcher,
         mode: str = "record",
         max_age_days: int = 30,
         sent: SentLookup | None = None,
+        dns: Any = None,
+        dns_wait: float = 0.05,
     ) -> None:
-        self.keys = keys
+        self.keys = keys  # None: signing off (only the DNS check runs)
         self.matcher = matcher
-        self.mode = mode
+        self.mode = mode if keys is not None else "off"
         self.max_age_days = max_age_days
         self.sent = sent
+        self.dns = dns  # dnscheck.DomainChecker or None
+        self.dns_wait = dns_wait  # seconds the DNS check may add (the milter: [dns] timeout_ms)
 
     @property
     def active(self) -> bool:
@@ -101,9 +112,13 @@ class Verifier:
     # -- end of message
 
     def apply(self, raw: bytes, result: Classification, meta: MessageMeta, now: datetime | None = None) -> None:
-        """Set meta.verified, meta.verification and the per-recipient verdicts (no-op when not active)."""
-        if not self.active:
-            return
+        """Set meta.verified, meta.verification and the per-recipient verdicts, then check domain claims."""
+        if self.active:
+            self._verify(raw, result, meta, now)
+        if self.dns is not None:
+            self._check_domains(result, meta)
+
+    def _verify(self, raw: bytes, result: Classification, meta: MessageMeta, now: datetime | None) -> None:
         checks = [self.check_address(a, now) for a in meta.bounce_addresses]
         valid = [c for c in checks if c.ok]
         evidence = self._from_token(valid[0], "signed return path") if valid else None
@@ -125,6 +140,29 @@ class Verifier:
         if outside:
             shown = ", ".join(outside[:3]) + (" ..." if len(outside) > 3 else "")
             meta.verification += f"; not about {shown}: unverified"
+
+    def _check_domains(self, result: Classification, meta: MessageMeta) -> None:
+        claims: list[tuple[Any, str, str]] = []  # (recipient result, row address, domain)
+        for r, address in zip(result.recipients, _addresses(meta, result), strict=True):
+            if not (r.hard and r.reason in DOMAIN_REASONS and address):
+                continue
+            if meta.recipient_verified.get(address, meta.verified) is False:
+                continue  # never counts: no lookup
+            named = r.recipient if "@" in (r.recipient or "") else address
+            claims.append((r, address, named.rpartition("@")[2].lower()))
+        if not claims:
+            return
+        states = self.dns.check_many([d for _, _, d in claims], self.dns_wait)
+        for r, address, domain in claims:
+            state = states[domain.strip(".")]
+            if state.state == "alive":
+                r.hard = False
+                note = f"{r.reason} claims {domain} is dead, but {state.why}: counted as soft"
+            elif state.state == "dead":
+                note = f"DNS agrees: {state.why}"
+            else:
+                note = f"DNS check failed ({state.why}): counted as classified"
+            meta.recipient_notes[address] = note
 
     def _from_token(self, check: signing.Check, what: str) -> Evidence:
         if check.recipient:
@@ -151,13 +189,20 @@ class Verifier:
         return None
 
 
-def row_addresses(meta: MessageMeta, result: Classification) -> list[str]:
-    """The `recipients.address` values the store will write (store._recipient_rows decides the same way)."""
+def _addresses(meta: MessageMeta, result: Classification) -> list[str]:
+    """The `recipients.address` of each of result.recipients (store._recipient_rows decides the same way)."""
     verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
     verp = verps[0] if len(verps) == 1 else ""
-    out = [verp or (r.recipient or "").strip().lower() for r in result.recipients]
-    if not result.recipients:
-        out = verps
+    return [verp or (r.recipient or "").strip().lower() for r in result.recipients]
+
+
+def row_addresses(meta: MessageMeta, result: Classification) -> list[str]:
+    """The distinct `recipients.address` values the store will write."""
+    out = (
+        _addresses(meta, result)
+        if result.recipients
+        else [v.strip().lower() for v in meta.verp_recipients if v and v.strip()]
+    )
     return list(dict.fromkeys(a for a in out if a))
 
 
@@ -175,16 +220,43 @@ def _failure(checks: Sequence[signing.Check]) -> str:
     }.get(worst.status, worst.status) + f": {worst.why}"
 
 
-def make_verifier(settings: Any, matcher: BounceMatcher, sent: SentLookup | None = None) -> Verifier | None:
-    """The Verifier of the [signing] settings, or None when signing is off (raises config.ConfigError)."""
-    if not getattr(settings, "signing_enabled", False):
-        return None
-    from .config import read_keys
+def make_verifier(
+    settings: Any,
+    matcher: BounceMatcher,
+    sent: SentLookup | None = None,
+    dns: Any = None,
+    dns_wait: float | None = None,
+) -> Verifier | None:
+    """The Verifier of the [signing] settings with `dns` (a DomainChecker), or None when there is nothing to
+    check (raises config.ConfigError for an unusable key file). `dns_wait` default: [dns] timeout_ms."""
+    keys = None
+    if getattr(settings, "signing_enabled", False):
+        from .config import read_keys
 
+        keys = read_keys(settings.signing_secret_file)
+    if keys is None and dns is None:
+        return None
+    wait = dns_wait if dns_wait is not None else getattr(settings, "dns_timeout_ms", 50) / 1000
     return Verifier(
-        read_keys(settings.signing_secret_file), matcher, settings.signing_verify, settings.signing_max_age_days, sent
+        keys,
+        matcher,
+        getattr(settings, "signing_verify", "record"),
+        getattr(settings, "signing_max_age_days", 30),
+        sent,
+        dns,
+        wait,
     )
 
 
-def describe(checks: Iterable[signing.Check]) -> str:
-    return "; ".join(f"{c.status}: {c.why}" for c in checks)
+def make_domain_checker(settings: Any, on_failure: Any = None) -> Any:
+    """The DomainChecker of the [dns] settings, or None when `check` is off."""
+    if not getattr(settings, "dns_check", True):
+        return None
+    from .dnscheck import DomainChecker
+
+    return DomainChecker(
+        settings.dns_nameservers,
+        lifetime=settings.dns_lookup_timeout,
+        cache_seconds=settings.dns_cache_seconds,
+        on_failure=on_failure,
+    )

@@ -14,6 +14,7 @@ import pytest
 
 from bouncemilter.signing import sign
 
+from ..dnsstub import DnsStub
 from . import messages as M
 from . import signed_messages as S
 from .conftest import BOUNCES, E2E
@@ -21,8 +22,16 @@ from .signing_rig import KEYS, OLD_ONLY, PATTERN, SigningMilter, signing_milter,
 
 
 @pytest.fixture(scope="module")
-def signed(e2e: E2E) -> Iterator[tuple[E2E, SigningMilter]]:
-    with signing_milter(e2e, "signing-record", "record", extra="log_sent = true") as pair:
+def dns() -> Iterator[DnsStub]:
+    stub = DnsStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="module")
+def signed(e2e: E2E, dns: DnsStub) -> Iterator[tuple[E2E, SigningMilter]]:
+    extra = f'log_sent = true\n\n[dns]\nnameservers = ["{dns.address}"]\n'
+    with signing_milter(e2e, "signing-record", "record", extra=extra) as pair:
         yield pair
 
 
@@ -129,3 +138,42 @@ def test_key_rotation_token_of_the_second_key_still_verifies(e2e: E2E, signed, t
     row = wait_row(view, token)
     assert row["verified"] == 1 and "key 2" in row["verification"]
     assert "rotated@example.org" in suppressed(view)
+
+
+@pytest.mark.parametrize(
+    ("recipient", "suppresses", "note"),
+    [
+        ("ann@live.test", False, "counted as soft"),
+        ("bo@dead.test", True, "NXDOMAIN"),
+        ("cy@nullmx.test", True, "null MX"),
+    ],
+)
+def test_domain_claims_are_checked_in_dns(  # type: ignore[no-untyped-def]
+    e2e: E2E, signed, dns: DnsStub, token: str, recipient: str, suppresses: bool, note: str
+) -> None:
+    view, _ = signed
+    dns.silent = False
+    code, reply, _ = e2e.send("", [sign(KEYS, PATTERN, recipient)], S.hostunknown(token, recipient))
+    assert code == 250, reply
+    row = wait_row(view, token)
+    (rcpt,) = view.recipient_rows(row["id"])
+    assert rcpt["reason"] in ("hostunknown", "notaccept")  # both claim the whole domain is dead
+    assert (rcpt["verified"], rcpt["hard"]) == (1, int(suppresses))
+    assert note in rcpt["note"]
+    assert (recipient in suppressed(view)) is suppresses
+
+
+def test_dead_resolver_changes_nothing(e2e: E2E, signed, dns: DnsStub, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, milter = signed
+    dns.silent = True
+    try:
+        recipient = "dz@aonly.test"  # alive in DNS, but the resolver does not answer
+        code, reply, _ = e2e.send("", [sign(KEYS, PATTERN, recipient)], S.hostunknown(token, recipient))
+        assert code == 250, reply
+        row = wait_row(view, token)
+    finally:
+        dns.silent = False
+    (rcpt,) = view.recipient_rows(row["id"])
+    assert rcpt["hard"] == 1 and "DNS check failed" in rcpt["note"]
+    assert recipient in suppressed(view)
+    assert any(e.get("domain") == "aonly.test" for e in milter.events("dns_failed"))
