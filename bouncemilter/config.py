@@ -84,12 +84,29 @@ def _socket(v: Any) -> str:
 
 
 def _socket_mode(v: Any) -> int | None:
-    # TOML has octal integers (0o660); a string "0660" is accepted too because that is how people write modes
-    if isinstance(v, str) and re.fullmatch(r"0?o?[0-7]{3,4}", v.strip()):
+    # TOML has octal integers (0o660); a string "0660" or "660" is read as octal too, as chmod reads it. A plain
+    # TOML integer such as 660 is decimal (0o1224): _decimal_modes() rejects it before this sees the number.
+    if isinstance(v, str) and re.fullmatch(r"(?:0o?)?[0-7]{3,4}", v.strip()):
         v = int(v.strip().replace("o", ""), 8)
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0o7777:
+    if isinstance(v, bool) or not isinstance(v, int):
         raise ValueError(f'{v!r}: must be a file mode such as 0o660 (TOML octal) or "0660"')
+    if not 0 <= v <= 0o777:
+        # setuid, setgid and sticky bits mean nothing on a socket; a value this large is a decimal typo
+        raise ValueError(f'{oct(v)}: must be a file mode within 0o777, such as 0o660 (TOML octal) or "0660"')
     return v
+
+
+_DECIMAL_MODE_RE = re.compile(r"^[ \t]*socket_mode[ \t]*=[ \t]*([+-]?[0-9][0-9_]*)[ \t]*(?:#.*)?$", re.M)
+
+
+def _decimal_modes(path: str, text: str) -> None:
+    """`socket_mode = 660` is the decimal 660 (mode 0o1224) in TOML: nobody means that, so it is an error."""
+    m = _DECIMAL_MODE_RE.search(text)
+    if m and not m.group(1).lstrip("+-").startswith("0"):
+        raise ConfigError(
+            f"{path}: milter.socket_mode: {m.group(1)} is a decimal number in TOML (mode {oct(int(m.group(1)))}); "
+            f'write 0o{m.group(1)} or "{m.group(1)}"'
+        )
 
 
 def _socket_group(v: Any) -> str | None:
@@ -225,7 +242,10 @@ OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bou
 def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        data = tomllib.loads(raw.decode("utf-8"))
+        _decimal_modes(path, raw.decode("utf-8"))
+        return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
@@ -311,6 +331,10 @@ def load_settings(path: str | None = None, overrides: Mapping[str, object] | Non
                 changes[name] = check(value) if check else value
             except ValueError as exc:
                 raise ConfigError(f"command line: {flag}: {exc}") from None
+        if "socket" in changes and not changes["socket"].startswith(("unix:", "local:")):
+            # --socket inet:... over a file written for a unix socket: the file's mode and group were for that
+            # socket, so they go with it instead of making the override fail
+            changes.update(socket_mode=None, socket_group=None)
         if changes:
             settings = replace(settings, **changes)
             source = f"{source} + command line" if path is not None else "command line"
