@@ -641,6 +641,39 @@ def _prepare_unix_socket(spec: SocketSpec, settings: Any) -> None:
         raise OSError(f"socket directory {parent} does not exist")
 
 
+class SocketBusy(Exception):
+    """Another milter serves the unix socket: starting would take it over."""
+
+
+def lock_socket(path: str) -> int:
+    """Hold `path`.lock (flock) for the life of the process; returns its descriptor.
+
+    libmilter removes whatever socket file is in the way, so without this a second instance would
+    replace the socket of a running one, and stopping either would delete the socket the other
+    serves. The lock file stays (removing it would race with a starting instance); the kernel
+    releases the lock when the process ends, however it ends.
+    """
+    import fcntl  # local: only unix sockets need it
+
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise SocketBusy(f"another bouncemilter (pid {holder}) holds {path}.lock and serves {path}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # A live listener without the lock (an older version, another program): never take its socket over.
+    if os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(1.0)
+            probe.connect(path)
+            os.close(fd)
+            raise SocketBusy(f"a process without bouncemilter's lock is listening on {path}")
+    return fd
+
+
 def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
     group = getattr(settings, "socket_group", None)
     mode = getattr(settings, "socket_mode", None)
@@ -747,15 +780,17 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
+    lock_fd = -1
     try:
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
+            lock_fd = lock_socket(spec.path)  # held until the process exits
         _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
             st = os.stat(spec.path)
             sock_ident = (st.st_dev, st.st_ino)
-    except (OSError, _milter.error, KeyError) as exc:
+    except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
@@ -819,6 +854,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     for handler in logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
+    if lock_fd >= 0 and not exit_process:
+        os.close(lock_fd)
     if exit_process:
         # libmilter's own shutdown waits for its listener's poll timeout (seconds) and would cut
         # sessions short; nothing of ours is left to finish, so leave now.
