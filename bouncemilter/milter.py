@@ -317,6 +317,7 @@ class BounceMilter(Milter.Base):
         self._message_id = ""
         self._queue_id = ""
         self._t0 = 0.0
+        self._ours: list[tuple[str, int]] = []  # incoming headers with our prefix: (name, nth of that name)
 
     def _start_message(self) -> None:
         self._finish_message()  # a previous message on this connection that ended without eom/abort
@@ -424,6 +425,11 @@ class BounceMilter(Milter.Base):
         self._append(line)
         if not self._message_id and name_b.lower() == b"message-id":
             self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
+        settings = self._rt.settings
+        if settings.add_headers and name_b.lower().startswith(settings.header_prefix.lower().encode()):
+            text = name_b.decode("ascii", "replace")
+            nth = 1 + sum(1 for n, _ in self._ours if n.lower() == text.lower())
+            self._ours.append((text, nth))
         return self._go(Milter.P_NR_HDR)
 
     @guarded(Milter.P_NR_EOH)
@@ -527,6 +533,11 @@ class BounceMilter(Milter.Base):
         return rc
 
     def _add_headers(self, result: Classification) -> None:
+        # Headers with our prefix that came with the message are someone else's claims (a forged
+        # "X-Bounce-Kind: bounce" would sit beside ours): remove them first. Last first, so that
+        # removing one does not renumber the others of the same name.
+        for name, nth in reversed(self._ours):
+            self.chgheader(name, nth, None)
         for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
             self.addheader(name, value)
 
@@ -703,7 +714,7 @@ def _register(settings: Any) -> None:
     import milter as _milter  # pymilter's C module
 
     Milter.factory = BounceMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.DELRCPT)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))

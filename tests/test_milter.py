@@ -205,6 +205,21 @@ def test_header_prefix_and_no_headers_by_default(setup) -> None:  # type: ignore
     assert ctx._msg["X-BM-Kind"] == "bounce"
 
 
+def test_incoming_headers_with_our_prefix_are_removed_before_ours(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls: list[tuple] = []
+    monkeypatch.setattr(BounceMilter, "chgheader", lambda self, name, nth, value: calls.append((name, nth, value)))
+    forged = b"X-Bounce-Kind: complaint\r\nx-bounce-kind: bounce\r\nX-Bounce-Reason: forged\r\nX-Other: kept\r\n"
+    setup(add_headers=True)
+    _, ctx = feed(forged + M.hard_bounce("t4f"))
+    # every one of them, the last of a name first (removing one renumbers the later ones of its name)
+    assert calls == [("X-Bounce-Reason", 1, None), ("x-bounce-kind", 2, None), ("X-Bounce-Kind", 1, None)]
+    assert ctx._msg["X-Bounce-Kind"] == "bounce"
+    calls.clear()
+    setup(add_headers=True, header_prefix="X-BM-")
+    feed(forged + b"X-BM-Kind: x\r\n" + M.hard_bounce("t4g"))
+    assert calls == [("X-BM-Kind", 1, None)]
+
+
 def test_verp_recipient_reaches_the_store(setup) -> None:  # type: ignore[no-untyped-def]
     store, _ = setup()
     feed(M.hard_bounce("t5"), rcpts=("<bounces+erin=example.org@test.example>",))
