@@ -123,7 +123,7 @@ def import_cmd(
     if not matcher:
         click.echo(
             "bouncemilter: no bounce addresses configured (--bounce-address or [bounce] addresses): "
-            "VERP recipients will not be decoded",
+            "VERP recipients will not be decoded, and nothing imported can suppress an address",
             err=True,
         )
     try:

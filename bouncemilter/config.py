@@ -41,7 +41,7 @@ class Settings:
     socket_group: str | None = None
     db: str = "bouncemilter.db"
     bounce_addresses: tuple[BounceAddress, ...] = ()
-    match_null_sender: bool = True
+    match_null_sender: bool = False  # observe only: never moves the suppression list
     verp_separator: str = "+"
     verp_encoding: str = "="
     actions: Mapping[str, str] = field(default_factory=_default_actions)

@@ -3,7 +3,8 @@
 Flow per message (one `BounceMilter` instance per MTA connection, reused for its messages):
 
 * `envrcpt` matches each recipient against the configured bounce addresses (exact, VERP, @domain);
-* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on),
+* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on:
+  such mail is only observed, recorded without bounce addresses, and never moves the suppression list),
   so the MTA never sends us the headers or body of ordinary mail;
 * matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
   recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
 
 _EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
+# Only mail to a configured bounce address may move the suppression list. Null-sender mail to anyone else
+# (match_null_sender) is a DSN about an employee's own mail: recorded at most, never evidence against the
+# addresses it names.
+_TO_BOUNCE_ADDRESS = "m.bounce_addresses != '[]'"
 _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
 
 
@@ -47,7 +51,7 @@ def _event(row: Iterable[Any]) -> Event:
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
     rows = conn.execute(
         f"""SELECT {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ?
+            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ? AND {_TO_BOUNCE_ADDRESS}
             ORDER BY r.received_at, r.id""",
         (address, since),
     ).fetchall()
@@ -125,7 +129,7 @@ class SuppressionHook:
     def __call__(
         self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
     ) -> None:
-        if result.kind not in COUNTING_KINDS:
+        if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
         rows = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
@@ -255,7 +259,8 @@ def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = Non
         existing = {r[0 + names.index("address")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         cur = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} ORDER BY r.address, r.received_at, r.id"""
+                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} AND {_TO_BOUNCE_ADDRESS}
+                ORDER BY r.address, r.received_at, r.id"""
         )
         seen: set[str] = set()
         for address, group in itertools.groupby(cur, key=lambda r: r[0]):
@@ -377,7 +382,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
                   r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
                   m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
-                  m.original_subject, m.client_addr
+                  m.original_subject, m.client_addr, m.bounce_addresses
            FROM recipients r JOIN messages m ON m.id = r.message_id
            WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""",
         (address, address),
@@ -388,7 +393,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
     own = [
         _event((r["id"], r["received_at"], r["kind"], r["reason"], r["hard"], r["status"], r["feedback_type"]))
         for r in rows
-        if r["address"] == address
+        if r["address"] == address and r["bounce_addresses"] != "[]"
     ]
     decision = decide(own, policy, now, after)
     verdicts = {v.event_id: v for v in decision.verdicts}
@@ -398,7 +403,9 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         item = dict(r)
         item["hard"] = bool(item["hard"])
         v = verdicts.get(r["id"])
-        if v is None:
+        if r["bounce_addresses"] == "[]":
+            item["counted"], item["verdict"] = False, "observed (not sent to a bounce address): never counts"
+        elif v is None:
             item["counted"], item["verdict"] = False, f"recorded for {r['address'] or 'nobody'} (VERP)"
         else:
             item["counted"], item["verdict"] = v.counted, v.note

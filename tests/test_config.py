@@ -26,7 +26,7 @@ def test_defaults_without_file() -> None:
     assert s.socket == "inet:9025@127.0.0.1"
     assert s.db == "bouncemilter.db"
     assert s.bounce_addresses == ()
-    assert s.match_null_sender is True
+    assert s.match_null_sender is False  # the safe default: DSNs to employees are not ours to record
     assert dict(s.actions) == dict.fromkeys(KINDS, "accept")
     assert s.store_timeout == 5.0 and s.body_cap == 1048576 and s.milter_timeout == 240
 
