@@ -248,11 +248,12 @@ def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = Non
     """Recompute every policy suppression from the whole history (one transaction).
 
     Manual suppressions are kept as they are; a manual unsuppression keeps hiding the evidence before it.
-    Returns counts: suppressed (total now), added, removed, unchanged, manual (kept manual suppressions).
+    Returns counts: suppressed (total now), added, removed, changed (still suppressed, but with another reason,
+    category, status, dates or evidence), unchanged, manual (kept manual suppressions).
     """
     stamp = stamp or utc_now()
     now = parse_time(now or stamp)
-    counts = {"suppressed": 0, "added": 0, "removed": 0, "unchanged": 0, "manual": 0}
+    counts = {"suppressed": 0, "added": 0, "removed": 0, "changed": 0, "unchanged": 0, "manual": 0}
     with _transaction(conn):
         cur = conn.execute("SELECT * FROM suppressions")
         names = [c[0] for c in cur.description]
@@ -293,9 +294,13 @@ def _rebuild_one(
     was = row is not None and row["state"] == "suppressed"
     if d.suppress:
         counts["suppressed"] += 1
-        _write_policy(conn, address, d, row["updated_at"] if was and _same(row, d) else stamp)
-        if was:
+        same = was and row is not None and _same(row, d)
+        _write_policy(conn, address, d, row["updated_at"] if same and row is not None else stamp)
+        if same:
             counts["unchanged"] += 1
+        elif was:
+            counts["changed"] += 1
+            _log(conn, address, stamp, "change", "rebuild", why=d.summary)
         else:
             counts["added"] += 1
             _log(conn, address, stamp, "suppress", "rebuild", why=d.summary)
@@ -312,7 +317,16 @@ def _rebuild_one(
 
 
 def _same(row: dict, d: Decision) -> bool:
-    return row["category"] == d.category and row["evidence"] == json.dumps(_cap(d.evidence))
+    """Whether the stored policy suppression says exactly what the decision says (what a rebuild would write)."""
+    return (
+        row["source"] == "policy"
+        and (row["category"], row["reason"], row["status"], row["summary"])
+        == (d.category, d.reason, d.status, d.summary)
+        and (row["suppressed_at"], row["first_evidence_at"], row["last_evidence_at"])
+        == (_t(d.suppressed_at), _t(d.first_evidence_at), _t(d.last_evidence_at))
+        and row["evidence"] == json.dumps(_cap(d.evidence))
+        and row["soft_score"] == d.soft_score
+    )
 
 
 class _transaction:
