@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -160,7 +161,10 @@ def run_cmd(
     try:
         settings = load_settings(config_path, overrides)
     except ConfigError as exc:
-        click.echo(f"bouncemilter: {exc}", err=True)
+        # JSON like every other line the milter writes, so that a log pipeline (jq, a shipper) reads it too
+        from . import logjson
+
+        logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
     sys.exit(serve(settings))
 

@@ -142,3 +142,15 @@ def test_a_stale_socket_of_a_dead_milter_is_replaced(base: Path) -> None:
         assert connectable(d.sock)
     finally:
         assert d.stop() == 0
+
+
+def test_a_config_error_is_a_json_line_and_exit_status_2(base: Path) -> None:
+    # Every line on stderr is JSON, so `jq` in the README's alerting recipe never dies on the one that matters
+    d = Daemon(base)
+    d.config.write_text('[milter]\nsocket = "unix:/x.sock"\nsocket_mode = 660\n')
+    d.start(wait=False)
+    assert d.proc is not None and d.proc.wait(15) == 2
+    lines = d.log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["level"], r["event"]) for r in records] == [("error", "config_error")]
+    assert "milter.socket_mode" in records[0]["msg"] and str(d.config) in records[0]["msg"]
