@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .classify import Classification, classify
+from .cli_common import resolve_config
 from .progress import Progress
 from .sources import SourceError, collect, read_messages
 
@@ -129,7 +130,14 @@ def describe(result: Classification) -> str:
 
 
 @main.command("run")
-@click.option("--config", "config_path", metavar="FILE", help="TOML settings (see conf/bouncemilter.toml); optional.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    callback=resolve_config,
+    help="TOML settings (see conf/bouncemilter.toml). Default: $BOUNCEMILTER_CONFIG, else "
+    "/etc/bouncemilter/bouncemilter.toml if it exists, else embedded defaults.",
+)
 @click.option(
     "--socket", "socket_spec", metavar="SPEC", help="unix:/path or inet:PORT@HOST (default inet:9025@127.0.0.1)."
 )
@@ -180,6 +188,10 @@ _register_import(main)  # import
 from .cli_report import register as _register_report  # noqa: E402  (needs `main`)
 
 _register_report(main)  # stats, check
+
+from .cli_admin import register as _register_admin  # noqa: E402
+
+_register_admin(main)  # check-config, doctor, prune, backup
 
 
 if __name__ == "__main__":

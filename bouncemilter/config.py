@@ -9,6 +9,7 @@ surprise. Errors read ``<file>: <section.key>: <problem>``.
 from __future__ import annotations
 
 import grp
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -28,6 +29,54 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 class ConfigError(Exception):
     """A configuration problem; the message names the file (or "command line") and the key."""
+
+
+DEFAULT_PATH = "/etc/bouncemilter/bouncemilter.toml"
+ENV_VAR = "BOUNCEMILTER_CONFIG"
+
+
+def config_path(given: str | None) -> str | None:
+    """The file a command reads: --config, else $BOUNCEMILTER_CONFIG ("" = none: embedded defaults), else
+    /etc/bouncemilter/bouncemilter.toml when it exists, else None (embedded defaults). So a configured host
+    needs no --config, and a host without one keeps working with the defaults."""
+    if given:
+        return given
+    env = os.environ.get(ENV_VAR)
+    if env is not None:
+        return env or None
+    return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+def render(settings: Settings) -> str:
+    """The effective settings as TOML, section by section (what `check-config` prints; loads back the same)."""
+    sections: dict[str, list[str]] = {}
+    for dotted, (name, _) in KEYS.items():
+        section, _, key = dotted.partition(".")
+        value = getattr(settings, name)
+        lines = sections.setdefault(section, [])
+        if value is None:
+            lines.append(f"# {key} = (not set)")
+        else:
+            lines.append(f"{key} = {_toml_value(name, value)}")
+    for kind in KINDS:
+        sections.setdefault("actions", []).append(f"{kind} = {_toml_value('', settings.actions[kind])}")
+    order = [k.partition(".")[0] for k in KEYS]
+    order.insert(order.index("headers"), "actions")
+    return "\n\n".join(f"[{s}]\n" + "\n".join(sections[s]) for s in dict.fromkeys(order)) + "\n"
+
+
+def _toml_value(name: str, value: Any) -> str:
+    import json
+
+    if name == "socket_mode":
+        return f"0o{value:o}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(json.dumps(getattr(v, "pattern", v)) for v in value) + "]"
+    return json.dumps(str(value))
 
 
 def _default_actions() -> Mapping[str, str]:
