@@ -109,10 +109,16 @@ def feed(
     sender: str = "<>",
     rcpts: tuple[str, ...] = ("<bounces@test.example>",),
     internal: bool = False,
+    daemon_port: str | None = None,
 ) -> tuple[int, testctx.TestCtx]:
-    """Drive one message through the callbacks as libmilter would (stops at the first final answer)."""
+    """Drive one message through the callbacks as libmilter would (stops at the first final answer).
+
+    `internal`: the macros of Postfix's non_smtpd path (client and daemon port 0, as measured); else a
+    TCP client on port 25. `daemon_port` overrides the daemon's port ("" = the MTA does not send it)."""
     ctx = testctx.TestCtx()
     port = 0 if internal else 25
+    if daemon_port is None:
+        daemon_port = "0" if internal else "25"
     # the macros Postfix sends (a lean session reads the client and the sender from them at DATA)
     for name, value in (
         ("i", "QID123"),
@@ -120,6 +126,7 @@ def feed(
         ("{client_addr}", "192.0.2.1"),
         ("{client_name}", "mx.remote.example"),
         ("{client_port}", str(port)),
+        ("{daemon_port}", daemon_port or None),
     ):
         ctx._setsymval(name, value)
     ctx._negotiate()
@@ -249,10 +256,66 @@ def test_store_error_accepts_on_internal_path(setup) -> None:  # type: ignore[no
     assert line["level"] == "error" and line["stored"] is False and line["internal"] is True
 
 
-def test_envelope_without_brackets_marks_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
-    setup(store=FakeStore(fail=StoreError("read-only")))
+def test_a_bare_mail_from_over_smtp_is_not_the_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
+    # smtpd accepts MAIL FROM:x@evil.example and passes it on without brackets, like the non_smtpd path does
+    _, cap = setup(store=FakeStore(fail=StoreError("read-only")))
+    rc, ctx = feed(M.hard_bounce("t10"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.0")
+    (line,) = cap.events("message")
+    assert line["internal"] is False and line["stored"] is False and line["action"] == "tempfail"
     rc, _ = feed(M.hard_bounce("t10"), sender="", rcpts=("bounces@test.example",))
-    assert rc == Milter.ACCEPT
+    assert rc == Milter.TEMPFAIL
+
+
+@pytest.mark.parametrize(
+    ("client_port", "daemon_port", "internal"),
+    [
+        ("0", "0", True),  # Postfix's cleanup (pickup, bounce daemon): measured with Postfix 3.7
+        ("0", None, True),  # classic sequence: Postfix's default connect macros leave {daemon_port} out
+        ("41234", "25", False),  # smtpd, a TCP client
+        ("0", "25", False),  # a port 0 claimed on a TCP listener (XCLIENT PORT=0 by an authorised host)
+        ("41234", "0", False),
+        (None, None, False),  # an MTA that sends neither
+        ("", "", False),
+    ],
+)
+def test_internal_path_needs_both_ports_zero(client_port, daemon_port, internal: bool) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.milter import internal_path
+
+    assert internal_path(client_port, daemon_port) is internal
+
+
+def test_a_tcp_listener_is_never_the_internal_path_even_with_client_port_0(setup) -> None:  # type: ignore[no-untyped-def]
+    setup(store=FakeStore(fail=StoreError("locked")))
+    rc, _ = feed(M.hard_bounce("t10b"), internal=True, daemon_port="25")
+    assert rc == Milter.TEMPFAIL
+
+
+def test_draining_tempfails_smtp_even_with_a_bare_sender_but_not_postfix_itself(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    BounceMilter.runtime.draining = True
+    rc, _ = feed(M.hard_bounce("t10c"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and store.records == []
+    rc, _ = feed(M.hard_bounce("t10c"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT and len(store.records) == 1
+
+
+def test_after_the_store_closed_a_bare_sender_gets_4xx(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "closed.db"), timeout=0.2)
+    store.close()
+    _, cap = setup(store=store)
+    rc, _ = feed(M.hard_bounce("t10d"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL
+    rc, _ = feed(M.hard_bounce("t10d"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT  # Postfix's own bounce: delivered, and the failure logged as an error
+    lines = cap.events("message")
+    assert [(x["internal"], x["action"], x["stored"]) for x in lines] == [
+        (False, "tempfail", False),
+        (True, "accept", False),
+    ]
+    assert all("closed" in x["store_error"] for x in lines)
 
 
 def test_classifier_failure_is_stored_unclassified_and_accepted(setup) -> None:  # type: ignore[no-untyped-def]
@@ -480,7 +543,7 @@ def test_lean_session_skips_connect_and_asks_for_the_client_macros_with_mail(set
     lean = BounceMilter.runtime.lean
     assert bool(ctx._protocol & Milter.P_NOCONNECT) is lean
     asked = ctx._symlist[Milter.M_ENVFROM]
-    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}"} if lean else None)
+    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}", b"{daemon_port}"} if lean else None)
 
 
 def test_a_refused_macro_list_falls_back_to_the_classic_sequence(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
