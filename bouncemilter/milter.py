@@ -122,8 +122,15 @@ class GroupCommit:
 
     Each caller still returns only after its own rows are committed (or with StoreError), so the
     "committed before the reply" rule holds; under load, N waiting sessions cost one commit instead
-    of N commits in a row. Leader/follower: the first caller writes everything queued, then
-    everything that queued meanwhile, until the queue is empty; the others wait for their result.
+    of N commits in a row.
+
+    Every caller has a deadline (its reply must reach the MTA before Postfix's milter_content_timeout;
+    `[store] timeout` after end of message) and nobody waits past their own. Leader/follower: the first
+    caller writes everything queued (itself included) in one transaction bounded by its own deadline,
+    then hands the queue to the oldest waiting caller, who leads the next batch, and so on; a leader
+    never drains other callers' work past its own deadline. A follower whose deadline passes leaves
+    (StoreError: TEMPFAIL); if a leader was writing its rows at that moment and they land after all,
+    the sender's retry is recognised as a duplicate.
     """
 
     def __init__(self, store: Any, timeout: float) -> None:
@@ -133,68 +140,119 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._leading = False
 
-    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+    def record(self, meta: Any, result: Classification, action: str, deadline: float | None = None) -> tuple[int, bool]:
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         with self._mutex:
             lead = not self._leading
             # only a follower waits, so only a follower needs an Event (the common, uncontended case has none)
-            item = _Pending((meta, result, action), None if lead else threading.Event())
+            item = _Pending((meta, result, action), deadline, None if lead else threading.Event())
             self._queue.append(item)
             self._leading = True
-        if lead:
-            self._lead()
-        # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
-        # row lands after all, the sender's retry is recognised as a duplicate).
-        elif item.done is not None and not item.done.wait(self.timeout + 1.0):
-            raise StoreError("store busy: group commit did not finish in time")
+        if lead or self._wait(item):
+            self._lead(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def _lead(self) -> None:
+    def _wait(self, item: _Pending) -> bool:
+        """A follower waits for its result (False) or to be made leader (True); StoreError at its deadline."""
+        assert item.done is not None
         while True:
+            item.done.wait(max(item.deadline - time.monotonic(), 0.0))
             with self._mutex:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._leading = False
-                    return
-            self._write(batch)
+                if item.finished:
+                    return False
+                late = time.monotonic() >= item.deadline
+                if item.promoted:
+                    item.promoted = False
+                    item.done.clear()
+                    if not late:
+                        return True
+                    self._queue.remove(item)  # too late to lead: pass the queue on and leave
+                    self._hand_off()
+                elif late and item in self._queue:
+                    self._queue.remove(item)  # never written
+                if late:
+                    raise StoreError("store busy: not committed before the reply deadline (store.timeout)")
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _hand_off(self) -> None:
+        """(Under the mutex.) Make the oldest waiting caller the next leader, or stop leading."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.promoted = True
+            assert nxt.done is not None  # only followers are queued while someone leads
+            nxt.done.set()
+        else:
+            self._leading = False
+
+    def _lead(self, me: _Pending) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue, []
+        now = time.monotonic()
+        live = [p for p in batch if p.deadline > now]  # the others have given up (or are about to)
+        try:
+            self._write(live, me.deadline)
+        finally:
+            for p in batch:
+                if not p.finished:
+                    p.error = p.error or StoreError("store busy: deadline passed before its turn to be written")
+                    p.finished = True
+                if p.done is not None:
+                    p.done.set()
+            with self._mutex:
+                self._hand_off()
+
+    def _write(self, batch: list[_Pending], deadline: float) -> None:
         # Errors are handed to each waiting caller as they are: StoreError becomes a TEMPFAIL in eom(),
         # anything else is a bug that eom()'s guard logs with its traceback.
         try:
             if len(batch) == 1:
-                results = [self.store.record(*batch[0].args)]
+                results = [self.store.record(*batch[0].args, deadline=deadline)]
             else:
-                results = self.store.record_many([p.args for p in batch], batch_size=len(batch))
+                results = self.store.record_many([p.args for p in batch], batch_size=len(batch), deadline=deadline)
             for p, res in zip(batch, results, strict=True):
-                p.result = res
+                p.result, p.finished = res, True
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                # The batch rolled back as a whole: retry one by one, so that a message that cannot be
-                # stored does not take the others down with it.
+            if len(batch) == 1 or time.monotonic() >= deadline:
                 for p in batch:
-                    try:
-                        p.result = self.store.record(*p.args)
-                    except Exception as one:
-                        p.error = one
-        finally:
+                    p.error, p.finished = exc, True
+                return
+            # The batch rolled back as a whole: retry one by one (within the same deadline), so that a
+            # message that cannot be stored does not take the others down with it.
             for p in batch:
-                if p.done is not None:
-                    p.done.set()
+                try:
+                    p.result = self.store.record(*p.args, deadline=deadline)
+                except Exception as one:
+                    p.error = one
+                p.finished = True
 
 
 class _Pending:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("args", "deadline", "done", "error", "finished", "promoted", "result")
 
-    def __init__(self, args: tuple[Any, Classification, str], done: threading.Event | None) -> None:
+    def __init__(self, args: tuple[Any, Classification, str], deadline: float, done: threading.Event | None) -> None:
         self.args = args
+        self.deadline = deadline
         self.done = done
         self.result: tuple[int, bool] | None = None
         self.error: Exception | None = None
+        self.finished = False
+        self.promoted = False
+
+
+class _Until:
+    """The writer with one message's reply deadline, for ingest() (which calls record(meta, result, action))."""
+
+    __slots__ = ("deadline", "writer")
+
+    def __init__(self, writer: Any, deadline: float) -> None:
+        self.writer = writer
+        self.deadline = deadline
+
+    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+        return self.writer.record(meta, result, action, deadline=self.deadline)
 
 
 @dataclass
@@ -494,6 +552,8 @@ class BounceMilter(Milter.Base):
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
+        # the reply must reach the MTA within [store] timeout of end of message (classification included)
+        deadline = time.monotonic() + rt.writer.timeout
         self._queue_id = self.getsymval("i") or self._queue_id
         raw = bytes(self._buf)
         self._buf = bytearray()
@@ -515,7 +575,7 @@ class BounceMilter(Milter.Base):
         store_error = ""
         store_ms = 0.0
         try:
-            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier)
+            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
         except NotStored as exc:
             prepared = exc.prepared

@@ -39,7 +39,7 @@ class FakeStore:
         self.records: list[tuple] = []
         self.fail = fail
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         if self.fail is not None:
             raise self.fail
         self.records.append((meta, result, action))
@@ -583,13 +583,13 @@ class SlowStore:
         self.rows.append(meta)
         return len(self.rows), True
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(1)
             return self._one(meta)
 
-    def record_many(self, items, batch_size=500):  # type: ignore[no-untyped-def]
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(len(items))
@@ -637,3 +637,93 @@ def test_group_commit_isolates_a_message_that_cannot_be_stored() -> None:
     out = _concurrently(GroupCommit(store, timeout=5), names)
     assert isinstance(out["m3"], StoreError)
     assert sorted(store.rows) == sorted(n for n in names if n != "m3")
+
+
+class LockedStore:
+    """A store whose database is locked by someone else: every write waits until its deadline, then fails
+    (what SQLite's busy timeout does with the remaining time). Records when each write started."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, int]] = []  # (started, deadline, items)
+
+    def _wait(self, deadline, n) -> None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        self.calls.append((now, deadline, n))
+        time.sleep(max(min(deadline, now + 5) - now, 0))
+        raise StoreError("database is locked")
+
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, 1)
+
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, len(items))
+
+
+def test_group_commit_every_caller_answers_by_its_deadline_with_the_store_locked() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    store = LockedStore()
+    writer = GroupCommit(store, timeout=0.3)
+    took: dict[int, float] = {}
+    errors: dict[int, Exception] = {}
+
+    def go(i: int) -> None:
+        t0 = time.monotonic()
+        try:
+            writer.record(f"m{i}", None, "accept")
+        except StoreError as exc:
+            errors[i] = exc
+        took[i] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)  # arrivals spread over 0.2 s: later callers queue behind a leader that is waiting
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 20
+    # No write starts past its deadline, and no leader writes beyond its own (the old leader drained the
+    # queue and retried one by one with a fresh timeout each: 20 x 0.3 s).
+    assert all(started < deadline for started, deadline, _ in store.calls)
+    assert sum(n for _, _, n in store.calls) <= 20
+    # Each caller's wait is bounded by its own deadline (0.3 s), plus scheduling slack on a shared machine.
+    assert max(took.values()) < 0.3 + 1.0, sorted(took.values())
+
+
+def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    class Slow(SlowStore):
+        def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+            if meta == "first":
+                time.sleep(0.4)  # the first leader's commit outlasts a follower's deadline
+            return super().record(meta, result, action, deadline)
+
+    store = Slow()
+    writer = GroupCommit(store, timeout=5)
+    out: dict[str, object] = {}
+
+    def go(name: str, timeout: float) -> None:
+        try:
+            out[name] = writer.record(name, None, "accept", deadline=time.monotonic() + timeout)
+        except StoreError as exc:
+            out[name] = exc
+
+    first = threading.Thread(target=go, args=("first", 5))
+    first.start()
+    time.sleep(0.1)
+    late = threading.Thread(target=go, args=("late", 0.1))
+    others = [threading.Thread(target=go, args=(f"m{i}", 5)) for i in range(5)]
+    for t in [late, *others]:
+        t.start()
+    for t in [first, late, *others]:
+        t.join(10)
+    assert isinstance(out["late"], StoreError)
+    assert "late" not in store.rows  # it left the queue before anyone wrote it
+    assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
+    assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
+    assert not writer._leading and not writer._queue
