@@ -235,6 +235,25 @@ def _float_range(lo: float, hi: float) -> Validator:
     return check
 
 
+# Postfix's milter_content_timeout as deploy/postfix/main.cf sets it: how long Postfix waits for the reply at end
+# of message before it gives up on the milter (and answers 4.7.1, or worse with milter_default_action = accept).
+# The milter's reply comes within store.timeout of end of message, so store.timeout must stay well below it.
+MILTER_CONTENT_TIMEOUT = 60.0
+STORE_TIMEOUT_MAX = MILTER_CONTENT_TIMEOUT / 2  # the rest: classification, a slow disk's fsync, the MTA itself
+
+
+def _store_timeout(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{v!r}: must be a number of seconds")
+    if not 0.1 <= v <= STORE_TIMEOUT_MAX:
+        raise ValueError(
+            f"{v!r}: must be a number between 0.1 and {STORE_TIMEOUT_MAX:g}: every reply to the MTA comes within "
+            f"store.timeout, and Postfix gives up after milter_content_timeout ({MILTER_CONTENT_TIMEOUT:g}s in "
+            "deploy/postfix/main.cf)"
+        )
+    return float(v)
+
+
 def _reasons(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
         raise ValueError('must be a list of reason names, e.g. ["blocked", "spamdetected"]')
@@ -263,7 +282,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
-    "store.timeout": ("store_timeout", _float_range(0.0, 600.0)),
+    "store.timeout": ("store_timeout", _store_timeout),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
     "bounce.match_null_sender": ("match_null_sender", _bool),
     "bounce.verp_separator": ("verp_separator", _one_char),
