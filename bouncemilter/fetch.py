@@ -21,19 +21,15 @@ attachments; POP3 reads the rest of a big message off the wire and drops it).
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import imaplib
 import ipaddress
 import os
 import poplib
-import re
 import socket
 import sqlite3
 import ssl
 import stat
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +43,6 @@ FETCH_ACTION = "fetched"  # `messages.action` of fetched rows (the milter's are 
 BATCH = 200  # messages per UID range / per store transaction
 MAX_SIZE = 1048576  # bytes of a message fetched (the milter's body cap: the classifier needs no more)
 TIMEOUT = 60.0  # seconds a server may stay silent during a command
-IDLE_RENEW = 29 * 60  # RFC 2177: re-issue IDLE before the server's 30-minute inactivity timeout
-POP3_LINE_MAX = 65536  # a longer line is read in pieces (poplib's own limit, 2048, rejects real-world mail)
 
 SCHEMES: dict[str, tuple[str, bool, int]] = {  # scheme -> (protocol, TLS from the first byte, default port)
     "imap": ("imap", False, 143),
@@ -199,7 +193,7 @@ def read_secret(path: str, what: str = "password file") -> str:
     if not secret:
         raise FetchError(f"{what} {path}: empty")
     if mode & stat.S_IROTH:
-        _warn_once(f"{what} {path} is readable by every user of this machine (chmod 600)")
+        warn_once(f"{what} {path} is readable by every user of this machine (chmod 600)")
     return secret
 
 
@@ -241,7 +235,7 @@ _warned: set[str] = set()
 warn: Callable[[str], None] = lambda msg: None  # noqa: E731  (the CLI and the service set where warnings go)
 
 
-def _warn_once(msg: str) -> None:
+def warn_once(msg: str) -> None:
     if msg not in _warned:
         _warned.add(msg)
         warn(msg)
@@ -454,370 +448,11 @@ def describe(exc: BaseException, url: MailboxURL) -> str:
     return f"{url.address}: {' '.join(str(text).split()) or exc.__class__.__name__}"
 
 
-def _xoauth2(user: str, token: str) -> bytes:
+def xoauth2(user: str, token: str) -> bytes:
     return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
 
 
-def imap_utf7(name: str) -> str:
-    """RFC 3501 modified UTF-7 for a mailbox name (non-ASCII folder names)."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            data = base64.b64encode("".join(pending).encode("utf-16-be")).rstrip(b"=").replace(b"/", b",")
-            out.append("&" + data.decode() + "-")
-            pending.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    flush()
-    return "".join(out)
-
-
-def _quote(name: str) -> str:
-    return '"' + imap_utf7(name).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def uid_sets(uids: Sequence[int]) -> str:
-    """'1:5,7,9:12' for sorted UIDs."""
-    parts: list[str] = []
-    start = prev = None
-    for uid in uids:
-        if start is None:
-            start = prev = uid
-        elif uid == prev + 1:
-            prev = uid
-        else:
-            parts.append(f"{start}:{prev}" if start != prev else str(start))
-            start = prev = uid
-    if start is not None:
-        parts.append(f"{start}:{prev}" if start != prev else str(start))
-    return ",".join(parts)
-
-
-_UID = re.compile(rb"\bUID (\d+)")
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-_EXISTS = re.compile(rb"^\* \d+ (?:EXISTS|RECENT)\b")
-_LIST_DELIM = re.compile(rb'^\([^)]*\) (?:"((?:[^"\\]|\\.)*)"|NIL) ')
-
-
-def parse_fetch(data: list[Any]) -> dict[int, tuple[bytes, int]]:
-    """uid -> (literal, RFC822.SIZE or -1) from imaplib's FETCH data (one literal per message requested)."""
-    out: dict[int, tuple[bytes, int]] = {}
-    current: list[Any] | None = None  # [head text, literal]
-
-    def finish() -> None:
-        if current is not None:
-            text = current[0]
-            m = _UID.search(text)
-            if m:
-                size = _SIZE.search(text)
-                out[int(m.group(1))] = (current[1], int(size.group(1)) if size else -1)
-
-    for item in data:
-        if isinstance(item, tuple):
-            finish()
-            current = [item[0], item[1]]
-        elif isinstance(item, bytes) and current is not None and item[:1] in (b")", b" "):
-            current[0] += item  # the rest of this message's response, after its literal
-        else:
-            finish()  # an unsolicited response (another client changed flags) or a NIL body
-            current = None
-    finish()
-    return out
-
-
-class ImapSession:
-    """One logged-in IMAP connection with the folder selected."""
-
-    def __init__(self, url: MailboxURL, creds: Credentials, opts: Options) -> None:
-        self.url = url
-        self.opts = opts
-        self.conn: imaplib.IMAP4 | None = None
-        self.caps: set[str] = set()
-        self.delimiter = "/"
-        self.prefix = ""
-        self.uidvalidity = 0
-        self.last_uid = 0  # highest UID handled in this session (a message at or below it was acted on)
-        self._folders: set[str] = set()
-        self._connect(creds)
-
-    # -- connection
-
-    def _connect(self, creds: Credentials) -> None:
-        url, opts = self.url, self.opts
-        try:
-            if url.implicit_tls:
-                conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
-                    url.host, url.port, ssl_context=tls_context(opts), timeout=opts.timeout
-                )
-            else:
-                conn = imaplib.IMAP4(url.host, url.port, timeout=opts.timeout)
-                if "STARTTLS" in conn.capabilities:
-                    conn.starttls(tls_context(opts))
-                elif not is_loopback(url.host):
-                    conn.shutdown()
-                    raise FetchError(
-                        f"{url.address} does not offer STARTTLS: the password would cross the network in clear "
-                        f"(use imaps:// if the server has it on another port)"
-                    )
-        except FetchError:
-            raise
-        except (OSError, imaplib.IMAP4.error) as exc:
-            raise FetchError(describe(exc, url)) from None
-        self.conn = conn
-        try:
-            if creds.token_file:
-                token = creds.token()
-                conn.authenticate("XOAUTH2", lambda _challenge: _xoauth2(url.user, token))
-            else:
-                assert creds.password is not None
-                conn.login(url.user, creds.password)
-        except imaplib.IMAP4.abort as exc:
-            self.close()
-            raise FetchError(describe(exc, url)) from None
-        except imaplib.IMAP4.error as exc:
-            self.close()
-            raise FetchError(f"login as {url.user} at {url.address} failed: {_server_text(exc)}") from None
-        except OSError as exc:
-            self.close()
-            raise FetchError(describe(exc, url)) from None
-        try:
-            self._discover()
-            self._select()
-        except (OSError, imaplib.IMAP4.abort) as exc:
-            self.close()
-            raise FetchError(describe(exc, url)) from None
-        except FetchError:
-            self.close()
-            raise
-
-    def _discover(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        typ, data = conn.capability()
-        if typ == "OK" and data and data[0]:
-            self.caps = {c.upper() for c in data[0].decode("ascii", "replace").split()}
-        typ, data = conn.list('""', '""')
-        if typ == "OK" and data and isinstance(data[0], bytes):
-            m = _LIST_DELIM.match(data[0])
-            if m and m.group(1):
-                self.delimiter = m.group(1).decode().replace("\\\\", "\\")
-        if "NAMESPACE" in self.caps:
-            typ, data = conn.namespace()
-            m = re.match(rb'^\(\("((?:[^"\\]|\\.)*)" ', data[0] or b"") if typ == "OK" and data else None
-            if m:
-                self.prefix = m.group(1).decode()
-
-    def server_name(self, name: str) -> str:
-        """A folder as configured ('/'-separated) -> as this server names it (separator, namespace prefix)."""
-        if self.delimiter != "/":
-            name = name.replace("/", self.delimiter)
-        if self.prefix and name.upper() != "INBOX" and not name.startswith(self.prefix):
-            name = self.prefix + name
-        return name
-
-    def _select(self) -> None:
-        conn = self.conn
-        assert conn is not None
-        folder = self.server_name(self.url.folder)
-        typ, data = conn.select(_quote(folder))
-        if typ != "OK":
-            raise FetchError(
-                f"folder {self.url.folder!r} not found in {self.url.user}'s mailbox at {self.url.address}: "
-                f"{_server_text(data)}"
-            )
-        _, validity = conn.response("UIDVALIDITY")
-        value = int(validity[0]) if validity and validity[0] else 0
-        if value != self.uidvalidity:
-            self.uidvalidity = value
-            self.last_uid = 0  # the server renumbered the folder: every message is new to this session
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            conn.logout()
-        with contextlib.suppress(Exception):
-            conn.shutdown()
-
-    # -- a pass over the folder
-
-    def pending(self) -> list[int]:
-        """UIDs above the session's high-water mark that are not flagged deleted, in order."""
-        conn = self.conn
-        assert conn is not None
-        typ, data = conn.uid("SEARCH", f"UID {self.last_uid + 1}:*", "NOT", "DELETED")
-        if typ != "OK":
-            raise FetchError(f"{self.url.address}: SEARCH failed: {_server_text(data)}")
-        uids = sorted({int(u) for chunk in data if chunk for u in chunk.split()})
-        return [u for u in uids if u > self.last_uid]  # "n:*" always includes the highest UID
-
-    def run_pass(
-        self, recorder: Recorder, stats: Stats, progress: Any = None, stop: threading.Event | None = None
-    ) -> None:
-        uids = self.pending()
-        stats.listed += len(uids)
-        if progress is not None:
-            progress.add_total(len(uids))
-        for start in range(0, len(uids), self.opts.batch):
-            if stop is not None and stop.is_set():
-                return
-            batch = uids[start : start + self.opts.batch]
-            self._batch(batch, recorder, stats)
-            self.last_uid = batch[-1]
-            if progress is not None:
-                progress.advance(len(batch))
-
-    def _fetch(self, uids: Sequence[int], items: str) -> dict[int, tuple[bytes, int]]:
-        conn = self.conn
-        assert conn is not None
-        typ, data = conn.uid("FETCH", uid_sets(uids), items)
-        if typ != "OK":
-            raise FetchError(f"{self.url.address}: FETCH failed: {_server_text(data)}")
-        return parse_fetch(data)
-
-    def _batch(self, uids: Sequence[int], recorder: Recorder, stats: Stats) -> None:
-        heads = self._fetch(uids, f"(UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADERS})])")
-        known = recorder.known({uid: head for uid, (head, _) in heads.items()})
-        stats.already += len(known)
-        todo = [uid for uid in uids if uid in heads and uid not in known]
-        messages: list[tuple[int, bytes, int]] = []
-        if todo:
-            cap = self.opts.max_size
-            for uid, (raw, size) in sorted(self._fetch(todo, f"(UID RFC822.SIZE BODY.PEEK[]<0.{cap}>)").items()):
-                if size > cap:
-                    stats.truncated += 1
-                messages.append((uid, raw, size if size >= 0 else len(raw)))
-        done = recorder.commit(messages, stats)  # committed: from here on the server may be changed
-        self._act({**known, **done}, stats)
-
-    def _act(self, categories: Mapping[int, str], stats: Stats) -> None:
-        groups: dict[tuple[str, str], list[int]] = {}
-        for uid, cat in categories.items():
-            groups.setdefault(self.opts.after[cat], []).append(uid)
-        for (verb, folder), uids in sorted(groups.items()):
-            uids.sort()
-            if verb == "leave":
-                stats.left += len(uids)
-            elif verb == "seen":
-                self._store(uids, "+FLAGS.SILENT", r"(\Seen)")
-                stats.seen += len(uids)
-            elif verb == "delete":
-                self._store(uids, "+FLAGS.SILENT", r"(\Deleted)")
-                self._expunge(uids)
-                stats.deleted += len(uids)
-            else:
-                self._move(uids, folder)
-                stats.moved[folder] = stats.moved.get(folder, 0) + len(uids)
-
-    def _command(self, *args: str) -> None:
-        conn = self.conn
-        assert conn is not None
-        typ, data = conn.uid(*args)
-        if typ != "OK":
-            raise FetchError(f"{self.url.address}: UID {args[0]} failed: {_server_text(data)}")
-
-    def _store(self, uids: Sequence[int], how: str, flags: str) -> None:
-        self._command("STORE", uid_sets(uids), how, flags)
-
-    def _expunge(self, uids: Sequence[int]) -> None:
-        conn = self.conn
-        assert conn is not None
-        if "UIDPLUS" in self.caps:
-            self._command("EXPUNGE", uid_sets(uids))
-        else:  # without UID EXPUNGE every \Deleted message of the folder goes, as in any mail client
-            conn.expunge()
-
-    def _ensure_folder(self, folder: str) -> str:
-        name = self.server_name(folder)
-        if name in self._folders:
-            return name
-        conn = self.conn
-        assert conn is not None
-        typ, data = conn.list('""', _quote(name))
-        if typ != "OK" or not any(isinstance(d, bytes) and d for d in data):
-            typ, data = conn.create(_quote(name))
-            if typ != "OK":
-                raise FetchError(f"{self.url.address}: cannot create folder {folder!r}: {_server_text(data)}")
-            conn.subscribe(_quote(name))  # so that mail clients show it
-        self._folders.add(name)
-        return name
-
-    def _move(self, uids: Sequence[int], folder: str) -> None:
-        name = self._ensure_folder(folder)
-        self._store(uids, "+FLAGS.SILENT", r"(\Seen)")  # "mark seen and move": read in the target folder too
-        if "MOVE" in self.caps:
-            self._command("MOVE", uid_sets(uids), _quote(name))
-        else:
-            self._command("COPY", uid_sets(uids), _quote(name))
-            self._store(uids, "+FLAGS.SILENT", r"(\Deleted)")
-            self._expunge(uids)
-
-    # -- waiting for new mail
-
-    def wait(self, seconds: float, stop: threading.Event) -> bool:
-        """Wait for new mail up to `seconds` (IDLE if the server has it, else NOOP polls); True if some came.
-
-        Returns early, False, when `stop` is set.
-        """
-        if "IDLE" in self.caps:
-            return self._idle(min(seconds, IDLE_RENEW), stop)
-        deadline = time.monotonic() + seconds
-        while not stop.wait(min(1.0, max(deadline - time.monotonic(), 0))):
-            if time.monotonic() >= deadline:
-                break
-        conn = self.conn
-        assert conn is not None
-        conn.noop()
-        return True
-
-    def _idle(self, seconds: float, stop: threading.Event) -> bool:
-        conn = self.conn
-        assert conn is not None
-        tag = conn._new_tag()  # imaplib (before Python 3.14) has no IDLE: spoken here over its connection
-        conn.send(tag + b" IDLE\r\n")
-        line = conn._get_line()
-        while line.startswith(b"* "):  # untagged data sent before the continuation
-            if _EXISTS.match(line):
-                seconds = 0
-            line = conn._get_line()
-        if not line.startswith(b"+"):
-            raise FetchError(f"{self.url.address}: IDLE refused: {line.decode('utf-8', 'replace')}")
-        sock = conn.sock
-        changed = seconds == 0
-        deadline = time.monotonic() + seconds
-        sock.settimeout(1.0)  # wake up every second to notice `stop`
-        try:
-            while not changed and not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    line = conn._get_line()
-                except TimeoutError:
-                    continue
-                if line.startswith(b"* BYE"):
-                    raise imaplib.IMAP4.abort(line.decode("utf-8", "replace"))
-                changed = bool(_EXISTS.match(line))
-        finally:
-            sock.settimeout(self.opts.timeout)
-        conn.send(b"DONE\r\n")
-        while True:
-            line = conn._get_line()
-            if line.startswith(tag):
-                break
-            if _EXISTS.match(line):
-                changed = True
-        if not line.split(None, 2)[1:2] == [b"OK"]:
-            raise FetchError(f"{self.url.address}: IDLE ended with {line.decode('utf-8', 'replace')}")
-        return changed
-
-
-def _server_text(value: Any) -> str:
+def server_text(value: Any) -> str:
     """The server's words from an imaplib/poplib error or response data, on one line."""
     if isinstance(value, BaseException):
         value = value.args[0] if value.args else str(value)
@@ -829,182 +464,15 @@ def _server_text(value: Any) -> str:
     return text.removeprefix("-ERR ") or "no reason given"
 
 
-# ------------------------------------------------------------------------------------------------------ POP3
+def connect(url: MailboxURL, creds: Credentials, opts: Options) -> Any:
+    """A logged-in session (fetch_imap.ImapSession or fetch_pop3.Pop3Session); FetchError if not."""
+    if url.protocol == "imap":
+        from .fetch_imap import ImapSession
 
+        return ImapSession(url, creds, opts)
+    from .fetch_pop3 import Pop3Session
 
-class Pop3Session:
-    """One logged-in POP3 connection. POP3 has no folders and no flags: a message is left or deleted
-    (deletions take effect at QUIT, so a connection lost before it deletes nothing)."""
-
-    def __init__(self, url: MailboxURL, creds: Credentials, opts: Options) -> None:
-        self.url = url
-        self.opts = opts
-        self.conn: poplib.POP3 | None = None
-        self._handled: set[str] = set()  # UIDLs acted on in this session
-        self._connect(creds)
-        for cat, (verb, folder) in opts.after.items():
-            # the defaults (move) quietly mean "leave" over POP3; an action asked for on purpose gets a word
-            if verb in ("seen", "move") and (verb, folder) != parse_after(AFTER_DEFAULTS[cat]):
-                _warn_once(
-                    f"{url}: POP3 has no folders or flags: {cat} messages ({verb}) are left on the server "
-                    "(use delete, or IMAP)"
-                )
-
-    def _connect(self, creds: Credentials) -> None:
-        url, opts = self.url, self.opts
-        try:
-            if url.implicit_tls:
-                conn: poplib.POP3 = poplib.POP3_SSL(url.host, url.port, context=tls_context(opts), timeout=opts.timeout)
-            else:
-                conn = poplib.POP3(url.host, url.port, timeout=opts.timeout)
-                try:
-                    caps = conn.capa()
-                except poplib.error_proto:
-                    caps = {}
-                if "STLS" in caps:
-                    conn.stls(tls_context(opts))
-                elif not is_loopback(url.host):
-                    conn.close()
-                    raise FetchError(
-                        f"{url.address} does not offer STLS: the password would cross the network in clear "
-                        "(use pop3s:// if the server has it on another port)"
-                    )
-        except FetchError:
-            raise
-        except (OSError, poplib.error_proto) as exc:
-            raise FetchError(describe(exc, url)) from None
-        self.conn = conn
-        try:
-            if creds.token_file:
-                resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(_xoauth2(url.user, creds.token())).decode())
-                if resp.startswith(b"+"):  # an error challenge: answer empty to get the final -ERR
-                    conn._shortcmd("")
-            else:
-                assert creds.password is not None
-                conn.user(url.user)
-                conn.pass_(creds.password)
-        except poplib.error_proto as exc:
-            self.close(quit_=False)
-            raise FetchError(f"login as {url.user} at {url.address} failed: {_server_text(exc)}") from None
-        except OSError as exc:
-            self.close(quit_=False)
-            raise FetchError(describe(exc, url)) from None
-
-    def close(self, quit_: bool = True) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if quit_:
-            with contextlib.suppress(Exception):
-                conn.quit()  # the deletions of this session happen now
-        with contextlib.suppress(Exception):
-            conn.close()
-
-    def finish(self) -> None:
-        """QUIT: the server deletes the messages marked deleted; an error here means they stay (harmless)."""
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        try:
-            conn.quit()
-        except (OSError, poplib.error_proto) as exc:
-            raise FetchError(f"{self.url.address}: QUIT failed, nothing deleted: {_server_text(exc)}") from None
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def _multiline(self, command: str, cap: int) -> bytes:
-        """A multi-line response (RETR/TOP), dot-unstuffed, keeping at most `cap` bytes (the rest is read and
-        dropped, so the connection stays in step)."""
-        conn = self.conn
-        assert conn is not None
-        conn._putcmd(command)
-        conn._getresp()
-        kept: list[bytes] = []
-        size = 0
-        at_line_start = True
-        while True:
-            line = conn.file.readline(POP3_LINE_MAX)
-            if not line:
-                raise EOFError("connection closed in the middle of a message")
-            if at_line_start:
-                if line in (b".\r\n", b".\n"):
-                    break
-                if line.startswith(b".."):
-                    line = line[1:]
-            at_line_start = line.endswith(b"\n")
-            if size < cap:
-                kept.append(line[: cap - size])
-                size += len(kept[-1])
-        return b"".join(kept)
-
-    def pending(self) -> list[tuple[int, str, int]]:
-        """(number, UIDL, size) of the messages not handled yet in this session."""
-        conn = self.conn
-        assert conn is not None
-        _, lines, _ = conn.uidl()
-        uidls = {}
-        for line in lines:
-            num, _, uid = line.decode("utf-8", "replace").partition(" ")
-            uidls[int(num)] = uid.strip()
-        _, lines, _ = conn.list()
-        sizes = {int(a): int(b) for a, b in (ln.split()[:2] for ln in lines)}
-        return [(n, uidls.get(n, ""), sizes.get(n, 0)) for n in sorted(sizes) if uidls.get(n, "") not in self._handled]
-
-    def run_pass(
-        self, recorder: Recorder, stats: Stats, progress: Any = None, stop: threading.Event | None = None
-    ) -> None:
-        msgs = self.pending()
-        stats.listed += len(msgs)
-        if progress is not None:
-            progress.add_total(len(msgs))
-        for start in range(0, len(msgs), self.opts.batch):
-            if stop is not None and stop.is_set():
-                return
-            batch = msgs[start : start + self.opts.batch]
-            self._batch(batch, recorder, stats)
-            if progress is not None:
-                progress.advance(len(batch))
-
-    def _batch(self, batch: Sequence[tuple[int, str, int]], recorder: Recorder, stats: Stats) -> None:
-        heads: dict[int, bytes] = {}
-        for num, _uid, _size in batch:
-            try:
-                heads[num] = self._multiline(f"TOP {num} 0", 1 << 20)
-            except poplib.error_proto:
-                break  # TOP is optional in POP3: without it every message is downloaded
-        known = recorder.known(heads)
-        stats.already += len(known)
-        messages = []
-        for num, _uid, size in batch:
-            if num not in known:
-                raw = self._multiline(f"RETR {num}", self.opts.max_size)
-                if size > self.opts.max_size:
-                    stats.truncated += 1
-                messages.append((num, raw, size))
-        done = recorder.commit(messages, stats)
-        conn = self.conn
-        assert conn is not None
-        for num, uid, _size in batch:
-            verb, _ = self.opts.after[{**known, **done}[num]]
-            if verb == "delete":
-                conn.dele(num)
-                stats.deleted += 1
-            else:
-                stats.left += 1
-            self._handled.add(uid)
-
-    def wait(self, seconds: float, stop: threading.Event) -> bool:
-        """POP3 cannot be told about new mail, and shows a snapshot per session: reconnect after `seconds`."""
-        stop.wait(seconds)
-        return False
-
-
-Session = ImapSession | Pop3Session
-
-
-def connect(url: MailboxURL, creds: Credentials, opts: Options) -> Session:
-    return ImapSession(url, creds, opts) if url.protocol == "imap" else Pop3Session(url, creds, opts)
+    return Pop3Session(url, creds, opts)
 
 
 def fetch_once(
@@ -1021,7 +489,7 @@ def fetch_once(
     session = connect(url, creds, opts)
     try:
         session.run_pass(recorder, stats, progress, stop)
-        if isinstance(session, Pop3Session):
+        if session.snapshot:
             session.finish()
     except FetchError:
         raise
@@ -1055,7 +523,7 @@ class Watcher:
         delay = self.backoff
         connected = False
         while not stop.is_set():
-            session: Session | None = None
+            session: Any = None
             try:
                 session = connect(self.url, self.creds, self.opts)
                 connected = True
@@ -1063,7 +531,7 @@ class Watcher:
                 while not stop.is_set():
                     stats = Stats()
                     session.run_pass(self.recorder, stats, stop=stop)
-                    if isinstance(session, Pop3Session):
+                    if session.snapshot:
                         session.finish()  # POP3 shows a snapshot: deletions happen and new mail appears only anew
                         self.on_pass(stats)
                         session = None
