@@ -111,6 +111,18 @@ class Settings:
     metrics_enabled: bool = False
     metrics_listen: str = "127.0.0.1:9125"
     metrics_allow_remote: bool = False
+    # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
+    fetch_enabled: bool = False
+    fetch_url: str = ""
+    fetch_password_file: str = ""
+    fetch_password_env: str = ""
+    fetch_oauth2_token_file: str = ""
+    fetch_ca_file: str = ""
+    fetch_interval: float = 300.0
+    fetch_batch_size: int = 200
+    fetch_max_size: int = 1048576
+    fetch_timeout: float = 60.0
+    fetch_after: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # ---------------------------------------------------------------- validators: value -> normalised value or ValueError
@@ -274,6 +286,24 @@ def _listen(v: Any) -> str:
     return v.strip()
 
 
+def _fetch_url(v: Any) -> str:
+    from .fetch import parse_url  # local: only the validator needs it
+
+    if not isinstance(v, str):
+        raise ValueError("must be a string like 'imaps://bounces@example.com@imap.example.com/INBOX'")
+    parse_url(v)
+    return v.strip()
+
+
+def _fetch_after(v: Any) -> Mapping[str, str]:
+    from .fetch import after_map
+
+    if not isinstance(v, dict):
+        raise ValueError('must be a table, e.g. [fetch.after] hard = "move:Bounces/Hard"')
+    after_map(v)
+    return MappingProxyType({k: v[k].strip() for k in v})
+
+
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.
 KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket": ("socket", _socket),
@@ -299,6 +329,17 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "metrics.enabled": ("metrics_enabled", _bool),
     "metrics.listen": ("metrics_listen", _listen),
     "metrics.allow_remote": ("metrics_allow_remote", _bool),
+    "fetch.enabled": ("fetch_enabled", _bool),
+    "fetch.url": ("fetch_url", _fetch_url),
+    "fetch.password_file": ("fetch_password_file", _nonempty_str),
+    "fetch.password_env": ("fetch_password_env", _nonempty_str),
+    "fetch.oauth2_token_file": ("fetch_oauth2_token_file", _nonempty_str),
+    "fetch.ca_file": ("fetch_ca_file", _nonempty_str),
+    "fetch.interval": ("fetch_interval", _float_range(1.0, 86400.0)),
+    "fetch.batch_size": ("fetch_batch_size", _int_range(1, 10000)),
+    "fetch.max_size": ("fetch_max_size", _int_range(1024, 1 << 30)),
+    "fetch.timeout": ("fetch_timeout", _float_range(1.0, 3600.0)),
+    "fetch.after": ("fetch_after", _fetch_after),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
@@ -366,6 +407,15 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
     if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
         raise ConfigError(f"{source}: milter.socket_group: only applies to a unix socket, not {settings.socket!r}")
+    if settings.fetch_enabled:
+        if not settings.fetch_url:
+            raise ConfigError(f"{source}: fetch.url: required when fetch.enabled = true")
+        given = [k for k in ("password_file", "password_env", "oauth2_token_file") if getattr(settings, f"fetch_{k}")]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{source}: fetch: set exactly one of password_file, password_env, oauth2_token_file"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
     from .metrics import is_loopback, parse_listen
 
     host = parse_listen(settings.metrics_listen)[0]
