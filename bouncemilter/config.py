@@ -54,7 +54,7 @@ def render(settings: Settings) -> str:
         section, _, key = dotted.partition(".")
         value = getattr(settings, name)
         lines = sections.setdefault(section, [])
-        if value is None:
+        if value is None or value == "":  # "" for the string keys whose validators refuse an empty value
             lines.append(f"# {key} = (not set)")
         else:
             lines.append(f"{key} = {_toml_value(name, value)}")
@@ -76,6 +76,8 @@ def _toml_value(name: str, value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(json.dumps(getattr(v, "pattern", v)) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {json.dumps(str(v))}" for k, v in value.items()) + "}"
     return json.dumps(str(value))
 
 
