@@ -868,13 +868,15 @@ def lock_socket(path: str) -> int:
     return fd
 
 
+SOCKET_MODE = 0o660  # owner and group: whoever may connect can inject bounces and suppressions
+
+
 def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
+    """Mode (default 0660) and group (default: the milter's own) of the socket. Postfix must be in that group
+    (usermod -a -G bouncemilter postfix), or set socket_group = "postfix" (the milter's user a member of it)."""
     group = getattr(settings, "socket_group", None)
     mode = getattr(settings, "socket_mode", None)
-    # Unset: group-only when a group is named, else anyone who can reach the directory (Postfix runs
-    # as another user than the milter, so the owner alone is never enough).
-    mode = _socket_mode(mode) if mode is not None else (0o660 if group else 0o666)
-    os.chmod(spec.path, mode)
+    os.chmod(spec.path, _socket_mode(mode) if mode is not None else SOCKET_MODE)
     if group:
         gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
         os.chown(spec.path, -1, gid)
@@ -1022,7 +1024,14 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
             lock_fd = lock_socket(spec.path)  # held until the process exits
-        _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
+        # the socket is born group-only (umask 0117 while libmilter binds it): no moment when any local user
+        # could connect, before _finish_unix_socket sets the configured mode
+        old_umask = os.umask(0o117) if spec.kind == "unix" else None
+        try:
+            _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
             st = os.stat(spec.path)

@@ -406,6 +406,7 @@ class Store:
         for name in (self.path, self.path + "-wal", self.path + "-shm"):
             if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
                 raise StoreError(f"{name}: read-only (the milter's user must be able to write it)")
+        _create_private(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -677,6 +678,24 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+DB_MODE = 0o640  # bounces are personal data: owner and group (a monitoring user), never everyone
+
+
+def _create_private(path: str) -> None:
+    """Create the database file DB_MODE whatever the umask (SQLite gives its -wal and -shm files the mode of the
+    database file). An existing file keeps its mode: the admin may have chosen another."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_MODE)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # sqlite3.connect() reports the problem in its own words
+    try:
+        os.fchmod(fd, DB_MODE)
+    finally:
+        os.close(fd)
 
 
 FIELD_CAP = 8192  # characters per text column: a hostile message must not bloat the database

@@ -28,7 +28,7 @@ PATTERN = "bounces+*@test.example"
 CONFIG = """\
 [milter]
 socket = "unix:{sock}"
-socket_mode = "0666"
+socket_group = "postfix"
 
 [store]
 db = "{db}"

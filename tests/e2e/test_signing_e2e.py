@@ -4,8 +4,11 @@ output of `bouncemilter sign`, forgeries kept unverified, complaints, key rotati
 
 from __future__ import annotations
 
+import grp
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +36,14 @@ def signed(e2e: E2E, dns: DnsStub) -> Iterator[tuple[E2E, SigningMilter]]:
     extra = f'log_sent = true\n\n[dns]\nnameservers = ["{dns.address}"]\n'
     with signing_milter(e2e, "signing-record", "record", extra=extra) as pair:
         yield pair
+
+
+def test_postfix_reaches_the_default_0660_socket_through_its_group(signed) -> None:  # type: ignore[no-untyped-def]
+    _, milter = signed
+    st = os.stat(milter.sock)
+    assert stat.S_IMODE(st.st_mode) == 0o660 and grp.getgrgid(st.st_gid).gr_name == "postfix"
+    # every other test of this module goes through this socket, from Postfix's smtpd and cleanup
+    assert stat.S_IMODE(os.stat(milter.db).st_mode) == 0o640
 
 
 def test_outbound_loop_signed_bounced_verified_suppressed(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
