@@ -147,7 +147,7 @@ def import_cmd(
     errors: list[SourceError] = []
     entries = collect(paths, errors)
     progress = ImportProgress(len(entries))
-    new = already = 0
+    new = already = truncated = unverified = 0
     kinds: dict[str, int] = {}
     t0 = time.monotonic()
     failure: StoreError | None = None
@@ -160,6 +160,8 @@ def import_cmd(
             if out.inserted and out.classification is not None:
                 new += 1
                 kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1
+                truncated += out.classification.truncated
+                unverified += out.verified is False
             else:
                 already += 1
     except StoreError as exc:
@@ -180,6 +182,8 @@ def import_cmd(
         "already_stored": already,
         "unreadable": len(errors),
         "kinds": dict(sorted(kinds.items())),
+        "truncated": truncated,  # reports that named more recipients than were read
+        "unverified": unverified,  # signed return paths: not proven to answer our mail
         "seconds": round(seconds, 3),
         "errors": [{"source": e.source, "message": e.message} for e in errors],
         "db": settings.db,
@@ -189,6 +193,13 @@ def import_cmd(
     else:
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         click.echo(f"{new} new, {already} already stored, {len(errors)} unreadable" + (f" ({detail})" if new else ""))
+        if unverified:
+            click.echo(f"{unverified} unverified (not proven to answer our mail: kept, never counted)")
+    if truncated:
+        click.echo(
+            f"bouncemilter: {truncated} report(s) named more recipients than were read; the first ones are recorded",
+            err=True,
+        )
     if failure is not None:
         click.echo(
             f"bouncemilter: store failed after {new + already} message(s): {failure}; "

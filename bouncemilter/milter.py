@@ -36,6 +36,7 @@ import Milter
 
 from . import decide, logjson
 from .classify import Classification, classify
+from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError
 from .verdict import make_domain_checker, make_verifier
@@ -281,6 +282,15 @@ class Runtime:
             self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
 
 
+def _marked_truncated(classifier: Callable[[bytes], Classification]) -> Callable[[bytes], Classification]:
+    def classify_cut(raw: bytes) -> Classification:
+        result = classifier(raw)
+        result.truncated = True
+        return result
+
+    return classify_cut
+
+
 def _internal_default(self: BounceMilter) -> int:
     return Milter.ACCEPT if self._internal else Milter.TEMPFAIL
 
@@ -409,6 +419,7 @@ class BounceMilter(Milter.Base):
         self._others: list[str] = []
         self._examine = False
         self._buf = bytearray()
+        self._skim: Skimmer | None = None  # past body_cap: the message is read by its MIME structure
         self._truncated = False
         self._size = 0
         self._declared_size = 0
@@ -571,19 +582,26 @@ class BounceMilter(Milter.Base):
             return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
         self._size += len(chunk)
         self._append(chunk)
-        if self._truncated and self._protocol & Milter.P_SKIP:
-            return Milter.SKIP  # enough to classify; the MTA goes straight to end of message
+        if self._skim is not None and self._skim.done and self._protocol & Milter.P_SKIP:
+            return Milter.SKIP  # nothing later can change the result; the MTA goes straight to end of message
         return Milter.CONTINUE
 
     def _append(self, data: bytes) -> None:
-        room = self._rt.settings.body_cap - len(self._buf)
-        if room <= 0:
-            self._truncated = True
+        if self._skim is not None:
+            self._skim.feed(data)
             return
-        if len(data) > room:
-            data = data[:room]
-            self._truncated = True
-        self._buf += data
+        cap = self._rt.settings.body_cap
+        if len(self._buf) + len(data) <= cap:
+            self._buf += data
+            return
+        # Past body_cap the message is read by its MIME structure (headers and report parts kept, big bodies
+        # skipped without being buffered): a report part after a large attachment is still found, and memory
+        # stays within about twice body_cap.
+        self._truncated = True
+        self._skim = Skimmer(budget=cap)
+        self._skim.feed(bytes(self._buf))
+        self._buf = bytearray()
+        self._skim.feed(data)
 
     # -- end of message ----------------------------------------------------------------------------
 
@@ -604,8 +622,12 @@ class BounceMilter(Milter.Base):
         # the reply must reach the MTA within [store] timeout of end of message (classification included)
         deadline = time.monotonic() + rt.writer.timeout
         self._queue_id = self.getsymval("i") or self._queue_id
-        raw = bytes(self._buf)
+        skim, self._skim = self._skim, None
+        raw = skim.result() if skim is not None else bytes(self._buf)
         self._buf = bytearray()
+        classifier = rt.classifier
+        if skim is not None and skim.cut_report:  # the report part itself was longer than body_cap
+            classifier = _marked_truncated(classifier)
         # The step `bouncemilter import` shares: classify, choose the action, commit the rows.
         env = Envelope(
             queue_id=self._queue_id,
@@ -624,9 +646,7 @@ class BounceMilter(Milter.Base):
         store_error = ""
         store_ms = 0.0
         try:
-            out = ingest(
-                raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier, verifier=rt.verifier
-            )
+            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=classifier, verifier=rt.verifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
             verified, verification, notes = out.verified, out.verification, out.notes
         except NotStored as exc:
@@ -644,6 +664,17 @@ class BounceMilter(Milter.Base):
         trust: dict[str, Any] = {"verified": verified, "verification": verification}
         if notes:
             trust["notes"] = notes
+        if result.truncated:  # nothing dropped without a word: the report named more than was read
+            trust["report_truncated"] = True
+            logjson.event(
+                rt.logger,
+                logging.WARNING,
+                "report_truncated",
+                f"the report names more recipients than were read; the first {len(result.recipients)} are recorded",
+                queue_id=self._queue_id,
+                recipients=len(result.recipients),
+                verified=verified,
+            )
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)

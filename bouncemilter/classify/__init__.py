@@ -80,7 +80,9 @@ def classify_message(msg: Message) -> Classification:
             name = "rfc6533" if msg.find("message/global-delivery-status") else "rfc3464"
             _fill_from_text(msg, rows)
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
-            return _finish(msg, name, Detection(rows, evidence), report.envelope_id)
+            done = _finish(msg, name, Detection(rows, evidence), report.envelope_id)
+            done.truncated = report.truncated
+            return done
 
     if bounce_like:
         for part in msg.text_parts():

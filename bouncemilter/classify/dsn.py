@@ -36,6 +36,7 @@ _ACTIONS = {
 class DSNReport:
     per_message: dict[str, str] = field(default_factory=dict)
     groups: list[dict[str, str]] = field(default_factory=list)
+    truncated: bool = False  # the part was longer than what is read (mime.MAX_TEXT): more groups followed
 
     @property
     def envelope_id(self) -> str:
@@ -158,6 +159,11 @@ def parse_dsn(msg: Message, nested: bool = False) -> tuple[DSNReport, list[Recip
     if part is None:
         return None
     report = parse_fields(dsn_text(part))
+    if part.cut:
+        # the text stops somewhere inside a group: keep the groups before it, and say so
+        report.truncated = True
+        if len(report.groups) > 1:
+            report.groups.pop()
     return report, recipients_from_report(report)
 
 

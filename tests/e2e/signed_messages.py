@@ -60,3 +60,78 @@ def hostunknown(token: str, recipient: str) -> bytes:
         diagnostic=f"X-Postfix; Host or domain name not found. Name service error for name={domain} type=MX: "
         "Host not found",
     )
+
+
+def dsn_after_attachment(token: str, recipient: str, size: int = 50 * 1024 * 1024) -> bytes:
+    """A DSN whose delivery-status part comes after a `size`-byte base64 attachment (then the original's headers)."""
+    b = f"dsn-{token}"
+    line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk=\r\n"
+    head = _crlf(f"""From: MAILER-DAEMON@mx.remote.example (Mail Delivery System)
+To: bounces@test.example
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{token}@mx.remote.example>
+Date: {DATE}
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="{b}"
+
+--{b}
+Content-Type: text/plain; charset=us-ascii
+
+Your message could not be delivered; the attachment you sent is enclosed.
+
+--{b}
+Content-Type: application/pdf; name="report.pdf"
+Content-Disposition: attachment; filename="report.pdf"
+Content-Transfer-Encoding: base64
+
+""")
+    tail = _crlf(f"""--{b}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.remote.example
+
+Final-Recipient: rfc822; {recipient}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown
+
+--{b}
+Content-Type: text/rfc822-headers
+
+From: News <news@test.example>
+To: {recipient}
+Subject: November report
+Message-ID: <orig-{token}@test.example>
+
+--{b}--
+""")
+    return head + line * (size // len(line) + 1) + tail
+
+
+def dsn_many(token: str, count: int, domain: str = "example.org") -> bytes:
+    """A DSN with `count` recipient groups (user0@domain ...)."""
+    groups = "".join(
+        f"Final-Recipient: rfc822; user{i}@{domain}\nAction: failed\nStatus: 5.1.1\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
+        for i in range(count)
+    )
+    b = f"many-{token}"
+    return _crlf(f"""From: MAILER-DAEMON@mx.remote.example
+To: bounces@test.example
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{token}@mx.remote.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="{b}"
+
+--{b}
+Content-Type: text/plain
+
+Delivery failed for {count} recipients.
+
+--{b}
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.remote.example
+
+{groups}--{b}--
+""")

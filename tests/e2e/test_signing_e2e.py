@@ -188,3 +188,19 @@ def test_dead_resolver_changes_nothing(e2e: E2E, signed, dns: DnsStub, token: st
     assert rcpt["hard"] == 1 and "DNS check failed" in rcpt["note"]
     assert recipient in suppressed(view)
     assert any(e.get("domain") == "aonly.test" for e in milter.events("dns_failed"))
+
+
+def test_dsn_after_a_50mb_attachment_yields_its_recipient(e2e: E2E, signed, token: str) -> None:  # type: ignore[no-untyped-def]
+    view, milter = signed
+    recipient = "far@example.org"
+    raw = S.dsn_after_attachment(token, recipient)
+    assert len(raw) > 50 * 1024 * 1024
+    code, reply, _ = e2e.send("", [sign(KEYS, PATTERN, recipient)], raw)
+    assert code == 250, reply
+    row = wait_row(view, token, timeout=60)
+    assert (row["kind"], row["verified"], row["size"] >= len(raw) - 100) == ("bounce", 1, True)
+    assert [(r["address"], r["status"]) for r in view.recipient_rows(row["id"])] == [(recipient, "5.1.1")]
+    assert row["original_message_id"] == f"<orig-{token}@test.example>"
+    assert recipient in suppressed(view)
+    line = next(e for e in milter.events("message") if e.get("queue_id") == row["queue_id"])
+    assert line["truncated"] is True  # read by structure, past body_cap
