@@ -139,7 +139,7 @@ class Settings:
     # DNS checks of domain claims (bouncemilter.dnscheck)
     dns_check: bool = True
     dns_nameservers: tuple[str, ...] = ()
-    dns_timeout_ms: int = 50
+    dns_timeout_ms: int = 40
     dns_lookup_timeout: float = 3.0
     dns_cache_seconds: int = 3600
 

@@ -66,7 +66,7 @@ class Verifier:
         max_age_days: int = 30,
         sent: SentLookup | None = None,
         dns: Any = None,
-        dns_wait: float = 0.05,
+        dns_wait: float = 0.04,
     ) -> None:
         self.keys = keys  # None: signing off (only the DNS check runs)
         self.matcher = matcher
@@ -236,7 +236,7 @@ def make_verifier(
         keys = read_keys(settings.signing_secret_file)
     if keys is None and dns is None:
         return None
-    wait = dns_wait if dns_wait is not None else getattr(settings, "dns_timeout_ms", 50) / 1000
+    wait = dns_wait if dns_wait is not None else getattr(settings, "dns_timeout_ms", 40) / 1000
     return Verifier(
         keys,
         matcher,
