@@ -1004,7 +1004,8 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         store.close()
         return 2
     sent_log = None
-    if verifier is not None and verifier.active and getattr(settings, "signing_log_sent", False):
+    # the sent log records what is signed, whatever `verify` says (verify = "off" while old mail still bounces)
+    if verifier is not None and getattr(settings, "signing_enabled", False) and settings.signing_log_sent:
         from .sentlog import SentLog
 
         sent_log = SentLog(store, settings.signing_sent_retention_days, logger, metrics).start()

@@ -147,3 +147,24 @@ def test_rows_not_written_yet_are_found_too(store: Store) -> None:
     assert log.by_message_id("<quick@x>") == [{"fast@example.org"}]
     log.start().close()
     assert log.by_token("cccccccccccccccc") == [{"fast@example.org"}]  # now from the table, once
+
+
+def test_the_milter_runtime_keeps_the_sent_log_also_with_verify_off(tmp_path: Path) -> None:
+    from bouncemilter.milter import open_runtime
+
+    keys = tmp_path / "keys"
+    keys.write_text("runtime test key 0123456789\n")
+    keys.chmod(0o600)
+    cfg = tmp_path / "bm.toml"
+    cfg.write_text(
+        f'[milter]\nsocket = "unix:{tmp_path}/m.sock"\n[store]\ndb = "{tmp_path}/rt.db"\n'
+        f'[bounce]\naddresses = ["{PATTERN}"]\n[log]\ntarget = "none"\n[dns]\ncheck = false\n'
+        f'[signing]\nsecret_file = "{keys}"\nsenders = ["@test.example"]\nverify = "off"\nlog_sent = true\n'
+    )
+    rt, _ = open_runtime(load_settings(str(cfg)))
+    try:
+        assert rt.signer is not None and rt.sent_log is not None
+        assert rt.verifier is not None and not rt.verifier.active and rt.verifier.sent is rt.sent_log
+    finally:
+        rt.sent_log.close()
+        rt.store.close()
