@@ -56,7 +56,8 @@ class Progress:
         filled = int(done * BAR_WIDTH)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         return (
-            f"classifying [{bar}] {done:4.0%} {self.files}/{self.total} files, {self.messages} messages, {rate:.0f}/s"
+            f"classifying [{bar}] {done:4.0%} {self.files}/{self.total} files, "
+            f"{self.messages} messages, {rate:.0f}/s"
         )
 
     def close(self) -> None:

@@ -59,7 +59,7 @@ def test_random_bytes(raw: bytes) -> None:
 
 
 @FUZZ
-@given(st.text(alphabet=st.sampled_from('From:\n\r\t -=?<>@.;"abcB5012xX/'), max_size=2000))
+@given(st.text(alphabet=st.sampled_from("From:\n\r\t -=?<>@.;\"abcB5012xX/"), max_size=2000))
 def test_random_mail_like_text(text: str) -> None:
     check(text.encode())
 

@@ -28,6 +28,7 @@ def from_address(msg: Message) -> str:
     return msg.headers.get("from").lower()
 
 
+
 def section(text: str, start: str, end: str | None = None, max_lines: int = 400) -> list[str]:
     """The lines after the first line containing `start`, up to a line containing `end` (excluded)."""
     at = text.find(start)

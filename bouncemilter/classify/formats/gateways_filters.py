@@ -98,11 +98,8 @@ def detect_mxlogic(msg: Message) -> Detection | None:
     if not _mxlogic_match(msg):
         return None
     text = msg.body_text()
-    lines = section(
-        text,
-        "This message was created automatically by mail delivery software.",
-        "Included is a copy of the message header:",
-    )
+    lines = section(text, "This message was created automatically by mail delivery software.",
+                    "Included is a copy of the message header:")
     rows: list[RecipientResult] = []
     diags: list[list[str]] = []
     for line in lines:
@@ -209,30 +206,15 @@ def detect_activehunter(msg: Message) -> Detection | None:
 _FML_MID = re.compile(r"^<\d+\.FML.+@.+>$")
 _FML_RCPT = re.compile(r"<([^\s<>@]+@[^\s<>]+?)>\.$")
 _FML_REASONS = (
-    (
-        "rejected",
-        re.compile(
-            r"(?:Ignored )*NOT MEMBER article from |reject (?:mail from \S+@\S+|since .+ header "
-            r"may cause mail loop|spammers:)|You are not a member of this mailing list"
-        ),
-    ),
-    (
-        "systemerror",
-        re.compile(
-            r"Duplicated Message-ID|fml .+ has detected a loop condition so that|"
-            r"Loop Back Warning:"
-        ),
-    ),
+    ("rejected", re.compile(r"(?:Ignored )*NOT MEMBER article from |reject (?:mail from \S+@\S+|since .+ header "
+                            r"may cause mail loop|spammers:)|You are not a member of this mailing list")),
+    ("systemerror", re.compile(r"Duplicated Message-ID|fml .+ has detected a loop condition so that|"
+                               r"Loop Back Warning:")),
     ("securityerror", re.compile(r"Security alert:")),
 )
 _FML_SUBJECTS = (
-    (
-        "rejected",
-        re.compile(
-            r"(?:Ignored )*NOT MEMBER article from |reject mail (?:.+:|from) ,|"
-            r"Spam mail from a spammer is rejected|You .+ are not member"
-        ),
-    ),
+    ("rejected", re.compile(r"(?:Ignored )*NOT MEMBER article from |reject mail (?:.+:|from) ,|"
+                            r"Spam mail from a spammer is rejected|You .+ are not member")),
     ("systemerror", re.compile(r"fml system error message|Loop Alert: |Loop Back Warning: |WARNING: UNIX FROM Loop")),
     ("securityerror", re.compile(r"Security Alert")),
 )

@@ -115,16 +115,10 @@ _EXCH2007_DIAG_START = re.compile(
     r"Informazioni di diagnostica per gli amministratori|Diagnoseinformationen für Administratoren)",
     re.M,
 )
-_EXCH2007_END = re.compile(
-    r"^(?:Original message headers|En-t.tes de message d'origine|"
-    r"Intestazioni originali del messaggio|Ursprüngliche Nachrichtenkopfzeilen)",
-    re.M,
-)
-_EXCH2007_SERVER = re.compile(
-    r"^(?:Generating server|Serveur de g\S+ration|Server di generazione|"
-    r"Generierender Server|Remote Server)\s*:\s*(\S*)",
-    re.M,
-)
+_EXCH2007_END = re.compile(r"^(?:Original message headers|En-t.tes de message d'origine|"
+                           r"Intestazioni originali del messaggio|Ursprüngliche Nachrichtenkopfzeilen)", re.M)
+_EXCH2007_SERVER = re.compile(r"^(?:Generating server|Serveur de g\S+ration|Server di generazione|"
+                              r"Generierender Server|Remote Server)\s*:\s*(\S*)", re.M)
 _EXCH2007_LINE = re.compile(r"^(?:(\S+)\s+)?#(.+?)(?:\s*##.*)?$")
 _EXCH2007_QUOTED = re.compile(r"Remote Server returned '(.+)'")
 

@@ -109,12 +109,8 @@ def make_row(
 ) -> RecipientResult:
     """base.make_row on the reply with the MTAs' multi-line prefixes folded (see clean_reply)."""
     return base_make_row(
-        address,
-        clean_reply(one_line(diagnostic)),
-        status=status,
-        reply_code=reply_code,
-        remote_mta=remote_mta,
-        action=action,
+        address, clean_reply(one_line(diagnostic)), status=status, reply_code=reply_code,
+        remote_mta=remote_mta, action=action,
     )
 
 

@@ -48,35 +48,23 @@ _HOST = re.compile(r"\bhost\s+(\S+)\s+\[[0-9A-Fa-f.:]+\](?::\d+)?:?\s*")
 # Messages Exim itself writes (deliver.c, route.c, transports/*.c, parser.c), lower case.
 _OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("userunknown", ("user not found",)),
-    (
-        "hostunknown",
-        (
-            "all host address lookups failed permanently",
-            "all relevant mx records point to non-existent hosts",
-            "unrouteable address",
-        ),
-    ),
+    ("hostunknown", (
+        "all host address lookups failed permanently",
+        "all relevant mx records point to non-existent hosts",
+        "unrouteable address",
+    )),
     ("mailboxfull", ("mailbox is full", "error: quota exceed")),
     ("notaccept", ("an mx or srv record indicated no smtp service", "no host found for existing smtp connection")),
-    (
-        "syntaxerror",
-        (
-            "angle-brackets nested too deep",
-            'expected word or "<"',
-            "domain missing in source-routed address",
-            "malformed address:",
-        ),
-    ),
+    ("syntaxerror", (
+        "angle-brackets nested too deep", 'expected word or "<"', "domain missing in source-routed address",
+        "malformed address:",
+    )),
     ("systemerror", ("delivery to file forbidden", "delivery to pipe forbidden", "local delivery failed")),
     ("contenterror", ('too many "received" headers',)),
-    (
-        "expired",
-        (
-            "retry timeout exceeded",
-            "all hosts have been failing for a long time",
-            "retry time not reached for any host after a long failure period",
-        ),
-    ),
+    ("expired", (
+        "retry timeout exceeded", "all hosts have been failing for a long time",
+        "retry time not reached for any host after a long failure period",
+    )),
 )
 _AFTER = re.compile(r"(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after (.{1,40})")
 _SMTP_ERROR = re.compile(r"^(?:Delay reason:\s*)?(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after ")

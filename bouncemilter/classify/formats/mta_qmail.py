@@ -38,13 +38,10 @@ _OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("userunknown", ("sorry, no mailbox here by that name",)),
     ("hostunknown", ("sorry, i couldn't find any host ",)),
     ("notaccept", ("sorry, i couldn't find a mail exchanger or ip address",)),
-    (
-        "networkerror",
-        (
-            "sorry, i wasn't able to establish an smtp connection",
-            "sorry. although i'm listed as a best-preference mx or a for that host",
-        ),
-    ),
+    ("networkerror", (
+        "sorry, i wasn't able to establish an smtp connection",
+        "sorry. although i'm listed as a best-preference mx or a for that host",
+    )),
     ("mailboxfull", ("disk quota exceeded",)),
     ("suspend", ("mailaddress is administrative", "mailaddress is administratively disabled")),
 )

@@ -20,6 +20,7 @@ def header_lower(msg: Message, name: str) -> str:
     return msg.headers.get(name).lower()
 
 
+
 def cut_at(text: str, *markers: str) -> str:
     """`text` up to the first of `markers` (the quoted original usually follows it)."""
     end = len(text)
