@@ -233,8 +233,12 @@ class DomainChecker:
 _RESOLVER_FAILURES = ("resolver", "no name server", "no resolver")
 
 
-def _norm(domain: str) -> str:
+def normalise_domain(domain: str) -> str:
+    """The key check_many() returns a domain's state under."""
     return domain.strip().strip(".").lower()
+
+
+_norm = normalise_domain
 
 
 def _short(exc: Exception) -> str:

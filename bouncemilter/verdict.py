@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import signing
+from .dnscheck import normalise_domain
 
 if TYPE_CHECKING:
     from .classify.model import Classification
@@ -115,7 +116,7 @@ class Verifier:
         """Set meta.verified, meta.verification and the per-recipient verdicts, then check domain claims."""
         if self.active:
             self._verify(raw, result, meta, now)
-        if self.dns is not None:
+        if self.dns is not None and meta.bounce_addresses:  # (mail to anyone else never counts: no lookups)
             self._check_domains(result, meta)
 
     def _verify(self, raw: bytes, result: Classification, meta: MessageMeta, now: datetime | None) -> None:
@@ -154,7 +155,7 @@ class Verifier:
             return
         states = self.dns.check_many([d for _, _, d in claims], self.dns_wait)
         for r, address, domain in claims:
-            state = states[domain.strip(".")]
+            state = states[normalise_domain(domain)]
             if state.state == "alive":
                 r.hard = False
                 note = f"{r.reason} claims {domain} is dead, but {state.why}: counted as soft"
