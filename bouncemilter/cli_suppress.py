@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from . import suppressions as sup
+from .classify.address import canonical, show
 from .cli_common import config_options, echo_json, echo_table, load
 from .config import Settings
 from .policy import Policy, parse_time
@@ -58,10 +59,11 @@ def _who(by: str | None) -> str:
 
 
 def _address(value: str) -> str:
-    address = value.strip().strip("<>").lower()
-    if not _ADDRESS_RE.match(address):
-        raise click.BadParameter(f"{value!r}: not an email address")
-    return address
+    """The address as the store has it (classify/address.py: IDN in A-labels, lower case), or a usage error."""
+    checked = canonical(value.strip().strip("<>"))
+    if not checked.address or not _ADDRESS_RE.match(checked.address):
+        raise click.BadParameter(f"{show(value)!r}: not an email address{': ' + checked.note if checked.note else ''}")
+    return checked.address
 
 
 @click.command("suppress")
@@ -149,6 +151,7 @@ _CSV_COLUMNS = (
     "soft_score",
     "manual_by",
     "manual_reason",
+    "flags",
 )
 
 
@@ -196,7 +199,7 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
                     r["address"],
                     (r["suppressed_at"] or "")[:19],
                     r["source"] + (f" ({r['manual_by']})" if r["source"] == "manual" and r["manual_by"] else ""),
-                    r["summary"],
+                    ("[look-alike] " if "lookalike" in (r.get("flags") or "") else "") + r["summary"],
                     r["evidence_count"],
                     (r["last_evidence_at"] or "")[:19],
                 )

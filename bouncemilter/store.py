@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .classify.address import canonical, lookalike
+
 if TYPE_CHECKING:
     import sqlite_utils
 
@@ -247,7 +249,14 @@ _V3 = [
 # Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
 # Append new versions; never edit an applied one.
 Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3)]
+# Version 4 (issue #15): mixed-script look-alike addresses are kept but flagged ("lookalike"), on the recipients
+# row and on the suppression it causes (classify/address.py decides).
+_V4 = [
+    "ALTER TABLE recipients ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE suppressions ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+]
+
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -553,9 +562,9 @@ class Store:
         omid = original.message_id if original else ""
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id, flags)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [_capped(msg_id, received_at, result.kind, *r[:-1], omid, r[-1]) for r in rows],
         )
         for hook in self.hooks:
             hook(conn, msg_id, meta, result, action)
@@ -596,8 +605,9 @@ def _json_list(items: object) -> str:
 
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta) per affected address."""
-    verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
+    remote_mta, flags) per affected address. VERP addresses go through the same address check as reported ones
+    (the classifier's are checked already)."""
+    verps = list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
     rows: list[tuple] = []
@@ -618,6 +628,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 1 if r.hard else 0,
                 r.diagnostic,
                 r.remote_mta,
+                _flags(address),
             )
         )
         seen.add(reported)
@@ -625,5 +636,9 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         # the report names nobody: the VERP addresses tell us which subscribers it is about
         for v in verps:
             if v not in seen:
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", ""))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", _flags(v)))
     return rows
+
+
+def _flags(address: str) -> str:
+    return "lookalike" if lookalike(address) else ""

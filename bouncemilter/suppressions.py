@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .classify.address import canonical, lookalike
 from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
 from .store import fmt_time, migrate, utc_now
 
@@ -82,17 +83,23 @@ def _log(
     )
 
 
+def address_flags(address: str) -> str:
+    """The row's `flags`: "lookalike" for a mixed-script look-alike address (classify/address.py), else ""."""
+    return "lookalike" if lookalike(address) else ""
+
+
 def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
     """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
     conn.execute(
         """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary, suppressed_at,
-               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at)
-           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at, flags)
+           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy', category = excluded.category,
                reason = excluded.reason, status = excluded.status, summary = excluded.summary,
                suppressed_at = excluded.suppressed_at, first_evidence_at = excluded.first_evidence_at,
                last_evidence_at = excluded.last_evidence_at, evidence = excluded.evidence,
-               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at""",
+               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at,
+               flags = excluded.flags""",
         (
             address,
             address.rpartition("@")[2],
@@ -108,6 +115,7 @@ def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: st
             json.dumps(d.soft_days),
             stamp,
             stamp,
+            address_flags(address),
         ),
     )
 
@@ -178,7 +186,7 @@ def update_address(conn: sqlite3.Connection, address: str, new: list[Event], pol
 
 def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
-    address = address.strip().lower()
+    address = canonical(address).address or address.strip().lower()
     stamp = stamp or utc_now()
     reason = reason.strip() or "manual"
     with _transaction(conn):
@@ -194,8 +202,8 @@ def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp
         else:
             conn.execute(
                 """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
-                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at)
-                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?)
+                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
+                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
                        reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
                        updated_at = excluded.updated_at, manual_by = excluded.manual_by,
@@ -211,6 +219,7 @@ def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp
                     by,
                     reason,
                     stamp,
+                    address_flags(address),
                 ),
             )
         _log(conn, address, stamp, "suppress", "manual", by, reason)
@@ -219,7 +228,7 @@ def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp
 
 def unsuppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual unsuppression: evidence up to now no longer counts, even after a rebuild. False if not suppressed."""
-    address = address.strip().lower()
+    address = canonical(address).address or address.strip().lower()
     stamp = stamp or utc_now()
     with _transaction(conn):
         row = get_row(conn, address)
@@ -356,7 +365,7 @@ def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]
         return []
     rows = conn.execute(
         """SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
-                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at
+                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at, flags
            FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ?
            ORDER BY suppressed_at, address""",
         (since,),
@@ -372,7 +381,7 @@ def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]
 
 def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetime) -> dict[str, Any]:
     """Every recorded event for `address` (as subscriber or as the reported address), with the policy's verdict."""
-    address = address.strip().lower()
+    address = canonical(address).address or address.strip().lower()
     rows = conn.execute(
         """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
                   r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
