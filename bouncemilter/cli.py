@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .classify import Classification, classify
+from .cli_common import printable
 from .progress import Progress
 from .sources import SourceError, collect, read_messages
 
@@ -109,6 +110,7 @@ def _table_rows(rec: dict) -> list[tuple[str, ...]]:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(printable(c) for c in row) for row in rows]  # file names and report text: no raw escapes
     widths = [min(max([len(h)] + [len(row[i]) for row in rows]), 48) for i, h in enumerate(_TABLE_HEADER)]
     for row in [_TABLE_HEADER, *rows]:
         click.echo("  ".join(_fit(cell, i == 0).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from . import reports
-from .cli_common import config_options, echo_json, echo_table, load
+from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import ConfigError, load_settings
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -49,13 +49,14 @@ def render_chart(st: reports.Stats, columns: int) -> list[str]:
         return []
     values = [st.value(r) for r in st.rows]
     counts = [f"{v} ({r.share * 100:.1f}%)" for v, r in zip(values, st.rows, strict=True)]
-    label_w = min(max(len(r.key) for r in st.rows), max(12, columns // 3))
+    keys = [printable(r.key) for r in st.rows]
+    label_w = min(max(len(k) for k in keys), max(12, columns // 3))
     count_w = max(len(c) for c in counts)
     bar_w = max(columns - label_w - count_w - 4, 10)
     top = max(values)
     lines = []
-    for r, v, c in zip(st.rows, values, counts, strict=True):
-        label = r.key if len(r.key) <= label_w else r.key[: label_w - 1] + "…"
+    for key, v, c in zip(keys, values, counts, strict=True):
+        label = key if len(key) <= label_w else key[: label_w - 1] + "…"
         lines.append(f"{label.ljust(label_w)} │{bar(v, top, bar_w).ljust(bar_w)} {c.rjust(count_w)}".rstrip())
     return lines
 
@@ -152,7 +153,7 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
     if fmt == "json":
         echo_json(st.as_dict())
         return
-    click.echo(_title(st))
+    click.echo(printable(_title(st)))
     if fmt == "chart":
         columns = shutil.get_terminal_size((80, 24)).columns
         for line in render_chart(st, columns):

@@ -15,7 +15,7 @@ import click
 
 from . import suppressions as sup
 from .classify.address import canonical, show
-from .cli_common import config_options, echo_json, echo_table, load
+from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import Settings
 from .policy import Policy, parse_time
 
@@ -85,7 +85,7 @@ def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: 
         changed = sup.suppress(conn, addr, reason, _who(by))
     finally:
         conn.close()
-    click.echo(f"{addr}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+    click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
 
 
 @click.command("unsuppress")
@@ -108,7 +108,8 @@ def unsuppress_cmd(config_path: str | None, db: str | None, address: str, reason
         changed = sup.unsuppress(conn, addr, reason, _who(by))
     finally:
         conn.close()
-    click.echo(f"{addr}: {'unsuppressed' if changed else 'was not suppressed; older evidence will not count'}")
+    done = "unsuppressed" if changed else "was not suppressed; older evidence will not count"
+    click.echo(f"{printable(addr)}: {done}")
 
 
 @click.command("rebuild-suppressions")
@@ -188,7 +189,8 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(_CSV_COLUMNS)
-        writer.writerows([r[c] if r[c] is not None else "" for c in _CSV_COLUMNS] for r in rows)
+        # escaped like the table: a CSV file is read in terminals and spreadsheets too
+        writer.writerows([printable(r[c]) if isinstance(r[c], str) else r[c] for c in _CSV_COLUMNS] for r in rows)
     elif fmt == "postfix":
         _postfix_map(rows)
     else:
@@ -260,7 +262,7 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
     else:
         state = f"unsuppressed by {row['manual_by'] or '?'} at {(row['manual_at'] or '')[:19]}"
         state += f" ({row['manual_reason']})" if row["manual_reason"] else ""
-    click.echo(f"{data['address']}: {state}")
+    click.echo(printable(f"{data['address']}: {state}"))
     click.echo(f"current soft-bounce score: {data['current_soft_score']}\n")
     echo_table(
         ("TIME", "KIND", "REASON", "STATUS", "COUNTED", "REMOTE MTA", "DIAGNOSTIC", "POLICY"),
@@ -283,7 +285,8 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
         click.echo("\nchanges:")
         for entry in data["log"]:
             who = f" by {entry['by']}" if entry["by"] else ""
-            click.echo(f"  {entry['at'][:19]}  {entry['action']} ({entry['source']}{who}) {entry['why']}".rstrip())
+            line = f"  {entry['at'][:19]}  {entry['action']} ({entry['source']}{who}) {entry['why']}"
+            click.echo(printable(line.rstrip()))
 
 
 COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd)
