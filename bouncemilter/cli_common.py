@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, config_path, load_settings
 
 FORMATS_DATA = ("table", "json")
 
@@ -23,9 +23,16 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "config_path",
         metavar="FILE",
         type=click.Path(dir_okay=False),
-        help="TOML configuration file (default: embedded defaults).",
+        callback=resolve_config,
+        help="TOML configuration file (default: $BOUNCEMILTER_CONFIG, else /etc/bouncemilter/bouncemilter.toml "
+        "if it exists, else embedded defaults).",
     )(func)
     return func
+
+
+def resolve_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--config, else $BOUNCEMILTER_CONFIG, else /etc/bouncemilter/bouncemilter.toml when it exists."""
+    return config_path(value)
 
 
 def load(config_path: str | None, db: str | None) -> Settings:

@@ -168,13 +168,15 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
 
 
 class _NagiosCommand(click.Command):
-    """Usage errors exit 3 (UNKNOWN), not click's 2, which a monitoring system would read as CRITICAL."""
+    """Usage errors exit 3 (UNKNOWN), not click's 2, which a monitoring system would read as CRITICAL, and
+    print a status line on stdout: NRPE shows only stdout, and click writes its usage errors to stderr."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             exc.exit_code = reports.UNKNOWN
+            click.echo(f"BOUNCEMILTER UNKNOWN - {' '.join(exc.format_message().split())}")
             raise
 
 

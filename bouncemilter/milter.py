@@ -3,7 +3,8 @@
 Flow per message (one `BounceMilter` instance per MTA connection, reused for its messages):
 
 * `envrcpt` matches each recipient against the configured bounce addresses (exact, VERP, @domain);
-* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on),
+* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on:
+  such mail is only observed, recorded without bounce addresses, and never moves the suppression list),
   so the MTA never sends us the headers or body of ordinary mail;
 * matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
   recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL
@@ -406,6 +407,7 @@ class BounceMilter(Milter.Base):
         self._message_id = ""
         self._queue_id = ""
         self._t0 = 0.0
+        self._ours: list[tuple[str, int]] = []  # incoming headers with our prefix: (name, nth of that name)
 
     def _start_message(self) -> None:
         self._finish_message()  # a previous message on this connection that ended without eom/abort
@@ -512,6 +514,11 @@ class BounceMilter(Milter.Base):
         self._append(line)
         if not self._message_id and name_b.lower() == b"message-id":
             self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
+        settings = self._rt.settings
+        if settings.add_headers and name_b.lower().startswith(settings.header_prefix.lower().encode()):
+            text = name_b.decode("ascii", "replace")
+            nth = 1 + sum(1 for n, _ in self._ours if n.lower() == text.lower())
+            self._ours.append((text, nth))
         return self._go(Milter.P_NR_HDR)
 
     @guarded(Milter.P_NR_EOH)
@@ -617,6 +624,11 @@ class BounceMilter(Milter.Base):
         return rc
 
     def _add_headers(self, result: Classification) -> None:
+        # Headers with our prefix that came with the message are someone else's claims (a forged
+        # "X-Bounce-Kind: bounce" would sit beside ours): remove them first. Last first, so that
+        # removing one does not renumber the others of the same name.
+        for name, nth in reversed(self._ours):
+            self.chgheader(name, nth, None)
         for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
             self.addheader(name, value)
 
@@ -731,6 +743,39 @@ def _prepare_unix_socket(spec: SocketSpec, settings: Any) -> None:
         raise OSError(f"socket directory {parent} does not exist")
 
 
+class SocketBusy(Exception):
+    """Another milter serves the unix socket: starting would take it over."""
+
+
+def lock_socket(path: str) -> int:
+    """Hold `path`.lock (flock) for the life of the process; returns its descriptor.
+
+    libmilter removes whatever socket file is in the way, so without this a second instance would
+    replace the socket of a running one, and stopping either would delete the socket the other
+    serves. The lock file stays (removing it would race with a starting instance); the kernel
+    releases the lock when the process ends, however it ends.
+    """
+    import fcntl  # local: only unix sockets need it
+
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise SocketBusy(f"another bouncemilter (pid {holder}) holds {path}.lock and serves {path}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # A live listener without the lock (an older version, another program): never take its socket over.
+    if os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(1.0)
+            probe.connect(path)
+            os.close(fd)
+            raise SocketBusy(f"a process without bouncemilter's lock is listening on {path}")
+    return fd
+
+
 def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
     group = getattr(settings, "socket_group", None)
     mode = getattr(settings, "socket_mode", None)
@@ -760,7 +805,7 @@ def _register(settings: Any) -> None:
     import milter as _milter  # pymilter's C module
 
     Milter.factory = BounceMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.DELRCPT)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -837,15 +882,17 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
+    lock_fd = -1
     try:
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
+            lock_fd = lock_socket(spec.path)  # held until the process exits
         _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
             st = os.stat(spec.path)
             sock_ident = (st.st_dev, st.st_ino)
-    except (OSError, _milter.error, KeyError) as exc:
+    except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
@@ -909,6 +956,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     for handler in logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
+    if lock_fd >= 0 and not exit_process:
+        os.close(lock_fd)
     if exit_process:
         # libmilter's own shutdown waits for its listener's poll timeout (seconds) and would cut
         # sessions short; nothing of ours is left to finish, so leave now.

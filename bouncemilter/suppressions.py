@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
 
 _EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
+# Only mail to a configured bounce address may move the suppression list. Null-sender mail to anyone else
+# (match_null_sender) is a DSN about an employee's own mail: recorded at most, never evidence against the
+# addresses it names.
+_TO_BOUNCE_ADDRESS = "m.bounce_addresses != '[]'"
 _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
 
 
@@ -48,7 +52,7 @@ def _event(row: Iterable[Any]) -> Event:
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
     rows = conn.execute(
         f"""SELECT {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ?
+            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ? AND {_TO_BOUNCE_ADDRESS}
             ORDER BY r.received_at, r.id""",
         (address, since),
     ).fetchall()
@@ -133,7 +137,7 @@ class SuppressionHook:
     def __call__(
         self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
     ) -> None:
-        if result.kind not in COUNTING_KINDS:
+        if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
         rows = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
@@ -253,18 +257,20 @@ def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = Non
     """Recompute every policy suppression from the whole history (one transaction).
 
     Manual suppressions are kept as they are; a manual unsuppression keeps hiding the evidence before it.
-    Returns counts: suppressed (total now), added, removed, unchanged, manual (kept manual suppressions).
+    Returns counts: suppressed (total now), added, removed, changed (still suppressed, but with another reason,
+    category, status, dates or evidence), unchanged, manual (kept manual suppressions).
     """
     stamp = stamp or utc_now()
     now = parse_time(now or stamp)
-    counts = {"suppressed": 0, "added": 0, "removed": 0, "unchanged": 0, "manual": 0}
+    counts = {"suppressed": 0, "added": 0, "removed": 0, "changed": 0, "unchanged": 0, "manual": 0}
     with _transaction(conn):
         cur = conn.execute("SELECT * FROM suppressions")
         names = [c[0] for c in cur.description]
         existing = {r[0 + names.index("address")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         cur = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} ORDER BY r.address, r.received_at, r.id"""
+                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} AND {_TO_BOUNCE_ADDRESS}
+                ORDER BY r.address, r.received_at, r.id"""
         )
         seen: set[str] = set()
         for address, group in itertools.groupby(cur, key=lambda r: r[0]):
@@ -297,9 +303,13 @@ def _rebuild_one(
     was = row is not None and row["state"] == "suppressed"
     if d.suppress:
         counts["suppressed"] += 1
-        _write_policy(conn, address, d, row["updated_at"] if was and _same(row, d) else stamp)
-        if was:
+        same = was and row is not None and _same(row, d)
+        _write_policy(conn, address, d, row["updated_at"] if same and row is not None else stamp)
+        if same:
             counts["unchanged"] += 1
+        elif was:
+            counts["changed"] += 1
+            _log(conn, address, stamp, "change", "rebuild", why=d.summary)
         else:
             counts["added"] += 1
             _log(conn, address, stamp, "suppress", "rebuild", why=d.summary)
@@ -316,7 +326,16 @@ def _rebuild_one(
 
 
 def _same(row: dict, d: Decision) -> bool:
-    return row["category"] == d.category and row["evidence"] == json.dumps(_cap(d.evidence))
+    """Whether the stored policy suppression says exactly what the decision says (what a rebuild would write)."""
+    return (
+        row["source"] == "policy"
+        and (row["category"], row["reason"], row["status"], row["summary"])
+        == (d.category, d.reason, d.status, d.summary)
+        and (row["suppressed_at"], row["first_evidence_at"], row["last_evidence_at"])
+        == (_t(d.suppressed_at), _t(d.first_evidence_at), _t(d.last_evidence_at))
+        and row["evidence"] == json.dumps(_cap(d.evidence))
+        and row["soft_score"] == d.soft_score
+    )
 
 
 class _transaction:
@@ -386,7 +405,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
                   r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
                   m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
-                  m.original_subject, m.client_addr
+                  m.original_subject, m.client_addr, m.bounce_addresses
            FROM recipients r JOIN messages m ON m.id = r.message_id
            WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""",
         (address, address),
@@ -397,7 +416,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
     own = [
         _event((r["id"], r["received_at"], r["kind"], r["reason"], r["hard"], r["status"], r["feedback_type"]))
         for r in rows
-        if r["address"] == address
+        if r["address"] == address and r["bounce_addresses"] != "[]"
     ]
     decision = decide(own, policy, now, after)
     verdicts = {v.event_id: v for v in decision.verdicts}
@@ -407,7 +426,9 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         item = dict(r)
         item["hard"] = bool(item["hard"])
         v = verdicts.get(r["id"])
-        if v is None:
+        if r["bounce_addresses"] == "[]":
+            item["counted"], item["verdict"] = False, "observed (not sent to a bounce address): never counts"
+        elif v is None:
             item["counted"], item["verdict"] = False, f"recorded for {r['address'] or 'nobody'} (VERP)"
         else:
             item["counted"], item["verdict"] = v.counted, v.note

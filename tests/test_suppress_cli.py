@@ -190,3 +190,21 @@ def test_errors(db: str, tmp_path: Path) -> None:
     assert "policy.soft_threshold" in run("suppressed", "--config", str(bad), ok=False)
     bad.write_text('[policy]\nsender_reasons = ["spam"]\n')
     assert "unknown reason" in run("suppressed", "--config", str(bad), ok=False)
+
+
+def test_null_sender_mail_to_another_address_never_suppresses(db: str) -> None:
+    # A DSN about an employee's own mail (MAIL FROM:<> to staff@, no bounce address): observed at most.
+    raw = dsn(30, "friend@example.net", "5.1.1", "550 5.1.1 <friend@example.net>: User unknown")
+    meta = MessageMeta("Q30", "192.0.2.20", "mx", "mx", "", [], [""], "<m30@mx>", len(raw), 0.1)
+    with Store(db) as store:
+        store.record(meta, classify(raw), "accept")
+    assert "friend@example.net" not in suppressed_json(db)
+    data = json.loads(run("history", "--db", db, "--format", "json", "friend@example.net"))
+    assert data["events"][0]["reason"] == "userunknown" and data["events"][0]["counted"] is False
+    assert "not sent to a bounce address" in data["events"][0]["verdict"]
+    assert data["policy_would_suppress"] is False
+    # nor after a rebuild, which also lifts what an older version suppressed from such mail
+    run("suppress", "--db", db, "friend@example.net")
+    run("unsuppress", "--db", db, "friend@example.net")
+    counts = json.loads(run("rebuild-suppressions", "--db", db, "--format", "json"))
+    assert "friend@example.net" not in suppressed_json(db) and counts["added"] == 0

@@ -1,0 +1,112 @@
+"""The documentation stays true: the settings and paths it gives are the ones the code uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bouncemilter.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_blocks(path: Path) -> list[tuple[str, str]]:
+    """(info string, text) of every fenced block of a Markdown file."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", path.read_text(), re.M | re.S)]
+
+
+def main_cf_settings(text: str) -> dict[str, str]:
+    """name -> value of main.cf lines (comments after a value are the README's, not Postfix's)."""
+    out = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def readme_main_cf() -> dict[str, str]:
+    blocks = [text for _, text in code_blocks(REPO / "README.md") if re.search(r"^smtpd_milters\s*=", text, re.M)]
+    assert blocks, "the README has no main.cf block"
+    return main_cf_settings(blocks[0])
+
+
+def test_main_cf_sets_the_verp_delimiter() -> None:
+    # Without recipient_delimiter Postfix answers 554 "no valid recipients" to every VERP bounce.
+    separator = Settings().verp_separator
+    for settings in (readme_main_cf(), main_cf_settings((REPO / "deploy/postfix/main.cf").read_text())):
+        assert separator in settings.get("recipient_delimiter", ""), settings
+        assert settings["internal_mail_filter_classes"] == "bounce"
+        assert settings["non_smtpd_milters"]
+
+
+class _SmtpCapture:
+    """A loopback SMTP listener that answers 250 to everything and keeps the MAIL FROM lines."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.mail_from: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn, conn.makefile("rwb") as f:
+
+            def reply(text: bytes) -> None:
+                f.write(text + b"\r\n")
+                f.flush()
+
+            reply(b"220 capture")
+            while line := f.readline():
+                verb = line[:4].upper()
+                if verb == b"MAIL":
+                    self.mail_from.append(line.decode().strip())
+                if verb == b"DATA":
+                    reply(b"354 go on")
+                    while f.readline() not in (b".\r\n", b""):
+                        pass
+                if verb == b"QUIT":
+                    reply(b"221 bye")
+                    return
+                reply(b"250 ok")
+
+
+def test_the_deploy_guide_swaks_line_sends_a_null_sender() -> None:
+    import shlex
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("swaks") is None:
+        pytest.skip("swaks not installed (tests/run.sh installs it)")
+    guide = (REPO / "deploy/postfix/README.md").read_text()
+    (line,) = [x.strip() for x in guide.splitlines() if x.strip().startswith("swaks ")]
+    argv = shlex.split(line)
+    argv[argv.index("--server") + 1] = f"127.0.0.1:{(cap := _SmtpCapture()).port}"
+    subprocess.run(argv, cwd=REPO, capture_output=True, timeout=30, check=True)
+    cap.thread.join(10)
+    assert cap.mail_from == ["MAIL FROM:<>"]
+
+
+def test_the_documented_database_is_the_one_datasette_metadata_describes() -> None:
+    # Datasette names a database by its file's stem: metadata keyed otherwise silently describes nothing
+    import json
+
+    keys = set(json.loads((REPO / "deploy/datasette/metadata.json").read_text())["databases"])
+    texts = [REPO / "README.md", *(REPO / "deploy").rglob("*"), REPO / "conf/bouncemilter.toml", *REPO.glob("docs/*")]
+    paths = set()
+    for path in texts:
+        if path.is_file():
+            paths.update(re.findall(r"/var/lib/bouncemilter/[\w.-]+\.db\b", path.read_text(errors="replace")))
+    assert paths, "no production database path documented"
+    assert {Path(p).stem for p in paths} <= keys, (paths, keys)
+    assert Path(Settings().db).stem in keys
