@@ -156,9 +156,29 @@ _CSV_COLUMNS = (
 )
 
 
+_PENDING_CSV_COLUMNS = (
+    "address",
+    "created_at",
+    "client_addr",
+    "message_row",
+    "held_because",
+    "category",
+    "reason",
+    "status",
+    "summary",
+    "evidence_count",
+    "flags",
+)
+
+
 @click.command("suppressed")
 @config_options
 @click.option("--since", metavar="WHEN", help="Only addresses suppressed since: 24h, 7d, 2w or an ISO date.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="List the suppressions held by a cap ([limits]) instead, waiting for approve or reject.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -167,21 +187,27 @@ _CSV_COLUMNS = (
     show_default=True,
     help="postfix: an access map for check_recipient_access (postmap it).",
 )
-def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, fmt: str) -> None:
-    """List suppressed addresses.
+def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, pending: bool, fmt: str) -> None:
+    """List suppressed addresses (with --pending: the suppressions held by a cap).
 
     \b
     Examples:
       bouncemilter suppressed --since 7d
       bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
+      bouncemilter suppressed --pending
     """
     settings = load(config_path, db)
     lower = parse_since(since)
+    if pending and fmt == "postfix":
+        raise click.BadParameter("held suppressions are not suppressed: no access map for them", param_hint="--format")
     conn = _connect(settings, write=False)
     try:
-        rows = sup.suppressed(conn, lower)
+        rows = sup.pending(conn, lower) if pending else sup.suppressed(conn, lower)
     finally:
         conn.close()
+    if pending:
+        _print_pending(rows, fmt)
+        return
     for r in rows:
         r["evidence_count"] = len(r["evidence"])
     if fmt == "json":
@@ -209,6 +235,112 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
             ],
         )
         click.echo(f"\n{len(rows)} suppressed address(es)")
+
+
+def _print_pending(rows: list[dict[str, Any]], fmt: str) -> None:
+    for r in rows:
+        r["evidence_count"] = len(r["evidence"])
+    if fmt == "json":
+        echo_json(rows)
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(_PENDING_CSV_COLUMNS)
+        writer.writerows(
+            [printable(r[c]) if isinstance(r[c], str) else r[c] for c in _PENDING_CSV_COLUMNS] for r in rows
+        )
+        return
+    echo_table(
+        ("ADDRESS", "HELD SINCE", "CLIENT", "REPORT", "WOULD BE", "HELD BECAUSE"),
+        [
+            (
+                r["address"],
+                (r["created_at"] or "")[:19],
+                r["client_addr"] or "(local)",
+                r["message_row"] or "",
+                ("[look-alike] " if "lookalike" in (r.get("flags") or "") else "") + r["summary"],
+                r["held_because"],
+            )
+            for r in rows
+        ],
+    )
+    click.echo(
+        f"\n{len(rows)} pending suppression(s): bouncemilter approve|reject ADDRESS... (or --message ROW, "
+        "--client ADDR, --all)"
+    )
+
+
+def _decide_cmd(name: str, decide: Any, done_word: str, doc: str) -> click.Command:
+    @click.command(name, help=doc)
+    @config_options
+    @click.argument("addresses", nargs=-1)
+    @click.option("--message", "message_row", type=int, metavar="ROW", help="Every one held from this report.")
+    @click.option("--client", metavar="ADDR", help="Every one held from this SMTP client address.")
+    @click.option("--all", "every", is_flag=True, help="Every pending suppression.")
+    @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
+    @click.option("--by", default=None, metavar="WHO", help="Who decided (default: the invoking user).")
+    def command(
+        config_path: str | None,
+        db: str | None,
+        addresses: tuple[str, ...],
+        message_row: int | None,
+        client: str | None,
+        every: bool,
+        reason: str,
+        by: str | None,
+    ) -> None:
+        chosen = sum((bool(addresses), message_row is not None, client is not None, every))
+        if chosen != 1:
+            raise click.UsageError("give ADDRESS... or exactly one of --message, --client, --all")
+        settings = load(config_path, db)
+        conn = _connect(settings, write=True)
+        try:
+            done = decide(
+                conn,
+                addresses,
+                client=client,
+                message_row=message_row,
+                every=every,
+                by=_who(by),
+                reason=reason,
+            )
+            left = sup.pending_count(conn)
+        finally:
+            conn.close()
+        for address in done:
+            click.echo(f"{printable(address)}: {done_word}")
+        click.echo(f"{len(done)} {done_word}, {left} still pending")
+        if not done:
+            sys.exit(1)
+
+    return command
+
+
+approve_cmd = _decide_cmd(
+    "approve",
+    sup.approve,
+    "approved",
+    """Suppress held suppressions: the evidence was real. They become ordinary policy suppressions.
+
+    \b
+    Examples:
+      bouncemilter approve alice@example.org bob@example.org
+      bouncemilter approve --message 4711 --reason "checked with the ESP"
+    """,
+)
+reject_cmd = _decide_cmd(
+    "reject",
+    sup.reject,
+    "rejected",
+    """Drop held suppressions as forged: their evidence up to now no longer counts (as after unsuppress, also
+    for rebuild-suppressions); later bounces can still suppress the addresses.
+
+    \b
+    Examples:
+      bouncemilter reject --client 203.0.113.9 --reason "forged DSN flood"
+      bouncemilter reject --all
+    """,
+)
 
 
 def reject_text(row: dict[str, Any]) -> str:
@@ -255,7 +387,10 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
         echo_json(data)
         return
     row = data["suppression"]
-    if row is None:
+    held = data.get("pending")
+    if held is not None:
+        state = f"PENDING since {(held['created_at'] or '')[:19]}: {held['summary']} (held: {held['held_because']})"
+    elif row is None:
         state = "not suppressed"
     elif row["state"] == "suppressed":
         state = f"SUPPRESSED since {(row['suppressed_at'] or '')[:19]} ({row['source']}): {row['summary']}"
@@ -289,7 +424,7 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
             click.echo(printable(line.rstrip()))
 
 
-COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd)
+COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd, approve_cmd, reject_cmd)
 
 
 def register(group: click.Group) -> None:

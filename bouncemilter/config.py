@@ -113,6 +113,10 @@ class Settings:
     metrics_enabled: bool = False
     metrics_listen: str = "127.0.0.1:9125"
     metrics_allow_remote: bool = False
+    # caps against forged reports (issue #15; see the README, "Hostile input and limits"): 0 = no cap
+    limit_suppressions_per_message: int = 100
+    limit_suppressions_per_client_hour: int = 1000
+    limit_recipients_per_message: int = 1000
     # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
     fetch_enabled: bool = False
     fetch_url: str = ""
@@ -331,6 +335,9 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "metrics.enabled": ("metrics_enabled", _bool),
     "metrics.listen": ("metrics_listen", _listen),
     "metrics.allow_remote": ("metrics_allow_remote", _bool),
+    "limits.suppressions_per_message": ("limit_suppressions_per_message", _int_range(0, 1_000_000)),
+    "limits.suppressions_per_client_hour": ("limit_suppressions_per_client_hour", _int_range(0, 10_000_000)),
+    "limits.recipients_per_message": ("limit_recipients_per_message", _int_range(1, 1_000_000)),
     "fetch.enabled": ("fetch_enabled", _bool),
     "fetch.url": ("fetch_url", _fetch_url),
     "fetch.password_file": ("fetch_password_file", _nonempty_str),

@@ -577,25 +577,31 @@ class BounceMilter(Milter.Base):
             size=max(self._size, self._declared_size) if self._truncated else self._size,
             # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
             digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
+            internal=self._internal,
         )
         stored = True
         store_error = ""
         store_ms = 0.0
+        more: dict[str, Any] = {}
         try:
             out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
+            dropped = out.recipients_dropped
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
             stored = False
             store_error = str(exc) or exc.__class__.__name__
+            dropped = prepared.meta.recipients_dropped
+        if dropped:  # the report named more recipients than [limits] recipients_per_message
+            more["recipients_dropped"] = dropped
         assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
-                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error)
+                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error, **more)
                 self._finish_message()
                 return Milter.TEMPFAIL
             # Internal path: deferring would leave Postfix's own bounce stuck; deliver it untouched.
@@ -619,6 +625,7 @@ class BounceMilter(Milter.Base):
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),
+            **more,
         )
         self._finish_message()
         return rc

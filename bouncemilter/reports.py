@@ -293,6 +293,13 @@ def _show(v: float | None, rate: bool) -> str:
     return "" if v is None else (f"{v * 100:.1f}%" if rate else f"{v:g}")
 
 
+def _pending_count(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
+    except sqlite3.OperationalError:  # a database from before migration 5
+        return 0
+
+
 def check(
     conn: sqlite3.Connection,
     since: datetime,
@@ -331,6 +338,17 @@ def check(
         detail = ", ".join(f"{r} {n}" for r, n in w.blocked_by_reason.items())
         breaches.append((st, f"{w.blocked} blocked recipient(s) ({detail}) > {_show(lim, False)}"))
 
+    # suppressions held by a cap ([limits]) wait for a person: a warning until approved or rejected
+    held = _pending_count(conn)
+    if held:
+        breaches.append(
+            (
+                WARNING,
+                f"{held} suppression(s) pending approval, held by a cap on new suppressions "
+                "(bouncemilter suppressed --pending; approve or reject them)",
+            )
+        )
+
     state = max((b[0] for b in breaches), default=OK)
     perf = " ".join(
         [
@@ -340,6 +358,7 @@ def check(
             f"complaints={w.complaints};{_limit(complaints.warn)};{_limit(complaints.crit)};0",
             f"blocked={w.blocked};{_limit(blocked.warn)};{_limit(blocked.crit)};0",
             f"messages={w.messages};;;0",
+            f"pending={held};;;0",
         ]
     )
     span = f" in the last {label}" if label else f" since {w.since}"

@@ -83,6 +83,8 @@ class MessageMeta:
     processing_ms: float
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
     digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
+    internal: bool = False  # Postfix's own (non_smtpd) path: not an outside client, no per-client cap
+    recipients_dropped: int = 0  # recipients past [limits] recipients_per_message: counted, not stored
 
 
 BUSY_SLACK_MS = 50  # the busy timeout is reset only when the remaining time differs by more than this
@@ -256,7 +258,40 @@ _V4 = [
     "ALTER TABLE suppressions ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
 ]
 
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+# Version 5 (issue #15): defence in depth against one forged report suppressing thousands. New suppressions past
+# the caps ([limits] in the configuration) are held in pending_suppressions until `bouncemilter approve` or
+# `reject`; suppression_log records the client each policy suppression came from (the per-client hourly cap
+# counts them); messages.recipients_dropped counts the recipients a report named past recipients_per_message.
+_V5 = [
+    """CREATE TABLE pending_suppressions (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        summary TEXT NOT NULL DEFAULT '',
+        suppressed_at TEXT,
+        first_evidence_at TEXT,
+        last_evidence_at TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]',
+        soft_score INTEGER NOT NULL DEFAULT 0,
+        soft_days TEXT NOT NULL DEFAULT '[]',
+        held_because TEXT NOT NULL DEFAULT '',
+        client_addr TEXT NOT NULL DEFAULT '',
+        message_row INTEGER,
+        flags TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_pending_suppressions_client ON pending_suppressions (client_addr, created_at)",
+    "CREATE INDEX idx_pending_suppressions_message ON pending_suppressions (message_row)",
+    "ALTER TABLE suppression_log ADD COLUMN client_addr TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX idx_suppression_log_client ON suppression_log (client_addr, at)",
+    "ALTER TABLE messages ADD COLUMN recipients_dropped INTEGER NOT NULL DEFAULT 0",
+]
+
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -527,8 +562,8 @@ class Store:
                 bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
                 processing_ms, error, original_message_id, original_subject, original_from, original_to,
                 feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
-                dedup_key)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                dedup_key, recipients_dropped)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             _capped(
                 received_at,
                 meta.queue_id,
@@ -556,6 +591,7 @@ class Store:
                 _json_list(result.autoreply_markers),
                 len(rows),
                 key,
+                int(meta.recipients_dropped),
             ),
         )
         msg_id = int(cur.lastrowid or 0)
