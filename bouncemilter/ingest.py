@@ -141,6 +141,7 @@ def build_meta(raw: bytes, env: Envelope) -> MessageMeta:
         received_at=env.received_at,
         digest=digest,
         internal=env.internal,
+        body_digest=report_digest(raw) if message_id else "",
     )
 
 
@@ -348,6 +349,28 @@ def content_digest(raw: bytes) -> str:
     h.update(b"\n".join(kept))
     h.update(body.rstrip(b"\n"))
     return h.hexdigest()
+
+
+DIGEST_SPAN = 64 * 1024  # bytes of the normalised body the report digest covers
+_MBOX_QUOTE = re.compile(rb"^>+(?=From )", re.M)
+
+
+def report_digest(raw: bytes) -> str:
+    """A digest of the report's content: its body, normalised, first DIGEST_SPAN bytes.
+
+    Beside the Message-ID it tells a retry (the same report again) from a different report reusing the
+    Message-ID. The body only: the header block is where every hop adds its Received: and a mailbox program its
+    status fields, while a report's facts (recipients, status, diagnostic) are in the body. Normalised so that
+    the milter (CRLF, as received) and `import` (LF, maybe mbox-quoted) agree on the same message: line ends,
+    trailing white space, ">From " quoting and trailing blank lines do not count. The first 64 KiB: the milter
+    buffers no more than body_cap of a message, and a report's facts come first.
+    """
+    data = raw[: HEADER_BLOCK_MAX + 3 * DIGEST_SPAN].replace(b"\r\n", b"\n")
+    end = data.find(b"\n\n")
+    body = data[end + 2 :] if end >= 0 else b""
+    lines = _MBOX_QUOTE.sub(b"", body).split(b"\n")
+    text = b"\n".join(line.rstrip() for line in lines).strip(b"\n")[:DIGEST_SPAN]
+    return hashlib.sha256(text).hexdigest()
 
 
 def _field_chunks(head: bytes) -> list[bytes]:

@@ -587,6 +587,10 @@ class BounceMilter(Milter.Base):
             out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
             dropped = out.recipients_dropped
+            if not out.inserted:
+                # the same report again (a retry after a lost reply, or through another MX): already stored,
+                # nothing new was written
+                more["duplicate"], more["duplicate_of"] = True, out.row_id
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
@@ -621,7 +625,7 @@ class BounceMilter(Milter.Base):
             action,
             t_eom,
             level=level,
-            stored=stored,
+            stored=stored and "duplicate" not in more,
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),

@@ -30,7 +30,8 @@ Why these choices:
   unlinked inode), so each record() checks that the path still names the file we hold open, before and after
   the commit, and reopens it when the directory has been repaired.
 - Idempotency: Postfix gives a retried message a NEW queue id, so (queue id, Message-ID) would not recognise a
-  retry. The key is the Message-ID with the envelope sender and the matched bounce addresses (what a retry keeps);
+  retry. The key is the Message-ID and the report's body digest (`MessageMeta.body_digest`: a different report
+  may reuse a Message-ID) with the envelope sender and the matched bounce addresses (what a retry keeps);
   without a Message-ID, `MessageMeta.digest` (a content hash the caller computes over something a retry keeps,
   e.g. the message minus the receiving MTA's own Received: header) in place of the Message-ID; without either,
   the queue id.
@@ -84,6 +85,7 @@ class MessageMeta:
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
     digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
     internal: bool = False  # Postfix's own (non_smtpd) path: not an outside client, no per-client cap
+    body_digest: str = ""  # the report's content (`report_digest`): tells a retry from another report
     recipients_dropped: int = 0  # recipients past [limits] recipients_per_message: counted, not stored
 
 
@@ -291,7 +293,15 @@ _V5 = [
     "ALTER TABLE messages ADD COLUMN recipients_dropped INTEGER NOT NULL DEFAULT 0",
 ]
 
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
+# Version 6 (issue #15): the idempotency key of a message with a Message-ID also covers its content
+# (`dedup_key`), so that a different report reusing a Message-ID is stored. Rows stored before keep the key of
+# the old formula; dedup_legacy remembers the last of them, and only those are looked up by the old key.
+_V6 = [
+    "CREATE TABLE dedup_legacy (last_id INTEGER NOT NULL)",
+    "INSERT INTO dedup_legacy (last_id) SELECT COALESCE(MAX(id), 0) FROM messages",
+]
+
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -340,11 +350,29 @@ def _domain(address: str) -> str:
 
 
 def dedup_key(meta: MessageMeta) -> str | None:
-    """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated)."""
+    """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated).
+
+    A retry keeps its Message-ID, envelope sender, bounce addresses and content; a different report can reuse
+    a Message-ID (a broken or hostile MTA), so the key is the Message-ID *and* the report's content digest
+    beside the envelope. Never the queue id or the receiving host: a retry gets a new queue id, and may reach
+    another MX sharing the store."""
     mid = meta.message_id.strip()
-    envelope = (
+    if mid and meta.body_digest:
+        return "m2:" + hashlib.sha256(f"m2\0{mid}\0{meta.body_digest}\0{_envelope(meta)}".encode(
+            "utf-8", "surrogatepass")).hexdigest()[:32]  # fmt: skip
+    return legacy_dedup_key(meta)
+
+
+def _envelope(meta: MessageMeta) -> str:
+    return (
         meta.envelope_from.strip().lower() + "\0" + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
     )
+
+
+def legacy_dedup_key(meta: MessageMeta) -> str | None:
+    """The key before migration 6 (and still without a Message-ID): Message-ID and envelope, else the digest."""
+    mid = meta.message_id.strip()
+    envelope = _envelope(meta)
     if mid:
         basis = f"m\0{mid}\0{envelope}"
     elif meta.digest:
@@ -373,6 +401,7 @@ class Store:
         self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._busy_ms = 0  # the connection's busy timeout (set in _open)
+        self._legacy_last = 0
         self._ident: tuple[int, int] | None = None
         self._open()
 
@@ -401,6 +430,8 @@ class Store:
                     f"{self.path}: database schema version {version} is newer than this bouncemilter supports "
                     f"({known}); upgrade bouncemilter"
                 )
+            # the last row stored with the old idempotency key (migration 6): 0 for a database created since
+            legacy_last = int(conn.execute("SELECT COALESCE(MAX(last_id), 0) FROM dedup_legacy").fetchone()[0])
             st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             conn.close()
@@ -411,6 +442,7 @@ class Store:
         self._conn = conn
         self._ident = (st.st_dev, st.st_ino)
         self._busy_ms = int(self.timeout * 1000)  # sqlite3.connect(timeout=) set this busy timeout
+        self._legacy_last = legacy_last
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -537,6 +569,12 @@ class Store:
                 row = None
                 if key is not None:  # also finds a duplicate inserted earlier in this transaction
                     row = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (key,)).fetchone()
+                if row is None and self._legacy_last and key is not None and key.startswith("m2:"):
+                    # a retry of a message stored before migration 6 has the old key
+                    row = conn.execute(
+                        "SELECT id FROM messages WHERE dedup_key = ? AND id <= ?",
+                        (legacy_dedup_key(meta), self._legacy_last),
+                    ).fetchone()
                 if row is not None:
                     out.append((int(row[0]), False))
                 else:

@@ -743,3 +743,19 @@ def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() ->
     assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
     assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
     assert not writer._leading and not writer._queue
+
+
+def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "dup.db"))
+    try:
+        _, cap = setup(store=store)
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        first, second = cap.events("message")
+        assert first["stored"] is True and "duplicate" not in first
+        assert second["stored"] is False and second["duplicate"] is True and second["level"] == "info"
+        assert second["duplicate_of"] > 0
+    finally:
+        store.close()

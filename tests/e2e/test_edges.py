@@ -145,3 +145,27 @@ def test_one_report_naming_1200_addresses_suppresses_100_and_holds_the_rest(e2e:
     assert len(mine) == 900 and {h["message_row"] for h in mine} == {row["id"]}
     assert "900 rejected" in cli("reject", "--message", str(row["id"]), "--reason", "e2e")
     assert e2e.query("SELECT 1 FROM pending_suppressions WHERE address LIKE ?", like) == []
+
+
+# -- 6. a different report with the same Message-ID is stored; a retry is not ----------------------------------
+
+
+def test_two_reports_sharing_a_message_id_are_both_stored_and_a_retry_is_a_duplicate(e2e: E2E, token: str) -> None:
+    first = M.hard_bounce(token, recipient="anna@example.org")
+    other = M.hard_bounce(token, recipient="bert@example.org")  # same Message-ID, envelope and bounce address
+    assert first != other and f"<{token}@".encode() in first and f"<{token}@".encode() in other
+    qids = []
+    for raw in (first, other, first):
+        code, reply, qid = e2e.send("", [BOUNCES], raw)
+        assert code == 250, reply
+        qids.append(qid)
+    stored = e2e.message_rows(token)
+    assert len(stored) == 2
+    addresses = {r["address"] for row in stored for r in e2e.recipient_rows(row["id"])}
+    assert addresses == {"anna@example.org", "bert@example.org"}
+    logged = {e["queue_id"]: e for e in e2e.milter.events("message") if e.get("queue_id") in qids}
+    assert [logged[q]["stored"] for q in qids] == [True, True, False]
+    assert logged[qids[2]]["duplicate"] is True and "duplicate" not in logged[qids[0]]
+    assert logged[qids[2]]["duplicate_of"] == next(r["id"] for r in stored if r["queue_id"] == qids[0])
+    # every copy is still delivered to the bounce mailbox: dedup concerns the store, not the mail
+    e2e.wait_queue()
