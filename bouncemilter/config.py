@@ -117,6 +117,7 @@ class Settings:
     limit_suppressions_per_message: int = 100
     limit_suppressions_per_client_hour: int = 1000
     limit_recipients_per_message: int = 1000
+    limit_memory: int = 64 << 20  # bytes for buffered messages and connections, all sessions together
     # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
     fetch_enabled: bool = False
     fetch_url: str = ""
@@ -338,6 +339,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "limits.suppressions_per_message": ("limit_suppressions_per_message", _int_range(0, 1_000_000)),
     "limits.suppressions_per_client_hour": ("limit_suppressions_per_client_hour", _int_range(0, 10_000_000)),
     "limits.recipients_per_message": ("limit_recipients_per_message", _int_range(1, 1_000_000)),
+    "limits.memory": ("limit_memory", _int_range(1 << 20, 1 << 36)),
     "fetch.enabled": ("fetch_enabled", _bool),
     "fetch.url": ("fetch_url", _fetch_url),
     "fetch.password_file": ("fetch_password_file", _nonempty_str),
@@ -425,6 +427,11 @@ def _cross_check(settings: Settings, source: str) -> None:
                 f"{source}: fetch: set exactly one of password_file, password_env, oauth2_token_file"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+    if settings.limit_memory < settings.body_cap:
+        raise ConfigError(
+            f"{source}: limits.memory: {settings.limit_memory} is less than milter.body_cap ({settings.body_cap}): "
+            "not even one message could be buffered"
+        )
     from .metrics import is_loopback, parse_listen
 
     host = parse_listen(settings.metrics_listen)[0]

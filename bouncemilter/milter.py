@@ -84,6 +84,59 @@ def internal_path(client_port: object, daemon_port: object) -> bool:
     return client_port in (0, "0") and daemon_port in (None, "0")
 
 
+MEMORY_REPLY = ("451", "4.3.1", "bouncemilter: too many messages being examined at once, try again later")
+# What one MTA connection costs besides its buffered message: libmilter's thread (its stack pages in use) and
+# our per-connection objects. bench/memory_budget.py measured 5-6 KiB of RSS per idle connection (200 of them);
+# counted as 16 KiB because a busy thread's stack holds more (classification runs on it).
+CONNECTION_COST = 16 * 1024
+
+
+class MemoryBudget:
+    """Bytes the milter may hold across all sessions: buffered messages plus CONNECTION_COST per connection.
+
+    A message we examine is buffered (up to body_cap each), so many slow sessions could otherwise take any
+    amount of memory. Past the budget a newly matched message gets a 4xx (the sender retries later), from
+    Postfix's SMTP path only; ordinary mail needs no buffer and is never refused, connections are only
+    counted, and Postfix's own bounces are always taken (counted, never refused).
+    """
+
+    def __init__(self, limit: int, connection_cost: int = CONNECTION_COST) -> None:
+        self.limit = limit
+        self.connection_cost = connection_cost
+        self.used = 0
+        self.connections = 0
+        self.refused = 0  # messages answered 4xx because of the budget
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        return self.used >= self.limit
+
+    def take(self, n: int, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+    def connect(self) -> None:
+        with self._lock:
+            self.connections += 1
+            self.used += self.connection_cost
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self.connections = max(0, self.connections - 1)
+            self.used = max(0, self.used - self.connection_cost)
+
+    def note_refused(self) -> None:
+        with self._lock:
+            self.refused += 1
+
+
 class InFlight:
     """Counts messages between MAIL FROM and their final reply, so shutdown can wait for them.
 
@@ -271,10 +324,13 @@ class Runtime:
     lean: bool = True  # skip CONNECT where the MTA can send its facts as macros (see BounceMilter.negotiate)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
+    budget: Any = None  # MemoryBudget ([limits] memory; set in __post_init__)
 
     def __post_init__(self) -> None:
         if self.writer is None:
             self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
+        if self.budget is None:
+            self.budget = MemoryBudget(int(getattr(self.settings, "limit_memory", 64 << 20)))
 
 
 def _internal_default(self: BounceMilter) -> int:
@@ -338,6 +394,9 @@ class BounceMilter(Milter.Base):
         self._helo = ""
         self._active = False
         self._failed = False  # a no-reply event failed; answered at the next event that has a reply
+        self._charged = 0  # bytes of the buffer counted in the memory budget
+        rt.budget.connect()
+        self._connected = True
         self._reset()
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -401,6 +460,7 @@ class BounceMilter(Milter.Base):
         self._others: list[str] = []
         self._examine = False
         self._buf = bytearray()
+        self._over = False  # the memory budget refused this message's buffer: 4xx at the next reply
         self._truncated = False
         self._size = 0
         self._declared_size = 0
@@ -425,6 +485,30 @@ class BounceMilter(Milter.Base):
             self._active = False
             self._rt.inflight.leave()
         self._buf = bytearray()
+        if self._charged:
+            self._rt.budget.give(self._charged)
+            self._charged = 0
+
+    def _refuse_memory(self, stage: str) -> int:
+        """4xx for a message the memory budget cannot hold (never on Postfix's own path: it is always taken)."""
+        rt = self._rt
+        rt.budget.note_refused()
+        if rt.metrics is not None:
+            rt.metrics.memory_refused()
+        logjson.event(
+            rt.logger,
+            logging.WARNING,
+            "memory_budget",
+            f"memory budget exhausted {stage}: deferred (4xx)",
+            queue_id=self._queue_id,
+            envelope_from=self._envelope_from,
+            used=rt.budget.used,
+            limit=rt.budget.limit,
+            connections=rt.budget.connections,
+        )
+        self.setreply(*MEMORY_REPLY)
+        self._finish_message()
+        return Milter.TEMPFAIL
 
     # -- connection-level callbacks ----------------------------------------------------------------
 
@@ -498,6 +582,8 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return Milter.ACCEPT
         self._queue_id = self.getsymval("i") or ""
+        if not self._internal and self._rt.budget.full():
+            return self._refuse_memory("at DATA")
         return Milter.CONTINUE
 
     # -- content -----------------------------------------------------------------------------------
@@ -531,11 +617,15 @@ class BounceMilter(Milter.Base):
     def body(self, chunk: bytes) -> int:
         self._size += len(chunk)
         self._append(chunk)
+        if self._over:
+            return self._refuse_memory("while buffering")
         if self._truncated and self._protocol & Milter.P_SKIP:
             return Milter.SKIP  # enough to classify; the MTA goes straight to end of message
         return Milter.CONTINUE
 
     def _append(self, data: bytes) -> None:
+        if self._over:
+            return
         room = self._rt.settings.body_cap - len(self._buf)
         if room <= 0:
             self._truncated = True
@@ -543,6 +633,13 @@ class BounceMilter(Milter.Base):
         if len(data) > room:
             data = data[:room]
             self._truncated = True
+        if not self._rt.budget.take(len(data), force=self._internal):
+            self._over = True  # answered at the next event with a reply (body or end of message)
+            self._buf = bytearray()
+            self._rt.budget.give(self._charged)
+            self._charged = 0
+            return
+        self._charged += len(data)
         self._buf += data
 
     # -- end of message ----------------------------------------------------------------------------
@@ -556,6 +653,8 @@ class BounceMilter(Milter.Base):
         if not self._examine:  # only reachable if the MTA ignored our ACCEPT at DATA
             self._finish_message()
             return Milter.ACCEPT
+        if self._over:
+            return self._refuse_memory("at end of message")
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
@@ -670,6 +769,9 @@ class BounceMilter(Milter.Base):
     @guarded()
     def close(self) -> int:
         self._finish_message()
+        if self._connected:
+            self._connected = False
+            self._rt.budget.disconnect()
         return Milter.CONTINUE
 
 
@@ -874,6 +976,8 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     rt = Runtime(
         settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
     )
+    if metrics is not None:
+        metrics.track_budget(rt.budget)
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
