@@ -104,6 +104,21 @@ def test_every_pattern_is_linear() -> None:
         b"From: x@zoho.example\nX-ZohoMail: 1\n\n" + b"@" * 40000,
         b"From: postmaster@example.org\nSubject: Undeliverable: hi\n\n" + b" " * 40000 + b"SMTP=",
         b"From: MAILER-DAEMON@example.org\nSubject: failure notice\n\n" + b"a@" * 30000,
+        # found by bench/fuzz_classify.py (seed 15): an unclosed "<x@x@..." line after qmail's preamble (was 0.6 s),
+        # an Exim recipient line of "<gone@<gone@..." (3 s), Gmail's boilerplate phrase repeated (2.4 s)
+        b"From: MAILER-DAEMON@example.org\nSubject: failure notice\n\nHi. This is the qmail-send program at "
+        b"example.org.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n<"
+        + b"xxxxxxxxxxxxxxxxxxxx@"
+        * 16000,
+        b"From: Mail Delivery System <Mailer-Daemon@example.org>\nSubject: Mail delivery failed: returning message "
+        b"to sender\nX-Failed-Recipients: a@example.net\n\nThis message was created automatically by mail delivery "
+        b"software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a "
+        b"permanent error. The following address(es) failed:\n\n  " + b"<gone@" * 12000,
+        b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nSubject: Delivery Status Notification "
+        b"(Failure)\n\nDelivery to the following recipient failed permanently:\n\n     a@example.net\n\n"
+        b"Technical details of permanent failure:\n"
+        + b"Google tried to deliver your message, but it was rejected by the "
+        * 2000,
     ],
 )
 def test_hostile_bodies_classify_quickly(raw: bytes) -> None:
