@@ -163,3 +163,32 @@ def _cost_after(pattern: re.Pattern, word: str, unit: str, n: int) -> float:
     for _ in pattern.finditer(subject):
         pass
     return time.perf_counter() - t0
+
+
+# Line starts the recipient patterns anchor on, and what may follow an address token
+_AT_PREFIXES = ["", "<", "  ", "  <", " * ", "\t", "x ", "RCPT TO: ", "Addressed To: "]
+_AT_TAILS = ["", " x", ">x"]
+
+
+def test_no_pattern_backtracks_over_every_at_sign_of_a_long_token() -> None:
+    # "x+@x+" where x also matches "@" tries every "@" of an unclosed "a@a@a@..." token, each time scanning the
+    # rest of it: quadratic (bench/fuzz_classify.py found nine such recipient patterns, one 3 s on 72 kB).
+    slow = []
+    for name, pattern in _patterns():
+        for prefix in _AT_PREFIXES:
+            for tail in _AT_TAILS:
+                if _cost_text(pattern, prefix + "a@" * 1000 + tail) < 0.001:
+                    continue
+                small = min(_cost_text(pattern, prefix + "a@" * 1000 + tail) for _ in range(3))
+                big = min(_cost_text(pattern, prefix + "a@" * 4000 + tail) for _ in range(3))
+                if big > 0.01 and big > 8 * small:
+                    slow.append(f"{name} on {prefix!r} + 'a@'... + {tail!r}: {small:.4f}s -> {big:.4f}s")
+    assert not slow, "\n".join(slow)
+
+
+def _cost_text(pattern: re.Pattern, text: str) -> float:
+    subject = text.encode("latin-1") if isinstance(pattern.pattern, bytes) else text
+    t0 = time.perf_counter()
+    for _ in pattern.finditer(subject):
+        pass
+    return time.perf_counter() - t0

@@ -39,7 +39,7 @@ _DELAY = re.compile(
     r"has been frozen|was frozen on arrival",
 )
 # "  kijitora@example.jp", "  kijitora@example.jp: forced freeze", "  a@example.com <b@example.net>: malformed ..."
-_RCPT = re.compile(r"^ {2}(?! )(\S+@\S+?)(?::\s*(.*))?$")
+_RCPT = re.compile(r"^ {2}(?! )(\S{1,64}@\S{1,255}?)(?::\s*(.*))?$")  # bounded like an address: linear
 # the matches of "\S+@\S+\s+<([^<>\s]+@[^<>\s]+)>", without backtracking over every "@" of a long token
 # (quadratic: 87 ms on a 12 kB line of "<gone@<gone@...", found by bench/fuzz_classify.py)
 _RCPT_ANGLE = re.compile(r"^ {2}(?! )(?=\S*?\S@\S)\S++\s+<(?=[^<>\s]*?[^<>\s]@[^<>\s])([^<>\s]++)>:\s*(.*)$")
