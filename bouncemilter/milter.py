@@ -84,6 +84,7 @@ def internal_path(client_port: object, daemon_port: object) -> bool:
     return client_port in (0, "0") and daemon_port in (None, "0")
 
 
+REPLY_RESERVE = 0.05  # seconds of [store] timeout kept for the reply itself (at most a tenth of it)
 MEMORY_REPLY = ("451", "4.3.1", "bouncemilter: too many messages being examined at once, try again later")
 # What one MTA connection costs besides its buffered message: libmilter's thread (its stack pages in use) and
 # our per-connection objects. bench/memory_budget.py measured 5-6 KiB of RSS per idle connection (200 of them);
@@ -658,8 +659,9 @@ class BounceMilter(Milter.Base):
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
-        # the reply must reach the MTA within [store] timeout of end of message (classification included)
-        deadline = time.monotonic() + rt.writer.timeout
+        # the reply must reach the MTA within [store] timeout of end of message (classification included); what
+        # is left after the store gave up (the log line, the reply, the MTA's own work) gets REPLY_RESERVE
+        deadline = time.monotonic() + rt.writer.timeout - min(REPLY_RESERVE, rt.writer.timeout / 10)
         self._queue_id = self.getsymval("i") or self._queue_id
         raw = bytes(self._buf)
         self._buf = bytearray()
