@@ -17,6 +17,7 @@ from . import suppressions as sup
 from .cli_common import config_options, echo_json, echo_table, load
 from .config import Settings
 from .policy import Policy, parse_time
+from .reports import WHEN_FORMS
 
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -27,7 +28,7 @@ _ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
 
 def parse_since(value: str | None, now: datetime | None = None) -> str:
     """'24h', '7d', '30m', '2w' or an ISO date/time -> the store's timestamp text ('' = everything)."""
-    if not value:
+    if not value or value.strip().lower() == "all":
         return ""
     now = now or datetime.now(UTC)
     m = _SINCE_RE.match(value)
@@ -36,7 +37,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> str:
     try:
         return sup.fmt_time(parse_time(value))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use 24h, 7d, 30m, 2w or an ISO date such as 2026-05-01") from None
+        raise click.BadParameter(f"{value!r}: use {WHEN_FORMS}") from None
 
 
 def _connect(settings: Settings, write: bool) -> sqlite3.Connection:
@@ -154,7 +155,14 @@ _CSV_COLUMNS = (
 
 @click.command("suppressed")
 @config_options
-@click.option("--since", metavar="WHEN", help="Only addresses suppressed since: 24h, 7d, 2w or an ISO date.")
+@click.option(
+    "--since", metavar="WHEN", help="Only addresses whose evidence dates their suppression since: 24h, 7d, an ISO date."
+)
+@click.option(
+    "--recorded-since",
+    metavar="WHEN",
+    help="Only addresses we put on the list since (whatever the evidence's date, e.g. after an import).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -163,19 +171,23 @@ _CSV_COLUMNS = (
     show_default=True,
     help="postfix: an access map for check_recipient_access (postmap it).",
 )
-def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, fmt: str) -> None:
+def suppressed_cmd(
+    config_path: str | None, db: str | None, since: str | None, recorded_since: str | None, fmt: str
+) -> None:
     """List suppressed addresses.
 
     \b
     Examples:
       bouncemilter suppressed --since 7d
+      bouncemilter suppressed --recorded-since 24h --format csv
       bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
     """
     settings = load(config_path, db)
     lower = parse_since(since)
+    recorded = parse_since(recorded_since)
     conn = _connect(settings, write=False)
     try:
-        rows = sup.suppressed(conn, lower)
+        rows = sup.suppressed(conn, lower, recorded)
     finally:
         conn.close()
     for r in rows:

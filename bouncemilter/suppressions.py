@@ -369,16 +369,21 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
-    """Suppressed addresses (suppressed_at >= since), oldest first."""
+def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
+    """Suppressed addresses, oldest first: suppressed_at (the evidence's time) >= since, and, with
+    `recorded_since`, put on the list (the suppression log's time: when we recorded it) at or after it."""
     if not _has_table(conn, "suppressions"):
         return []
+    recorded = ""
+    if recorded_since:
+        recorded = """AND (SELECT MAX(l.at) FROM suppression_log l
+                           WHERE l.address = suppressions.address AND l.action = 'suppress') >= ?"""
     rows = conn.execute(
-        """SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
+        f"""SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
                   last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at
-           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ?
+           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ? {recorded}
            ORDER BY suppressed_at, address""",
-        (since,),
+        (since, recorded_since) if recorded_since else (since,),
     ).fetchall()
     out = []
     for r in rows:

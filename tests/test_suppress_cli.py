@@ -208,3 +208,15 @@ def test_null_sender_mail_to_another_address_never_suppresses(db: str) -> None:
     run("unsuppress", "--db", db, "friend@example.net")
     counts = json.loads(run("rebuild-suppressions", "--db", db, "--format", "json"))
     assert "friend@example.net" not in suppressed_json(db) and counts["added"] == 0
+
+
+def test_recorded_since_filters_by_when_we_listed_the_address(db: str) -> None:
+    # The store was built just now from evidence up to 40 days old (like an import): by the evidence's date
+    # only two are recent, but all three were put on the list in the last hour.
+    assert set(suppressed_json(db, "--since", "7d")) == {"full@example.org", "angry@example.org"}
+    assert len(suppressed_json(db, "--recorded-since", "1h")) == 3
+    assert suppressed_json(db, "--recorded-since", "2099-01-01") == {}
+    assert set(suppressed_json(db, "--recorded-since", "1h", "--since", "36h")) == {"full@example.org"}
+    assert len(suppressed_json(db, "--since", "all")) == 3
+    out = run("suppressed", "--db", db, "--recorded-since", "yesterday", ok=False)
+    assert out.startswith("2\n") and "all" in out and "2w" in out
