@@ -70,14 +70,24 @@ def _address(value: str) -> str:
 @click.argument("address")
 @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
 @click.option("--by", default=None, metavar="WHO", help="Who made the change (default: the invoking user).")
-def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: str, by: str | None) -> None:
-    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed).
+@click.option(
+    "--skip-invalid", is_flag=True, help="With -: leave out lines that are not addresses (else nothing is saved)."
+)
+def suppress_cmd(
+    config_path: str | None, db: str | None, address: str, reason: str, by: str | None, skip_invalid: bool
+) -> None:
+    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed). ADDRESS - reads one address
+    per line from standard input (blank lines and # comments skipped) and saves them in one transaction.
 
     \b
-    Example:
-      bouncemilter suppress --db bounces.db alice@example.org --reason "asked by phone" --by ann
+    Examples:
+      bouncemilter suppress alice@example.org --reason "asked by phone" --by ann
+      bouncemilter suppress - --reason "unsubscribed at the old ESP" < unsubscribed.txt
     """
     settings = load(config_path, db)
+    if address == "-":
+        _suppress_stdin(settings, reason, by, skip_invalid)
+        return
     addr = _address(address)
     conn = _connect(settings, write=True)
     try:
@@ -85,6 +95,34 @@ def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: 
     finally:
         conn.close()
     click.echo(f"{addr}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+
+
+def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool) -> None:
+    addresses: dict[str, None] = {}  # ordered, without repeats
+    bad: list[tuple[int, str]] = []
+    for n, line in enumerate(sys.stdin, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            addresses[_address(text)] = None
+        except click.BadParameter:
+            bad.append((n, line.rstrip("\n")))
+    for n, text in bad[:20]:
+        click.echo(f"bouncemilter: stdin line {n}: not an email address: {text!r}", err=True)
+    if bad and not skip_invalid:
+        raise click.ClickException(f"{len(bad)} line(s) are not addresses; nothing saved (or give --skip-invalid)")
+    conn = _connect(settings, write=True)
+    try:
+        changed = sup.suppress_many(conn, addresses, reason, _who(by))
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
+    finally:
+        conn.close()
+    click.echo(
+        f"{changed} suppressed, {len(addresses) - changed} already suppressed by hand (reason updated)"
+        + (f", {len(bad)} invalid line(s) left out" if bad else "")
+    )
 
 
 @click.command("unsuppress")

@@ -182,42 +182,56 @@ def update_address(conn: sqlite3.Connection, address: str, new: list[Event], pol
 
 def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
-    address = address.strip().lower()
+    return suppress_many(conn, [address], reason, by, stamp) == 1
+
+
+def suppress_many(
+    conn: sqlite3.Connection, addresses: Iterable[str], reason: str, by: str, stamp: str | None = None
+) -> int:
+    """suppress() for many addresses in one transaction (all or none); returns how many changed."""
     stamp = stamp or utc_now()
     reason = reason.strip() or "manual"
+    changed = 0
     with _transaction(conn):
-        row = get_row(conn, address)
-        changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
-        if row is not None and row["state"] == "suppressed":
-            # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
-            conn.execute(
-                """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
-                       manual_at = ? WHERE address = ?""",
-                (stamp, by, reason, stamp, address),
-            )
-        else:
-            conn.execute(
-                """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
-                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at)
-                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
-                       reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
-                       updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                       manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
-                (
-                    address,
-                    address.rpartition("@")[2],
-                    reason,
-                    f"suppressed manually: {reason}",
-                    stamp,
-                    stamp,
-                    stamp,
-                    by,
-                    reason,
-                    stamp,
-                ),
-            )
-        _log(conn, address, stamp, "suppress", "manual", by, reason)
+        for address in addresses:
+            changed += _suppress_one(conn, address.strip().lower(), reason, by, stamp)
+    return changed
+
+
+def _suppress_one(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str) -> bool:
+    """One manual suppression inside the caller's transaction; False if it already was manually suppressed."""
+    row = get_row(conn, address)
+    changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
+    if row is not None and row["state"] == "suppressed":
+        # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
+        conn.execute(
+            """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
+                   manual_at = ? WHERE address = ?""",
+            (stamp, by, reason, stamp, address),
+        )
+    else:
+        conn.execute(
+            """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
+                   suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at)
+               VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
+                   reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
+                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+            (
+                address,
+                address.rpartition("@")[2],
+                reason,
+                f"suppressed manually: {reason}",
+                stamp,
+                stamp,
+                stamp,
+                by,
+                reason,
+                stamp,
+            ),
+        )
+    _log(conn, address, stamp, "suppress", "manual", by, reason)
     return changed
 
 
