@@ -825,6 +825,28 @@ def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
     return {"changed": [n for n in changed if n not in ignored], "restart_needed": ignored}
 
 
+RETENTION_FIRST = 60.0  # seconds after start before the first retention prune (let the start settle)
+RETENTION_EVERY = 86400.0
+
+
+def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_FIRST) -> None:
+    """[store] retention_days: prune older messages once a day (read at each run, so a reload applies)."""
+    from .maintenance import prune
+
+    wait = first
+    while not stop.wait(wait):
+        wait = RETENTION_EVERY
+        days = int(getattr(rt.settings, "retention_days", 0) or 0)
+        if days <= 0:
+            continue
+        try:
+            out = prune(rt.store.path, days, timeout=rt.store.timeout)
+        except Exception as exc:  # a busy or broken store: try again tomorrow, the milter goes on
+            logjson.event(rt.logger, logging.ERROR, "prune_failed", str(exc), retention_days=days)
+        else:
+            logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
+
+
 def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
 
@@ -906,6 +928,7 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     signal.signal(signal.SIGHUP, on_hup)
     worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
     worker.start()
+    threading.Thread(target=retention_loop, args=(rt, stop), name="retention", daemon=True).start()
     logjson.event(
         logger,
         logging.INFO,
