@@ -186,6 +186,10 @@ from .cli_import import register as _register_import  # noqa: E402
 
 _register_import(main)  # import
 
+from .cli_fetch import register as _register_fetch  # noqa: E402
+
+_register_fetch(main)  # fetch
+
 from .cli_report import register as _register_report  # noqa: E402  (needs `main`)
 
 _register_report(main)  # stats, check

@@ -54,7 +54,7 @@ def render(settings: Settings) -> str:
         section, _, key = dotted.partition(".")
         value = getattr(settings, name)
         lines = sections.setdefault(section, [])
-        if value is None:
+        if value is None or value == "":  # "" for the string keys whose validators refuse an empty value
             lines.append(f"# {key} = (not set)")
         else:
             lines.append(f"{key} = {_toml_value(name, value)}")
@@ -76,6 +76,8 @@ def _toml_value(name: str, value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(json.dumps(getattr(v, "pattern", v)) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {json.dumps(str(v))}" for k, v in value.items()) + "}"
     return json.dumps(str(value))
 
 
@@ -112,6 +114,18 @@ class Settings:
     metrics_enabled: bool = False
     metrics_listen: str = "127.0.0.1:9125"
     metrics_allow_remote: bool = False
+    # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
+    fetch_enabled: bool = False
+    fetch_url: str = ""
+    fetch_password_file: str = ""
+    fetch_password_env: str = ""
+    fetch_oauth2_token_file: str = ""
+    fetch_ca_file: str = ""
+    fetch_interval: float = 300.0
+    fetch_batch_size: int = 200
+    fetch_max_size: int = 1048576
+    fetch_timeout: float = 60.0
+    fetch_after: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # ---------------------------------------------------------------- validators: value -> normalised value or ValueError
@@ -236,6 +250,25 @@ def _float_range(lo: float, hi: float) -> Validator:
     return check
 
 
+# Postfix's milter_content_timeout as deploy/postfix/main.cf sets it: how long Postfix waits for the reply at end
+# of message before it gives up on the milter (and answers 4.7.1, or worse with milter_default_action = accept).
+# The milter's reply comes within store.timeout of end of message, so store.timeout must stay well below it.
+MILTER_CONTENT_TIMEOUT = 60.0
+STORE_TIMEOUT_MAX = MILTER_CONTENT_TIMEOUT / 2  # the rest: classification, a slow disk's fsync, the MTA itself
+
+
+def _store_timeout(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{v!r}: must be a number of seconds")
+    if not 0.1 <= v <= STORE_TIMEOUT_MAX:
+        raise ValueError(
+            f"{v!r}: must be a number between 0.1 and {STORE_TIMEOUT_MAX:g}: every reply to the MTA comes within "
+            f"store.timeout, and Postfix gives up after milter_content_timeout ({MILTER_CONTENT_TIMEOUT:g}s in "
+            "deploy/postfix/main.cf)"
+        )
+    return float(v)
+
+
 def _reasons(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
         raise ValueError('must be a list of reason names, e.g. ["blocked", "spamdetected"]')
@@ -256,6 +289,24 @@ def _listen(v: Any) -> str:
     return v.strip()
 
 
+def _fetch_url(v: Any) -> str:
+    from .fetch import parse_url  # local: only the validator needs it
+
+    if not isinstance(v, str):
+        raise ValueError("must be a string like 'imaps://bounces@example.com@imap.example.com/INBOX'")
+    parse_url(v)
+    return v.strip()
+
+
+def _fetch_after(v: Any) -> Mapping[str, str]:
+    from .fetch import after_map
+
+    if not isinstance(v, dict):
+        raise ValueError('must be a table, e.g. [fetch.after] hard = "move:Bounces/Hard"')
+    after_map(v)
+    return MappingProxyType({k: v[k].strip() for k in v})
+
+
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.
 KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket": ("socket", _socket),
@@ -264,7 +315,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
-    "store.timeout": ("store_timeout", _float_range(0.0, 600.0)),
+    "store.timeout": ("store_timeout", _store_timeout),
     "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
     "bounce.match_null_sender": ("match_null_sender", _bool),
@@ -282,6 +333,17 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "metrics.enabled": ("metrics_enabled", _bool),
     "metrics.listen": ("metrics_listen", _listen),
     "metrics.allow_remote": ("metrics_allow_remote", _bool),
+    "fetch.enabled": ("fetch_enabled", _bool),
+    "fetch.url": ("fetch_url", _fetch_url),
+    "fetch.password_file": ("fetch_password_file", _nonempty_str),
+    "fetch.password_env": ("fetch_password_env", _nonempty_str),
+    "fetch.oauth2_token_file": ("fetch_oauth2_token_file", _nonempty_str),
+    "fetch.ca_file": ("fetch_ca_file", _nonempty_str),
+    "fetch.interval": ("fetch_interval", _float_range(1.0, 86400.0)),
+    "fetch.batch_size": ("fetch_batch_size", _int_range(1, 10000)),
+    "fetch.max_size": ("fetch_max_size", _int_range(1024, 1 << 30)),
+    "fetch.timeout": ("fetch_timeout", _float_range(1.0, 3600.0)),
+    "fetch.after": ("fetch_after", _fetch_after),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
@@ -349,6 +411,15 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
     if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
         raise ConfigError(f"{source}: milter.socket_group: only applies to a unix socket, not {settings.socket!r}")
+    if settings.fetch_enabled:
+        if not settings.fetch_url:
+            raise ConfigError(f"{source}: fetch.url: required when fetch.enabled = true")
+        given = [k for k in ("password_file", "password_env", "oauth2_token_file") if getattr(settings, f"fetch_{k}")]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{source}: fetch: set exactly one of password_file, password_env, oauth2_token_file"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
     from .metrics import is_loopback, parse_listen
 
     host = parse_listen(settings.metrics_listen)[0]

@@ -50,7 +50,38 @@ NO_REPLY_EVENTS = (
 )
 # A lean session skips CONNECT; the client's facts come as MAIL FROM macros (see BounceMilter.negotiate).
 LEAN_SKIPS = Milter.P_NOCONNECT
-MAIL_MACROS = "{client_addr} {client_name} {client_port}"
+MAIL_MACROS = "{client_addr} {client_name} {client_port} {daemon_port}"
+
+
+def internal_path(client_port: object, daemon_port: object) -> bool:
+    """Is this Postfix's own non_smtpd path (pickup, its own bounces), where we never reject or defer?
+
+    Only signals an SMTP client cannot choose count. Measured with Postfix 3.7 (a milter asking for every
+    macro below, on both paths):
+
+    ============================  ===================================  ================================
+    macro                         smtpd (a TCP client)                 non_smtpd (cleanup's emulation)
+    ============================  ===================================  ================================
+    ``{client_port}``             the client's TCP port (never 0)      ``0``
+    ``{daemon_port}``             smtpd's listening port               ``0``
+    ``{client_addr}``/``_``       the client (``127.0.0.1``/``localhost  ``127.0.0.1``/``localhost
+                                  [127.0.0.1]`` for a local one)       [127.0.0.1]``
+    ``{daemon_name}``, ``j``      ``$myhostname``                      the same
+    ``{client_connections}``      a number                             not sent
+    ``{mail_mailer}``             ``smtp``                             not sent
+    MAIL FROM argument            as the client typed it               bare, without angle brackets
+    ============================  ===================================  ================================
+
+    The client's address and name and the daemon name are the same for a local SMTP client, and a missing
+    macro proves nothing (another MTA may not know it). The sender's angle brackets are the client's own
+    spelling: smtpd accepts ``MAIL FROM:x@y`` and passes it on bare, which is how an outside client used
+    to be taken for Postfix itself. A TCP connection has no port 0 at either end: smtpd reports port 0
+    only for a client that is not on TCP at all (``sendmail -bs``, a unix-domain smtpd: local users, who
+    could inject through the non_smtpd path anyway), and XCLIENT changes it only for hosts the admin
+    authorised. So: both ports 0; ``{daemon_port}`` may be missing (None) only in the classic sequence,
+    where Postfix's default connect macros leave it out and the port of the CONNECT event decides alone.
+    """
+    return client_port in (0, "0") and daemon_port in (None, "0")
 
 
 class InFlight:
@@ -92,8 +123,15 @@ class GroupCommit:
 
     Each caller still returns only after its own rows are committed (or with StoreError), so the
     "committed before the reply" rule holds; under load, N waiting sessions cost one commit instead
-    of N commits in a row. Leader/follower: the first caller writes everything queued, then
-    everything that queued meanwhile, until the queue is empty; the others wait for their result.
+    of N commits in a row.
+
+    Every caller has a deadline (its reply must reach the MTA before Postfix's milter_content_timeout;
+    `[store] timeout` after end of message) and nobody waits past their own. Leader/follower: the first
+    caller writes everything queued (itself included) in one transaction bounded by its own deadline,
+    then hands the queue to the oldest waiting caller, who leads the next batch, and so on; a leader
+    never drains other callers' work past its own deadline. A follower whose deadline passes leaves
+    (StoreError: TEMPFAIL); if a leader was writing its rows at that moment and they land after all,
+    the sender's retry is recognised as a duplicate.
     """
 
     def __init__(self, store: Any, timeout: float) -> None:
@@ -103,68 +141,119 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._leading = False
 
-    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+    def record(self, meta: Any, result: Classification, action: str, deadline: float | None = None) -> tuple[int, bool]:
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         with self._mutex:
             lead = not self._leading
             # only a follower waits, so only a follower needs an Event (the common, uncontended case has none)
-            item = _Pending((meta, result, action), None if lead else threading.Event())
+            item = _Pending((meta, result, action), deadline, None if lead else threading.Event())
             self._queue.append(item)
             self._leading = True
-        if lead:
-            self._lead()
-        # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
-        # row lands after all, the sender's retry is recognised as a duplicate).
-        elif item.done is not None and not item.done.wait(self.timeout + 1.0):
-            raise StoreError("store busy: group commit did not finish in time")
+        if lead or self._wait(item):
+            self._lead(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def _lead(self) -> None:
+    def _wait(self, item: _Pending) -> bool:
+        """A follower waits for its result (False) or to be made leader (True); StoreError at its deadline."""
+        assert item.done is not None
         while True:
+            item.done.wait(max(item.deadline - time.monotonic(), 0.0))
             with self._mutex:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._leading = False
-                    return
-            self._write(batch)
+                if item.finished:
+                    return False
+                late = time.monotonic() >= item.deadline
+                if item.promoted:
+                    item.promoted = False
+                    item.done.clear()
+                    if not late:
+                        return True
+                    self._queue.remove(item)  # too late to lead: pass the queue on and leave
+                    self._hand_off()
+                elif late and item in self._queue:
+                    self._queue.remove(item)  # never written
+                if late:
+                    raise StoreError("store busy: not committed before the reply deadline (store.timeout)")
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _hand_off(self) -> None:
+        """(Under the mutex.) Make the oldest waiting caller the next leader, or stop leading."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.promoted = True
+            assert nxt.done is not None  # only followers are queued while someone leads
+            nxt.done.set()
+        else:
+            self._leading = False
+
+    def _lead(self, me: _Pending) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue, []
+        now = time.monotonic()
+        live = [p for p in batch if p.deadline > now]  # the others have given up (or are about to)
+        try:
+            self._write(live, me.deadline)
+        finally:
+            for p in batch:
+                if not p.finished:
+                    p.error = p.error or StoreError("store busy: deadline passed before its turn to be written")
+                    p.finished = True
+                if p.done is not None:
+                    p.done.set()
+            with self._mutex:
+                self._hand_off()
+
+    def _write(self, batch: list[_Pending], deadline: float) -> None:
         # Errors are handed to each waiting caller as they are: StoreError becomes a TEMPFAIL in eom(),
         # anything else is a bug that eom()'s guard logs with its traceback.
         try:
             if len(batch) == 1:
-                results = [self.store.record(*batch[0].args)]
+                results = [self.store.record(*batch[0].args, deadline=deadline)]
             else:
-                results = self.store.record_many([p.args for p in batch], batch_size=len(batch))
+                results = self.store.record_many([p.args for p in batch], batch_size=len(batch), deadline=deadline)
             for p, res in zip(batch, results, strict=True):
-                p.result = res
+                p.result, p.finished = res, True
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                # The batch rolled back as a whole: retry one by one, so that a message that cannot be
-                # stored does not take the others down with it.
+            if len(batch) == 1 or time.monotonic() >= deadline:
                 for p in batch:
-                    try:
-                        p.result = self.store.record(*p.args)
-                    except Exception as one:
-                        p.error = one
-        finally:
+                    p.error, p.finished = exc, True
+                return
+            # The batch rolled back as a whole: retry one by one (within the same deadline), so that a
+            # message that cannot be stored does not take the others down with it.
             for p in batch:
-                if p.done is not None:
-                    p.done.set()
+                try:
+                    p.result = self.store.record(*p.args, deadline=deadline)
+                except Exception as one:
+                    p.error = one
+                p.finished = True
 
 
 class _Pending:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("args", "deadline", "done", "error", "finished", "promoted", "result")
 
-    def __init__(self, args: tuple[Any, Classification, str], done: threading.Event | None) -> None:
+    def __init__(self, args: tuple[Any, Classification, str], deadline: float, done: threading.Event | None) -> None:
         self.args = args
+        self.deadline = deadline
         self.done = done
         self.result: tuple[int, bool] | None = None
         self.error: Exception | None = None
+        self.finished = False
+        self.promoted = False
+
+
+class _Until:
+    """The writer with one message's reply deadline, for ingest() (which calls record(meta, result, action))."""
+
+    __slots__ = ("deadline", "writer")
+
+    def __init__(self, writer: Any, deadline: float) -> None:
+        self.writer = writer
+        self.deadline = deadline
+
+    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+        return self.writer.record(meta, result, action, deadline=self.deadline)
 
 
 @dataclass
@@ -348,8 +437,8 @@ class BounceMilter(Milter.Base):
             port = hostaddr[1] if len(hostaddr) > 1 else None
         else:
             self._client_addr = str(hostaddr or "")
-        # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0.
-        self._internal_conn = port == 0
+        # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0 (see internal_path)
+        self._internal_conn = internal_path(port, self._ctx.getsymval("{daemon_port}"))
         return self._go(Milter.P_NR_CONN)
 
     @guarded(Milter.P_NR_HELO)
@@ -366,12 +455,11 @@ class BounceMilter(Milter.Base):
             macro = self._ctx.getsymval
             self._client_name = macro("{client_name}") or ""
             self._client_addr = macro("{client_addr}") or ""
-            self._internal_conn = macro("{client_port}") == "0"  # Postfix's non_smtpd path
-        raw = mailfrom or ""
-        self._envelope_from = _bare(raw)
+            self._internal_conn = internal_path(macro("{client_port}"), macro("{daemon_port}"))
+        self._envelope_from = _bare(mailfrom or "")
         self._null_sender = self._envelope_from == ""
-        # smtpd passes <addr> and <>; the non_smtpd path passes addr and "" (no angle brackets).
-        self._internal = self._internal_conn or not raw.strip().startswith("<")
+        # never from the sender's spelling: an SMTP client may leave out the angle brackets (see internal_path)
+        self._internal = self._internal_conn
         for param in esmtp:  # the client's SIZE= is the only size we learn when the body is capped
             if param[:5].upper() == "SIZE=" and param[5:].isdigit():
                 self._declared_size = int(param[5:])
@@ -471,6 +559,8 @@ class BounceMilter(Milter.Base):
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
+        # the reply must reach the MTA within [store] timeout of end of message (classification included)
+        deadline = time.monotonic() + rt.writer.timeout
         self._queue_id = self.getsymval("i") or self._queue_id
         raw = bytes(self._buf)
         self._buf = bytearray()
@@ -492,7 +582,7 @@ class BounceMilter(Milter.Base):
         store_error = ""
         store_ms = 0.0
         try:
-            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier)
+            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
         except NotStored as exc:
             prepared = exc.prepared

@@ -406,12 +406,19 @@ class Store:
 
     # -- writing
 
-    def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]:
-        """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable."""
-        return self._locked(lambda conn: self._write(conn, [(meta, result, action)]))[0]
+    def record(
+        self, meta: MessageMeta, result: Classification, action: str, deadline: float | None = None
+    ) -> tuple[int, bool]:
+        """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable.
+
+        `deadline` (time.monotonic()): give up then instead of `timeout` from now (the milter's reply deadline)."""
+        return self._locked(lambda conn: self._write(conn, [(meta, result, action)]), deadline)[0]
 
     def record_many(
-        self, items: Iterable[tuple[MessageMeta, Classification, str]], batch_size: int = 500
+        self,
+        items: Iterable[tuple[MessageMeta, Classification, str]],
+        batch_size: int = 500,
+        deadline: float | None = None,
     ) -> list[tuple[int, bool]]:
         """Like record() for many messages, committing every `batch_size` of them in one transaction.
 
@@ -426,7 +433,7 @@ class Store:
 
         def flush() -> None:
             try:
-                out.extend(self._locked(lambda conn: self._write(conn, batch)))
+                out.extend(self._locked(lambda conn: self._write(conn, batch), deadline))
             except StoreError as exc:
                 exc.committed = len(out)
                 raise
@@ -440,14 +447,19 @@ class Store:
             flush()
         return out
 
-    def _locked(self, write: Callable[[sqlite3.Connection], list[tuple[int, bool]]]) -> list[tuple[int, bool]]:
+    def _locked(
+        self, write: Callable[[sqlite3.Connection], list[tuple[int, bool]]], deadline: float | None = None
+    ) -> list[tuple[int, bool]]:
         """Run `write` (one transaction) under the writer lock with one deadline; errors become StoreError."""
-        deadline = time.monotonic() + self.timeout
-        if not self._lock.acquire(timeout=max(self.timeout, 0.001)):
-            raise StoreError(f"{self.path}: store busy for more than {self.timeout:g}s")
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+            raise StoreError(f"{self.path}: store busy until the deadline (store.timeout {self.timeout:g}s)")
         try:
             if self._closed:
                 raise StoreError(f"{self.path}: store is closed")
+            if time.monotonic() >= deadline:  # waited for another writer of this process all the time there was
+                raise StoreError(f"{self.path}: store busy until the deadline (store.timeout {self.timeout:g}s)")
             try:
                 conn = self._ensure_open()
                 # SQLite's own wait for its lock gets what is left of the deadline (one statement less per

@@ -25,6 +25,7 @@ def test_check_config_prints_the_effective_settings_which_load_back(tmp_path: Pa
     path.write_text(
         '[milter]\nsocket = "unix:/run/b/m.sock"\nsocket_mode = "0660"\n[bounce]\n'
         'addresses = ["bounces+*@example.com"]\n[actions]\nauto_reply = "discard"\n'
+        '[fetch]\nurl = "imaps://bounces@imap.example.com/INBOX"\n[fetch.after]\nhard = "delete"\n'
     )
     res = cli("check-config", "--config", str(path))
     assert res.exit_code == 0, res.output

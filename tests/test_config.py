@@ -138,6 +138,8 @@ def test_valid_sockets(tmp_path: Path, socket: str) -> None:
         ('[store]\ndb = ""\n', "store.db", "non-empty"),
         ("[store]\ntimeout = -1\n", "store.timeout", "between"),
         ('[store]\ntimeout = "5s"\n', "store.timeout", "number"),
+        ("[store]\ntimeout = 60\n", "store.timeout", "milter_content_timeout"),
+        ("[store]\ntimeout = 0\n", "store.timeout", "between"),
         ('[bounce]\naddresses = ["bounces@"]\n', "bounce.addresses", "domain"),
         ('[bounce]\naddresses = ["not an address"]\n', "bounce.addresses", "not an address"),
         ("[bounce]\naddresses = 5\n", "bounce.addresses", "list"),

@@ -39,7 +39,7 @@ class FakeStore:
         self.records: list[tuple] = []
         self.fail = fail
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         if self.fail is not None:
             raise self.fail
         self.records.append((meta, result, action))
@@ -109,10 +109,16 @@ def feed(
     sender: str = "<>",
     rcpts: tuple[str, ...] = ("<bounces@test.example>",),
     internal: bool = False,
+    daemon_port: str | None = None,
 ) -> tuple[int, testctx.TestCtx]:
-    """Drive one message through the callbacks as libmilter would (stops at the first final answer)."""
+    """Drive one message through the callbacks as libmilter would (stops at the first final answer).
+
+    `internal`: the macros of Postfix's non_smtpd path (client and daemon port 0, as measured); else a
+    TCP client on port 25. `daemon_port` overrides the daemon's port ("" = the MTA does not send it)."""
     ctx = testctx.TestCtx()
     port = 0 if internal else 25
+    if daemon_port is None:
+        daemon_port = "0" if internal else "25"
     # the macros Postfix sends (a lean session reads the client and the sender from them at DATA)
     for name, value in (
         ("i", "QID123"),
@@ -120,6 +126,7 @@ def feed(
         ("{client_addr}", "192.0.2.1"),
         ("{client_name}", "mx.remote.example"),
         ("{client_port}", str(port)),
+        ("{daemon_port}", daemon_port or None),
     ):
         ctx._setsymval(name, value)
     ctx._negotiate()
@@ -265,10 +272,66 @@ def test_store_error_accepts_on_internal_path(setup) -> None:  # type: ignore[no
     assert line["level"] == "error" and line["stored"] is False and line["internal"] is True
 
 
-def test_envelope_without_brackets_marks_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
-    setup(store=FakeStore(fail=StoreError("read-only")))
+def test_a_bare_mail_from_over_smtp_is_not_the_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
+    # smtpd accepts MAIL FROM:x@evil.example and passes it on without brackets, like the non_smtpd path does
+    _, cap = setup(store=FakeStore(fail=StoreError("read-only")))
+    rc, ctx = feed(M.hard_bounce("t10"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.0")
+    (line,) = cap.events("message")
+    assert line["internal"] is False and line["stored"] is False and line["action"] == "tempfail"
     rc, _ = feed(M.hard_bounce("t10"), sender="", rcpts=("bounces@test.example",))
-    assert rc == Milter.ACCEPT
+    assert rc == Milter.TEMPFAIL
+
+
+@pytest.mark.parametrize(
+    ("client_port", "daemon_port", "internal"),
+    [
+        ("0", "0", True),  # Postfix's cleanup (pickup, bounce daemon): measured with Postfix 3.7
+        ("0", None, True),  # classic sequence: Postfix's default connect macros leave {daemon_port} out
+        ("41234", "25", False),  # smtpd, a TCP client
+        ("0", "25", False),  # a port 0 claimed on a TCP listener (XCLIENT PORT=0 by an authorised host)
+        ("41234", "0", False),
+        (None, None, False),  # an MTA that sends neither
+        ("", "", False),
+    ],
+)
+def test_internal_path_needs_both_ports_zero(client_port, daemon_port, internal: bool) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.milter import internal_path
+
+    assert internal_path(client_port, daemon_port) is internal
+
+
+def test_a_tcp_listener_is_never_the_internal_path_even_with_client_port_0(setup) -> None:  # type: ignore[no-untyped-def]
+    setup(store=FakeStore(fail=StoreError("locked")))
+    rc, _ = feed(M.hard_bounce("t10b"), internal=True, daemon_port="25")
+    assert rc == Milter.TEMPFAIL
+
+
+def test_draining_tempfails_smtp_even_with_a_bare_sender_but_not_postfix_itself(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    BounceMilter.runtime.draining = True
+    rc, _ = feed(M.hard_bounce("t10c"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and store.records == []
+    rc, _ = feed(M.hard_bounce("t10c"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT and len(store.records) == 1
+
+
+def test_after_the_store_closed_a_bare_sender_gets_4xx(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "closed.db"), timeout=0.2)
+    store.close()
+    _, cap = setup(store=store)
+    rc, _ = feed(M.hard_bounce("t10d"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL
+    rc, _ = feed(M.hard_bounce("t10d"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT  # Postfix's own bounce: delivered, and the failure logged as an error
+    lines = cap.events("message")
+    assert [(x["internal"], x["action"], x["stored"]) for x in lines] == [
+        (False, "tempfail", False),
+        (True, "accept", False),
+    ]
+    assert all("closed" in x["store_error"] for x in lines)
 
 
 def test_classifier_failure_is_stored_unclassified_and_accepted(setup) -> None:  # type: ignore[no-untyped-def]
@@ -496,7 +559,7 @@ def test_lean_session_skips_connect_and_asks_for_the_client_macros_with_mail(set
     lean = BounceMilter.runtime.lean
     assert bool(ctx._protocol & Milter.P_NOCONNECT) is lean
     asked = ctx._symlist[Milter.M_ENVFROM]
-    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}"} if lean else None)
+    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}", b"{daemon_port}"} if lean else None)
 
 
 def test_a_refused_macro_list_falls_back_to_the_classic_sequence(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -536,13 +599,13 @@ class SlowStore:
         self.rows.append(meta)
         return len(self.rows), True
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(1)
             return self._one(meta)
 
-    def record_many(self, items, batch_size=500):  # type: ignore[no-untyped-def]
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(len(items))
@@ -590,3 +653,93 @@ def test_group_commit_isolates_a_message_that_cannot_be_stored() -> None:
     out = _concurrently(GroupCommit(store, timeout=5), names)
     assert isinstance(out["m3"], StoreError)
     assert sorted(store.rows) == sorted(n for n in names if n != "m3")
+
+
+class LockedStore:
+    """A store whose database is locked by someone else: every write waits until its deadline, then fails
+    (what SQLite's busy timeout does with the remaining time). Records when each write started."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, int]] = []  # (started, deadline, items)
+
+    def _wait(self, deadline, n) -> None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        self.calls.append((now, deadline, n))
+        time.sleep(max(min(deadline, now + 5) - now, 0))
+        raise StoreError("database is locked")
+
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, 1)
+
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, len(items))
+
+
+def test_group_commit_every_caller_answers_by_its_deadline_with_the_store_locked() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    store = LockedStore()
+    writer = GroupCommit(store, timeout=0.3)
+    took: dict[int, float] = {}
+    errors: dict[int, Exception] = {}
+
+    def go(i: int) -> None:
+        t0 = time.monotonic()
+        try:
+            writer.record(f"m{i}", None, "accept")
+        except StoreError as exc:
+            errors[i] = exc
+        took[i] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)  # arrivals spread over 0.2 s: later callers queue behind a leader that is waiting
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 20
+    # No write starts past its deadline, and no leader writes beyond its own (the old leader drained the
+    # queue and retried one by one with a fresh timeout each: 20 x 0.3 s).
+    assert all(started < deadline for started, deadline, _ in store.calls)
+    assert sum(n for _, _, n in store.calls) <= 20
+    # Each caller's wait is bounded by its own deadline (0.3 s), plus scheduling slack on a shared machine.
+    assert max(took.values()) < 0.3 + 1.0, sorted(took.values())
+
+
+def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    class Slow(SlowStore):
+        def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+            if meta == "first":
+                time.sleep(0.4)  # the first leader's commit outlasts a follower's deadline
+            return super().record(meta, result, action, deadline)
+
+    store = Slow()
+    writer = GroupCommit(store, timeout=5)
+    out: dict[str, object] = {}
+
+    def go(name: str, timeout: float) -> None:
+        try:
+            out[name] = writer.record(name, None, "accept", deadline=time.monotonic() + timeout)
+        except StoreError as exc:
+            out[name] = exc
+
+    first = threading.Thread(target=go, args=("first", 5))
+    first.start()
+    time.sleep(0.1)
+    late = threading.Thread(target=go, args=("late", 0.1))
+    others = [threading.Thread(target=go, args=(f"m{i}", 5)) for i in range(5)]
+    for t in [late, *others]:
+        t.start()
+    for t in [first, late, *others]:
+        t.join(10)
+    assert isinstance(out["late"], StoreError)
+    assert "late" not in store.rows  # it left the queue before anyone wrote it
+    assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
+    assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
+    assert not writer._leading and not writer._queue
