@@ -110,3 +110,34 @@ def test_the_documented_database_is_the_one_datasette_metadata_describes() -> No
     assert paths, "no production database path documented"
     assert {Path(p).stem for p in paths} <= keys, (paths, keys)
     assert Path(Settings().db).stem in keys
+
+
+def test_systemd_unit() -> None:
+    import shutil
+    import subprocess
+
+    unit = (REPO / "deploy/systemd/bouncemilter.service").read_text()
+    directives = {line.partition("=")[0]: line.partition("=")[2] for line in unit.splitlines() if "=" in line}
+    assert directives["Type"] == "notify"  # READY=1 is sent once the socket listens (tests/test_daemon.py)
+    assert directives["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert directives["RestartPreventExitStatus"] == "2"  # a config error (exit 2) must not restart in a loop
+    assert directives["UMask"] == "0027"
+    for hardening in (
+        "SystemCallFilter=@system-service",
+        "ProtectClock=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectHostname=yes",
+        "RestrictSUIDSGID=yes",
+        "RestrictRealtime=yes",
+        "ProtectProc=invisible",
+        "RemoveIPC=yes",
+    ):
+        assert hardening in unit.splitlines()
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(
+            ["systemd-analyze", "verify", str(REPO / "deploy/systemd/bouncemilter.service")],
+            capture_output=True,
+            text=True,
+        )
+        problems = [x for x in (out.stdout + out.stderr).splitlines() if x.strip() and "is not executable" not in x]
+        assert problems == []
