@@ -141,3 +141,25 @@ def test_systemd_unit() -> None:
         )
         problems = [x for x in (out.stdout + out.stderr).splitlines() if x.strip() and "is not executable" not in x]
         assert problems == []
+
+
+def test_production_setup_never_installs_an_mta_or_build_tools() -> None:
+    # apt removes Sendmail or Exim to install Postfix; a production host needs no compiler or test tools
+    setup = (REPO / "deploy/setup.sh").read_text()
+    installs = " ".join(re.findall(r"^for pkg in ([^;]+);", setup, re.M))
+    assert installs and not re.search(r"\b(postfix|exim4?|sendmail|swaks|gcc|libmilter-dev|e2fsprogs)\b", installs)
+    pip = [line for line in setup.splitlines() if "/pip\" install" in line]
+    assert pip and all(" -e " not in line and "[test]" not in line for line in pip)
+    # the test prerequisites live with the tests, and CI calls exactly the README's test command
+    assert "postfix" in (REPO / "tests/run.sh").read_text()
+    ci = [x for x in (REPO / ".ci/run").read_text().splitlines() if x and not x.startswith(("#", "set ", "cd "))]
+    assert ci[0] == "bash tests/run.sh"
+
+
+def test_postfix_tests_skip_with_the_reason_where_another_mta_is_installed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.e2e import postfix_rig
+
+    monkeypatch.setattr(postfix_rig.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(postfix_rig, "other_mta", lambda: "exim4")
+    reason = postfix_rig.postfix_available()
+    assert reason is not None and "exim4" in reason and "remove" in reason
