@@ -80,18 +80,25 @@ else
         for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
     fi
     log=$STATE/bouncemilter.log
-    (cd "$STATE" && setsid setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups \
-        "$PREFIX/venv/bin/bouncemilter" run --config "$ETC/bouncemilter.toml" >>"$log" 2>&1 </dev/null &
-        echo $! >"$pidfile")
-    for _ in $(seq 100); do
-        grep -q '"event": "start"' "$log" 2>/dev/null && break
-        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    : >>"$log" && chown "$USER_NAME:$USER_NAME" "$log" && chmod 0640 "$log"
+    lines=$(wc -l <"$log")
+    (cd "$STATE" && exec setsid setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups \
+        "$PREFIX/venv/bin/bouncemilter" run --config "$ETC/bouncemilter.toml" >>"$log" 2>&1 </dev/null) &
+    launcher=$!
+    pid=
+    for _ in $(seq 150); do
+        # the milter names its own pid in its start line (setsid may fork)
+        pid=$(tail -n +"$((lines + 1))" "$log" | sed -n 's/.*"event": "start".*"pid": \([0-9]*\).*/\1/p' | tail -1)
+        [ -n "$pid" ] && break
+        if ! kill -0 "$launcher" 2>/dev/null && ! pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null; then
             echo "setup: the milter did not start:" >&2
             tail -5 "$log" >&2
             exit 1
         fi
         sleep 0.1
     done
+    [ -n "$pid" ] || { echo "setup: the milter did not report its start in 15 s; see $log" >&2; exit 1; }
+    echo "$pid" >"$pidfile"
     how="log $log; stop: kill \$(cat $pidfile)"
 fi
 echo "setup: bouncemilter is running with $ETC/bouncemilter.toml ($how)"
