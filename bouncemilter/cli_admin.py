@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 
@@ -104,6 +105,78 @@ def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) 
     )
 
 
+@click.command("doctor")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    callback=resolve_config,
+    help="The milter's configuration (default: $BOUNCEMILTER_CONFIG, else /etc/bouncemilter/bouncemilter.toml).",
+)
+@click.option("--postfix-config", metavar="DIR", help="Postfix's config directory (default: postconf's own).")
+@click.option(
+    "--smtp", metavar="HOST:PORT", default="127.0.0.1:25", show_default=True, help="Postfix's smtpd, for the test."
+)
+@click.option("--no-send", is_flag=True, help="Skip the test report through Postfix.")
+@click.option(
+    "--service-user", metavar="USER", help="The user the milter runs as (default: bouncemilter if it exists)."
+)
+@click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
+def doctor_cmd(
+    config_path: str | None,
+    postfix_config: str | None,
+    smtp: str,
+    no_send: bool,
+    service_user: str | None,
+    timeout: float,
+) -> None:
+    """Check the wiring between the live Postfix and the milter: one PASS/FAIL line per check, with the fix.
+    Exit 0 when everything passes, 1 when a check fails, 2 for an invalid configuration.
+
+    \b
+    Checks: the milter listens; smtpd_milters and non_smtpd_milters (with internal_mail_filter_classes =
+    bounce) name its socket; recipient_delimiter matches verp_separator; Postfix's user can connect to the
+    socket; the service user can write the database; a test report sent through Postfix to a bounce address
+    is recorded (a "delivered" report: it suppresses nobody).
+
+    \b
+    Examples:
+      bouncemilter doctor
+      bouncemilter doctor --smtp 127.0.0.1:2525 --postfix-config /etc/postfix-out
+    """
+    import pwd
+
+    from .doctor import Postconf, run_checks
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        click.echo(f"FAIL  configuration: {exc}")
+        sys.exit(2)
+    click.echo(f"bouncemilter doctor: {config_path or 'embedded defaults'}")
+    host, _, port = smtp.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{smtp!r}: give HOST:PORT", param_hint="--smtp")
+    if service_user is None:
+        try:
+            service_user = pwd.getpwnam("bouncemilter").pw_name
+        except KeyError:
+            service_user = pwd.getpwuid(os.geteuid()).pw_name
+    checks = run_checks(
+        settings,
+        postconf=Postconf(postfix_config),
+        smtp=None if no_send else (host.strip("[]"), int(port)),
+        service_user=service_user,
+        timeout=timeout,
+    )
+    for check in checks:
+        for line in check.lines():
+            click.echo(line)
+    failed = [c for c in checks if not c.ok]
+    click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
 def register(group: click.Group) -> None:
-    for cmd in (check_config_cmd, prune_cmd, backup_cmd):
+    for cmd in (check_config_cmd, doctor_cmd, prune_cmd, backup_cmd):
         group.add_command(cmd)
