@@ -175,7 +175,8 @@ def run_cmd(
 
         logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
-    sys.exit(serve(settings))
+    # SIGHUP reads the same file with the same flags again
+    sys.exit(serve(settings, reload=lambda: load_settings(config_path, overrides)))
 
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)

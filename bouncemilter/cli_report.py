@@ -121,10 +121,13 @@ def write_png(st: reports.Stats, path: str) -> None:
 @click.option(
     "--since", default="24h", show_default=True, metavar="WHEN", help="24h, 7d, 30m, 2w, an ISO date, or all."
 )
+@click.option("--until", metavar="WHEN", help="End of the window, same forms as --since (default: now).")
 @click.option("--by", "by", type=click.Choice(reports.BY_CHOICES), default="kind", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "chart"]), default="table", show_default=True)
 @click.option("--png", "png", metavar="FILE", type=click.Path(dir_okay=False), help="Also write a PNG bar chart.")
-def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt: str, png: str | None) -> None:
+def stats_cmd(
+    config_path: str | None, db: str | None, since: str, until: str | None, by: str, fmt: str, png: str | None
+) -> None:
     """Counts of messages, affected recipients and hard bounces, grouped one way.
 
     \b
@@ -133,6 +136,7 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
       bouncemilter stats --since 7d --by domain --format chart
       bouncemilter stats --since 48h --by hour --png /tmp/bounces.png
       bouncemilter stats --since all --by reason --format json
+      bouncemilter stats --since 2026-10-01 --until 2026-11-01 --by week
     """
     settings = load(config_path, db)
     now = _now()
@@ -140,6 +144,13 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
         start = None if since.strip().lower() == "all" else reports.window_start(since, now)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    if until:
+        try:
+            now = reports.window_start(until, now) or now
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
+        if start is not None and start > now:
+            raise click.BadParameter(f"{until!r} is before --since {since!r}", param_hint="--until")
     try:
         conn = _read_only(settings.db, settings.store_timeout)
         try:

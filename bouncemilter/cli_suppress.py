@@ -18,6 +18,7 @@ from .classify.address import canonical, show
 from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import Settings
 from .policy import Policy, parse_time
+from .reports import WHEN_FORMS
 
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -28,7 +29,7 @@ _ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
 
 def parse_since(value: str | None, now: datetime | None = None) -> str:
     """'24h', '7d', '30m', '2w' or an ISO date/time -> the store's timestamp text ('' = everything)."""
-    if not value:
+    if not value or value.strip().lower() == "all":
         return ""
     now = now or datetime.now(UTC)
     m = _SINCE_RE.match(value)
@@ -37,7 +38,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> str:
     try:
         return sup.fmt_time(parse_time(value))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use 24h, 7d, 30m, 2w or an ISO date such as 2026-05-01") from None
+        raise click.BadParameter(f"{value!r}: use {WHEN_FORMS}") from None
 
 
 def _connect(settings: Settings, write: bool) -> sqlite3.Connection:
@@ -71,14 +72,24 @@ def _address(value: str) -> str:
 @click.argument("address")
 @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
 @click.option("--by", default=None, metavar="WHO", help="Who made the change (default: the invoking user).")
-def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: str, by: str | None) -> None:
-    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed).
+@click.option(
+    "--skip-invalid", is_flag=True, help="With -: leave out lines that are not addresses (else nothing is saved)."
+)
+def suppress_cmd(
+    config_path: str | None, db: str | None, address: str, reason: str, by: str | None, skip_invalid: bool
+) -> None:
+    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed). ADDRESS - reads one address
+    per line from standard input (blank lines and # comments skipped) and saves them in one transaction.
 
     \b
-    Example:
-      bouncemilter suppress --db bounces.db alice@example.org --reason "asked by phone" --by ann
+    Examples:
+      bouncemilter suppress alice@example.org --reason "asked by phone" --by ann
+      bouncemilter suppress - --reason "unsubscribed at the old ESP" < unsubscribed.txt
     """
     settings = load(config_path, db)
+    if address == "-":
+        _suppress_stdin(settings, reason, by, skip_invalid)
+        return
     addr = _address(address)
     conn = _connect(settings, write=True)
     try:
@@ -86,6 +97,34 @@ def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: 
     finally:
         conn.close()
     click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+
+
+def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool) -> None:
+    addresses: dict[str, None] = {}  # ordered, without repeats
+    bad: list[tuple[int, str]] = []
+    for n, line in enumerate(sys.stdin, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            addresses[_address(text)] = None
+        except click.BadParameter:
+            bad.append((n, line.rstrip("\n")))
+    for n, text in bad[:20]:
+        click.echo(f"bouncemilter: stdin line {n}: not an email address: {text!r}", err=True)
+    if bad and not skip_invalid:
+        raise click.ClickException(f"{len(bad)} line(s) are not addresses; nothing saved (or give --skip-invalid)")
+    conn = _connect(settings, write=True)
+    try:
+        changed = sup.suppress_many(conn, addresses, reason, _who(by))
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
+    finally:
+        conn.close()
+    click.echo(
+        f"{changed} suppressed, {len(addresses) - changed} already suppressed by hand (reason updated)"
+        + (f", {len(bad)} invalid line(s) left out" if bad else "")
+    )
 
 
 @click.command("unsuppress")
@@ -173,7 +212,14 @@ _PENDING_CSV_COLUMNS = (
 
 @click.command("suppressed")
 @config_options
-@click.option("--since", metavar="WHEN", help="Only addresses suppressed since: 24h, 7d, 2w or an ISO date.")
+@click.option(
+    "--since", metavar="WHEN", help="Only addresses whose evidence dates their suppression since: 24h, 7d, an ISO date."
+)
+@click.option(
+    "--recorded-since",
+    metavar="WHEN",
+    help="Only addresses we put on the list since (whatever the evidence's date, e.g. after an import).",
+)
 @click.option(
     "--pending",
     is_flag=True,
@@ -187,22 +233,28 @@ _PENDING_CSV_COLUMNS = (
     show_default=True,
     help="postfix: an access map for check_recipient_access (postmap it).",
 )
-def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, pending: bool, fmt: str) -> None:
+def suppressed_cmd(
+    config_path: str | None, db: str | None, since: str | None, recorded_since: str | None, pending: bool, fmt: str
+) -> None:
     """List suppressed addresses (with --pending: the suppressions held by a cap).
 
     \b
     Examples:
       bouncemilter suppressed --since 7d
+      bouncemilter suppressed --recorded-since 24h --format csv
       bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
       bouncemilter suppressed --pending
     """
     settings = load(config_path, db)
     lower = parse_since(since)
+    recorded = parse_since(recorded_since)
     if pending and fmt == "postfix":
         raise click.BadParameter("held suppressions are not suppressed: no access map for them", param_hint="--format")
+    if pending and recorded_since:
+        raise click.BadParameter("held suppressions are not on the list yet", param_hint="--recorded-since")
     conn = _connect(settings, write=False)
     try:
-        rows = sup.pending(conn, lower) if pending else sup.suppressed(conn, lower)
+        rows = sup.pending(conn, lower) if pending else sup.suppressed(conn, lower, recorded)
     finally:
         conn.close()
     if pending:

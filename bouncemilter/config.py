@@ -100,6 +100,7 @@ class Settings:
     header_prefix: str = "X-Bounce-"
     body_cap: int = 1048576
     store_timeout: float = 5.0
+    retention_days: int = 0  # 0: keep everything; else the milter prunes older messages once a day
     log_target: str = "stderr"
     log_level: str = "info"
     milter_timeout: int = 240
@@ -320,6 +321,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
     "store.timeout": ("store_timeout", _store_timeout),
+    "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
     "bounce.match_null_sender": ("match_null_sender", _bool),
     "bounce.verp_separator": ("verp_separator", _one_char),

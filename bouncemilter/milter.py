@@ -985,9 +985,82 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     return rt, spec
 
 
-def serve(settings: Any, *, exit_process: bool = True) -> int:
-    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
+# Settings a running milter cannot take over on SIGHUP: they name what it opened at start.
+RESTART_ONLY = (
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "db",
+    "milter_timeout",
+    "metrics_enabled",
+    "metrics_listen",
+    "metrics_allow_remote",
+)
+# Called with (runtime, new settings) after a reload applied the rest, e.g. to load new signing keys; an
+# exception keeps the old settings (the reload fails as a whole).
+RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = []
+
+
+def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
+    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout.
+
+    Sessions in progress are not touched: each callback reads the runtime's current settings and matcher.
+    Settings in RESTART_ONLY keep their running value (reported). Returns the changed and the ignored names.
+    """
+    from dataclasses import fields, replace
+
+    from .policy import Policy
+    from .verp import BounceMatcher
+
+    old = rt.settings
+    changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
+    ignored = [name for name in changed if name in RESTART_ONLY]
+    live = replace(new, **{name: getattr(old, name) for name in ignored})
+    matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
+    policy = Policy.from_settings(live)
+    previous = (rt.settings, rt.matcher, rt.store.suppressions.policy)
+    rt.settings, rt.matcher, rt.store.suppressions.policy = live, matcher, policy
+    try:
+        for hook in RELOAD_HOOKS:
+            hook(rt, live)
+    except Exception:
+        rt.settings, rt.matcher, rt.store.suppressions.policy = previous
+        raise
+    rt.store.timeout = rt.writer.timeout = float(live.store_timeout)
+    if (live.log_target, live.log_level) != (old.log_target, old.log_level):
+        rt.logger = logjson.setup(live.log_target, live.log_level)
+    return {"changed": [n for n in changed if n not in ignored], "restart_needed": ignored}
+
+
+RETENTION_FIRST = 60.0  # seconds after start before the first retention prune (let the start settle)
+RETENTION_EVERY = 86400.0
+
+
+def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_FIRST) -> None:
+    """[store] retention_days: prune older messages once a day (read at each run, so a reload applies)."""
+    from .maintenance import prune
+
+    wait = first
+    while not stop.wait(wait):
+        wait = RETENTION_EVERY
+        days = int(getattr(rt.settings, "retention_days", 0) or 0)
+        if days <= 0:
+            continue
+        try:
+            out = prune(rt.store.path, days, timeout=rt.store.timeout)
+        except Exception as exc:  # a busy or broken store: try again tomorrow, the milter goes on
+            logjson.event(rt.logger, logging.ERROR, "prune_failed", str(exc), retention_days=days)
+        else:
+            logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
+
+
+def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
+    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
+
+    `reload` gives new settings on SIGHUP (it raises ConfigError for an invalid file: the old ones stay)."""
     import milter as _milter
+
+    from . import sdnotify
 
     opened = open_runtime(settings)
     if isinstance(opened, int):
@@ -1015,6 +1088,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
     stop = threading.Event()
+    wake = threading.Event()
+    reload_requested = threading.Event()
     status = {"rc": 0}
 
     def run_libmilter() -> None:
@@ -1028,14 +1103,39 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
+        wake.set()
+
+    def on_hup(signum: int, _frame: Any) -> None:
+        reload_requested.set()
+        wake.set()
+
+    def do_reload() -> None:
+        sdnotify.reloading()
+        try:
+            if reload is None:
+                raise ValueError("this milter was started without a configuration to reload")
+            info = reload_runtime(rt, reload())
+        except Exception as exc:  # ConfigError above all: the old settings stay in force
+            logjson.event(rt.logger, logging.ERROR, "reload_failed", f"{exc}; the previous settings stay in force")
+        else:
+            logjson.event(rt.logger, logging.INFO, "reload", **info)
+            if info["restart_needed"]:
+                logjson.event(
+                    rt.logger,
+                    logging.WARNING,
+                    "reload",
+                    f"{', '.join(info['restart_needed'])}: changed, but only a restart applies them",
+                )
+        sdnotify.notify("READY=1")
 
     # The Python handlers run in this (main) thread; libmilter blocks these signals in its own
     # threads, so the kernel delivers them here.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, on_hup)
     worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
     worker.start()
+    threading.Thread(target=retention_loop, args=(rt, stop), name="retention", daemon=True).start()
     logjson.event(
         logger,
         logging.INFO,
@@ -1046,13 +1146,20 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         tcp_nodelay=bool(nodelay),
         pid=os.getpid(),
     )
-    while not stop.wait(1.0):
-        pass
+    # the socket listens (opensocket above): now Postfix, ordered after us, may start
+    sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=listening on {spec.libmilter}")
+    while not stop.is_set():
+        wake.wait(1.0)
+        wake.clear()
+        if reload_requested.is_set() and not stop.is_set():
+            reload_requested.clear()
+            do_reload()
+    sdnotify.notify("STOPPING=1")
     # Drain: no new MTA sessions (smfi_stop() is not used: libmilter would drop the sessions in
     # progress at their next command), let messages in progress reach their reply, then go.
     t_stop = time.perf_counter()
-    rt = BounceMilter.runtime
     rt.draining = True
+    logger = rt.logger  # a reload may have set up a new one
     if spec.kind == "unix":
         _unlink_socket(spec.path, sock_ident)
     busy = rt.inflight.count

@@ -300,44 +300,58 @@ def _write_pending(
 
 def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
-    address = canonical(address).address or address.strip().lower()
+    return suppress_many(conn, [address], reason, by, stamp) == 1
+
+
+def suppress_many(
+    conn: sqlite3.Connection, addresses: Iterable[str], reason: str, by: str, stamp: str | None = None
+) -> int:
+    """suppress() for many addresses in one transaction (all or none); returns how many changed."""
     stamp = stamp or utc_now()
     reason = reason.strip() or "manual"
+    changed = 0
     with _transaction(conn):
-        row = get_row(conn, address)
-        changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
-        if row is not None and row["state"] == "suppressed":
-            # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
-            conn.execute(
-                """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
-                       manual_at = ? WHERE address = ?""",
-                (stamp, by, reason, stamp, address),
-            )
-        else:
-            conn.execute(
-                """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
-                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
-                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
-                       reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
-                       updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                       manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
-                (
-                    address,
-                    address.rpartition("@")[2],
-                    reason,
-                    f"suppressed manually: {reason}",
-                    stamp,
-                    stamp,
-                    stamp,
-                    by,
-                    reason,
-                    stamp,
-                    address_flags(address),
-                ),
-            )
-        _log(conn, address, stamp, "suppress", "manual", by, reason)
-        conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
+        for address in addresses:
+            changed += _suppress_one(conn, canonical(address).address or address.strip().lower(), reason, by, stamp)
+    return changed
+
+
+def _suppress_one(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str) -> bool:
+    """One manual suppression inside the caller's transaction; False if it already was manually suppressed."""
+    row = get_row(conn, address)
+    changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
+    if row is not None and row["state"] == "suppressed":
+        # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
+        conn.execute(
+            """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
+                   manual_at = ? WHERE address = ?""",
+            (stamp, by, reason, stamp, address),
+        )
+    else:
+        conn.execute(
+            """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
+                   suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
+               VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
+                   reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
+                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+            (
+                address,
+                address.rpartition("@")[2],
+                reason,
+                f"suppressed manually: {reason}",
+                stamp,
+                stamp,
+                stamp,
+                by,
+                reason,
+                stamp,
+                address_flags(address),
+            ),
+        )
+    _log(conn, address, stamp, "suppress", "manual", by, reason)
+    conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
     return changed
 
 
@@ -497,16 +511,21 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
-    """Suppressed addresses (suppressed_at >= since), oldest first."""
+def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
+    """Suppressed addresses, oldest first: suppressed_at (the evidence's time) >= since, and, with
+    `recorded_since`, put on the list (the suppression log's time: when we recorded it) at or after it."""
     if not _has_table(conn, "suppressions"):
         return []
+    recorded = ""
+    if recorded_since:
+        recorded = """AND (SELECT MAX(l.at) FROM suppression_log l
+                           WHERE l.address = suppressions.address AND l.action = 'suppress') >= ?"""
     rows = conn.execute(
-        """SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
+        f"""SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
                   last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at, flags
-           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ?
+           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ? {recorded}
            ORDER BY suppressed_at, address""",
-        (since,),
+        (since, recorded_since) if recorded_since else (since,),
     ).fetchall()
     out = []
     for r in rows:

@@ -154,3 +154,53 @@ def test_a_config_error_is_a_json_line_and_exit_status_2(base: Path) -> None:
     records = [json.loads(line) for line in lines]
     assert [(r["level"], r["event"]) for r in records] == [("error", "config_error")]
     assert "milter.socket_mode" in records[0]["msg"] and str(d.config) in records[0]["msg"]
+
+
+def wait_for(predicate, seconds: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_readiness_is_notified_after_the_socket_listens_and_frames_reload_and_stop(base: Path) -> None:
+    # Type=notify: systemd starts Postfix (ordered after us) only when READY=1 arrives
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(base / "notify"))
+    notify.settimeout(15)
+    d = Daemon(base).start(wait=False, env={"NOTIFY_SOCKET": str(base / "notify")})
+    try:
+        ready = notify.recv(4096).decode().split("\n")
+        assert connectable(d.sock)  # listening before it said so
+        assert "READY=1" in ready and f"MAINPID={d.proc.pid}" in ready
+        d.proc.send_signal(signal.SIGHUP)
+        assert notify.recv(4096).decode().split("\n")[0] == "RELOADING=1"
+        assert notify.recv(4096).decode() == "READY=1"
+    finally:
+        d.stop()
+        notify.close()
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(base: Path) -> None:
+    d = Daemon(base).start()
+    try:
+        d.write_config('["bounces@test.example", "other@test.example"]', '\n[actions]\nauto_reply = "discard"\n')
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.events("reload"))
+        (ok,) = d.events("reload")
+        assert sorted(ok["changed"]) == ["actions", "bounce_addresses"] and ok["restart_needed"] == []
+        d.config.write_text(d.config.read_text() + "\n[nonsense]\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.events("reload_failed"))
+        (failed,) = d.events("reload_failed")
+        assert failed["level"] == "error" and "nonsense" in failed["msg"] and "previous settings" in failed["msg"]
+        assert d.proc.poll() is None  # a bad file never stops a running milter
+        # what names an open file or socket needs a restart: said, not half-applied
+        d.write_config('["bounces@test.example", "other@test.example"]', '\n[actions]\nauto_reply = "discard"\n')
+        d.config.write_text(d.config.read_text().replace(str(d.db), str(base / "other.db")))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(d.events("reload")) >= 3)
+        assert d.events("reload")[1]["restart_needed"] == ["db"]
+        assert "only a restart" in d.events("reload")[2]["msg"]
+    finally:
+        assert d.stop() == 0
