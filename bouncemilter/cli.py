@@ -11,7 +11,7 @@ import click
 
 from . import __version__
 from .classify import Classification, classify
-from .cli_common import resolve_config
+from .cli_common import printable, resolve_config
 from .progress import Progress
 from .sources import SourceError, collect, read_messages
 
@@ -111,6 +111,7 @@ def _table_rows(rec: dict) -> list[tuple[str, ...]]:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(printable(c) for c in row) for row in rows]  # file names and report text: no raw escapes
     widths = [min(max([len(h)] + [len(row[i]) for row in rows]), 48) for i, h in enumerate(_TABLE_HEADER)]
     for row in [_TABLE_HEADER, *rows]:
         click.echo("  ".join(_fit(cell, i == 0).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
@@ -174,7 +175,8 @@ def run_cmd(
 
         logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
-    sys.exit(serve(settings))
+    # SIGHUP reads the same file with the same flags again
+    sys.exit(serve(settings, reload=lambda: load_settings(config_path, overrides)))
 
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)

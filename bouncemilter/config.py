@@ -103,6 +103,7 @@ class Settings:
     header_prefix: str = "X-Bounce-"
     body_cap: int = 1048576
     store_timeout: float = 5.0
+    retention_days: int = 0  # 0: keep everything; else the milter prunes older messages once a day
     log_target: str = "stderr"
     log_level: str = "info"
     milter_timeout: int = 240
@@ -116,6 +117,11 @@ class Settings:
     metrics_enabled: bool = False
     metrics_listen: str = "127.0.0.1:9125"
     metrics_allow_remote: bool = False
+    # caps against forged reports (issue #15; see the README, "Hostile input and limits"): 0 = no cap
+    limit_suppressions_per_message: int = 100
+    limit_suppressions_per_client_hour: int = 1000
+    limit_recipients_per_message: int = 1000
+    limit_memory: int = 64 << 20  # bytes for buffered messages and connections, all sessions together
     # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
     fetch_enabled: bool = False
     fetch_url: str = ""
@@ -378,6 +384,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
     "store.timeout": ("store_timeout", _store_timeout),
+    "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
     "bounce.match_null_sender": ("match_null_sender", _bool),
     "bounce.verp_separator": ("verp_separator", _one_char),
@@ -406,6 +413,10 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "dns.timeout_ms": ("dns_timeout_ms", _int_range(1, 50)),
     "dns.lookup_timeout": ("dns_lookup_timeout", _float_range(0.1, 60.0)),
     "dns.cache_seconds": ("dns_cache_seconds", _int_range(0, 7 * 86400)),
+    "limits.suppressions_per_message": ("limit_suppressions_per_message", _int_range(0, 1_000_000)),
+    "limits.suppressions_per_client_hour": ("limit_suppressions_per_client_hour", _int_range(0, 10_000_000)),
+    "limits.recipients_per_message": ("limit_recipients_per_message", _int_range(1, 1_000_000)),
+    "limits.memory": ("limit_memory", _int_range(1 << 20, 1 << 36)),
     "fetch.enabled": ("fetch_enabled", _bool),
     "fetch.url": ("fetch_url", _fetch_url),
     "fetch.password_file": ("fetch_password_file", _nonempty_str),
@@ -494,6 +505,11 @@ def _cross_check(settings: Settings, source: str) -> None:
                 f"{source}: fetch: set exactly one of password_file, password_env, oauth2_token_file"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+    if settings.limit_memory < settings.body_cap:
+        raise ConfigError(
+            f"{source}: limits.memory: {settings.limit_memory} is less than milter.body_cap ({settings.body_cap}): "
+            "not even one message could be buffered"
+        )
     from .metrics import is_loopback, parse_listen
 
     host = parse_listen(settings.metrics_listen)[0]

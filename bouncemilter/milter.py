@@ -6,10 +6,15 @@ Flow per message (one `BounceMilter` instance per MTA connection, reused for its
 * `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on:
   such mail is only observed, recorded without bounce addresses, and never moves the suppression list),
   so the MTA never sends us the headers or body of ordinary mail;
-* matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
-  recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL
+* matched mail is buffered up to `body_cap` bytes (then read by its MIME structure, and SKIP once
+  nothing later can change the result), within the memory budget of all sessions ([limits] memory),
+  classified at end of message, checked against signed return paths (`verdict`) and recorded; only
+  after the store committed does the milter reply. A store failure is a TEMPFAIL
   (the sender retries), except on Postfix's internal (non_smtpd) path, where mail must never be
   rejected or deferred by us: there we accept and log the failure loudly.
+
+Outbound mail of a [signing] sender: its body is never read; at end of message its envelope sender is
+replaced (chgfrom) by a signed return path.
 
 No callback lets an exception escape: an unexpected error is logged with its traceback and turns
 into TEMPFAIL on the SMTP path and ACCEPT on the internal path.
@@ -84,6 +89,60 @@ def internal_path(client_port: object, daemon_port: object) -> bool:
     where Postfix's default connect macros leave it out and the port of the CONNECT event decides alone.
     """
     return client_port in (0, "0") and daemon_port in (None, "0")
+
+
+REPLY_RESERVE = 0.05  # seconds of [store] timeout kept for the reply itself (at most a tenth of it)
+MEMORY_REPLY = ("451", "4.3.1", "bouncemilter: too many messages being examined at once, try again later")
+# What one MTA connection costs besides its buffered message: libmilter's thread (its stack pages in use) and
+# our per-connection objects. bench/memory_budget.py measured 5-6 KiB of RSS per idle connection (200 of them);
+# counted as 16 KiB because a busy thread's stack holds more (classification runs on it).
+CONNECTION_COST = 16 * 1024
+
+
+class MemoryBudget:
+    """Bytes the milter may hold across all sessions: buffered messages plus CONNECTION_COST per connection.
+
+    A message we examine is buffered (up to body_cap each), so many slow sessions could otherwise take any
+    amount of memory. Past the budget a newly matched message gets a 4xx (the sender retries later), from
+    Postfix's SMTP path only; ordinary mail needs no buffer and is never refused, connections are only
+    counted, and Postfix's own bounces are always taken (counted, never refused).
+    """
+
+    def __init__(self, limit: int, connection_cost: int = CONNECTION_COST) -> None:
+        self.limit = limit
+        self.connection_cost = connection_cost
+        self.used = 0
+        self.connections = 0
+        self.refused = 0  # messages answered 4xx because of the budget
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        return self.used >= self.limit
+
+    def take(self, n: int, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+    def connect(self) -> None:
+        with self._lock:
+            self.connections += 1
+            self.used += self.connection_cost
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self.connections = max(0, self.connections - 1)
+            self.used = max(0, self.used - self.connection_cost)
+
+    def note_refused(self) -> None:
+        with self._lock:
+            self.refused += 1
 
 
 class InFlight:
@@ -276,10 +335,14 @@ class Runtime:
     signer: Any = None  # bouncemilter.signing.Signer when [signing] senders are set: outbound mail is signed
     verifier: Any = None  # bouncemilter.verdict.Verifier when signing is on: inbound mail is checked
     sent_log: Any = None  # bouncemilter.sentlog.SentLog when [signing] log_sent
+    dns_config: tuple = ()  # the [dns] settings the verifier's DNS checker was built with (make_trust)
+    budget: Any = None  # MemoryBudget ([limits] memory; set in __post_init__)
 
     def __post_init__(self) -> None:
         if self.writer is None:
             self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
+        if self.budget is None:
+            self.budget = MemoryBudget(int(getattr(self.settings, "limit_memory", 64 << 20)))
 
 
 def _marked_truncated(classifier: Callable[[bytes], Classification]) -> Callable[[bytes], Classification]:
@@ -352,6 +415,9 @@ class BounceMilter(Milter.Base):
         self._helo = ""
         self._active = False
         self._failed = False  # a no-reply event failed; answered at the next event that has a reply
+        self._charged = 0  # bytes of the buffer counted in the memory budget
+        rt.budget.connect()
+        self._connected = True
         self._reset()
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -420,6 +486,7 @@ class BounceMilter(Milter.Base):
         self._examine = False
         self._buf = bytearray()
         self._skim: Skimmer | None = None  # past body_cap: the message is read by its MIME structure
+        self._over = False  # the memory budget refused this message's buffer: 4xx at the next reply
         self._truncated = False
         self._size = 0
         self._declared_size = 0
@@ -444,6 +511,31 @@ class BounceMilter(Milter.Base):
             self._active = False
             self._rt.inflight.leave()
         self._buf = bytearray()
+        self._skim = None  # (an aborted message: what it held goes with its charge)
+        if self._charged:
+            self._rt.budget.give(self._charged)
+            self._charged = 0
+
+    def _refuse_memory(self, stage: str) -> int:
+        """4xx for a message the memory budget cannot hold (never on Postfix's own path: it is always taken)."""
+        rt = self._rt
+        rt.budget.note_refused()
+        if rt.metrics is not None:
+            rt.metrics.memory_refused()
+        logjson.event(
+            rt.logger,
+            logging.WARNING,
+            "memory_budget",
+            f"memory budget exhausted {stage}: deferred (4xx)",
+            queue_id=self._queue_id,
+            envelope_from=self._envelope_from,
+            used=rt.budget.used,
+            limit=rt.budget.limit,
+            connections=rt.budget.connections,
+        )
+        self.setreply(*MEMORY_REPLY)
+        self._finish_message()
+        return Milter.TEMPFAIL
 
     # -- connection-level callbacks ----------------------------------------------------------------
 
@@ -493,7 +585,13 @@ class BounceMilter(Milter.Base):
         match = self._rt.matcher.match(_bare(to))
         if match is not None:
             verifier = self._rt.verifier
-            if verifier is not None and verifier.rejects and not self._internal:
+            # (a session that negotiated RCPT without a reply, before a reload turned "reject" on, records instead)
+            if (
+                verifier is not None
+                and verifier.rejects
+                and not self._internal
+                and not self._protocol & Milter.P_NR_RCPT
+            ):
                 refused = verifier.refuse_at_rcpt(match)
                 if refused is not None:
                     return self._refuse(match, refused)
@@ -545,6 +643,9 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return Milter.ACCEPT
         self._queue_id = self.getsymval("i") or ""
+        # (outbound mail we only sign is never buffered: the budget does not concern it)
+        if self._examine and not self._internal and self._rt.budget.full():
+            return self._refuse_memory("at DATA")
         return Milter.CONTINUE
 
     # -- content -----------------------------------------------------------------------------------
@@ -582,26 +683,50 @@ class BounceMilter(Milter.Base):
             return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
         self._size += len(chunk)
         self._append(chunk)
+        if self._over:
+            return self._refuse_memory("while buffering")
         if self._skim is not None and self._skim.done and self._protocol & Milter.P_SKIP:
             return Milter.SKIP  # nothing later can change the result; the MTA goes straight to end of message
         return Milter.CONTINUE
 
     def _append(self, data: bytes) -> None:
-        if self._skim is not None:
-            self._skim.feed(data)
+        if self._over:
             return
         cap = self._rt.settings.body_cap
-        if len(self._buf) + len(data) <= cap:
-            self._buf += data
-            return
-        # Past body_cap the message is read by its MIME structure (headers and report parts kept, big bodies
-        # skipped without being buffered): a report part after a large attachment is still found, and memory
-        # stays within about twice body_cap.
-        self._truncated = True
-        self._skim = Skimmer(budget=cap)
-        self._skim.feed(bytes(self._buf))
-        self._buf = bytearray()
+        if self._skim is None:
+            if len(self._buf) + len(data) <= cap:
+                if self._charge(len(self._buf) + len(data)):
+                    self._buf += data
+                return
+            # Past body_cap the message is read by its MIME structure (headers and report parts kept, big bodies
+            # skipped without being buffered): a report part after a large attachment is still found, and what
+            # is held stays within body_cap (plus a line), as the memory budget counts it.
+            self._truncated = True
+            self._skim = Skimmer(budget=cap)
+            self._skim.feed(bytes(self._buf))
+            self._buf = bytearray()
         self._skim.feed(data)
+        self._charge(self._skim.held)
+
+    def _charge(self, total: int) -> bool:
+        """Bring this message's share of the memory budget to `total` bytes. Past the budget the message is
+        dropped and deferred at the next event with a reply (body or end of message); Postfix's own path is
+        always taken (counted, never refused)."""
+        more = total - self._charged
+        if more <= 0:
+            if more:
+                self._rt.budget.give(-more)
+                self._charged = total
+            return True
+        if self._rt.budget.take(more, force=self._internal):
+            self._charged = total
+            return True
+        self._over = True
+        self._buf = bytearray()
+        self._skim = None
+        self._rt.budget.give(self._charged)
+        self._charged = 0
+        return False
 
     # -- end of message ----------------------------------------------------------------------------
 
@@ -616,11 +741,14 @@ class BounceMilter(Milter.Base):
         if not self._examine:  # signed-only mail, or the MTA ignored our ACCEPT at DATA
             self._finish_message()
             return Milter.ACCEPT
+        if self._over:
+            return self._refuse_memory("at end of message")
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
-        # the reply must reach the MTA within [store] timeout of end of message (classification included)
-        deadline = time.monotonic() + rt.writer.timeout
+        # the reply must reach the MTA within [store] timeout of end of message (classification included); what
+        # is left after the store gave up (the log line, the reply, the MTA's own work) gets REPLY_RESERVE
+        deadline = time.monotonic() + rt.writer.timeout - min(REPLY_RESERVE, rt.writer.timeout / 10)
         self._queue_id = self.getsymval("i") or self._queue_id
         skim, self._skim = self._skim, None
         raw = skim.result() if skim is not None else bytes(self._buf)
@@ -641,14 +769,21 @@ class BounceMilter(Milter.Base):
             size=max(self._size, self._declared_size) if self._truncated else self._size,
             # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
             digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
+            internal=self._internal,
         )
         stored = True
         store_error = ""
         store_ms = 0.0
+        more: dict[str, Any] = {}
         try:
             out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=classifier, verifier=rt.verifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
             verified, verification, notes = out.verified, out.verification, out.notes
+            dropped = out.recipients_dropped
+            if not out.inserted:
+                # the same report again (a retry after a lost reply, or through another MX): already stored,
+                # nothing new was written
+                more["duplicate"], more["duplicate_of"] = True, out.row_id
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
@@ -656,6 +791,9 @@ class BounceMilter(Milter.Base):
             notes = prepared.meta.recipient_notes
             stored = False
             store_error = str(exc) or exc.__class__.__name__
+            dropped = prepared.meta.recipients_dropped
+        if dropped:  # the report named more recipients than [limits] recipients_per_message
+            more["recipients_dropped"] = dropped
         assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
@@ -679,7 +817,14 @@ class BounceMilter(Milter.Base):
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
                 self._log(
-                    result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error, **trust
+                    result,
+                    "tempfail",
+                    t_eom,
+                    level=logging.ERROR,
+                    stored=False,
+                    store_error=store_error,
+                    **trust,
+                    **more,
                 )
                 self._finish_message()
                 return Milter.TEMPFAIL
@@ -700,11 +845,12 @@ class BounceMilter(Milter.Base):
             action,
             t_eom,
             level=level,
-            stored=stored,
+            stored=stored and "duplicate" not in more,
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),
             **trust,
+            **more,
         )
         self._finish_message()
         return rc
@@ -784,6 +930,9 @@ class BounceMilter(Milter.Base):
     @guarded()
     def close(self) -> int:
         self._finish_message()
+        if self._connected:
+            self._connected = False
+            self._rt.budget.disconnect()
         return Milter.CONTINUE
 
 
@@ -990,26 +1139,13 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
             store.close()
             return 1
     matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
-
-    def dns_failed(domain: str, why: str) -> None:
-        logjson.event(logger, logging.WARNING, "dns_failed", why, domain=domain, verified=None)
-        if metrics is not None:
-            metrics.count("dns_failures")
-
+    loggers = [logger]  # the runtime's logger once it exists (a reload may set up a new one)
     try:
-        signer = make_signer(settings)
-        verifier = make_verifier(settings, matcher, dns=make_domain_checker(settings, dns_failed))
+        trust = make_trust(settings, matcher, store, lambda: loggers[-1], metrics)
     except Exception as exc:  # config.ConfigError: the key file changed since the settings were loaded
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         store.close()
         return 2
-    sent_log = None
-    # the sent log records what is signed, whatever `verify` says (verify = "off" while old mail still bounces)
-    if verifier is not None and getattr(settings, "signing_enabled", False) and settings.signing_log_sent:
-        from .sentlog import SentLog
-
-        sent_log = SentLog(store, settings.signing_sent_retention_days, logger, metrics).start()
-        verifier.sent = sent_log
     rt = Runtime(
         settings=settings,
         matcher=matcher,
@@ -1017,13 +1153,93 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logger=logger,
         no_reply=spec.kind == "unix",
         metrics=metrics,
-        signer=signer,
-        verifier=verifier,
-        sent_log=sent_log,
+        signer=trust.signer,
+        verifier=trust.verifier,
+        sent_log=trust.sent_log,
+        dns_config=trust.dns_config,
     )
+    loggers.append(rt.logger)
+    if metrics is not None:
+        metrics.track_budget(rt.budget)
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
+
+
+@dataclass
+class Trust:
+    """What [signing] and [dns] put in the runtime (see make_trust)."""
+
+    signer: Any
+    verifier: Any
+    sent_log: Any
+    dns_config: tuple
+
+
+def _dns_config(settings: Any) -> tuple:
+    keys = ("dns_check", "dns_nameservers", "dns_lookup_timeout", "dns_cache_seconds")
+    return tuple(repr(getattr(settings, k, None)) for k in keys)
+
+
+def make_trust(
+    settings: Any,
+    matcher: Any,
+    store: Store,
+    logger_of: Callable[[], logging.Logger],
+    metrics: Any,
+    running: Runtime | None = None,
+) -> Trust:
+    """The signer, the verifier (with its DNS checker) and the sent log of [signing] and [dns]: built at start
+    and again on SIGHUP (`running`: the runtime whose DNS checker, cache included, and sent log are kept when
+    their settings did not change). Raises config.ConfigError (an unusable key file) before starting anything."""
+
+    def dns_failed(domain: str, why: str) -> None:
+        logjson.event(logger_of(), logging.WARNING, "dns_failed", why, domain=domain, verified=None)
+        if metrics is not None:
+            metrics.count("dns_failures")
+
+    signer = make_signer(settings)
+    dns_config = _dns_config(settings)
+    old_dns = running.verifier.dns if running is not None and running.verifier is not None else None
+    if old_dns is not None and running is not None and running.dns_config == dns_config:
+        dns = old_dns
+    else:
+        # a replaced checker is not closed: a session may still be waiting on it (its idle threads end with it)
+        dns = make_domain_checker(settings, dns_failed)
+    verifier = make_verifier(settings, matcher, dns=dns)
+    sent_log = None
+    # the sent log records what is signed, whatever `verify` says (verify = "off" while old mail still bounces)
+    if verifier is not None and getattr(settings, "signing_enabled", False) and settings.signing_log_sent:
+        sent_log = running.sent_log if running is not None else None
+        if sent_log is None:
+            from .sentlog import SentLog
+
+            sent_log = SentLog(store, settings.signing_sent_retention_days, logger_of(), metrics).start()
+        sent_log.retention_days = settings.signing_sent_retention_days
+        verifier.sent = sent_log
+    return Trust(signer, verifier, sent_log, dns_config)
+
+
+def reload_trust(rt: Runtime, live: Any) -> None:
+    """RELOAD_HOOKS entry: on SIGHUP the key file is read again (rotation) and [signing] / [dns] apply. A key file
+    that cannot be used fails the reload as a whole: the running keys stay."""
+    before = _key_ids(rt)
+    trust = make_trust(live, rt.matcher, rt.store, lambda: rt.logger, rt.metrics, running=rt)
+    old_log = rt.sent_log
+    rt.signer, rt.verifier, rt.sent_log, rt.dns_config = trust.signer, trust.verifier, trust.sent_log, trust.dns_config
+    if old_log is not None and old_log is not trust.sent_log:
+        old_log.close()  # log_sent turned off: what is queued is written
+    after = _key_ids(rt)
+    if after != before:
+        # key ids only (one character derived from each key), never the keys
+        logjson.event(rt.logger, logging.INFO, "signing_keys", "signing keys reloaded", keys=after, before=before)
+
+
+def _key_ids(rt: Runtime) -> list[str]:
+    ring = rt.verifier.keys if rt.verifier is not None and rt.verifier.keys is not None else None
+    if ring is None and rt.signer is not None:
+        ring = rt.signer.keys
+    return [k.kid for k in ring.keys] if ring is not None else []
 
 
 def make_signer(settings: Any) -> Any:
@@ -1039,9 +1255,82 @@ def make_signer(settings: Any) -> Any:
     )
 
 
-def serve(settings: Any, *, exit_process: bool = True) -> int:
-    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
+# Settings a running milter cannot take over on SIGHUP: they name what it opened at start.
+RESTART_ONLY = (
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "db",
+    "milter_timeout",
+    "metrics_enabled",
+    "metrics_listen",
+    "metrics_allow_remote",
+)
+# Called with (runtime, new settings) after a reload applied the rest, e.g. to load new signing keys; an
+# exception keeps the old settings (the reload fails as a whole).
+RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = [reload_trust]
+
+
+def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
+    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout.
+
+    Sessions in progress are not touched: each callback reads the runtime's current settings and matcher.
+    Settings in RESTART_ONLY keep their running value (reported). Returns the changed and the ignored names.
+    """
+    from dataclasses import fields, replace
+
+    from .policy import Policy
+    from .verp import BounceMatcher
+
+    old = rt.settings
+    changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
+    ignored = [name for name in changed if name in RESTART_ONLY]
+    live = replace(new, **{name: getattr(old, name) for name in ignored})
+    matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
+    policy = Policy.from_settings(live)
+    previous = (rt.settings, rt.matcher, rt.store.suppressions.policy)
+    rt.settings, rt.matcher, rt.store.suppressions.policy = live, matcher, policy
+    try:
+        for hook in RELOAD_HOOKS:
+            hook(rt, live)
+    except Exception:
+        rt.settings, rt.matcher, rt.store.suppressions.policy = previous
+        raise
+    rt.store.timeout = rt.writer.timeout = float(live.store_timeout)
+    if (live.log_target, live.log_level) != (old.log_target, old.log_level):
+        rt.logger = logjson.setup(live.log_target, live.log_level)
+    return {"changed": [n for n in changed if n not in ignored], "restart_needed": ignored}
+
+
+RETENTION_FIRST = 60.0  # seconds after start before the first retention prune (let the start settle)
+RETENTION_EVERY = 86400.0
+
+
+def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_FIRST) -> None:
+    """[store] retention_days: prune older messages once a day (read at each run, so a reload applies)."""
+    from .maintenance import prune
+
+    wait = first
+    while not stop.wait(wait):
+        wait = RETENTION_EVERY
+        days = int(getattr(rt.settings, "retention_days", 0) or 0)
+        if days <= 0:
+            continue
+        try:
+            out = prune(rt.store.path, days, timeout=rt.store.timeout)
+        except Exception as exc:  # a busy or broken store: try again tomorrow, the milter goes on
+            logjson.event(rt.logger, logging.ERROR, "prune_failed", str(exc), retention_days=days)
+        else:
+            logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
+
+
+def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
+    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
+
+    `reload` gives new settings on SIGHUP (it raises ConfigError for an invalid file: the old ones stay)."""
     import milter as _milter
+
+    from . import sdnotify
 
     opened = open_runtime(settings)
     if isinstance(opened, int):
@@ -1076,6 +1365,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
     stop = threading.Event()
+    wake = threading.Event()
+    reload_requested = threading.Event()
     status = {"rc": 0}
 
     def run_libmilter() -> None:
@@ -1089,14 +1380,39 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
+        wake.set()
+
+    def on_hup(signum: int, _frame: Any) -> None:
+        reload_requested.set()
+        wake.set()
+
+    def do_reload() -> None:
+        sdnotify.reloading()
+        try:
+            if reload is None:
+                raise ValueError("this milter was started without a configuration to reload")
+            info = reload_runtime(rt, reload())
+        except Exception as exc:  # ConfigError above all: the old settings stay in force
+            logjson.event(rt.logger, logging.ERROR, "reload_failed", f"{exc}; the previous settings stay in force")
+        else:
+            logjson.event(rt.logger, logging.INFO, "reload", **info)
+            if info["restart_needed"]:
+                logjson.event(
+                    rt.logger,
+                    logging.WARNING,
+                    "reload",
+                    f"{', '.join(info['restart_needed'])}: changed, but only a restart applies them",
+                )
+        sdnotify.notify("READY=1")
 
     # The Python handlers run in this (main) thread; libmilter blocks these signals in its own
     # threads, so the kernel delivers them here.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, on_hup)
     worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
     worker.start()
+    threading.Thread(target=retention_loop, args=(rt, stop), name="retention", daemon=True).start()
     logjson.event(
         logger,
         logging.INFO,
@@ -1107,13 +1423,20 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         tcp_nodelay=bool(nodelay),
         pid=os.getpid(),
     )
-    while not stop.wait(1.0):
-        pass
+    # the socket listens (opensocket above): now Postfix, ordered after us, may start
+    sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=listening on {spec.libmilter}")
+    while not stop.is_set():
+        wake.wait(1.0)
+        wake.clear()
+        if reload_requested.is_set() and not stop.is_set():
+            reload_requested.clear()
+            do_reload()
+    sdnotify.notify("STOPPING=1")
     # Drain: no new MTA sessions (smfi_stop() is not used: libmilter would drop the sessions in
     # progress at their next command), let messages in progress reach their reply, then go.
     t_stop = time.perf_counter()
-    rt = BounceMilter.runtime
     rt.draining = True
+    logger = rt.logger  # a reload may have set up a new one
     if spec.kind == "unix":
         _unlink_socket(spec.path, sock_ident)
     busy = rt.inflight.count

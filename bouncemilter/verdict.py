@@ -33,7 +33,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import signing
+from .classify.address import canonical
 from .dnscheck import normalise_domain
+from .store import verp_addresses
 
 if TYPE_CHECKING:
     from .classify.model import Classification
@@ -133,6 +135,8 @@ class Verifier:
         meta.verification = evidence.why
         if evidence.bound is None:
             return
+        # as the rows hold them (IDN domains as A-labels: classify/address.py), whatever form the token carried
+        evidence.bound = {canonical(a).address or a.strip().lower() for a in evidence.bound}
         if len(evidence.bound) == 1 and not [v for v in meta.verp_recipients if v]:
             meta.verp_recipients = [next(iter(evidence.bound))]
         outside = sorted(a for a in row_addresses(meta, result) if a not in evidence.bound)
@@ -192,18 +196,14 @@ class Verifier:
 
 def _addresses(meta: MessageMeta, result: Classification) -> list[str]:
     """The `recipients.address` of each of result.recipients (store._recipient_rows decides the same way)."""
-    verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
+    verps = verp_addresses(meta)
     verp = verps[0] if len(verps) == 1 else ""
     return [verp or (r.recipient or "").strip().lower() for r in result.recipients]
 
 
 def row_addresses(meta: MessageMeta, result: Classification) -> list[str]:
     """The distinct `recipients.address` values the store will write."""
-    out = (
-        _addresses(meta, result)
-        if result.recipients
-        else [v.strip().lower() for v in meta.verp_recipients if v and v.strip()]
-    )
+    out = _addresses(meta, result) if result.recipients else verp_addresses(meta)
     return list(dict.fromkeys(a for a in out if a))
 
 

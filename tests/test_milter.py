@@ -743,3 +743,94 @@ def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() ->
     assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
     assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
     assert not writer._leading and not writer._queue
+
+
+def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "dup.db"))
+    try:
+        _, cap = setup(store=store)
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        first, second = cap.events("message")
+        assert first["stored"] is True and "duplicate" not in first
+        assert second["stored"] is False and second["duplicate"] is True and second["level"] == "info"
+        assert second["duplicate_of"] > 0
+    finally:
+        store.close()
+
+
+# -- the memory budget (issue #15, 7.) ---------------------------------------------------------------------------
+
+
+def test_past_the_memory_budget_matched_mail_gets_4xx_and_ordinary_mail_is_unaffected(setup) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup()
+    budget = BounceMilter.runtime.budget
+    held = budget.limit - budget.used
+    assert budget.take(held)  # other sessions hold everything that is left
+    try:
+        rc, ctx = feed(M.hard_bounce("t16"))
+        assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.1")
+        assert store.records == []
+        (line,) = cap.events("memory_budget")
+        assert line["level"] == "warning" and line["used"] >= line["limit"]
+        rc, _ = feed(M.ordinary("t16"), sender="<sender@example.net>", rcpts=("<user@test.example>",))
+        assert rc == Milter.ACCEPT  # ordinary mail needs no buffer
+        rc, _ = feed(M.hard_bounce("t16-own"), sender="", rcpts=("bounces@test.example",), internal=True)
+        assert rc == Milter.ACCEPT and len(store.records) == 1  # Postfix's own bounce: always taken
+    finally:
+        budget.give(held)
+    rc, _ = feed(M.hard_bounce("t16"))
+    assert rc == Milter.ACCEPT and len(store.records) == 2
+    assert budget.refused == 1
+
+
+def test_a_message_that_outgrows_the_budget_while_buffering_is_deferred_and_released(setup) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.milter import MemoryBudget
+
+    store, cap = setup()
+    rt = BounceMilter.runtime
+    rt.budget = MemoryBudget(limit=300 * 1024, connection_cost=10 * 1024)
+    rc, ctx = feed(M.big_bounce("t17", size=600 * 1024))  # fits body_cap (1 MiB), not what is left of the budget
+    assert rc == Milter.TEMPFAIL and ctx._reply[1] == "4.3.1"
+    assert store.records == [] and cap.events("memory_budget")
+    assert rt.budget.used == rt.budget.connections * 10 * 1024  # the buffer went back; only the connection is left
+    rc, _ = feed(M.hard_bounce("t17-small"))
+    assert rc == Milter.ACCEPT and len(store.records) == 1
+    assert rt.budget.used == rt.budget.connections * 10 * 1024
+
+
+def test_connections_are_counted_until_closed(setup) -> None:  # type: ignore[no-untyped-def]
+    setup()
+    budget = BounceMilter.runtime.budget
+    before = (budget.connections, budget.used)
+    ctxs = []
+    for _ in range(3):
+        ctx = testctx.TestCtx()
+        ctx._negotiate()
+        ctxs.append(ctx)
+    assert budget.connections == before[0] + 3 and budget.used == before[1] + 3 * budget.connection_cost
+    for ctx in ctxs:
+        Milter.close_callback(ctx)
+        Milter.close_callback(ctx)  # a second close changes nothing
+    assert (budget.connections, budget.used) == before
+
+
+def test_memory_budget_in_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from bouncemilter.metrics import Metrics
+    from bouncemilter.milter import MemoryBudget
+
+    m = Metrics(process=False)
+    budget = MemoryBudget(limit=1 << 20, connection_cost=1000)
+    m.track_budget(budget)
+    budget.connect()
+    assert budget.take(5000)
+    m.memory_refused()
+    text = generate_latest(m.registry).decode()
+    assert "bouncemilter_memory_budget_bytes 1.048576e+06" in text
+    assert "bouncemilter_memory_used_bytes 6000.0" in text
+    assert "bouncemilter_connections 1.0" in text
+    assert "bouncemilter_memory_refused_total 1.0" in text

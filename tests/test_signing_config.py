@@ -108,3 +108,42 @@ def test_sign_command_needs_signing(tmp_path: Path) -> None:
     path.write_text('[bounce]\naddresses = ["bounces+*@example.com"]\n')
     res = CliRunner().invoke(main, ["sign", "--config", str(path), "a@example.org"])
     assert res.exit_code == 1 and "secret_file" in res.output
+
+
+def test_a_reload_rebuilds_signer_verifier_and_sent_log(tmp_path: Path) -> None:
+    # milter.reload_runtime runs milter.reload_trust (RELOAD_HOOKS): what open_runtime built from [signing]
+    # and [dns] is built again from the new settings; the DNS checker (and its cache) stays while [dns] does
+    from bouncemilter.milter import open_runtime, reload_runtime
+
+    keys = keyfile(tmp_path, KEY1)
+
+    def settings(signing: str, dns: str = "") -> object:
+        path = config(tmp_path, f'secret_file = "{keys}"\nsenders = ["@example.com"]\n{signing}')
+        with open(path, "a") as fh:
+            fh.write(f'[milter]\nsocket = "unix:{tmp_path / "s"}"\n[log]\ntarget = "none"\n{dns}')
+        return load_settings(path)
+
+    opened = open_runtime(settings('verify = "record"'))
+    assert not isinstance(opened, int)
+    rt, _ = opened
+    try:
+        checker, signer = rt.verifier.dns, rt.signer
+        assert checker is not None and rt.sent_log is None and not rt.verifier.rejects
+        reload_runtime(rt, settings('verify = "reject"\nlog_sent = true\nsent_retention_days = 9'))
+        assert rt.verifier.rejects and rt.signer is not signer and rt.verifier.matcher is rt.matcher
+        assert rt.sent_log is not None and rt.verifier.sent is rt.sent_log and rt.sent_log.retention_days == 9
+        assert rt.verifier.dns is checker  # [dns] unchanged: the same checker and cache
+        log = rt.sent_log
+        reload_runtime(rt, settings('verify = "record"', "[dns]\nlookup_timeout = 1.5\n"))
+        assert rt.sent_log is None and log._thread is None  # log_sent off: the writer was stopped
+        assert rt.verifier.dns is not checker and rt.verifier.dns.lifetime == 1.5
+        # an unusable key file fails the reload as a whole: settings and keys stay as they were
+        running = (rt.settings, rt.signer, rt.verifier)
+        os.chmod(keys, 0o644)
+        with pytest.raises(ConfigError):
+            reload_runtime(rt, rt.settings)
+        assert (rt.settings, rt.signer, rt.verifier) == running
+    finally:
+        if rt.verifier is not None and rt.verifier.dns is not None:
+            rt.verifier.dns.close()
+        rt.store.close()

@@ -101,3 +101,20 @@ def test_bounce_to_our_address_from_a_signed_sender_is_still_examined(setup) -> 
     assert rc == Milter.ACCEPT and ctx._envfromchanged
     ((_, result, _),) = store.records
     assert result.kind == "bounce"
+
+
+def test_outbound_mail_is_signed_when_the_memory_budget_is_exhausted(setup) -> None:  # type: ignore[no-untyped-def]
+    # the budget bounds buffered bounces; outbound mail is never buffered, so it is never deferred for memory
+    store, cap = signing_setup(setup)
+    budget = BounceMilter.runtime.budget
+    held = budget.limit - budget.used
+    assert budget.take(held)
+    try:
+        rc, ctx = feed(M.ordinary("s9"), sender="<sender@test.example>", rcpts=("<victim@reject.test>",))
+        assert rc == Milter.ACCEPT and ctx._envfromchanged
+        assert not cap.events("memory_budget")
+        rc, ctx = feed(M.hard_bounce("s9-in"))
+        assert rc == Milter.TEMPFAIL and ctx._reply[1] == "4.3.1"  # a bounce still waits for memory
+        assert store.records == []
+    finally:
+        budget.give(held)

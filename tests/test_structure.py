@@ -142,6 +142,36 @@ def test_milter_finds_the_report_after_an_attachment_and_skips_after_a_report(se
     assert meta.size < 2 * MAX_SCAN
 
 
+def test_a_skimmed_message_is_charged_what_it_holds_and_gives_it_back(setup) -> None:  # type: ignore[no-untyped-def]
+    # the memory budget (issue #15) counts what a message holds: the buffer up to body_cap, then the skimmer's
+    # kept copy (attachment bodies are not held), never the 5 MiB that went through
+    from bouncemilter.classify.mime import MAX_HEADER_BYTES
+    from bouncemilter.milter import BounceMilter, MemoryBudget
+
+    class Peak(MemoryBudget):
+        peak = 0
+
+        def take(self, n: int, force: bool = False) -> bool:
+            ok = super().take(n, force)
+            self.peak = max(self.peak, self.used)
+            return ok
+
+    store, _ = setup()
+    rt = BounceMilter.runtime
+    rt.budget = Peak(limit=64 << 20, connection_cost=0)
+    rc, _ = feed(BIG)
+    assert rc == Milter.ACCEPT and [r.recipient for r in store.records[0][1].recipients] == ["henry@example.org"]
+    assert rt.settings.body_cap // 2 < rt.budget.peak <= rt.settings.body_cap + MAX_LINE + MAX_HEADER_BYTES
+    assert rt.budget.used == 0  # all of it given back at the end of the message
+    # a budget that cannot hold body_cap defers the message (4.3.1) and keeps nothing
+    store, cap = setup()
+    rt = BounceMilter.runtime
+    rt.budget = MemoryBudget(limit=rt.settings.body_cap // 2, connection_cost=0)
+    rc, ctx = feed(BIG)
+    assert rc == Milter.TEMPFAIL and ctx._reply[1] == "4.3.1" and store.records == []
+    assert rt.budget.used == 0 and cap.events("memory_budget")
+
+
 def test_milter_logs_and_stores_a_truncated_report(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
     store, cap = setup()
     rc, _ = feed(S.dsn_many("lt", 3000))

@@ -237,3 +237,27 @@ def test_record_mode_logs_the_verdict(setup) -> None:  # type: ignore[no-untyped
     assert rc == Milter.ACCEPT
     (line,) = cap.events("message")
     assert line["verified"] is False and "unsigned VERP" in line["verification"]
+
+
+@pytest.mark.parametrize(
+    "verps",
+    [
+        ["Alice@Example.ORG"],
+        ["alice@bücher.example"],  # an IDN domain: rows hold its A-label (classify/address.py)
+        ["a@example.org", "B@example.org"],
+        ["vic\u200btim@example.org"],  # an invisible character: the address check drops it
+        [""],
+    ],
+)
+def test_row_addresses_are_the_addresses_the_store_writes(verps: list[str]) -> None:
+    # the verdict is kept per recipients.address: both must pick the same address for each row
+    from bouncemilter.classify import classify
+    from bouncemilter.store import _recipient_rows
+    from bouncemilter.verdict import row_addresses
+
+    from .conftest import make_meta
+
+    for raw in (M.dsn("r1", "Carol@Example.NET"), M.auto_reply("r2"), M.ordinary("r3")):
+        result = classify(raw)
+        meta = make_meta(verp_recipients=verps)
+        assert row_addresses(meta, result) == list(dict.fromkeys(r[0] for r in _recipient_rows(meta, result) if r[0]))

@@ -66,6 +66,11 @@ class Skimmer:
             return True
         return self.report_done and self._state == _BODY and not self._report
 
+    @property
+    def held(self) -> int:
+        """Bytes held now (the kept copy and what waits for the end of its line): what a memory budget counts."""
+        return len(self.out) + len(self._partial) + len(self._head)
+
     def feed(self, data: bytes) -> None:
         self.seen += len(data)
         if self._partial:

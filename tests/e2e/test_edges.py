@@ -6,6 +6,7 @@ Every test leaves the rig as it found it (lock released, milter running with the
 from __future__ import annotations
 
 import contextlib
+import json
 import smtplib
 import sqlite3
 import time
@@ -109,3 +110,62 @@ def test_twenty_sessions_with_the_store_locked_all_get_their_reply_within_the_st
         code, reply, _ = timed_send(e2e, raw)
         assert code == 250, reply
     assert len(e2e.query("SELECT id FROM messages WHERE message_id LIKE ?", (f"%{token}-%",))) == 20
+
+
+# -- 5. one forged report cannot suppress thousands ---------------------------------------------------------
+
+
+def test_one_report_naming_1200_addresses_suppresses_100_and_holds_the_rest(e2e: E2E, token: str) -> None:
+    from click.testing import CliRunner
+
+    from bouncemilter.cli import main
+
+    from ..test_caps import dsn
+
+    tag = token.rsplit("-", 1)[1]  # short addresses: the classifier reads a delivery-status part up to 256 KiB
+    recipients = [f"r{i}-{tag}@example.org" for i in range(1200)]
+    seen = len(e2e.milter.events("message"))
+    code, reply, qid = e2e.send("", [BOUNCES], dsn(token, recipients))
+    assert code == 250, reply
+    (row,) = e2e.message_rows(token)
+    # [limits] defaults: 1000 recipients stored per report (the rest counted and logged), 100 new suppressions
+    assert row["recipient_count"] == 1000 and row["recipients_dropped"] == 200
+    (line,) = [e for e in e2e.milter.events("message")[seen:] if e.get("queue_id") == qid]
+    assert line["recipients_dropped"] == 200 and line["stored"] is True
+    like = (f"r%-{tag}@example.org",)
+    assert len(e2e.query("SELECT 1 FROM suppressions WHERE address LIKE ? AND state = 'suppressed'", like)) == 100
+    assert len(e2e.query("SELECT 1 FROM pending_suppressions WHERE address LIKE ?", like)) == 900
+
+    def cli(*args: str) -> str:
+        res = CliRunner().invoke(main, [*args, "--db", str(e2e.milter.db)], catch_exceptions=False)
+        return res.output
+
+    held = json.loads(cli("suppressed", "--pending", "--format", "json"))
+    mine = [h for h in held if h["address"].endswith(f"-{tag}@example.org")]
+    assert len(mine) == 900 and {h["message_row"] for h in mine} == {row["id"]}
+    assert "900 rejected" in cli("reject", "--message", str(row["id"]), "--reason", "e2e")
+    assert e2e.query("SELECT 1 FROM pending_suppressions WHERE address LIKE ?", like) == []
+
+
+# -- 6. a different report with the same Message-ID is stored; a retry is not ----------------------------------
+
+
+def test_two_reports_sharing_a_message_id_are_both_stored_and_a_retry_is_a_duplicate(e2e: E2E, token: str) -> None:
+    first = M.hard_bounce(token, recipient="anna@example.org")
+    other = M.hard_bounce(token, recipient="bert@example.org")  # same Message-ID, envelope and bounce address
+    assert first != other and f"<{token}@".encode() in first and f"<{token}@".encode() in other
+    qids = []
+    for raw in (first, other, first):
+        code, reply, qid = e2e.send("", [BOUNCES], raw)
+        assert code == 250, reply
+        qids.append(qid)
+    stored = e2e.message_rows(token)
+    assert len(stored) == 2
+    addresses = {r["address"] for row in stored for r in e2e.recipient_rows(row["id"])}
+    assert addresses == {"anna@example.org", "bert@example.org"}
+    logged = {e["queue_id"]: e for e in e2e.milter.events("message") if e.get("queue_id") in qids}
+    assert [logged[q]["stored"] for q in qids] == [True, True, False]
+    assert logged[qids[2]]["duplicate"] is True and "duplicate" not in logged[qids[0]]
+    assert logged[qids[2]]["duplicate_of"] == next(r["id"] for r in stored if r["queue_id"] == qids[0])
+    # every copy is still delivered to the bounce mailbox: dedup concerns the store, not the mail
+    e2e.wait_queue()
