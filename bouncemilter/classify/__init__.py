@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from . import arf, autoreply, reasons
+from . import arf, autoreply, reasons, stage
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -80,7 +80,8 @@ def classify_message(msg: Message) -> Classification:
             name = "rfc6533" if msg.find("message/global-delivery-status") else "rfc3464"
             _fill_from_text(msg, rows)
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
-            return _finish(msg, name, Detection(rows, evidence), report.envelope_id)
+            found = Detection(rows, evidence, reporting_mta=report.reporting_mta.split(" ", 1)[0])
+            return _finish(msg, name, found, report.envelope_id)
 
     if bounce_like:
         for part in msg.text_parts():
@@ -115,13 +116,28 @@ def classify_message(msg: Message) -> Classification:
 
 
 def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = "") -> Classification:
+    reporter = _reporter(msg)
     for row in found.recipients:
-        row.diagnostic = one_line(row.diagnostic)
+        row.diagnostic, tagged = stage.split(one_line(row.diagnostic))
+        row.smtp_command = row.smtp_command or tagged
+        row.status = reasons.effective_status(row.status, row.diagnostic)
         if not row.action:
             row.action = _action_from_status(row.status) or "failed"
-        if not row.reason:
-            row.reason = reasons.find_reason(row.status, row.reply_code, row.diagnostic, row.action, row.remote_mta)
-        row.hard = reasons.is_hard(row.reason, row.status, row.reply_code)
+        row.reason, row.reason_rule = reasons.decide(
+            row.status,
+            row.reply_code,
+            row.diagnostic,
+            action=row.action,
+            remote_mta=row.remote_mta or found.reporting_mta,
+            recipient=row.recipient,
+            smtp_command=row.smtp_command,
+            diagnostic_type=row.diagnostic_type,
+            preset=row.reason,
+            preset_rule=row.reason_rule,
+            detector=detector,
+            reporter=reporter,
+        )
+        row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
     kind = found.kind or _kind_from_actions(found.recipients)
     original = found.original or _original(msg, envelope_id)
     return Classification(
@@ -131,6 +147,12 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
         evidence=found.evidence,
         original=original,
     )
+
+
+def _reporter(msg: Message) -> str:
+    """The domain of the bounce's sender (MAILER-DAEMON@aol.com -> aol.com): which provider wrote it."""
+    found = find_addresses(msg.headers.get("from"))
+    return found[0].rpartition("@")[2] if found else ""
 
 
 def _action_from_status(status: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..model import Kind, OriginalMessage, RecipientResult
 from ..text import clean_address, find_reply_code, find_status, one_line
@@ -18,7 +18,9 @@ class Detection:
     evidence: str  # the header or line that identified the format, for people
     kind: Kind | None = None  # None: derived from the recipients' actions
     original: OriginalMessage | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    # The DSN's Reporting-MTA: with no Remote-MTA, the server that refused the message wrote the
+    # report itself (Exchange Online, Gmail), so its name chooses the provider table.
+    reporting_mta: str = ""
 
 
 def make_row(

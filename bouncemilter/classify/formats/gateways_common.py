@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .. import reasons
+from .. import stage
 from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
@@ -22,11 +22,6 @@ def received_has(msg: Message, *needles: str) -> bool:
             if needle in value:
                 return True
     return False
-
-
-def from_address(msg: Message) -> str:
-    return msg.headers.get("from").lower()
-
 
 
 def section(text: str, start: str, end: str | None = None, max_lines: int = 400) -> list[str]:
@@ -86,22 +81,10 @@ def unjis(text: str) -> str:
         return text
 
 
-def stage_reason(command: str, row: RecipientResult) -> str:
-    """'No such user' wording is a missing mailbox only when the format says it answered RCPT (or the
-    status is x.1.x); answered to DATA, or with no SMTP stage at all, it is a filter refusing the message
-    (Sisimai's rule, which the labels follow). "" when the generic mapping should decide."""
-    command = command.upper() or ("RCPT" if "RCPT TO" in row.diagnostic.upper() else "")
-    if command in ("RCPT", "MAIL") or row.status.startswith(("5.1.", "4.1.")) or not row.diagnostic:
-        return ""
-    found = reasons.find_reason(row.status, row.reply_code, row.diagnostic, "failed", row.remote_mta)
-    return "filtered" if found == "userunknown" else ""
-
-
-def apply_stage_reason(rows: list[RecipientResult], command: str = "") -> None:
+def set_stage(rows: list[RecipientResult], command: str = "") -> None:
+    """The SMTP command the format names (m-FILTER's "-------SMTP command" block, InterScan's
+    "Sent <<< RCPT", a transcript's "RCPT TO:<...>" echo) is each row's stage."""
+    named = stage.name(command)
     for row in rows:
-        if not row.reason:
-            row.reason = stage_reason(command, row)
-
-
-def is_ascii(line: str) -> bool:
-    return line.isascii()
+        if not row.smtp_command:
+            row.smtp_command = named or ("RCPT" if "RCPT TO" in row.diagnostic else "")

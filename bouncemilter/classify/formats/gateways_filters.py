@@ -10,7 +10,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import find_status
 from .base import Detection
-from .gateways_common import apply_stage_reason, dsn_rows, fill_from_dsn, first_host, make_row, received_has, section
+from .gateways_common import dsn_rows, fill_from_dsn, first_host, make_row, received_has, section, set_stage
 
 # --- Ipswitch IMail Server --------------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@ def detect_mxlogic(msg: Message) -> Detection | None:
         if any(p in row.diagnostic for p in _EXIM_DELAY):
             row.reason = "expired"
     command = _EXIM_COMMAND.search(text)
-    apply_stage_reason(rows, command.group(1) if command else "")
+    set_stage(rows, command.group(1) if command else "")
     kind = "delay" if msg.headers.get("subject").startswith("Warning: message") else None
     if kind:
         for row in rows:
@@ -176,7 +176,7 @@ def detect_interscan(msg: Message) -> Detection | None:
         if "Unable to deliver" in row.diagnostic:
             row.reason = "userunknown"
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows, command)
+    set_stage(rows, command)
     return Detection(rows, "InterScan MSS delivery failure") if rows else None
 
 
@@ -197,7 +197,7 @@ def detect_activehunter(msg: Message) -> Detection | None:
             full = make_row(rows[-1].recipient, line)
             rows[-1].diagnostic, rows[-1].status, rows[-1].reply_code = full.diagnostic, full.status, full.reply_code
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "Active!hunter FAILURE NOTICE") if rows else None
 
 
@@ -278,7 +278,7 @@ def detect_mailfoundry(msg: Message) -> Detection | None:
         elif reading:
             reading = False
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "MailFoundry delivery failure") if rows else None
 
 
@@ -320,7 +320,7 @@ def detect_mailmarshal(msg: Message) -> Detection | None:
                 mode = ""
     rows = [make_row(a, " ".join(diag), remote_mta=remote) for a in addrs]
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "MailMarshal SMTP Undeliverable Mail") if rows else None
 
 
@@ -448,7 +448,7 @@ def detect_mcafee(msg: Message) -> Detection | None:
     for row in rows:
         if _MCAFEE_USERUNKNOWN.search(row.diagnostic):
             row.reason = "userunknown"  # the appliance's own wording for a recipient its directory lacks
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "McAfee appliance Delivery Status")
 
 
@@ -476,7 +476,7 @@ def detect_surfcontrol(msg: Message) -> Detection | None:
     if not rows:
         return None
     fill_from_dsn(rows, msg)
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "SurfControl E-mail Filter report")
 
 

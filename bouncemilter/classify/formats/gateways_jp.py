@@ -8,7 +8,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import find_reply_code, find_status
 from .base import Detection
-from .gateways_common import apply_stage_reason, fill_from_dsn, make_row, received_has
+from .gateways_common import fill_from_dsn, make_row, received_has, set_stage
 
 # --- au by KDDI (EZweb) -----------------------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ def detect_mfilter(msg: Message) -> Detection | None:
                 addrs.append(m.group(1))
     message = " ".join(diag)
     rows = [r for r in (make_row(a, message) for a in addrs) if r.recipient]
-    apply_stage_reason(rows, command)
+    set_stage(rows, command)
     return Detection(rows, "m-FILTER failure notice") if rows else None
 
 

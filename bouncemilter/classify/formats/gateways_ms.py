@@ -9,12 +9,12 @@ from ..model import RecipientResult
 from .base import Detection
 from .gateways_common import (
     LINE_ADDRESS,
-    apply_stage_reason,
     dsn_rows,
     fill_from_dsn,
     make_row,
     received_has,
     section,
+    set_stage,
     unjis,
 )
 
@@ -88,7 +88,7 @@ def detect_exchange2003(msg: Message) -> Detection | None:
         if m:
             reason = _EXCH2003_CODES.get(m.group(1), "")
         rows.append(make_row(addr, joined, reason=reason))
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "Exchange 2003 NDR (did not reach the following recipient(s))") if rows else None
 
 

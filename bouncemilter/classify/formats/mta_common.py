@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .. import stage
 from ..mime import Message, html_to_text
 from ..model import RecipientResult
 from ..text import one_line
@@ -106,12 +107,15 @@ def make_row(
     reply_code: str = "",
     remote_mta: str = "",
     action: str = "",
+    smtp_command: str = "",
 ) -> RecipientResult:
     """base.make_row on the reply with the MTAs' multi-line prefixes folded (see clean_reply)."""
-    return base_make_row(
+    row = base_make_row(
         address, clean_reply(one_line(diagnostic)), status=status, reply_code=reply_code,
         remote_mta=remote_mta, action=action,
     )
+    row.smtp_command = smtp_command
+    return row
 
 
 def unique(rows: list[RecipientResult]) -> list[RecipientResult]:
@@ -137,45 +141,6 @@ def sender_is_daemon(msg: Message) -> bool:
     )
 
 
-_STAGES = (
-    ("rcpt", "RCPT TO"),
-    ("mail", "MAIL FROM"),
-    ("end of data", "end of DATA"),
-    ("data", "DATA"),
-    ("helo", "HELO"),
-    ("ehlo", "EHLO"),
-    ("initial connection", "initial connection"),
-    ("greeting", "initial connection"),
-)
-
-
 def stage_name(text: str) -> str:
-    """'RCPT TO:<a@b>' / 'end of data' / 'MAIL FROM' ... -> the SMTP stage in Postfix's words ("" if none)."""
-    low = text.lower().strip()
-    for key, name in _STAGES:
-        if low.startswith(key):
-            return name
-    return ""
-
-
-def with_stage(diagnostic: str, stage: str) -> str:
-    """Append the SMTP stage the format names to a remote reply, as Postfix writes it: the stage tells a
-    missing mailbox (RCPT) from a content filter (DATA) or a refused sender (MAIL FROM)."""
-    diagnostic = diagnostic.strip()
-    if not stage or not diagnostic or "(in reply to" in diagnostic or not _REPLY_START.match(diagnostic):
-        return diagnostic
-    if stage == "initial connection":
-        return f"{diagnostic} (in reply to initial connection)"
-    return f"{diagnostic} (in reply to {stage} command)"
-
-
-def local_reason(row: RecipientResult, table: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
-    """Set `row.reason` when the diagnostic is one of the MTA's own fixed messages (from its source,
-    not from a remote server): such a message names its cause. Remote replies are left to reasons.py."""
-    if row.reason or not row.diagnostic or _REPLY_START.match(row.diagnostic):
-        return
-    low = row.diagnostic.lower()
-    for reason, phrases in table:
-        if any(p in low for p in phrases):
-            row.reason = reason
-            return
+    """'RCPT TO:<a@b>' / 'end of data' / 'MAIL FROM' ... -> RCPT, DATA, MAIL ("" if none)."""
+    return stage.name(text)

@@ -14,13 +14,11 @@ from .mta_common import (
     cut,
     from_reply_code,
     join_reply,
-    local_reason,
     make_row,
     report_text,
     sender_is_daemon,
     stage_name,
     unique,
-    with_stage,
 )
 
 
@@ -48,11 +46,6 @@ def _enrich(rows: list[RecipientResult], dsn: dict[str, RecipientResult]) -> Non
 _DMA_START = "This is the DragonFly Mail Agent"
 _DMA_RCPT = re.compile(r"^There was an error delivering your mail to <([^<>\s]+)>\.?\s*$", re.M)
 _DMA_REMOTE = re.compile(r"^(\S+) \[[0-9A-Fa-f.:]+\] did not like our ([^\n]*?):?\s*$", re.M)
-# dma's own messages (net.c, dns.c, dma.c), lower case.
-_DMA_OWN: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("hostunknown", ("dns lookup failure: host ",)),
-    ("expired", ("could not deliver for the last ",)),
-)
 _DMA_END = ("\nMessage headers follow.", "\nOriginal message follows.")
 
 
@@ -75,15 +68,13 @@ def detect_dma(msg: Message) -> Detection | None:
         if r:
             remote = r.group(1)
             # "final DATA" is the end of the message data
-            stage = "end of DATA" if r.group(2).lower().startswith("final data") else stage_name(r.group(2))
+            stage = "DATA" if r.group(2).lower().startswith("final data") else stage_name(r.group(2))
             block = block[r.end() :]
         if from_reply_code(block[:5]):
-            diagnostic = with_stage(join_reply(block.split("\n")), stage)
+            diagnostic = join_reply(block.split("\n"))
         else:
-            diagnostic = " ".join(block.split())
-        row = make_row(m.group(1), diagnostic, remote_mta=remote, action="failed")
-        local_reason(row, _DMA_OWN)
-        rows.append(row)
+            diagnostic, stage = " ".join(block.split()), ""
+        rows.append(make_row(m.group(1), diagnostic, remote_mta=remote, action="failed", smtp_command=stage))
     rows = unique(rows)
     return Detection(rows, "dma: " + _DMA_START) if rows else None
 
@@ -156,7 +147,7 @@ def detect_courier(msg: Message) -> Detection | None:
             blocks[-1][2].append(line.strip())
     action = "delayed" if delayed else ""
     rows = [
-        make_row(a, with_stage(join_reply(lines), stages.get(i, "")), remote_mta=host, action=action)
+        make_row(a, join_reply(lines), remote_mta=host, action=action, smtp_command=stages.get(i, ""))
         for i, (a, host, lines) in enumerate(blocks)
     ]
     rows = unique(rows)
@@ -218,7 +209,8 @@ def detect_x1(msg: Message) -> Detection | None:
 
 _X3_START = "This is an automatically generated Delivery Status Notification."
 _X3_RCPT = re.compile(r"^\s+\*\s+(\S+@\S+)\s*$")
-_X3_DETAIL = re.compile(r"^(?:SMTP:\S+ host (\S+): |Routing: )?(.+)$")
+# "SMTP:RCPT host mx.example.org: 553 5.3.0 ... No such user here": the command the server answered
+_X3_DETAIL = re.compile(r"^(?:SMTP:(\S+) host (\S+): |Routing: )?(.+)$")
 
 
 def detect_x3(msg: Message) -> Detection | None:
@@ -230,7 +222,7 @@ def detect_x3(msg: Message) -> Detection | None:
         return None
     body = text[start:]
     addrs = [m.group(1) for m in (_X3_RCPT.match(ln) for ln in body.split("\n")[:200]) if m]
-    diagnostic, remote = "", ""
+    diagnostic, remote, command = "", "", ""
     details = body.find("Technical details:")
     if details >= 0:
         lines = [ln.strip() for ln in body[details:].split("\n")[1:50]]
@@ -238,8 +230,9 @@ def detect_x3(msg: Message) -> Detection | None:
         if lines:
             m = _X3_DETAIL.match(lines[0])
             if m:
-                remote, diagnostic = m.group(1) or "", m.group(2)
-    rows = unique([make_row(a, diagnostic, remote_mta=remote) for a in addrs])
+                command, remote, diagnostic = m.group(1) or "", m.group(2) or "", m.group(3)
+    stage = stage_name(command)
+    rows = unique([make_row(a, diagnostic, remote_mta=remote, smtp_command=stage) for a in addrs])
     _enrich(rows, _dsn_rows(msg))
     return Detection(rows, "X3: " + _X3_START) if rows else None
 
@@ -262,7 +255,7 @@ def detect_x6(msg: Message) -> Detection | None:
     for line in text.split("\n")[:300]:
         m = _X6_LINE.match(line.strip())
         if m:
-            rows.append(make_row(m.group(2), with_stage(m.group(4), stage_name(m.group(3))), remote_mta=m.group(1)))
+            rows.append(make_row(m.group(2), m.group(4), remote_mta=m.group(1), smtp_command=stage_name(m.group(3))))
     rows = unique(rows)
     return Detection(rows, "X6: We had trouble delivering your message") if rows else None
 

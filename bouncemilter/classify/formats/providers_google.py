@@ -33,13 +33,22 @@ _BOILERPLATE = re.compile(
     r"|Learn more at https?://\S+\s*",
     re.I,
 )
-# Gmail's own wording (no remote reply): the category is Gmail's statement.
-_GMAIL_OWN = (
-    ("The recipient server did not accept our requests to connect", "expired"),
-    ("DNS Error: Could not contact DNS servers", "expired"),
-    ("DNS Error: Domain name not found", "hostunknown"),
-    ("DNS Error: DNS server returned answer with no data", "hostunknown"),
-)
+# Gmail's "(state N)" after the remote reply: the SMTP stage its client had reached, and the cause
+# that stage implies (the state numbers of Gmail's outbound client, as Sisimai's Gmail table reads them).
+_STATE = re.compile(r"\(state (\d{1,2})\)\.?\s*$")
+_STATES = {
+    "6": ("MAIL", "systemerror"),
+    "8": ("AUTH", "systemerror"),
+    "9": ("AUTH", "systemerror"),
+    "12": ("AUTH", "norelaying"),
+    "13": ("EHLO", "blocked"),
+    "14": ("RCPT", "userunknown"),
+    "15": ("DATA", "filtered"),
+    "17": ("DATA", "filtered"),
+    "18": ("DATA", "filtered"),
+}
+# A specific status in the reply outranks the state's reason (it still gives the stage).
+_SPECIFIC_STATUS = re.compile(r"\b[45]\.[1-7]\.[1-9]\b")
 # Google help topics ("?p=<topic>") that state the cause in the newer style.
 _HELP_TOPICS = {"customfromdenied": "rejected"}
 _HELP_TOPIC = re.compile(r"support\.google\.com/mail/\?p=(\w+)", re.I)
@@ -73,7 +82,7 @@ def _old_style(text: str, failed: list[str]) -> Detection | None:
     addrs = [a.lower() for a in _INDENTED_ADDR.findall(listed)][:MAX_RECIPIENTS] or failed
     if not addrs:
         return None
-    diagnostic, remote, reason = "", "", ""
+    diagnostic, remote, reason, stage = "", "", "", ""
     if details:
         rest = body[details.end() :]
         remote_m = _REMOTE.search(rest)
@@ -83,9 +92,17 @@ def _old_style(text: str, failed: list[str]) -> Detection | None:
             diagnostic = rest[returned.end() :].split("\n\n", 1)[0]
         else:
             diagnostic = _BOILERPLATE.sub("", rest.split("\n\n", 1)[0])
-            reason = next((r for phrase, r in _GMAIL_OWN if phrase in diagnostic), "")
         diagnostic = one_line(diagnostic).rstrip(".").strip() if returned else one_line(diagnostic)
+        state = _STATE.search(diagnostic)
+        if state and state.group(1) in _STATES:
+            stage, reason = _STATES[state.group(1)]
+            if _SPECIFIC_STATUS.search(diagnostic):
+                reason = ""
     rows = [make_row(a, diagnostic, action=action, remote_mta=remote, reason=reason) for a in addrs]
+    for row in rows:
+        row.smtp_command = stage
+        if reason:
+            row.reason_rule = f"preset:google/state {state.group(1)}" if state else ""
     _dedupe_reply(rows)
     return Detection(rows, f"Gmail: {_OLD_MARKER} ...")
 

@@ -15,7 +15,10 @@ from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, exim_blocks, hea
 
 _YAHOO_START = "Sorry, we were unable to deliver your message"
 _YAHOO_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
-_YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
+# Yahoo's tag of the SMTP command its MX answered: "... User Unknown [RCPT_TO]"
+_YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
+_YAHOO_STAGES = {"RCPT_TO": "RCPT", "MAIL_FROM": "MAIL", "DATA": "DATA", "CONNECT": "CONN"}
+_YAHOO_STAGES |= {"EHLO": "EHLO", "HELO": "HELO"}
 
 
 def detect_yahoo(msg: Message) -> Detection | None:
@@ -48,8 +51,10 @@ def _yahoo_row(addr: str, lines: list[str]) -> RecipientResult:
     diag = one_line(" ".join(lines))
     if diag.startswith("Remote host said:"):
         diag = diag[len("Remote host said:") :]
-    diag = _YAHOO_CMD.sub("", diag).strip()
-    return make_row(addr, diag)
+    tag = _YAHOO_CMD.search(diag)
+    row = make_row(addr, diag[: tag.start()].strip() if tag else diag.strip())
+    row.smtp_command = _YAHOO_STAGES[tag.group(1)] if tag else ""
+    return row
 
 
 # --- Mail.ru (Exim underneath, Russian text above the English one) ------------------------
