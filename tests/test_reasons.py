@@ -210,3 +210,51 @@ def test_notaccept_without_any_code_is_hard_but_4xx_is_not() -> None:
     assert is_hard("notaccept", "4.1.10", "") is False
     assert is_hard("notaccept", "", "421") is False
     assert is_hard("notaccept", "5.1.10", "") is True
+
+
+# Dead addresses are hard whatever else the words say; refusals of us never are.
+@pytest.mark.parametrize(
+    ("status", "code", "diag", "stage", "reason"),
+    [
+        # a 5.1.1 with no contrary words stands, even next to the word "rejected"
+        ("5.1.1", "550", "550 5.1.1 <a@example.org>: Address rejected", "RCPT", "userunknown"),
+        ("5.1.1", "550", "550 5.1.1 rejected", "", "userunknown"),
+        ("5.1.2", "550", "550 5.1.2 Host not found", "", "hostunknown"),
+        ("5.1.6", "550", "550 5.1.6 Mailbox has moved", "", "hasmoved"),
+        ("5.0.0", "550", "550 No such domain at this location", "", "hostunknown"),
+        # the reply echoes the command it answers: the RCPT stage, so a missing mailbox
+        ("", "550", "550 RCPT <a@example.org> does not exist", "", "userunknown"),
+        ("5.0.0", "550", "550 user not found", "RCPT", "userunknown"),
+    ],
+)
+def test_dead_addresses_are_hard(status: str, code: str, diag: str, stage: str, reason: str) -> None:
+    from bouncemilter.classify.stage import split
+
+    diag, tagged = split(diag)
+    decision = decide(status, code, diag, smtp_command=stage or tagged)
+    assert decision.reason == reason
+    assert is_hard(decision.reason, status, code, diag)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "diag"),
+    [
+        ("5.7.1", "550", "550 5.7.1 Unauthenticated email is not accepted due to the domain's DMARC policy"),
+        ("5.7.1", "554", "554 5.7.1 Client host rejected: blocked using zen.spamhaus.org"),
+        ("4.7.0", "421", "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume"),
+        ("4.2.1", "450", "450 4.2.1 The user you are trying to contact is receiving mail too quickly"),
+        ("5.2.2", "552", "552 5.2.2 Mailbox full"),
+        ("5.2.1", "550", "550 5.2.1 This mailbox is disabled"),
+        ("5.7.1", "550", "550 5.7.1 Message rejected as spam by Content Filtering"),
+    ],
+)
+def test_refusals_of_us_and_full_or_suspended_mailboxes_are_soft(status: str, code: str, diag: str) -> None:
+    decision = decide(status, code, diag)
+    assert decision.reason not in HARD_REASONS | {"notaccept"}
+    assert not is_hard(decision.reason, status, code, diag)
+
+
+def test_notaccept_without_a_code_but_with_temporary_wording_is_soft() -> None:
+    assert not is_hard("notaccept", "", "", "Domain temporarily does not accept mail")
+    assert not is_hard("notaccept", "", "", "4.3.2 Persistent transient failure: system not accepting messages")
+    assert is_hard("notaccept", "", "", "Null MX: the domain does not accept mail")

@@ -2,12 +2,15 @@
 
 Order of decision, first match wins:
 1. RFC 5965 feedback report                     -> complaint
-2. a non-standard format detector (formats/)    -> bounce / delay / delivered
-3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
-4. DSN fields written as text, then the generic text reader (only for mail that looks like
+   (also X-ARF, complaint forwards, SpamCop reports, ARF fields in the text)
+2. a read receipt (RFC 8098 MDN, Outlook "Read:")  -> auto_reply
+3. a non-standard format detector (formats/)    -> bounce / delay / delivered
+4. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
+5. a challenge-response / sender-verification / "whitelist me" request -> auto_reply
+6. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
-5. RFC 3834 / non-standard auto-reply markers   -> auto_reply
-6. anything else                                -> not_bounce
+7. RFC 3834 / non-standard auto-reply markers   -> auto_reply
+8. anything else                                -> not_bounce
 A bounce is never an auto-reply: bounces carry Auto-Submitted too, so markers are checked last.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from . import arf, autoreply, reasons, stage
+from . import arf, autoreply, challenge, reasons, stage
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -57,6 +60,8 @@ def classify_message(msg: Message) -> Classification:
     complaint = arf.detect(msg)
     if complaint is not None:
         feedback, rows, evidence = complaint
+        for row in rows:
+            row.reason_rule = f"feedback:{evidence}"
         return Classification(
             kind="complaint",
             recipients=rows,
@@ -65,6 +70,10 @@ def classify_message(msg: Message) -> Classification:
             original=_original(msg, ""),
             feedback=feedback,
         )
+
+    receipt = challenge.read_receipt(msg)
+    if receipt:
+        return _not_a_failure(msg, "mdn", receipt)
 
     for name, detect in DETECTORS:
         found = detect(msg)
@@ -82,6 +91,10 @@ def classify_message(msg: Message) -> Classification:
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
             found = Detection(rows, evidence, reporting_mta=report.reporting_mta.split(" ", 1)[0])
             return _finish(msg, name, found, report.envelope_id)
+
+    request = challenge.challenge(msg)
+    if request:
+        return _not_a_failure(msg, "challenge-response", request)
 
     if bounce_like:
         for part in msg.text_parts():
@@ -104,6 +117,7 @@ def classify_message(msg: Message) -> Classification:
     if autoreply.is_auto_reply(found_markers):
         sender = find_addresses(msg.headers.get("from"))
         row = RecipientResult(recipient=sender[0] if sender else "", reason="vacation")
+        row.reason_rule = f"auto-reply:{found_markers[0]}"
         return Classification(
             kind="auto_reply",
             recipients=[row],
@@ -113,6 +127,21 @@ def classify_message(msg: Message) -> Classification:
             autoreply_markers=found_markers,
         )
     return Classification(kind="not_bounce", detector="", evidence="no bounce, complaint or auto-reply marker")
+
+
+def _not_a_failure(msg: Message, detector: str, marker: str) -> Classification:
+    """Automated mail that says the address is alive (a challenge, a read receipt): an auto-reply."""
+    markers = [marker, *autoreply.markers(msg)]
+    sender = find_addresses(msg.headers.get("from"))
+    row = RecipientResult(recipient=sender[0] if sender else "", reason="vacation", reason_rule=marker)
+    return Classification(
+        kind="auto_reply",
+        recipients=[row],
+        detector=detector,
+        evidence=marker,
+        original=_original(msg, ""),
+        autoreply_markers=markers,
+    )
 
 
 def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = "") -> Classification:

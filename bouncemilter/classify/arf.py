@@ -1,4 +1,6 @@
-"""RFC 5965 abuse feedback reports (ARF), and Microsoft's JMRP complaint format."""
+"""Complaints: RFC 5965 abuse feedback reports (ARF), Microsoft's JMRP format, and the feedback
+reports that are not RFC 5965 (X-ARF, Amazon SES and Hotmail complaint forwards, SpamCop
+reports, ARF fields written into a text part)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def detect(msg: Message) -> tuple[Feedback, list[RecipientResult], str] | None:
     if part is None:
         if msg.report_type() == "feedback-report":
             return _report(msg, {}, "Content-Type: multipart/report; report-type=feedback-report")
-        return _jmrp(msg)
+        return _jmrp(msg) or _loose(msg)
     return _report(msg, _fields(part), "message/feedback-report part")
 
 
@@ -49,20 +51,7 @@ def _report(msg: Message, fields: dict[str, list[str]], evidence: str) -> tuple[
         user_agent=first("user-agent"),
         source_ip=first("source-ip"),
     )
-    addresses: list[str] = []
-    for name in ("original-rcpt-to", "removal-recipient"):
-        for value in fields.get(name, []):
-            addr = clean_address(value)
-            if addr and addr not in addresses:
-                addresses.append(addr)
-    if not addresses:
-        original = msg.original_headers()
-        if original is not None:
-            addresses = find_addresses(original.get("to"))[:1]
-    rows = [RecipientResult(recipient=a, reason="feedback") for a in addresses] or [
-        RecipientResult(recipient="", reason="feedback")
-    ]
-    return feedback, rows, evidence
+    return feedback, _rows(msg, fields), evidence
 
 
 def _jmrp(msg: Message) -> tuple[Feedback, list[RecipientResult], str] | None:
@@ -73,3 +62,62 @@ def _jmrp(msg: Message) -> tuple[Feedback, list[RecipientResult], str] | None:
     feedback = Feedback(feedback_type="abuse", user_agent="JMRP", source_ip=original.get("x-reporter-ip").strip())
     evidence = "X-HmXmrOriginalRecipient in attached message"
     return feedback, [RecipientResult(recipient=addr, reason="feedback")], evidence
+
+
+# Senders of complaint forwards that are not ARF: Amazon SES's feedback forwarding and the old
+# Hotmail complaint mail, both "complaint about message from ..." (multipart/mixed).
+_COMPLAINT_FORWARDERS = ("complaints@email-abuse.amazonses.com", "staff@hotmail.com")
+_INLINE_FEEDBACK = re.compile(r"^Feedback-Type:\s*([\w\-]+)", re.I | re.M)
+_XARF_CATEGORY = re.compile(r"^Category:\s*([\w\-]+)", re.I | re.M)
+
+
+def _loose(msg: Message) -> tuple[Feedback, list[RecipientResult], str] | None:
+    """Feedback reports without an RFC 5965 part."""
+    h = msg.headers
+    sender = h.get("from").lower()
+    subject = h.decoded("subject").lower()
+    text = msg.body_text()[:20000]
+    feedback_type = "abuse"
+    if h.get("x-arf").strip().lower() == "yes":
+        # X-ARF (abusix / German ISPs): a YAML report part with "Category: abuse|spam|..."
+        category = _XARF_CATEGORY.search(text)
+        feedback_type = category.group(1).lower() if category else feedback_type
+        evidence = "X-ARF: yes"
+    elif any(f in sender for f in _COMPLAINT_FORWARDERS) and "complaint about message from" in subject:
+        evidence = "complaint forward: " + sender.strip()[:60]
+    elif "spamcop.net" in sender and subject.startswith("[spamcop"):
+        evidence = "SpamCop report"
+    else:
+        inline = _INLINE_FEEDBACK.search(text)
+        if inline is None or "user-agent:" not in text.lower() or msg.original_headers() is None:
+            return None
+        # ARF fields written into the text part by a broken report generator
+        feedback_type, evidence = inline.group(1).lower(), "Feedback-Type field in the text"
+    fields = _inline_fields(text)
+    source_ip = (fields.get("source-ip") or [""])[0]
+    return Feedback(feedback_type=feedback_type, source_ip=source_ip), _rows(msg, fields), evidence
+
+
+def _inline_fields(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.split("\n")[:400]:
+        m = _FIELD.match(line)
+        if m:
+            out.setdefault(m.group(1).lower(), []).append(m.group(2).strip())
+    return out
+
+
+def _rows(msg: Message, fields: dict[str, list[str]]) -> list[RecipientResult]:
+    addresses: list[str] = []
+    for name in ("original-rcpt-to", "removal-recipient"):
+        for value in fields.get(name, []):
+            addr = clean_address(value)
+            if addr and addr not in addresses:
+                addresses.append(addr)
+    if not addresses:
+        original = msg.original_headers()
+        if original is not None:
+            addresses = find_addresses(original.get("to"))[:1]
+    return [RecipientResult(recipient=a, reason="feedback") for a in addresses] or [
+        RecipientResult(recipient="", reason="feedback")
+    ]
