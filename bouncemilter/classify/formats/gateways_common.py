@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 from .. import stage
-from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
-from .base import make_row  # noqa: F401 - re-exported for the gateway modules
+from .base import dsn_rows, make_row  # noqa: F401 - shared by the gateway modules
 
 # A whole-line address, optionally in angle brackets: what these formats list recipients as.
 LINE_ADDRESS = re.compile(r"^\s*<?([^\s<>@]{1,128}@[^\s<>@]{1,255}?)>?\s*$")
@@ -38,13 +37,6 @@ def section(text: str, start: str, end: str | None = None, max_lines: int = 400)
             break
         lines.append(line)
     return lines
-
-
-def dsn_rows(msg: Message) -> list[RecipientResult]:
-    parsed = parse_dsn(msg)
-    if parsed is None:
-        return []
-    return [r for r in parsed[1] if r.recipient]
 
 
 def fill_from_dsn(rows: list[RecipientResult], msg: Message) -> None:

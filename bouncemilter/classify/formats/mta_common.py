@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from .. import stage
 from ..mime import Message, html_to_text
 from ..model import RecipientResult
 from ..text import one_line
-from .base import make_row as base_make_row
+from .base import REPLY_PREFIX as _REPLY_PREFIX
+from .base import clean_reply, cut, make_row
 
-# "550-5.7.26 text" / "550 5.7.26 text" / "550-text": the prefix of each line of a multi-line SMTP reply.
-_REPLY_PREFIX = re.compile(r"^([245]\d\d)[ \-](?:([245]\.\d{1,3}\.\d{1,3})\s+)?")
+__all__ = ["clean_reply", "cut", "make_row"]  # shared with the mta_* modules, defined in base.py
 # The start of the server's reply inside a longer sentence: a reply code after a space or at the start.
 _REPLY_START = re.compile(r"(?:^|(?<=[\s:(\[]))[245]\d\d(?=[ \-]|$)")
 _LEADING_QUOTE = re.compile(r"^> ?", re.M)
@@ -48,16 +47,6 @@ def unquote(text: str) -> str:
     return _LEADING_QUOTE.sub("", text)
 
 
-def cut(text: str, markers: tuple[str, ...]) -> str:
-    """`text` up to the first of `markers` (where the copy of the original message begins)."""
-    end = len(text)
-    for marker in markers:
-        i = text.find(marker)
-        if 0 <= i < end:
-            end = i
-    return text[:end]
-
-
 def join_reply(lines: list[str]) -> str:
     """One line from a multi-line SMTP reply: the code and status kept once, the repeats dropped."""
     out: list[str] = []
@@ -79,43 +68,6 @@ def from_reply_code(text: str) -> str:
     """`text` from the server's reply code on ("" when it has none)."""
     m = _REPLY_START.search(text)
     return text[m.start() :] if m else ""
-
-
-def clean_reply(text: str) -> str:
-    """'550-5.7.1 abc 550-5.7.1 def 550 5.7.1 ghi' -> '550 5.7.1 abc def ghi' (a multi-line reply on one line)."""
-    m = _REPLY_PREFIX.match(text)
-    if not m:
-        return text
-    code, status = m.group(1), m.group(2)
-    head = code + " " + (status + " " if status else "")
-    rest = text[m.end() :]
-    if f" {code}" in rest:
-        rest = _repeat(code, status or "").sub(" ", rest)
-    return one_line(head + rest)
-
-
-@lru_cache(maxsize=64)
-def _repeat(code: str, status: str) -> re.Pattern[str]:
-    return re.compile(r"\s" + code + r"[ \-]" + (re.escape(status) + r"(?=\s)" if status else ""))
-
-
-def make_row(
-    address: str,
-    diagnostic: str,
-    *,
-    status: str = "",
-    reply_code: str = "",
-    remote_mta: str = "",
-    action: str = "",
-    smtp_command: str = "",
-) -> RecipientResult:
-    """base.make_row on the reply with the MTAs' multi-line prefixes folded (see clean_reply)."""
-    row = base_make_row(
-        address, clean_reply(one_line(diagnostic)), status=status, reply_code=reply_code,
-        remote_mta=remote_mta, action=action,
-    )
-    row.smtp_command = smtp_command
-    return row
 
 
 def unique(rows: list[RecipientResult]) -> list[RecipientResult]:

@@ -66,7 +66,7 @@ def detect(msg: Message) -> Detection | None:
     start = min((i for i in (text.find(m) for m in _MARKERS) if i >= 0), default=-1)
     if start < 0:
         return None
-    body = cut(text[start:], _END)
+    body = cut(text[start:], *_END)
     delayed = bool(_DELAY.search(body))
     failed_header = [clean_address(a) for a in headers.get("x-failed-recipients").split(",")]
     rows = _read(body, "delayed" if delayed else "", [a for a in failed_header if a])

@@ -101,7 +101,7 @@ def _dsn_raw(msg: Message) -> str:
 
 
 def _read(body: str, action: str) -> list[RecipientResult]:
-    body = cut(body, ("\n--- Delivery report unavailable", "\n\n-- \n"))
+    body = cut(body, "\n--- Delivery report unavailable", "\n\n-- \n")
     entries: list[tuple[str, list[str]]] = []
     for line in body.split("\n")[:2000]:
         m = _RCPT.match(line)

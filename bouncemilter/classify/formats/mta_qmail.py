@@ -51,7 +51,7 @@ def detect(msg: Message) -> Detection | None:
     starts = [i for i in (text.find(m) for m in _START) if i >= 0]
     if not starts:
         return None
-    body = cut(text[min(starts) :], _END)
+    body = cut(text[min(starts) :], *_END)
     rows = unique(_read(body))
     if not rows:
         return None

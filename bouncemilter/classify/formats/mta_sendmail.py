@@ -71,7 +71,7 @@ def detect(msg: Message) -> Detection | None:
     body = text[line_start:]
     if body.startswith(">"):
         body = unquote(body)  # a bounce forwarded as quoted text
-    body = cut(body, _END)
+    body = cut(body, *_END)
     delayed = "Warning: could not send message" in subject or "transient non-fatal errors" in body
     text_rows = _read(body)
     parsed = parse_dsn(msg)

@@ -16,9 +16,10 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from ..text import find_addresses, one_line
 from .base import Detection
-from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, header_lower, make_row
+from .providers_common import MAX_RECIPIENTS, cut, dsn_rows, header_lower, make_row
 
 _ORIGINAL = ("----- Original message -----", "----- Message header follows -----")
 _OLD_MARKER = "Delivery to the following recipient"
@@ -33,24 +34,9 @@ _BOILERPLATE = re.compile(
     r"|Learn more at https?://\S+\s*",
     re.I,
 )
-# Gmail's "(state N)" after the remote reply: the SMTP stage its client had reached, and the cause
-# that stage implies (the state numbers of Gmail's outbound client, as Sisimai's Gmail table reads them).
-_STATE = re.compile(r"\(state (\d{1,2})\)\.?\s*$")
-_STATES = {
-    "6": ("MAIL", "systemerror"),
-    "8": ("AUTH", "systemerror"),
-    "9": ("AUTH", "systemerror"),
-    "12": ("AUTH", "norelaying"),
-    "13": ("EHLO", "blocked"),
-    "14": ("RCPT", "userunknown"),
-    "15": ("DATA", "filtered"),
-    "17": ("DATA", "filtered"),
-    "18": ("DATA", "filtered"),
-}
+_STATE = re.compile(r"\(state (\d{1,2})\)\.?\s*$")  # Gmail's "(state N)": see vendor.GMAIL_STATES
 # A specific status in the reply outranks the state's reason (it still gives the stage).
 _SPECIFIC_STATUS = re.compile(r"\b[45]\.[1-7]\.[1-9]\b")
-# Google help topics ("?p=<topic>") that state the cause in the newer style.
-_HELP_TOPICS = {"customfromdenied": "rejected"}
 _HELP_TOPIC = re.compile(r"support\.google\.com/mail/\?p=(\w+)", re.I)
 
 
@@ -62,7 +48,7 @@ def _from_google(msg: Message) -> bool:
 def detect(msg: Message) -> Detection | None:
     if not _from_google(msg):
         return None
-    text = cut_at(msg.body_text(), *_ORIGINAL)
+    text = cut(msg.body_text(), *_ORIGINAL)
     failed = find_addresses(msg.headers.get("x-failed-recipients"))[:MAX_RECIPIENTS]
     if _OLD_MARKER in text:
         return _old_style(text, failed)
@@ -94,15 +80,15 @@ def _old_style(text: str, failed: list[str]) -> Detection | None:
             diagnostic = _BOILERPLATE.sub("", rest.split("\n\n", 1)[0])
         diagnostic = one_line(diagnostic).rstrip(".").strip() if returned else one_line(diagnostic)
         state = _STATE.search(diagnostic)
-        if state and state.group(1) in _STATES:
-            stage, reason = _STATES[state.group(1)]
+        if state and state.group(1) in vendor.GMAIL_STATES:
+            stage, reason = vendor.GMAIL_STATES[state.group(1)]
             if _SPECIFIC_STATUS.search(diagnostic):
                 reason = ""
     rows = [make_row(a, diagnostic, action=action, remote_mta=remote, reason=reason) for a in addrs]
     for row in rows:
         row.smtp_command = stage
-        if reason:
-            row.reason_rule = f"preset:google/state {state.group(1)}" if state else ""
+        if reason and state:
+            row.reason_rule = f"preset:google/(state {state.group(1)})"
     _dedupe_reply(rows)
     return Detection(rows, f"Gmail: {_OLD_MARKER} ...")
 
@@ -132,7 +118,7 @@ def _new_style(text: str, failed: list[str]) -> Detection:
     response = _RESPONSE.search(text)
     diagnostic = one_line(text[response.end() :].split("\n\n", 1)[0]) if response else ""
     topic = _HELP_TOPIC.search(text)
-    reason = _HELP_TOPICS.get(topic.group(1).lower(), "") if topic else ""
+    reason = vendor.GOOGLE_HELP_TOPICS.get(topic.group(1).lower(), "") if topic else ""
     action = "delayed" if "Delivery incomplete" in text[:300] else "failed"
     rows = [make_row(a, diagnostic, action=action, reason=reason) for a in failed]
     return Detection(rows, "Gmail: ** ... ** notice without delivery-status fields")

@@ -276,6 +276,7 @@ TABLES: dict[str, VendorTable] = {
     ),
     "mailru": VendorTable("mailru", (), stage_presets=_EXIM_STAGES),
     "zoho": VendorTable("zoho", (("expired", "Host not reachable", "Zoho delay notice"),)),
+    # Ipswitch IMail's summary line for each recipient (before the remote server's response)
     "imailserver": VendorTable(
         "imailserver",
         (
@@ -286,6 +287,56 @@ TABLES: dict[str, VendorTable] = {
             ("virusdetected", "Requested action not taken: virus detected", "IMail"),
             ("expired", "Delivery failed ", "IMail: 'Delivery failed N attempts'"),
         ),
+    ),
+    # amavisd-new appends its verdict to the reply it relays ("554 5.7.0 Reject, id=... - SPAM")
+    "amavis": VendorTable(
+        "amavis",
+        (
+            ("spamdetected", " - spam", "amavisd: CC_SPAM 'id=%n - spam'"),
+            ("virusdetected", " - infected", "amavisd: CC_VIRUS 'id=%n - INFECTED: %V'"),
+            ("contenterror", " - bad header:", "amavisd: CC_BADH 'id=%n - BAD HEADER: ...'"),
+            ("exceedlimit", " - message size exceeds recipient", "amavisd: CC_OVERSIZED"),
+            ("systemerror", " - temporary mta failure on relaying", "amavisd: CC_MTA,1"),
+            ("systemerror", " - rejected by next-hop mta on relaying", "amavisd: CC_MTA,2"),
+            ("systemerror", " - unable to relay message back to mta", "amavisd: CC_MTA"),
+        ),
+        remote_too=True,
+        fold=True,
+    ),
+    # Trend Micro InterScan MSS: its own sentence for a recipient the next hop refused
+    "interscanmss": VendorTable(
+        "interscanmss", (("userunknown", "Unable to deliver message to <", "InterScan MSS notification"),)
+    ),
+    # au / EZweb's fixed sentences (above the recipient list)
+    "ezweb": VendorTable(
+        "ezweb",
+        (
+            ("mailboxfull", "The user(s) account is temporarily over quota", "au EZweb"),
+            ("suspend", "The user(s) account is disabled.", "au EZweb"),
+            ("suspend", "The user(s) account is temporarily limited.", "au EZweb"),
+            ("expired", "Your message was not delivered within ", "au EZweb"),
+            ("onhold", "Each of the following recipients was rejected by a remote mail server", "au EZweb"),
+        ),
+        remote_too=True,
+    ),
+    # KDDI au one net's fixed sentences
+    "kddi": VendorTable(
+        "kddi",
+        (
+            ("mailboxfull", "As their mailbox is full", "au one net"),
+            ("norelaying", "Due to the following SMTP relay error", "au one net"),
+            ("hostunknown", "As the remote domain doesnt exist", "au one net (its spelling)"),
+        ),
+        remote_too=True,
+    ),
+    # Biglobe's canned explanations
+    "biglobe": VendorTable(
+        "biglobe",
+        (
+            ("mailboxfull", "mailbox exceeded the local limit", "Biglobe"),
+            ("userunknown", "User unknown", "Biglobe"),
+        ),
+        remote_too=True,
     ),
 }
 
@@ -317,6 +368,96 @@ POWERMTA_CATEGORIES: dict[str, str] = {
     "bad-connection": "networkerror",
     "invalid-sender": "rejected",
 }
+
+
+# Gmail's "(state N)" after a remote reply: the SMTP stage its client had reached, and the cause it
+# implies (Sisimai's reading of Gmail's states).
+GMAIL_STATES: dict[str, tuple[str, str]] = {
+    "6": ("MAIL", "systemerror"),
+    "8": ("AUTH", "systemerror"),
+    "9": ("AUTH", "systemerror"),
+    "12": ("AUTH", "norelaying"),
+    "13": ("EHLO", "blocked"),
+    "14": ("RCPT", "userunknown"),
+    "15": ("DATA", "filtered"),
+    "17": ("DATA", "filtered"),
+    "18": ("DATA", "filtered"),
+}
+# Google's help topics linked from its NDRs ("support.google.com/mail/?p=<topic>").
+GOOGLE_HELP_TOPICS: dict[str, str] = {"customfromdenied": "rejected"}
+
+# Microsoft Exchange 2007+ NDR codes ("RESOLVER.ADR.RecipNotFound") and the Exchange 5.5-2003
+# MSEXCH codes ("(000C05A6)"), as Exchange documents them.
+EXCHANGE_CODES: dict[str, str] = {
+    "SMTPSEND.DNS.NonExistentDomain": "hostunknown",
+    "SMTPSEND.DNS.MxLoopback": "networkerror",
+    "RESOLVER.ADR.BadPrimary": "systemerror",
+    "RESOLVER.ADR.RecipNotFound": "userunknown",
+    "RESOLVER.ADR.ExRecipNotFound": "userunknown",
+    "RESOLVER.ADR.RecipLimit": "toomanyconn",
+    "RESOLVER.ADR.InvalidInSmtp": "systemerror",
+    "RESOLVER.ADR.Ambiguous": "systemerror",
+    "RESOLVER.RST.AuthRequired": "securityerror",
+    "RESOLVER.RST.NotAuthorized": "rejected",
+    "RESOLVER.RST.RecipSizeLimit": "mesgtoobig",
+    "QUEUE.Expired": "expired",
+}
+EXCHANGE2003_CODES: dict[str, str] = {
+    "000B099C": "onhold",
+    "000B09AA": "onhold",
+    "000B09B6": "onhold",
+    "000C05A6": "userunknown",
+    "00010256": "systemerror",
+    "000D06B5": "systemerror",
+    "00120270": "networkerror",
+    "00050311": "contenterror",
+    "000502CC": "contenterror",
+    "000B0981": "securityerror",
+    "000C0595": "filtered",
+}
+
+# Facebook's published response codes (postmaster.facebook.com/response_codes).
+FACEBOOK_CODES: dict[str, str] = {
+    "RCP-P1": "userunknown", "INT-P1": "userunknown", "INT-P3": "userunknown", "INT-P4": "userunknown",
+    "RCP-P2": "filtered", "RCP-P3": "filtered",
+    "POL-P1": "blocked", "POL-P2": "blocked",
+    "MSG-P1": "mesgtoobig", "INT-P2": "mesgtoobig",
+    "MSG-P2": "contenterror", "MSG-P3": "contenterror", "POL-P6": "contenterror", "POL-P7": "contenterror",
+    "POL-P3": "notaccept", "POL-P4": "notaccept", "POL-T1": "notaccept", "POL-T2": "notaccept",
+    "POL-T3": "notaccept",
+    "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-T1": "rejected", "DNS-P3": "rejected", "DNS-T2": "rejected",
+    "CON-T1": "systemerror", "RCP-T1": "systemerror",
+    "CON-T2": "toomanyconn", "CON-T3": "toomanyconn",
+    "POL-P5": "virusdetected",
+    "RCP-T4": "suspend",
+}  # fmt: skip
+
+# Amazon SES bounce notifications: the (bounceType, bounceSubType) pairs that state a cause.
+SES_SUBTYPES: dict[tuple[str, str], str] = {
+    ("permanent", "noemail"): "userunknown",
+    ("transient", "mailboxfull"): "mailboxfull",
+    ("transient", "messagetoolarge"): "mesgtoobig",
+    ("transient", "contentrejected"): "contenterror",
+    ("transient", "attachmentrejected"): "contenterror",
+}
+# SES inbound "Bounce" receipt-rule templates: the domain owner's rule chose the template, so the
+# text says which rule fired rather than what a mailbox lookup found ("Mailbox does not exist"
+# comes from a filtering rule), and "Temporary failure" holds the mail.
+SES_RECEIVING_TEMPLATES: dict[str, str] = {
+    "Mailbox does not exist": "filtered",
+    "Mailbox full": "mailboxfull",
+    "Message too large": "mesgtoobig",
+    "Message content rejected": "contenterror",
+    "Temporary failure": "onhold",
+}
+
+
+def preset(name: str, text: str, stage: str = "") -> tuple[str, str]:
+    """(reason, reason_rule) from vendor `name`'s fixed sentences in `text` (a detector's own lines)."""
+    reason, phrase = TABLES[name].find(text, False, stage)
+    if not reason:
+        return "", ""
+    return reason, f"vendor:{name}/" + (phrase if phrase.startswith("stage:") else f'"{phrase}"')
 
 
 def table_for(detector: str, reporter: str) -> VendorTable | None:
