@@ -1,12 +1,13 @@
 """Bounce classification: raw message bytes in, a typed `Classification` out. No I/O.
 
 Order of decision, first match wins:
-1. RFC 5965 feedback report                     -> complaint
-   (also X-ARF, complaint forwards, SpamCop reports, ARF fields in the text)
-2. a read receipt (RFC 8098 MDN, Outlook "Read:")  -> auto_reply
-3. a non-standard format detector (formats/)    -> bounce / delay / delivered
-4. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
-5. a challenge-response / sender-verification / "whitelist me" request -> auto_reply
+1. RFC 5965 feedback report, JMRP complaint     -> complaint
+2. a non-standard format detector (formats/)    -> bounce / delay / delivered
+3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
+4. a feedback report that is not RFC 5965 (X-ARF, complaint forwards, SpamCop reports, ARF
+   fields in the text)                          -> complaint
+5. a read receipt (RFC 8098 MDN, Outlook "Read:"), a challenge-response / sender-verification /
+   "whitelist me" request                       -> auto_reply
 6. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
 7. RFC 3834 / non-standard auto-reply markers   -> auto_reply
@@ -59,21 +60,7 @@ def classify(raw: bytes) -> Classification:
 def classify_message(msg: Message) -> Classification:
     complaint = arf.detect(msg)
     if complaint is not None:
-        feedback, rows, evidence = complaint
-        for row in rows:
-            row.reason_rule = f"feedback:{evidence}"
-        return Classification(
-            kind="complaint",
-            recipients=rows,
-            detector="arf",
-            evidence=evidence,
-            original=_original(msg, ""),
-            feedback=feedback,
-        )
-
-    receipt = challenge.read_receipt(msg)
-    if receipt:
-        return _not_a_failure(msg, "mdn", receipt)
+        return _complaint(msg, complaint)
 
     for name, detect in DETECTORS:
         found = detect(msg)
@@ -92,6 +79,12 @@ def classify_message(msg: Message) -> Classification:
             found = Detection(rows, evidence, reporting_mta=report.reporting_mta.split(" ", 1)[0])
             return _finish(msg, name, found, report.envelope_id)
 
+    complaint = arf.detect_loose(msg)
+    if complaint is not None:
+        return _complaint(msg, complaint)
+    receipt = challenge.read_receipt(msg)
+    if receipt:
+        return _not_a_failure(msg, "mdn", receipt)
     request = challenge.challenge(msg)
     if request:
         return _not_a_failure(msg, "challenge-response", request)
@@ -129,6 +122,20 @@ def classify_message(msg: Message) -> Classification:
     return Classification(kind="not_bounce", detector="", evidence="no bounce, complaint or auto-reply marker")
 
 
+def _complaint(msg: Message, complaint: tuple[Feedback, list[RecipientResult], str]) -> Classification:
+    feedback, rows, evidence = complaint
+    for row in rows:
+        row.reason_rule = f"feedback:{evidence}"
+    return Classification(
+        kind="complaint",
+        recipients=rows,
+        detector="arf",
+        evidence=evidence,
+        original=_original(msg, ""),
+        feedback=feedback,
+    )
+
+
 def _not_a_failure(msg: Message, detector: str, marker: str) -> Classification:
     """Automated mail that says the address is alive (a challenge, a read receipt): an auto-reply."""
     markers = [marker, *autoreply.markers(msg)]
@@ -149,9 +156,15 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
     for row in found.recipients:
         row.diagnostic, tagged = stage.split(one_line(row.diagnostic))
         row.smtp_command = row.smtp_command or tagged
-        row.status = reasons.effective_status(row.status, row.diagnostic)
+        if not row.status or row.status.endswith(".0.0"):
+            row.status = reasons.effective_status(row.status, row.diagnostic)
         if not row.action:
             row.action = _action_from_status(row.status) or "failed"
+        if row.reason and row.reason not in reasons.WEAK and not row.status.startswith("2."):
+            # The detector read the reason from the bounce's structure (decide's step 2, without the call).
+            row.reason_rule = row.reason_rule or f"preset:{detector}"
+            row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
+            continue
         row.reason, row.reason_rule = reasons.decide(
             row.status,
             row.reply_code,
@@ -179,9 +192,9 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
 
 
 def _reporter(msg: Message) -> str:
-    """The domain of the bounce's sender (MAILER-DAEMON@aol.com -> aol.com): which provider wrote it."""
-    found = find_addresses(msg.headers.get("from"))
-    return found[0].rpartition("@")[2] if found else ""
+    """The provider that wrote the bounce, by its sender's domain (MAILER-DAEMON@aol.com -> aol.com),
+    when it is one whose own sentences reasons/vendor.py knows."""
+    return reasons.vendor.reporter(msg.headers.get("from"))
 
 
 def _action_from_status(status: str) -> str:

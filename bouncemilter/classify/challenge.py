@@ -33,6 +33,9 @@ _CR_WORDING = re.compile(
     r"|(?:spam|junk) (?:filter|protection) (?:is )?holding your (?:message|e-?mail)",
     re.I,
 )
+# Words every challenge wording above contains one of: a cheap test before the regex.
+_CR_KEYWORDS = ("confirm", "verif", "prove", "challenge", "approv", "white", "safe", "address book", "contacts",
+                "holding")  # fmt: skip
 _TMDA_AGENT = re.compile(r"^\s*TMDA/", re.I)
 _AUTOMATED_PRECEDENCE = ("bulk", "junk", "list", "auto_reply", "auto-reply")
 
@@ -48,13 +51,17 @@ _READ_BODY = re.compile(
 
 def read_receipt(msg: Message) -> str:
     """The marker of a read receipt ("" when `msg` is not one)."""
-    part = next((p for p in msg.parts if p.ctype in _MDN_TYPES and p.depth == 0), None)
-    if part is not None or msg.report_type() == "disposition-notification":
+    if "disposition-notification" in msg.headers.get("content-type"):  # RFC 8098: a multipart/report
+        part = next((p for p in msg.parts if p.ctype in _MDN_TYPES and p.depth == 0), None)
         disposition = _MDN_FIELD.search(part.text[:4000]) if part is not None else None
         what = disposition.group(1).strip()[:80] if disposition else "disposition-notification"
         return f"read receipt (MDN): {what}"
-    if _READ_SUBJECT.match(msg.headers.decoded("subject")) and _READ_BODY.search(msg.body_text()[:3000]):
-        return "read receipt: " + msg.headers.decoded("subject")[:60]
+    raw = msg.headers.get("subject")
+    if ":" not in raw[:40]:
+        return ""  # every read-receipt subject starts with "Read:" (or its translation)
+    subject = msg.headers.decoded("subject") if "=?" in raw else raw
+    if _READ_SUBJECT.match(subject) and _READ_BODY.search(msg.body_text()[:3000]):
+        return "read receipt: " + subject.strip()[:60]
     return ""
 
 
@@ -69,12 +76,17 @@ def challenge(msg: Message) -> str:
     if _TMDA_AGENT.match(h.get("x-delivery-agent")):
         return "challenge-response: TMDA"
     named = _CR_NAMES.search(subject)
-    wording = _CR_WORDING.search(subject) or _CR_WORDING.search(_opening(msg))
+    wording = _wording(subject) or _wording(_opening(msg))
     if named and wording:
         return f"challenge-response: {named.group(0)}"
     if wording and _automated(msg):
         return f"challenge-response: {wording.group(0)[:60]}"
     return ""
+
+
+def _wording(text: str) -> re.Match[str] | None:
+    low = text.lower()
+    return _CR_WORDING.search(text) if any(k in low for k in _CR_KEYWORDS) else None
 
 
 def _opening(msg: Message) -> str:

@@ -132,11 +132,16 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
                 diagnostic=diagnostic,
                 remote_mta=_host(group.get("remote-mta", "")),
                 diagnostic_type=diagnostic_type(raw_diagnostic),
-                # PowerMTA's own category of the failure (a field it adds to each recipient group)
-                reason=POWERMTA_CATEGORIES.get(group.get("x-powermta-bouncecategory", "").strip().lower(), ""),
+                reason=_powermta(group),
             )
         )
     return _merge_duplicates(out)
+
+
+def _powermta(group: dict[str, str]) -> str:
+    """PowerMTA's own category of the failure (a field it adds to each recipient group)."""
+    category = group.get("x-powermta-bouncecategory")
+    return POWERMTA_CATEGORIES.get(category.strip().lower(), "") if category else ""
 
 
 def diagnostic_type(value: str) -> str:

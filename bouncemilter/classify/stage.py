@@ -46,15 +46,16 @@ def name(words: str) -> str:
 _EXCHANGE_RCPT = "unknown recipient or mailbox unavailable ->"
 
 
-# A reply that echoes the command it answers, in the protocol's own upper case ("550 RCPT <a@b>
-# does not exist", SmarterMail): the RCPT stage.
-_RCPT_ONLY = ("RCPT <", "RCPT TO:<", "RCPT TO: <")
+# A reply that echoes the command it answers in the protocol's own upper case ("550 RCPT <a@b>
+# does not exist", SmarterMail; "RCPT TO:<a@b>"): the RCPT stage (split, below).
 
 
 def split(diagnostic: str) -> tuple[str, str]:
     """(the diagnostic without Postfix's stage suffix, the stage) - ("", "") stays as it is."""
     if "(in reply to" not in diagnostic:
-        if _EXCHANGE_RCPT in diagnostic or any(p in diagnostic for p in _RCPT_ONLY):
+        if "RCPT" in diagnostic and ("RCPT <" in diagnostic or "RCPT TO:" in diagnostic):
+            return diagnostic, "RCPT"
+        if "->" in diagnostic and _EXCHANGE_RCPT in diagnostic:
             return diagnostic, "RCPT"
         return diagnostic, ""
     # The suffix is the last "(in reply to" (matched there only: no scan over the whole text).

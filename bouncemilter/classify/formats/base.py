@@ -38,9 +38,9 @@ def clean_reply(text: str) -> str:
     code, status = m.group(1), m.group(2)
     head = code + " " + (status + " " if status else "")
     rest = text[m.end() :]
-    if f" {code}" in rest:
-        rest = _repeat(code, status or "").sub(" ", rest)
-    return one_line(head + rest)
+    if f" {code}" not in rest:
+        return head + rest  # one line already (make_row folds first): nothing repeated to drop
+    return one_line(head + _repeat(code, status or "").sub(" ", rest))
 
 
 @lru_cache(maxsize=64)

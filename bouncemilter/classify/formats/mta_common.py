@@ -82,15 +82,19 @@ def unique(rows: list[RecipientResult]) -> list[RecipientResult]:
 
 
 def sender_is_daemon(msg: Message) -> bool:
-    """From a mailer daemon / postmaster / null sender: the cheap first gate of most formats."""
-    value = msg.headers.get("from").lower()
-    return (
-        not value.strip()
-        or "mailer-daemon" in value
-        or "postmaster" in value
-        or "mail delivery" in value
-        or "<>" in value
-    )
+    """From a mailer daemon / postmaster / null sender: the cheap first gate of most formats
+    (answered once per message)."""
+    cached = msg.memo.get("sender-is-daemon")
+    if cached is None:
+        value = msg.headers.get("from").lower()
+        cached = msg.memo["sender-is-daemon"] = (
+            not value.strip()
+            or "mailer-daemon" in value
+            or "postmaster" in value
+            or "mail delivery" in value
+            or "<>" in value
+        )
+    return cached  # type: ignore[return-value]
 
 
 def stage_name(text: str) -> str:

@@ -14,7 +14,13 @@ _HOST_BRACKET = re.compile(r"^\s*host\s+([\w.\-]+)\s*\[[0-9a-fA-F.:]+\]\s*:?\s*"
 
 
 def header_lower(msg: Message, name: str) -> str:
-    return msg.headers.get(name).lower()
+    """A header's first value, lower-cased; From and Subject once per message (every provider gate asks)."""
+    if name != "from" and name != "subject":
+        return msg.headers.get(name).lower()
+    value = msg.memo.get(name)
+    if value is None:
+        value = msg.memo[name] = msg.headers.get(name).lower()
+    return value  # type: ignore[return-value]
 
 
 

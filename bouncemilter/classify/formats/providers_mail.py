@@ -187,11 +187,12 @@ def detect_verizon(msg: Message) -> Detection | None:
 
 # --- Biglobe -------------------------------------------------------------------------------
 
+_BIGLOBE_SENDERS = tuple(f"postmaster@{d}.ne.jp" for d in ("biglobe", "inacatv", "tmtv", "ttv"))
 _BIGLOBE_ADDRS = "----- The following addresses had delivery problems -----"
 _BIGLOBE_INFO = "----- Non-delivered information -----"
 def detect_biglobe(msg: Message) -> Detection | None:
     sender = header_lower(msg, "from")
-    if not any(f"postmaster@{d}.ne.jp" in sender for d in ("biglobe", "inacatv", "tmtv", "ttv")):
+    if ".ne.jp" not in sender or not any(p in sender for p in _BIGLOBE_SENDERS):
         return None
     text = msg.body_text()
     a, i = text.find(_BIGLOBE_ADDRS), text.find(_BIGLOBE_INFO)

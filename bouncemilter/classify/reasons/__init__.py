@@ -15,9 +15,10 @@ an independent Python implementation.
 
 from __future__ import annotations
 
+from . import vendor
 from .catalog import HARD, NAMES, TABLES
 from .engine import WEAK, Decision, decide
-from .status import STATUS_RX, text_status
+from .status import text_status
 
 REASONS: tuple[str, ...] = NAMES
 HARD_REASONS: frozenset[str] = HARD  # userunknown, hostunknown, hasmoved (notaccept: see is_hard)
@@ -31,8 +32,8 @@ def effective_status(status: str, diagnostic: str) -> str:
     """The report's status, or the specific code the server wrote when the report says only x.0.0 or
     nothing (a DSN "Status: 5.0.0" over "550 5.1.1 User unknown" is a 5.1.1)."""
     status = status.strip()
-    if status and not (STATUS_RX.match(status) and status[1:] == ".0.0"):
-        return status
+    if status and not status.endswith(".0.0"):
+        return status  # a specific code already
     return text_status(diagnostic.lower()) or status
 
 
@@ -59,5 +60,14 @@ def is_hard(reason: str, status: str = "", reply_code: str = "", diagnostic: str
 
 
 __all__ = [
-    "HARD_REASONS", "REASONS", "TABLES", "WEAK", "Decision", "decide", "effective_status", "find_reason", "is_hard",
+    "HARD_REASONS",
+    "REASONS",
+    "TABLES",
+    "WEAK",
+    "Decision",
+    "decide",
+    "effective_status",
+    "find_reason",
+    "is_hard",
+    "vendor",
 ]  # fmt: skip

@@ -27,7 +27,7 @@ FIRST: tuple[str, ...] = (
 SECOND: tuple[str, ...] = (
     "mailboxfull", "authfailure", "badreputation", "spamdetected", "virusdetected", "policyviolation", "norelaying",
     "systemerror", "networkerror", "suspend", "contenterror", "systemfull", "notaccept", "expired",
-    "securityerror", "mailererror",
+    "securityerror", "mailererror", "syntaxerror",
 )  # fmt: skip
 
 # What overrides a status that names a missing mailbox: the server said something more specific.
@@ -103,7 +103,7 @@ def decide(
         status = ""
     text = normalise(diagnostic) if diagnostic else ""
     # Status precedence: a specific code in the server's own words beats a DSN's generic x.0.0.
-    if (not status or status[1:] == ".0.0") and text:
+    if (not status or status.endswith(".0.0")) and text:
         status = text_status(text) or status
     dtype = diagnostic_type.strip().lower()
 
@@ -121,15 +121,19 @@ def decide(
     if preset and preset not in WEAK:
         return Decision(preset, rule)
 
-    # 3. provider tables
-    providers = rhost.choose(remote_mta, recipient)
-    gateway = rhost.PROVIDERS.get(detector)
-    if gateway is not None and gateway not in providers:
-        providers.insert(0, gateway)  # the bounce was written by the gateway itself (MessageLabs)
-    for provider in providers:
-        reason, matched = provider.decide(status, code, text, stage)
-        if reason:
-            return Decision(reason, f'rhost:{provider.name}/"{matched}"')
+    # 3. provider tables: the gateway that wrote the bounce (MessageLabs), the remote host's, the domain's
+    by_host = rhost.by_host(remote_mta) if remote_mta else None
+    by_domain = rhost.by_domain(recipient[recipient.rfind("@") + 1 :]) if "@" in recipient else None
+    gateway = rhost.PROVIDERS.get(detector) if detector else None
+    if by_host is not None or by_domain is not None or gateway is not None:
+        asked: list[rhost.Provider] = []
+        for provider in (gateway, by_host, by_domain):
+            if provider is None or any(provider is seen for seen in asked):
+                continue
+            asked.append(provider)
+            reason, matched = provider.decide(status, code, text, stage)
+            if reason:
+                return Decision(reason, f'rhost:{provider.name}/"{matched}"')
 
     by_status = status_reason(status)
     found = text_reasons(text) if text else {}

@@ -23,7 +23,9 @@ _WORD = re.compile(r"[a-z0-9]+")
 # bytes.translate table (fast, C): every byte that is not [a-z0-9] becomes a space; text is lower-cased first.
 _WORD_TABLE = bytes(c if chr(c).isascii() and chr(c).isalnum() else 32 for c in range(256))
 
-Entry = tuple[str, str, "re.Pattern[str] | None"]  # (reason, phrase, regex or None for a plain substring)
+Plain = tuple[str, str]  # (phrase, reason): a substring test
+Token = tuple["re.Pattern[str]", str, str]  # (regex, phrase, reason): a phrase with {w}/{d}/{a} tokens
+Group = tuple[tuple[Plain, ...], tuple[Token, ...]]
 
 
 def phrase_regex(phrase: str) -> re.Pattern[str] | None:
@@ -34,17 +36,35 @@ def phrase_regex(phrase: str) -> re.Pattern[str] | None:
     return re.compile("".join(parts))
 
 
-def anchor(phrase: str) -> str:
-    """The phrase's most distinctive whole word: longest, preferring words not cut by the phrase's own ends."""
+def anchor_words(phrase: str) -> list[str]:
+    """The words a text containing `phrase` is sure to contain whole: the words inside the phrase,
+    and its first word (a phrase starts where a word starts; its last word may go on in the text,
+    "administrative" in "administratively"). Best first: inside words of 4+ letters, then the
+    first word, then the rest."""
     literal = _TOKEN_SPLIT.sub(" ", phrase)
-    best, best_key = "", (-1, -1)
+    ranked: list[tuple[tuple[int, int], str]] = []
     for m in _WORD.finditer(literal):
         word = m.group(0)
-        bounded = m.start() > 0 and m.end() < len(literal)
-        key = (1 if bounded and len(word) >= 4 else 0, len(word))
-        if key > best_key and not word.isdigit():
-            best, best_key = word, key
-    return best
+        if word.isdigit():
+            continue
+        inside = m.start() > 0 and m.end() < len(literal)
+        rank = (1 if inside and len(word) >= 4 else 0, 1 if m.start() == 0 else 0)
+        if inside or m.start() == 0:
+            ranked.append((rank, word))
+        elif not ranked:
+            ranked.append(((-1, 0), word))  # only a last word: the best there is
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    return [word for rank, word in ranked if rank == ranked[0][0]] if ranked else []
+
+
+def anchor(phrase: str, frequency: dict[str, int] | None = None) -> str:
+    """The anchor of `phrase`: of its best words (anchor_words), the rarest among all phrases, so
+    that a text's common words ("user", "mailbox") wake few phrases; then the longest."""
+    words = anchor_words(phrase)
+    if not words:
+        return ""
+    freq = frequency or {}
+    return min(words, key=lambda w: (freq.get(w, 0), -len(w)))
 
 
 def normalise(text: str) -> str:
@@ -59,54 +79,77 @@ class PhraseIndex:
     """All phrases of a set of tables, indexed by anchor word."""
 
     def __init__(self, phrases: list[tuple[str, str]]) -> None:
-        self._always: list[Entry] = []  # ASCII phrases with no usable anchor word (few, short)
-        self._foreign: list[Entry] = []  # phrases without an ASCII word: tested on non-ASCII text only
-        index: dict[str, list[Entry]] = {}
+        always: list[tuple[str, str]] = []  # ASCII phrases with no usable anchor word (few, short)
+        foreign: list[tuple[str, str]] = []  # phrases without an ASCII word: tested on non-ASCII text only
+        index: dict[str, list[tuple[str, str]]] = {}
+        frequency: dict[str, int] = {}
+        for _, phrase in phrases:
+            for word in set(anchor_words(phrase)):
+                frequency[word] = frequency.get(word, 0) + 1
         for reason, phrase in phrases:
-            entry: Entry = (reason, phrase, phrase_regex(phrase))
-            word = anchor(phrase)
+            word = anchor(phrase, frequency)
             if not word:
-                (self._always if phrase.isascii() else self._foreign).append(entry)
+                (always if phrase.isascii() else foreign).append((reason, phrase))
             elif word == phrase.strip():
-                self._always.append(entry)  # a one-word phrase: its own substring test is as cheap
+                always.append((reason, phrase))  # a one-word phrase: its own substring test is as cheap
             else:
-                index.setdefault(word, []).append(entry)
-        self._index = {w.encode(): entries for w, entries in index.items()}
+                index.setdefault(word, []).append((reason, phrase))
+        self._always = _group(always)
+        self._foreign = _group(foreign)
+        self._index = {w.encode(): _group(entries) for w, entries in index.items()}
         self._anchors = frozenset(self._index)
 
     def scan(self, text: str) -> dict[str, str]:
         """{reason: the first of its phrases found in the normalised text}."""
         found: dict[str, str] = {}
-        for reason, phrase, rx in self._always:
-            if reason not in found and (phrase in text if rx is None else rx.search(text) is not None):
-                found[reason] = phrase
-        ascii_text = text.isascii()
-        if not ascii_text:
-            for reason, phrase, rx in self._foreign:
-                if reason not in found and (phrase in text if rx is None else rx.search(text) is not None):
+        _test(self._always, text, found)
+        if not text.isascii():
+            _test(self._foreign, text, found)
+        index = self._index
+        for word in self._anchors.intersection(text.encode("ascii", "replace").translate(_WORD_TABLE).split()):
+            plain, tokens = index[word]
+            # the substring test first: it fails for nearly every phrase, in C
+            for phrase, reason in plain:
+                if phrase in text and reason not in found:
                     found[reason] = phrase
-        words = text.encode("ascii", "replace").translate(_WORD_TABLE)
-        for word in self._anchors.intersection(words.split()):
-            for reason, phrase, rx in self._index[word]:
-                if reason not in found and (phrase in text if rx is None else rx.search(text) is not None):
+            for rx, phrase, reason in tokens:
+                if reason not in found and rx.search(text) is not None:
                     found[reason] = phrase
         return found
 
 
-def _catalog_phrases() -> list[tuple[str, str]]:
-    out = [(t.name, p) for t in TABLES.values() for p in t.phrases]
-    # A cancelling wording is indexed as "!reason" so that one scan finds it too.
-    out += [(f"!{t.name}", p) for t in TABLES.values() for p in t.not_phrases]
-    return out
+def _group(entries: list[tuple[str, str]]) -> Group:
+    """(reason, phrase) pairs -> (plain phrases, token phrases with their regexes)."""
+    plain: list[Plain] = []
+    tokens: list[Token] = []
+    for reason, phrase in entries:
+        rx = phrase_regex(phrase)
+        if rx is None:
+            plain.append((phrase, reason))
+        else:
+            tokens.append((rx, phrase, reason))
+    return tuple(plain), tuple(tokens)
 
 
-CATALOG = PhraseIndex(_catalog_phrases())
+def _test(group: Group, text: str, found: dict[str, str]) -> None:
+    plain, tokens = group
+    for phrase, reason in plain:
+        if phrase in text and reason not in found:
+            found[reason] = phrase
+    for rx, phrase, reason in tokens:
+        if reason not in found and rx.search(text) is not None:
+            found[reason] = phrase
+
+
+CATALOG = PhraseIndex([(t.name, p) for t in TABLES.values() for p in t.phrases])
+# Wordings that cancel a reason's phrases (catalog not_phrases), by reason.
+_CANCEL: dict[str, tuple[str, ...]] = {t.name: tuple(t.not_phrases) for t in TABLES.values() if t.not_phrases}
 
 
 def text_reasons(text: str) -> dict[str, str]:
     """{reason: phrase} for every catalog reason whose phrases occur in the normalised `text`."""
     found = CATALOG.scan(text)
-    for key in [k for k in found if k.startswith("!")]:
-        found.pop(key[1:], None)
-        del found[key]
+    for reason, cancels in _CANCEL.items():
+        if reason in found and any(c in text for c in cancels):
+            del found[reason]
     return found

@@ -9,6 +9,7 @@ unless it is one of the weak reasons (reasons.WEAK), which the engine checks aga
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -458,6 +459,21 @@ def preset(name: str, text: str, stage: str = "") -> tuple[str, str]:
     if not reason:
         return "", ""
     return reason, f"vendor:{name}/" + (phrase if phrase.startswith("stage:") else f'"{phrase}"')
+
+
+_FROM_DOMAIN = re.compile(r"@([A-Za-z0-9.\-]{1,255})")
+
+
+def reporter(from_header: str) -> str:
+    """The BY_REPORTER domain a bounce's From names ("" for any other sender)."""
+    low = from_header.lower()
+    if "google" not in low and "aol.com" not in low and "outlook.com" not in low and "hotmail.com" not in low:
+        return ""  # nearly every bounce: none of BY_REPORTER's providers
+    m = _FROM_DOMAIN.search(low)
+    if m is None:
+        return ""
+    domain = m.group(1).rstrip(".")
+    return domain if domain in BY_REPORTER else ""
 
 
 def table_for(detector: str, reporter: str) -> VendorTable | None:

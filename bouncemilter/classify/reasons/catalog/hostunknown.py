@@ -31,7 +31,6 @@ TABLE = ReasonTable(
         "couldn't find any host named": "qmail-remote ('Sorry, I couldn't find any host named')",
         "couldn't find any host by that name": "qmail-remote",
         "illegal host/domain name": "Oracle/Sun Messaging Server",
-        "host not found": "Sendmail ('Name server: host not found')",
         "we weren't able to find the recipient domain": "Gmail 553 5.1.2",
         "no such host": "Sisimai HostUnknown list",
         "bad destination system address": "RFC 3463 X.1.2 text",

@@ -108,4 +108,5 @@ TABLE = ReasonTable(
         "郵箱已滿": "Chinese-language servers (zh-TW)",
         "邮箱空间不足": "Chinese-language servers (zh-CN)",
     },
+    not_phrases={"daily message quota exceeded": "Amazon SES: our own sending quota, not the mailbox's"},
 )

@@ -17,5 +17,6 @@ TABLE = ReasonTable(
         "pipe to |/": "Exim pipe transport",
         "x-unix; {d}": "Sendmail/Postfix X-Unix diagnostic in text",
         "operating system error": "Sendmail ('451 4.0.0 Operating system error')",
+        "exit {d}": "Sendmail prog mailer ('... exit 75')",
     },
 )

@@ -97,5 +97,9 @@ TABLE = ReasonTable(
         "content judged to be spam": "GoDaddy IB212",
         "content filter agent quarantined this message": "Exchange Online 5.2.1",
         "mail rejete. mail rejected. ": "Orange (fr/en)",
+        "(spam)": "Sisimai list ('rejected by x (spam)')",
+        "rule imposed as {w} is blacklisted on": "MailMarshal",
+        "spam {w} exceeded": "Sisimai list ('spam score exceeded')",
+        "has been temporarily blocked by our filter": "Sisimai list",
     },
 )

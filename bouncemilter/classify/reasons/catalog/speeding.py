@@ -13,8 +13,6 @@ TABLE = ReasonTable(
         "has sent to too many recipients this hour": "GoDaddy IB607",
         "rate limited": "generic wording",
         "has sent too many messages this hour": "GoDaddy IB504",
-        "sending rate exceeded": "generic wording",
-        "rate limit exceeded": "generic wording",
         "too fast": "generic wording",
     },
 )

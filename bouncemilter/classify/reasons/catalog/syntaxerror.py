@@ -30,7 +30,6 @@ TABLE = ReasonTable(
         "syntax error in parameters or arguments": "RFC 5321 501 text (Yahoo)",
         "bad sequence of commands": "RFC 5321 503 text (NTT docomo)",
         "command parameter not implemented": "RFC 5321 504 text",
-        "smtp protocol violation": "Gmail 451/454 4.5.0",
         "bad address syntax": "Tencent QQ",
         "angle-brackets nested too deep": "Exim parser",
         'expected word or "<"': "Exim parser",

@@ -9,10 +9,8 @@ TABLE = ReasonTable(
     pseudo=("931",),
     phrases={
         "mail system full": "RFC 3463 X.3.1 text",
-        "requested mail action aborted: exceeded storage allocation": "MS Exchange",
         "insufficient disk space": "generic wording",
         "insufficient system resources": "Exchange Online 4.3.1, Postfix 452",
         "system storage": "generic wording",
-        "mailbox unavailable (not enough free space)": "qmail",
     },
 )

@@ -136,6 +136,9 @@ TABLE = ReasonTable(
         "mailbox name not allowed": "RFC 5321 553 text",
         "recipient no longer exists": "Sisimai UserUnknown list",
         "no such local user": "Exim, MailEnable",
+        "email account does not exist": "generic wording ('The email account does not exist')",
+        "mailbox unknown": "MDaemon ('550 Mailbox unknown')",
+        "no user by that name": "Sisimai list",
         # de: German-language servers and translated Exchange NDRs (T-Online, Strato, GMX texts)
         "benutzer unbekannt": "German-language servers (de)",
         "unbekannter benutzer": "German-language servers (de)",

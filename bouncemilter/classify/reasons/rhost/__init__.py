@@ -6,6 +6,7 @@ provider's words, and a report may name no remote host at all).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import import_module
 
 from ._base import Provider, Rule
@@ -21,6 +22,7 @@ _BY_HOST: dict[str, Provider] = {suffix: p for p in PROVIDERS.values() for suffi
 _BY_DOMAIN: dict[str, Provider] = {domain: p for p in PROVIDERS.values() for domain in p.domains}
 
 
+@lru_cache(maxsize=4096)  # remote hosts repeat from bounce to bounce
 def by_host(host: str) -> Provider | None:
     """The provider whose host names end `host` ("mx1.mail.icloud.com" -> apple)."""
     host = host.strip().strip("[]").rstrip(".").lower()
@@ -34,6 +36,7 @@ def by_host(host: str) -> Provider | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def by_domain(domain: str) -> Provider | None:
     return _BY_DOMAIN.get(domain.strip().rstrip(".").lower())
 

@@ -69,8 +69,15 @@ class Provider:
                 if reason:
                     return reason, code
         for rule in self.rules:
-            if rule.matches(status, reply, text):
-                return rule.reason, rule.phrase or rule.status or rule.reply
+            # Rule.matches, inlined: a provider table is scanned rule by rule for every reply it answers.
+            phrase = rule.phrase
+            if phrase and phrase not in text:
+                continue
+            if rule.reply and reply and rule.reply != reply:
+                continue
+            if rule.status and (status or not phrase) and not _status_matches(rule.status, status):
+                continue
+            return rule.reason, phrase or rule.status or rule.reply
         if self.by_stage is not None:
             reason = self.by_stage(status, reply, text, stage)
             if reason:

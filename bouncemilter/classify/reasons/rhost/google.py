@@ -10,7 +10,7 @@ from ._base import Provider, Rule
 _R = Rule
 PROVIDER = Provider(
     name="google",
-    hosts=("aspmx.l.google.com", "gmail-smtp-in.l.google.com", "google.com", "googlemail.com"),
+    hosts=("aspmx.l.google.com", "gmail-smtp-in.l.google.com", "google.com", "googlemail.com", "gmail.com"),
     domains=("gmail.com", "googlemail.com"),
     rules=(
         _R("userunknown", "the email account that you tried to reach does not exist", "5.1.1", "550"),

@@ -11,7 +11,7 @@ from ._base import Provider, Rule
 _R = Rule
 PROVIDER = Provider(
     name="microsoft",
-    hosts=("protection.outlook.com", "prod.outlook.com", "outlook.com", "hotmail.com", "office365.us"),
+    hosts=("protection.outlook.com", "prod.outlook.com", "outlook.com", "hotmail.com", "office365.com", "office365.us"),
     domains=(
         "outlook.com",
         "hotmail.com",
