@@ -30,5 +30,6 @@ TABLE = ReasonTable(
         "no smtp service": "Exim",
         "destination seem to reject all mails": "OpenSMTPD",
         "no host found for existing smtp connection": "Exim",
+        "name server: .: host not found": "Sendmail (the domain's MX is '.', a null MX)",
     },
 )
