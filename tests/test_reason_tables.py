@@ -10,6 +10,7 @@ Fixtures (one file per table, real server wordings, written by hand):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -149,6 +150,25 @@ def test_every_provider_rule_has_a_case(provider: str, index: int, rule) -> None
             assert table.decide(status, _reply(text), normalise(text))[0] == rule.reason
             return
     pytest.fail(f"no case in tests/fixtures/rhost/{provider}.txt for rule {rule}")
+
+
+def _linear(table, status: str, reply: str, text: str) -> str:
+    """What a provider table decides read rule by rule, without its anchor-word index."""
+    for rule in table.rules:
+        if rule.matches(status, reply, text):
+            return rule.reason
+    return ""
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_the_anchor_index_wakes_every_rule_a_linear_scan_would(provider: str) -> None:
+    # every provider's cases, and every rule's own phrase in a sentence, under each table
+    texts = [(status, _reply(text), normalise(text)) for rows in RHOST.values() for _r, _h, status, text, _w in rows]
+    texts += [(r.status, r.reply, f"550 x {r.phrase} y") for p in PROVIDERS.values() for r in p.rules if r.phrase]
+    table = PROVIDERS[provider]
+    plain = dataclasses.replace(table, code_rx=None)  # the codes are not part of the index
+    for status, reply, text in texts:
+        assert plain.decide(status, reply, text)[0] == _linear(table, status, reply, text), (provider, text)
 
 
 CODES = [(name, code) for name, p in PROVIDERS.items() for code in p.codes]

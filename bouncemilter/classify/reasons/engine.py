@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from . import rhost, vendor
 from .catalog import TABLES
-from .matcher import normalise, text_reasons
+from .matcher import normalise, text_reasons, text_words
 from .status import STATUS_RX, status_reason, text_status
 
 # Reasons too vague to be final when a detector or a vendor table presets them, or when a status
@@ -125,18 +125,19 @@ def decide(
     by_host = rhost.by_host(remote_mta) if remote_mta else None
     by_domain = rhost.by_domain(recipient[recipient.rfind("@") + 1 :]) if "@" in recipient else None
     gateway = rhost.PROVIDERS.get(detector) if detector else None
+    words = text_words(text) if text else frozenset()
     if by_host is not None or by_domain is not None or gateway is not None:
         asked: list[rhost.Provider] = []
         for provider in (gateway, by_host, by_domain):
-            if provider is None or any(provider is seen for seen in asked):
-                continue
+            if provider is None or (asked and (provider is asked[0] or provider is asked[-1])):
+                continue  # asked already (at most two before)
             asked.append(provider)
-            reason, matched = provider.decide(status, code, text, stage)
+            reason, matched = provider.decide(status, code, text, stage, words)
             if reason:
                 return Decision(reason, f'rhost:{provider.name}/"{matched}"')
 
     by_status = status_reason(status)
-    found = text_reasons(text) if text else {}
+    found = text_reasons(text, words) if text else {}
     smtp_type = not dtype.startswith(_NON_SMTP_TYPES)  # X-Unix, X-Postfix: the MTA's own failure
 
     # 4. first pass

@@ -6,6 +6,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..matcher import text_words
+
+_WORD = re.compile(r"[a-z0-9]+")
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -30,6 +34,31 @@ class Rule:
         if self.status and (status or not self.phrase) and not _status_matches(self.status, status):
             return False
         return not self.phrase or self.phrase in text
+
+
+def _index(rules: tuple[Rule, ...]) -> tuple[dict[bytes, tuple[int, ...]], frozenset[int]]:
+    """Rule numbers by anchor word, and the rules that have none. A rule's anchor is a word strictly
+    inside its phrase (so whole in any text that has the phrase), the rarest in the table, then the
+    longest; a rule without a phrase, or without such a word, is always tried."""
+    inner = [_inner_words(rule.phrase) for rule in rules]
+    frequency: dict[str, int] = {}
+    for words in inner:
+        for word in set(words):
+            frequency[word] = frequency.get(word, 0) + 1
+    anchored: dict[bytes, list[int]] = {}
+    unanchored: list[int] = []
+    for i, words in enumerate(inner):
+        if not words:
+            unanchored.append(i)
+            continue
+        word = min(words, key=lambda w: (frequency[w], -len(w)))
+        anchored.setdefault(word.encode(), []).append(i)
+    return {w: tuple(ids) for w, ids in anchored.items()}, frozenset(unanchored)
+
+
+def _inner_words(phrase: str) -> list[str]:
+    """The [a-z0-9] words of `phrase` with a non-word character on both sides within the phrase."""
+    return [m.group(0) for m in _WORD.finditer(phrase) if m.start() > 0 and m.end() < len(phrase)]
 
 
 def _status_matches(pattern: str, status: str) -> bool:
@@ -58,9 +87,19 @@ class Provider:
     code_reason: Callable[[str], str] | None = None
     # A last rule that needs the SMTP stage: (status, reply, text, stage) -> reason or "".
     by_stage: Callable[[str, str, str, str], str] | None = None
+    # Built from `rules`: which rules a text's words can wake (see _index).
+    _anchored: dict[bytes, tuple[int, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _unanchored: frozenset[int] = field(default=frozenset(), init=False, repr=False, compare=False)
 
-    def decide(self, status: str, reply: str, text: str, stage: str = "") -> tuple[str, str]:
-        """(reason, what matched) or ("", "")."""
+    def __post_init__(self) -> None:
+        anchored, unanchored = _index(self.rules)
+        object.__setattr__(self, "_anchored", anchored)
+        object.__setattr__(self, "_unanchored", unanchored)
+
+    def decide(
+        self, status: str, reply: str, text: str, stage: str = "", words: frozenset[bytes] | None = None
+    ) -> tuple[str, str]:
+        """(reason, what matched) or ("", ""). `words`: the text's words (matcher.words), when known."""
         if self.code_rx is not None:
             m = self.code_rx.search(text)
             if m:
@@ -68,8 +107,18 @@ class Provider:
                 reason = self.codes.get(code) or (self.code_reason(code) if self.code_reason else "")
                 if reason:
                     return reason, code
-        for rule in self.rules:
-            # Rule.matches, inlined: a provider table is scanned rule by rule for every reply it answers.
+        # Only the rules whose anchor word the text has, and those without a phrase, can match:
+        # Microsoft's and Google's tables have 80-125 rules, nearly all phrases.
+        if words is None:
+            words = text_words(text)
+        rules = self.rules
+        candidates = set(self._unanchored)
+        anchored = self._anchored
+        for word in words.intersection(anchored):
+            candidates.update(anchored[word])
+        for i in sorted(candidates):
+            rule = rules[i]
+            # Rule.matches, inlined
             phrase = rule.phrase
             if phrase and phrase not in text:
                 continue
