@@ -7,7 +7,7 @@
 - engine.decide: the one function that weighs the evidence, in the order its docstring states.
 - matcher.py: finds every catalog phrase in a diagnostic in one read.
 
-Knowledge from Sisimai (https://libsisimai.org, BSD-2-Clause, Copyright (C) 2014-2024
+Knowledge from Sisimai (https://libsisimai.org, BSD-2-Clause, Copyright (C) 2014-2022
 azumakuniyuki): the reason names, the status code map, the phrase lists of Sisimai::Reason::*,
 the provider tables of Sisimai::Rhost::* and the MTA message tables of Sisimai::Lhost::*. This is
 an independent Python implementation.
