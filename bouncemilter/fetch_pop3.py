@@ -83,7 +83,7 @@ class Pop3Session:
         try:
             if creds.token_file:
                 resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(xoauth2(url.user, creds.token())).decode())
-                if resp.startswith(b"+"):  # an error challenge: answer empty to get the final -ERR
+                if not resp.startswith(b"+OK"):  # "+ challenge" (RFC 7628: an error): answer empty for the -ERR
                     conn._shortcmd("")
             else:
                 assert creds.password is not None

@@ -733,6 +733,19 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     return rt, spec
 
 
+def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callable[[], None] | int | None:
+    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch)."""
+    if not getattr(settings, "fetch_enabled", False):
+        return None
+    from .fetch import FetchError, start_service
+
+    try:
+        return start_service(settings, store, logger)
+    except FetchError as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"fetch: {exc}")
+        return 1
+
+
 def serve(settings: Any, *, exit_process: bool = True) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
     import milter as _milter
@@ -744,6 +757,10 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     logger, store, metrics = rt.logger, rt.store, rt.metrics
     BounceMilter.runtime = rt
 
+    stop_fetch = _start_fetch(settings, store, logger)  # before listening: a bad [fetch] stops the start
+    if isinstance(stop_fetch, int):
+        store.close()
+        return stop_fetch
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
@@ -757,6 +774,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
             sock_ident = (st.st_dev, st.st_ino)
     except (OSError, _milter.error, KeyError) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
+        if stop_fetch is not None:
+            stop_fetch()
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
@@ -811,6 +830,9 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         drained=idle,
         shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
     )
+    if stop_fetch is not None:
+        with contextlib.suppress(Exception):
+            stop_fetch()
     with contextlib.suppress(Exception):
         store.close()
     if metrics is not None:
