@@ -15,7 +15,9 @@ start=1
 need=()
 # libmilter-dev: pymilter compiles against it; postfix, swaks: the end-to-end tests run a private
 # Postfix; e2fsprogs (chattr), mount, util-linux (setpriv): the store's fault tests.
-for pkg in libmilter-dev postfix swaks gcc python3-venv python3-dev e2fsprogs mount util-linux; do
+# dovecot-imapd, dovecot-pop3d, openssl: the fetch tests run a private Dovecot on loopback ports of their own
+# (test certificate, own config and base_dir), so a system Dovecot on 143/993 never clashes with them.
+for pkg in libmilter-dev postfix swaks gcc python3-venv python3-dev e2fsprogs mount util-linux dovecot-imapd dovecot-pop3d openssl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
