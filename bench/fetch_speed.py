@@ -4,7 +4,8 @@ Starts a private Dovecot (tests/dovecot_rig.py), drops N generated bounces of ab
 mailbox (tests/fetch_messages.py: hard and soft DSNs, ARF complaints, auto-replies, ordinary mail), and runs
 `bouncemilter fetch` on it as a separate process (start-up included): over pop3s into a fresh database,
 again over pop3s (all already stored: the cost of a re-fetch), then over imaps into another fresh database
-with the default actions (each message marked seen and moved to its Bounces/ folder). Prints messages/s per run, best of ROUNDS.
+with the default actions (each message marked seen and moved to its Bounces/ folder). Prints messages/s
+per run and the best of ROUNDS.
 
     .venv/bin/python bench/fetch_speed.py [--messages 2000] [--size 5000] [--rounds 3]
 """
