@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -10,6 +11,7 @@ import click
 
 from . import __version__
 from .classify import Classification, classify
+from .cli_common import printable, resolve_config
 from .progress import Progress
 from .sources import SourceError, collect, read_messages
 
@@ -109,6 +111,7 @@ def _table_rows(rec: dict) -> list[tuple[str, ...]]:
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(printable(c) for c in row) for row in rows]  # file names and report text: no raw escapes
     widths = [min(max([len(h)] + [len(row[i]) for row in rows]), 48) for i, h in enumerate(_TABLE_HEADER)]
     for row in [_TABLE_HEADER, *rows]:
         click.echo("  ".join(_fit(cell, i == 0).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
@@ -128,7 +131,14 @@ def describe(result: Classification) -> str:
 
 
 @main.command("run")
-@click.option("--config", "config_path", metavar="FILE", help="TOML settings (see conf/bouncemilter.toml); optional.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    callback=resolve_config,
+    help="TOML settings (see conf/bouncemilter.toml). Default: $BOUNCEMILTER_CONFIG, else "
+    "/etc/bouncemilter/bouncemilter.toml if it exists, else embedded defaults.",
+)
 @click.option(
     "--socket", "socket_spec", metavar="SPEC", help="unix:/path or inet:PORT@HOST (default inet:9025@127.0.0.1)."
 )
@@ -160,9 +170,13 @@ def run_cmd(
     try:
         settings = load_settings(config_path, overrides)
     except ConfigError as exc:
-        click.echo(f"bouncemilter: {exc}", err=True)
+        # JSON like every other line the milter writes, so that a log pipeline (jq, a shipper) reads it too
+        from . import logjson
+
+        logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
-    sys.exit(serve(settings))
+    # SIGHUP reads the same file with the same flags again
+    sys.exit(serve(settings, reload=lambda: load_settings(config_path, overrides)))
 
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)
@@ -180,6 +194,10 @@ _register_fetch(main)  # fetch
 from .cli_report import register as _register_report  # noqa: E402  (needs `main`)
 
 _register_report(main)  # stats, check
+
+from .cli_admin import register as _register_admin  # noqa: E402
+
+_register_admin(main)  # check-config, doctor, prune, backup
 
 
 if __name__ == "__main__":

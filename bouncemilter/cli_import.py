@@ -18,7 +18,7 @@ from .cli_common import config_options, echo_json
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
-from .sources import STDIN, Entry, SourceError, collect, split_mbox_envelopes
+from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
 from .store import Store, StoreError
 from .verp import BounceMatcher
 
@@ -38,9 +38,9 @@ class ImportProgress(Progress):
 
 def _read(entry: Entry) -> bytes:
     if entry.path == STDIN:
-        return sys.stdin.buffer.read()
+        return decompress(sys.stdin.buffer.read())
     with open(entry.path, "rb") as fh:
-        return fh.read()
+        return decompress(fh.read())
 
 
 def _label(source: str, index: int, count: int) -> str:
@@ -64,10 +64,12 @@ def read_mailbox(
             messages = split_mbox_envelopes(data) if data.startswith(b"From ") else [(b"", data)]
             count = len(messages)
             for i, (from_line, raw) in enumerate(messages):
-                if raw.strip():
-                    yield raw, ingest.mailbox_envelope(raw, matcher, from_line)
-                else:  # nothing to classify: an empty row would only be noise in the store
+                if not raw.strip():  # nothing to classify: an empty row would only be noise in the store
                     errors.append(SourceError(_label(entry.source, i, count), "empty message"))
+                elif not has_header_block(raw):
+                    errors.append(SourceError(_label(entry.source, i, count), "not a mail message (no header block)"))
+                else:
+                    yield raw, ingest.mailbox_envelope(raw, matcher, from_line)
                 progress.part = (i + 1) / count
                 progress.message_done()
         progress.part = 0.0
@@ -123,7 +125,7 @@ def import_cmd(
     if not matcher:
         click.echo(
             "bouncemilter: no bounce addresses configured (--bounce-address or [bounce] addresses): "
-            "VERP recipients will not be decoded",
+            "VERP recipients will not be decoded, and nothing imported can suppress an address",
             err=True,
         )
     try:

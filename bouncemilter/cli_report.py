@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from . import reports
-from .cli_common import config_options, echo_json, echo_table, load
+from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import ConfigError, load_settings
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -49,13 +49,14 @@ def render_chart(st: reports.Stats, columns: int) -> list[str]:
         return []
     values = [st.value(r) for r in st.rows]
     counts = [f"{v} ({r.share * 100:.1f}%)" for v, r in zip(values, st.rows, strict=True)]
-    label_w = min(max(len(r.key) for r in st.rows), max(12, columns // 3))
+    keys = [printable(r.key) for r in st.rows]
+    label_w = min(max(len(k) for k in keys), max(12, columns // 3))
     count_w = max(len(c) for c in counts)
     bar_w = max(columns - label_w - count_w - 4, 10)
     top = max(values)
     lines = []
-    for r, v, c in zip(st.rows, values, counts, strict=True):
-        label = r.key if len(r.key) <= label_w else r.key[: label_w - 1] + "…"
+    for key, v, c in zip(keys, values, counts, strict=True):
+        label = key if len(key) <= label_w else key[: label_w - 1] + "…"
         lines.append(f"{label.ljust(label_w)} │{bar(v, top, bar_w).ljust(bar_w)} {c.rjust(count_w)}".rstrip())
     return lines
 
@@ -120,10 +121,13 @@ def write_png(st: reports.Stats, path: str) -> None:
 @click.option(
     "--since", default="24h", show_default=True, metavar="WHEN", help="24h, 7d, 30m, 2w, an ISO date, or all."
 )
+@click.option("--until", metavar="WHEN", help="End of the window, same forms as --since (default: now).")
 @click.option("--by", "by", type=click.Choice(reports.BY_CHOICES), default="kind", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "chart"]), default="table", show_default=True)
 @click.option("--png", "png", metavar="FILE", type=click.Path(dir_okay=False), help="Also write a PNG bar chart.")
-def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt: str, png: str | None) -> None:
+def stats_cmd(
+    config_path: str | None, db: str | None, since: str, until: str | None, by: str, fmt: str, png: str | None
+) -> None:
     """Counts of messages, affected recipients and hard bounces, grouped one way.
 
     \b
@@ -132,6 +136,7 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
       bouncemilter stats --since 7d --by domain --format chart
       bouncemilter stats --since 48h --by hour --png /tmp/bounces.png
       bouncemilter stats --since all --by reason --format json
+      bouncemilter stats --since 2026-10-01 --until 2026-11-01 --by week
     """
     settings = load(config_path, db)
     now = _now()
@@ -139,6 +144,13 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
         start = None if since.strip().lower() == "all" else reports.window_start(since, now)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    if until:
+        try:
+            now = reports.window_start(until, now) or now
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
+        if start is not None and start > now:
+            raise click.BadParameter(f"{until!r} is before --since {since!r}", param_hint="--until")
     try:
         conn = _read_only(settings.db, settings.store_timeout)
         try:
@@ -152,7 +164,7 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
     if fmt == "json":
         echo_json(st.as_dict())
         return
-    click.echo(_title(st))
+    click.echo(printable(_title(st)))
     if fmt == "chart":
         columns = shutil.get_terminal_size((80, 24)).columns
         for line in render_chart(st, columns):
@@ -167,13 +179,15 @@ def stats_cmd(config_path: str | None, db: str | None, since: str, by: str, fmt:
 
 
 class _NagiosCommand(click.Command):
-    """Usage errors exit 3 (UNKNOWN), not click's 2, which a monitoring system would read as CRITICAL."""
+    """Usage errors exit 3 (UNKNOWN), not click's 2, which a monitoring system would read as CRITICAL, and
+    print a status line on stdout: NRPE shows only stdout, and click writes its usage errors to stderr."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             exc.exit_code = reports.UNKNOWN
+            click.echo(f"BOUNCEMILTER UNKNOWN - {' '.join(exc.format_message().split())}")
             raise
 
 

@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from . import suppressions as sup
-from .cli_common import config_options, echo_json, echo_table, load
+from .classify.address import canonical, show
+from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import Settings
 from .policy import Policy, parse_time
+from .reports import WHEN_FORMS
 
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -27,7 +29,7 @@ _ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
 
 def parse_since(value: str | None, now: datetime | None = None) -> str:
     """'24h', '7d', '30m', '2w' or an ISO date/time -> the store's timestamp text ('' = everything)."""
-    if not value:
+    if not value or value.strip().lower() == "all":
         return ""
     now = now or datetime.now(UTC)
     m = _SINCE_RE.match(value)
@@ -36,7 +38,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> str:
     try:
         return sup.fmt_time(parse_time(value))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use 24h, 7d, 30m, 2w or an ISO date such as 2026-05-01") from None
+        raise click.BadParameter(f"{value!r}: use {WHEN_FORMS}") from None
 
 
 def _connect(settings: Settings, write: bool) -> sqlite3.Connection:
@@ -58,10 +60,11 @@ def _who(by: str | None) -> str:
 
 
 def _address(value: str) -> str:
-    address = value.strip().strip("<>").lower()
-    if not _ADDRESS_RE.match(address):
-        raise click.BadParameter(f"{value!r}: not an email address")
-    return address
+    """The address as the store has it (classify/address.py: IDN in A-labels, lower case), or a usage error."""
+    checked = canonical(value.strip().strip("<>"))
+    if not checked.address or not _ADDRESS_RE.match(checked.address):
+        raise click.BadParameter(f"{show(value)!r}: not an email address{': ' + checked.note if checked.note else ''}")
+    return checked.address
 
 
 @click.command("suppress")
@@ -69,21 +72,59 @@ def _address(value: str) -> str:
 @click.argument("address")
 @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
 @click.option("--by", default=None, metavar="WHO", help="Who made the change (default: the invoking user).")
-def suppress_cmd(config_path: str | None, db: str | None, address: str, reason: str, by: str | None) -> None:
-    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed).
+@click.option(
+    "--skip-invalid", is_flag=True, help="With -: leave out lines that are not addresses (else nothing is saved)."
+)
+def suppress_cmd(
+    config_path: str | None, db: str | None, address: str, reason: str, by: str | None, skip_invalid: bool
+) -> None:
+    """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed). ADDRESS - reads one address
+    per line from standard input (blank lines and # comments skipped) and saves them in one transaction.
 
     \b
-    Example:
-      bouncemilter suppress --db bounces.db alice@example.org --reason "asked by phone" --by ann
+    Examples:
+      bouncemilter suppress alice@example.org --reason "asked by phone" --by ann
+      bouncemilter suppress - --reason "unsubscribed at the old ESP" < unsubscribed.txt
     """
     settings = load(config_path, db)
+    if address == "-":
+        _suppress_stdin(settings, reason, by, skip_invalid)
+        return
     addr = _address(address)
     conn = _connect(settings, write=True)
     try:
         changed = sup.suppress(conn, addr, reason, _who(by))
     finally:
         conn.close()
-    click.echo(f"{addr}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+    click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
+
+
+def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool) -> None:
+    addresses: dict[str, None] = {}  # ordered, without repeats
+    bad: list[tuple[int, str]] = []
+    for n, line in enumerate(sys.stdin, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            addresses[_address(text)] = None
+        except click.BadParameter:
+            bad.append((n, line.rstrip("\n")))
+    for n, text in bad[:20]:
+        click.echo(f"bouncemilter: stdin line {n}: not an email address: {text!r}", err=True)
+    if bad and not skip_invalid:
+        raise click.ClickException(f"{len(bad)} line(s) are not addresses; nothing saved (or give --skip-invalid)")
+    conn = _connect(settings, write=True)
+    try:
+        changed = sup.suppress_many(conn, addresses, reason, _who(by))
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
+    finally:
+        conn.close()
+    click.echo(
+        f"{changed} suppressed, {len(addresses) - changed} already suppressed by hand (reason updated)"
+        + (f", {len(bad)} invalid line(s) left out" if bad else "")
+    )
 
 
 @click.command("unsuppress")
@@ -106,7 +147,8 @@ def unsuppress_cmd(config_path: str | None, db: str | None, address: str, reason
         changed = sup.unsuppress(conn, addr, reason, _who(by))
     finally:
         conn.close()
-    click.echo(f"{addr}: {'unsuppressed' if changed else 'was not suppressed; older evidence will not count'}")
+    done = "unsuppressed" if changed else "was not suppressed; older evidence will not count"
+    click.echo(f"{printable(addr)}: {done}")
 
 
 @click.command("rebuild-suppressions")
@@ -149,12 +191,40 @@ _CSV_COLUMNS = (
     "soft_score",
     "manual_by",
     "manual_reason",
+    "flags",
+)
+
+
+_PENDING_CSV_COLUMNS = (
+    "address",
+    "created_at",
+    "client_addr",
+    "message_row",
+    "held_because",
+    "category",
+    "reason",
+    "status",
+    "summary",
+    "evidence_count",
+    "flags",
 )
 
 
 @click.command("suppressed")
 @config_options
-@click.option("--since", metavar="WHEN", help="Only addresses suppressed since: 24h, 7d, 2w or an ISO date.")
+@click.option(
+    "--since", metavar="WHEN", help="Only addresses whose evidence dates their suppression since: 24h, 7d, an ISO date."
+)
+@click.option(
+    "--recorded-since",
+    metavar="WHEN",
+    help="Only addresses we put on the list since (whatever the evidence's date, e.g. after an import).",
+)
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="List the suppressions held by a cap ([limits]) instead, waiting for approve or reject.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -163,21 +233,33 @@ _CSV_COLUMNS = (
     show_default=True,
     help="postfix: an access map for check_recipient_access (postmap it).",
 )
-def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, fmt: str) -> None:
-    """List suppressed addresses.
+def suppressed_cmd(
+    config_path: str | None, db: str | None, since: str | None, recorded_since: str | None, pending: bool, fmt: str
+) -> None:
+    """List suppressed addresses (with --pending: the suppressions held by a cap).
 
     \b
     Examples:
       bouncemilter suppressed --since 7d
+      bouncemilter suppressed --recorded-since 24h --format csv
       bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
+      bouncemilter suppressed --pending
     """
     settings = load(config_path, db)
     lower = parse_since(since)
+    recorded = parse_since(recorded_since)
+    if pending and fmt == "postfix":
+        raise click.BadParameter("held suppressions are not suppressed: no access map for them", param_hint="--format")
+    if pending and recorded_since:
+        raise click.BadParameter("held suppressions are not on the list yet", param_hint="--recorded-since")
     conn = _connect(settings, write=False)
     try:
-        rows = sup.suppressed(conn, lower)
+        rows = sup.pending(conn, lower) if pending else sup.suppressed(conn, lower, recorded)
     finally:
         conn.close()
+    if pending:
+        _print_pending(rows, fmt)
+        return
     for r in rows:
         r["evidence_count"] = len(r["evidence"])
     if fmt == "json":
@@ -185,7 +267,8 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(_CSV_COLUMNS)
-        writer.writerows([r[c] if r[c] is not None else "" for c in _CSV_COLUMNS] for r in rows)
+        # escaped like the table: a CSV file is read in terminals and spreadsheets too
+        writer.writerows([printable(r[c]) if isinstance(r[c], str) else r[c] for c in _CSV_COLUMNS] for r in rows)
     elif fmt == "postfix":
         _postfix_map(rows)
     else:
@@ -196,7 +279,7 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
                     r["address"],
                     (r["suppressed_at"] or "")[:19],
                     r["source"] + (f" ({r['manual_by']})" if r["source"] == "manual" and r["manual_by"] else ""),
-                    r["summary"],
+                    ("[look-alike] " if "lookalike" in (r.get("flags") or "") else "") + r["summary"],
                     r["evidence_count"],
                     (r["last_evidence_at"] or "")[:19],
                 )
@@ -204,6 +287,112 @@ def suppressed_cmd(config_path: str | None, db: str | None, since: str | None, f
             ],
         )
         click.echo(f"\n{len(rows)} suppressed address(es)")
+
+
+def _print_pending(rows: list[dict[str, Any]], fmt: str) -> None:
+    for r in rows:
+        r["evidence_count"] = len(r["evidence"])
+    if fmt == "json":
+        echo_json(rows)
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(_PENDING_CSV_COLUMNS)
+        writer.writerows(
+            [printable(r[c]) if isinstance(r[c], str) else r[c] for c in _PENDING_CSV_COLUMNS] for r in rows
+        )
+        return
+    echo_table(
+        ("ADDRESS", "HELD SINCE", "CLIENT", "REPORT", "WOULD BE", "HELD BECAUSE"),
+        [
+            (
+                r["address"],
+                (r["created_at"] or "")[:19],
+                r["client_addr"] or "(local)",
+                r["message_row"] or "",
+                ("[look-alike] " if "lookalike" in (r.get("flags") or "") else "") + r["summary"],
+                r["held_because"],
+            )
+            for r in rows
+        ],
+    )
+    click.echo(
+        f"\n{len(rows)} pending suppression(s): bouncemilter approve|reject ADDRESS... (or --message ROW, "
+        "--client ADDR, --all)"
+    )
+
+
+def _decide_cmd(name: str, decide: Any, done_word: str, doc: str) -> click.Command:
+    @click.command(name, help=doc)
+    @config_options
+    @click.argument("addresses", nargs=-1)
+    @click.option("--message", "message_row", type=int, metavar="ROW", help="Every one held from this report.")
+    @click.option("--client", metavar="ADDR", help="Every one held from this SMTP client address.")
+    @click.option("--all", "every", is_flag=True, help="Every pending suppression.")
+    @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
+    @click.option("--by", default=None, metavar="WHO", help="Who decided (default: the invoking user).")
+    def command(
+        config_path: str | None,
+        db: str | None,
+        addresses: tuple[str, ...],
+        message_row: int | None,
+        client: str | None,
+        every: bool,
+        reason: str,
+        by: str | None,
+    ) -> None:
+        chosen = sum((bool(addresses), message_row is not None, client is not None, every))
+        if chosen != 1:
+            raise click.UsageError("give ADDRESS... or exactly one of --message, --client, --all")
+        settings = load(config_path, db)
+        conn = _connect(settings, write=True)
+        try:
+            done = decide(
+                conn,
+                addresses,
+                client=client,
+                message_row=message_row,
+                every=every,
+                by=_who(by),
+                reason=reason,
+            )
+            left = sup.pending_count(conn)
+        finally:
+            conn.close()
+        for address in done:
+            click.echo(f"{printable(address)}: {done_word}")
+        click.echo(f"{len(done)} {done_word}, {left} still pending")
+        if not done:
+            sys.exit(1)
+
+    return command
+
+
+approve_cmd = _decide_cmd(
+    "approve",
+    sup.approve,
+    "approved",
+    """Suppress held suppressions: the evidence was real. They become ordinary policy suppressions.
+
+    \b
+    Examples:
+      bouncemilter approve alice@example.org bob@example.org
+      bouncemilter approve --message 4711 --reason "checked with the ESP"
+    """,
+)
+reject_cmd = _decide_cmd(
+    "reject",
+    sup.reject,
+    "rejected",
+    """Drop held suppressions as forged: their evidence up to now no longer counts (as after unsuppress, also
+    for rebuild-suppressions); later bounces can still suppress the addresses.
+
+    \b
+    Examples:
+      bouncemilter reject --client 203.0.113.9 --reason "forged DSN flood"
+      bouncemilter reject --all
+    """,
+)
 
 
 def reject_text(row: dict[str, Any]) -> str:
@@ -250,14 +439,17 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
         echo_json(data)
         return
     row = data["suppression"]
-    if row is None:
+    held = data.get("pending")
+    if held is not None:
+        state = f"PENDING since {(held['created_at'] or '')[:19]}: {held['summary']} (held: {held['held_because']})"
+    elif row is None:
         state = "not suppressed"
     elif row["state"] == "suppressed":
         state = f"SUPPRESSED since {(row['suppressed_at'] or '')[:19]} ({row['source']}): {row['summary']}"
     else:
         state = f"unsuppressed by {row['manual_by'] or '?'} at {(row['manual_at'] or '')[:19]}"
         state += f" ({row['manual_reason']})" if row["manual_reason"] else ""
-    click.echo(f"{data['address']}: {state}")
+    click.echo(printable(f"{data['address']}: {state}"))
     click.echo(f"current soft-bounce score: {data['current_soft_score']}\n")
     echo_table(
         ("TIME", "KIND", "REASON", "STATUS", "COUNTED", "REMOTE MTA", "DIAGNOSTIC", "POLICY"),
@@ -280,10 +472,11 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
         click.echo("\nchanges:")
         for entry in data["log"]:
             who = f" by {entry['by']}" if entry["by"] else ""
-            click.echo(f"  {entry['at'][:19]}  {entry['action']} ({entry['source']}{who}) {entry['why']}".rstrip())
+            line = f"  {entry['at'][:19]}  {entry['action']} ({entry['source']}{who}) {entry['why']}"
+            click.echo(printable(line.rstrip()))
 
 
-COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd)
+COMMANDS = (suppress_cmd, unsuppress_cmd, rebuild_cmd, suppressed_cmd, history_cmd, approve_cmd, reject_cmd)
 
 
 def register(group: click.Group) -> None:

@@ -9,6 +9,7 @@ surprise. Errors read ``<file>: <section.key>: <problem>``.
 from __future__ import annotations
 
 import grp
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -30,6 +31,56 @@ class ConfigError(Exception):
     """A configuration problem; the message names the file (or "command line") and the key."""
 
 
+DEFAULT_PATH = "/etc/bouncemilter/bouncemilter.toml"
+ENV_VAR = "BOUNCEMILTER_CONFIG"
+
+
+def config_path(given: str | None) -> str | None:
+    """The file a command reads: --config, else $BOUNCEMILTER_CONFIG ("" = none: embedded defaults), else
+    /etc/bouncemilter/bouncemilter.toml when it exists, else None (embedded defaults). So a configured host
+    needs no --config, and a host without one keeps working with the defaults."""
+    if given:
+        return given
+    env = os.environ.get(ENV_VAR)
+    if env is not None:
+        return env or None
+    return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+def render(settings: Settings) -> str:
+    """The effective settings as TOML, section by section (what `check-config` prints; loads back the same)."""
+    sections: dict[str, list[str]] = {}
+    for dotted, (name, _) in KEYS.items():
+        section, _, key = dotted.partition(".")
+        value = getattr(settings, name)
+        lines = sections.setdefault(section, [])
+        if value is None or value == "":  # "" for the string keys whose validators refuse an empty value
+            lines.append(f"# {key} = (not set)")
+        else:
+            lines.append(f"{key} = {_toml_value(name, value)}")
+    for kind in KINDS:
+        sections.setdefault("actions", []).append(f"{kind} = {_toml_value('', settings.actions[kind])}")
+    order = [k.partition(".")[0] for k in KEYS]
+    order.insert(order.index("headers"), "actions")
+    return "\n\n".join(f"[{s}]\n" + "\n".join(sections[s]) for s in dict.fromkeys(order)) + "\n"
+
+
+def _toml_value(name: str, value: Any) -> str:
+    import json
+
+    if name == "socket_mode":
+        return f"0o{value:o}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(json.dumps(getattr(v, "pattern", v)) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {json.dumps(str(v))}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
 def _default_actions() -> Mapping[str, str]:
     return MappingProxyType(dict.fromkeys(KINDS, "accept"))
 
@@ -41,7 +92,7 @@ class Settings:
     socket_group: str | None = None
     db: str = "bouncemilter.db"
     bounce_addresses: tuple[BounceAddress, ...] = ()
-    match_null_sender: bool = True
+    match_null_sender: bool = False  # observe only: never moves the suppression list
     verp_separator: str = "+"
     verp_encoding: str = "="
     actions: Mapping[str, str] = field(default_factory=_default_actions)
@@ -49,6 +100,7 @@ class Settings:
     header_prefix: str = "X-Bounce-"
     body_cap: int = 1048576
     store_timeout: float = 5.0
+    retention_days: int = 0  # 0: keep everything; else the milter prunes older messages once a day
     log_target: str = "stderr"
     log_level: str = "info"
     milter_timeout: int = 240
@@ -62,6 +114,11 @@ class Settings:
     metrics_enabled: bool = False
     metrics_listen: str = "127.0.0.1:9125"
     metrics_allow_remote: bool = False
+    # caps against forged reports (issue #15; see the README, "Hostile input and limits"): 0 = no cap
+    limit_suppressions_per_message: int = 100
+    limit_suppressions_per_client_hour: int = 1000
+    limit_recipients_per_message: int = 1000
+    limit_memory: int = 64 << 20  # bytes for buffered messages and connections, all sessions together
     # hosted-mailbox fetching (bouncemilter.fetch): `bouncemilter fetch`, and `run` when fetch_enabled
     fetch_enabled: bool = False
     fetch_url: str = ""
@@ -96,12 +153,29 @@ def _socket(v: Any) -> str:
 
 
 def _socket_mode(v: Any) -> int | None:
-    # TOML has octal integers (0o660); a string "0660" is accepted too because that is how people write modes
-    if isinstance(v, str) and re.fullmatch(r"0?o?[0-7]{3,4}", v.strip()):
+    # TOML has octal integers (0o660); a string "0660" or "660" is read as octal too, as chmod reads it. A plain
+    # TOML integer such as 660 is decimal (0o1224): _decimal_modes() rejects it before this sees the number.
+    if isinstance(v, str) and re.fullmatch(r"(?:0o?)?[0-7]{3,4}", v.strip()):
         v = int(v.strip().replace("o", ""), 8)
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0o7777:
+    if isinstance(v, bool) or not isinstance(v, int):
         raise ValueError(f'{v!r}: must be a file mode such as 0o660 (TOML octal) or "0660"')
+    if not 0 <= v <= 0o777:
+        # setuid, setgid and sticky bits mean nothing on a socket; a value this large is a decimal typo
+        raise ValueError(f'{oct(v)}: must be a file mode within 0o777, such as 0o660 (TOML octal) or "0660"')
     return v
+
+
+_DECIMAL_MODE_RE = re.compile(r"^[ \t]*socket_mode[ \t]*=[ \t]*([+-]?[0-9][0-9_]*)[ \t]*(?:#.*)?$", re.M)
+
+
+def _decimal_modes(path: str, text: str) -> None:
+    """`socket_mode = 660` is the decimal 660 (mode 0o1224) in TOML: nobody means that, so it is an error."""
+    m = _DECIMAL_MODE_RE.search(text)
+    if m and not m.group(1).lstrip("+-").startswith("0"):
+        raise ConfigError(
+            f"{path}: milter.socket_mode: {m.group(1)} is a decimal number in TOML (mode {oct(int(m.group(1)))}); "
+            f'write 0o{m.group(1)} or "{m.group(1)}"'
+        )
 
 
 def _socket_group(v: Any) -> str | None:
@@ -181,6 +255,25 @@ def _float_range(lo: float, hi: float) -> Validator:
     return check
 
 
+# Postfix's milter_content_timeout as deploy/postfix/main.cf sets it: how long Postfix waits for the reply at end
+# of message before it gives up on the milter (and answers 4.7.1, or worse with milter_default_action = accept).
+# The milter's reply comes within store.timeout of end of message, so store.timeout must stay well below it.
+MILTER_CONTENT_TIMEOUT = 60.0
+STORE_TIMEOUT_MAX = MILTER_CONTENT_TIMEOUT / 2  # the rest: classification, a slow disk's fsync, the MTA itself
+
+
+def _store_timeout(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{v!r}: must be a number of seconds")
+    if not 0.1 <= v <= STORE_TIMEOUT_MAX:
+        raise ValueError(
+            f"{v!r}: must be a number between 0.1 and {STORE_TIMEOUT_MAX:g}: every reply to the MTA comes within "
+            f"store.timeout, and Postfix gives up after milter_content_timeout ({MILTER_CONTENT_TIMEOUT:g}s in "
+            "deploy/postfix/main.cf)"
+        )
+    return float(v)
+
+
 def _reasons(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
         raise ValueError('must be a list of reason names, e.g. ["blocked", "spamdetected"]')
@@ -230,7 +323,8 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
     "store.db": ("db", _nonempty_str),
-    "store.timeout": ("store_timeout", _float_range(0.0, 600.0)),
+    "store.timeout": ("store_timeout", _store_timeout),
+    "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
     "bounce.match_null_sender": ("match_null_sender", _bool),
     "bounce.verp_separator": ("verp_separator", _one_char),
@@ -247,6 +341,10 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "metrics.enabled": ("metrics_enabled", _bool),
     "metrics.listen": ("metrics_listen", _listen),
     "metrics.allow_remote": ("metrics_allow_remote", _bool),
+    "limits.suppressions_per_message": ("limit_suppressions_per_message", _int_range(0, 1_000_000)),
+    "limits.suppressions_per_client_hour": ("limit_suppressions_per_client_hour", _int_range(0, 10_000_000)),
+    "limits.recipients_per_message": ("limit_recipients_per_message", _int_range(1, 1_000_000)),
+    "limits.memory": ("limit_memory", _int_range(1 << 20, 1 << 36)),
     "fetch.enabled": ("fetch_enabled", _bool),
     "fetch.url": ("fetch_url", _fetch_url),
     "fetch.password_file": ("fetch_password_file", _nonempty_str),
@@ -269,7 +367,10 @@ OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bou
 def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
+        data = tomllib.loads(raw.decode("utf-8"))
+        _decimal_modes(path, raw.decode("utf-8"))
+        return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
@@ -331,6 +432,11 @@ def _cross_check(settings: Settings, source: str) -> None:
                 f"{source}: fetch: set exactly one of password_file, password_env, oauth2_token_file"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+    if settings.limit_memory < settings.body_cap:
+        raise ConfigError(
+            f"{source}: limits.memory: {settings.limit_memory} is less than milter.body_cap ({settings.body_cap}): "
+            "not even one message could be buffered"
+        )
     from .metrics import is_loopback, parse_listen
 
     host = parse_listen(settings.metrics_listen)[0]
@@ -364,6 +470,10 @@ def load_settings(path: str | None = None, overrides: Mapping[str, object] | Non
                 changes[name] = check(value) if check else value
             except ValueError as exc:
                 raise ConfigError(f"command line: {flag}: {exc}") from None
+        if "socket" in changes and not changes["socket"].startswith(("unix:", "local:")):
+            # --socket inet:... over a file written for a unix socket: the file's mode and group were for that
+            # socket, so they go with it instead of making the override fail
+            changes.update(socket_mode=None, socket_group=None)
         if changes:
             settings = replace(settings, **changes)
             source = f"{source} + command line" if path is not None else "command line"

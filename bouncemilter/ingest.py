@@ -29,6 +29,7 @@ from .store import MessageMeta, Store, StoreError, dedup_key
 
 HEADER_BLOCK_MAX = 256 * 1024  # a header block longer than this is read no further (hostile or broken input)
 BATCH_SIZE = 500  # messages per transaction in ingest_many: ~1 fsync per 500 instead of per message
+RECIPIENTS_PER_MESSAGE = 1000  # default of [limits] recipients_per_message, as Postfix's smtpd_recipient_limit
 IMPORT_ACTION = "imported"  # `messages.action` of imported rows: the milter neither accepted nor discarded them
 
 # Header fields a mailbox program rewrites as the message is read or moved (mutt, Dovecot, Thunderbird, UW
@@ -84,6 +85,7 @@ class Envelope:
     size: int | None = None  # None: len(raw) (the milter passes the full size of a message it truncated)
     received_at: str = ""  # ISO-8601 UTC; "" = now (the store fills it in)
     digest: str | None = None  # idempotency key without a Message-ID; None: content_digest(raw) when needed
+    internal: bool = False  # Postfix's own (non_smtpd) path (the milter knows; see milter.internal_path)
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Outcome:
     inserted: bool  # False: the store already had this message (same idempotency key)
     classify_ms: float
     store_ms: float  # for ingest_many: the batch's commit time shared out evenly
+    recipients_dropped: int = 0  # recipients past [limits] recipients_per_message (counted, not stored)
 
 
 def classify_safely(raw: bytes, classifier: Callable[[bytes], Classification] = classify) -> Classification:
@@ -137,6 +140,8 @@ def build_meta(raw: bytes, env: Envelope) -> MessageMeta:
         processing_ms=0.0,
         received_at=env.received_at,
         digest=digest,
+        internal=env.internal,
+        body_digest=report_digest(raw) if message_id else "",
     )
 
 
@@ -156,6 +161,12 @@ def _classified(
 ) -> Prepared:
     t0 = time.perf_counter()
     result = classify_safely(raw, classifier)
+    # a report naming thousands of recipients is stored with the first recipients_per_message (Postfix's own
+    # smtpd_recipient_limit is 1000); the rest is counted on the row and in the log
+    cap = getattr(settings, "limit_recipients_per_message", RECIPIENTS_PER_MESSAGE)
+    if cap and len(result.recipients) > cap:
+        meta.recipients_dropped = len(result.recipients) - cap
+        del result.recipients[cap:]
     chosen = action if action is not None else action_for(result, settings)
     classify_ms = (time.perf_counter() - t0) * 1000
     meta.processing_ms = round(classify_ms, 3)
@@ -177,7 +188,8 @@ def ingest(
         row_id, inserted = store.record(p.meta, p.classification, p.action)
     except StoreError as exc:
         raise NotStored(str(exc) or exc.__class__.__name__, p) from exc
-    return Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, (time.perf_counter() - t0) * 1000)
+    took = (time.perf_counter() - t0) * 1000
+    return Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, took, p.meta.recipients_dropped)
 
 
 def ingest_many(
@@ -337,6 +349,28 @@ def content_digest(raw: bytes) -> str:
     h.update(b"\n".join(kept))
     h.update(body.rstrip(b"\n"))
     return h.hexdigest()
+
+
+DIGEST_SPAN = 64 * 1024  # bytes of the normalised body the report digest covers
+_MBOX_QUOTE = re.compile(rb"^>+(?=From )", re.M)
+
+
+def report_digest(raw: bytes) -> str:
+    """A digest of the report's content: its body, normalised, first DIGEST_SPAN bytes.
+
+    Beside the Message-ID it tells a retry (the same report again) from a different report reusing the
+    Message-ID. The body only: the header block is where every hop adds its Received: and a mailbox program its
+    status fields, while a report's facts (recipients, status, diagnostic) are in the body. Normalised so that
+    the milter (CRLF, as received) and `import` (LF, maybe mbox-quoted) agree on the same message: line ends,
+    trailing white space, ">From " quoting and trailing blank lines do not count. The first 64 KiB: the milter
+    buffers no more than body_cap of a message, and a report's facts come first.
+    """
+    data = raw[: HEADER_BLOCK_MAX + 3 * DIGEST_SPAN].replace(b"\r\n", b"\n")
+    end = data.find(b"\n\n")
+    body = data[end + 2 :] if end >= 0 else b""
+    lines = _MBOX_QUOTE.sub(b"", body).split(b"\n")
+    text = b"\n".join(line.rstrip() for line in lines).strip(b"\n")[:DIGEST_SPAN]
+    return hashlib.sha256(text).hexdigest()
 
 
 def _field_chunks(head: bytes) -> list[bytes]:

@@ -9,6 +9,9 @@ Exposed series (all prefixed ``bouncemilter_``):
   of message).
 - ``store_errors_total``: records that could not be committed (the MTA was told to retry).
 - ``classifier_errors_total``: messages the classifier failed on (recorded as not_bounce with an error).
+- ``memory_refused_total``: matched messages deferred (4xx) because the memory budget was exhausted;
+  ``memory_budget_bytes``, ``memory_used_bytes`` (buffered messages plus connections) and ``connections``:
+  the budget's state at the scrape.
 plus the client library's process_* and python_* series.
 
 The endpoint has no authentication, so it listens on loopback by default; `config` refuses other addresses
@@ -85,7 +88,27 @@ class Metrics:
         self.classifier_errors = Counter(
             "bouncemilter_classifier_errors", "Messages the classifier failed on", registry=r
         )
+        self.memory_refusals = Counter(
+            "bouncemilter_memory_refused", "Matched messages deferred (4xx) because of the memory budget", registry=r
+        )
         self.server: Any = None
+
+    def track_budget(self, budget: Any) -> None:
+        """Gauges read from the milter's MemoryBudget at each scrape (nothing to update on the message path)."""
+        from prometheus_client import Gauge
+
+        r = self.registry
+        Gauge("bouncemilter_memory_budget_bytes", "The memory budget ([limits] memory)", registry=r).set_function(
+            lambda: budget.limit
+        )
+        Gauge(
+            "bouncemilter_memory_used_bytes", "Budgeted memory in use: buffered messages and connections", registry=r
+        ).set_function(lambda: budget.used)
+        Gauge("bouncemilter_connections", "MTA connections open", registry=r).set_function(lambda: budget.connections)
+
+    def memory_refused(self) -> None:
+        with contextlib.suppress(Exception):
+            self.memory_refusals.inc()
 
     def observe(self, result: Classification, action: str, seconds: float, stored: bool = True) -> None:
         """One handled message. Never raises: a broken metric is not worth a TEMPFAIL."""

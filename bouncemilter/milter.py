@@ -3,7 +3,8 @@
 Flow per message (one `BounceMilter` instance per MTA connection, reused for its messages):
 
 * `envrcpt` matches each recipient against the configured bounce addresses (exact, VERP, @domain);
-* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on),
+* `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on:
+  such mail is only observed, recorded without bounce addresses, and never moves the suppression list),
   so the MTA never sends us the headers or body of ordinary mail;
 * matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
   recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL
@@ -49,7 +50,92 @@ NO_REPLY_EVENTS = (
 )
 # A lean session skips CONNECT; the client's facts come as MAIL FROM macros (see BounceMilter.negotiate).
 LEAN_SKIPS = Milter.P_NOCONNECT
-MAIL_MACROS = "{client_addr} {client_name} {client_port}"
+MAIL_MACROS = "{client_addr} {client_name} {client_port} {daemon_port}"
+
+
+def internal_path(client_port: object, daemon_port: object) -> bool:
+    """Is this Postfix's own non_smtpd path (pickup, its own bounces), where we never reject or defer?
+
+    Only signals an SMTP client cannot choose count. Measured with Postfix 3.7 (a milter asking for every
+    macro below, on both paths):
+
+    ============================  ===================================  ================================
+    macro                         smtpd (a TCP client)                 non_smtpd (cleanup's emulation)
+    ============================  ===================================  ================================
+    ``{client_port}``             the client's TCP port (never 0)      ``0``
+    ``{daemon_port}``             smtpd's listening port               ``0``
+    ``{client_addr}``/``_``       the client (``127.0.0.1``/``localhost  ``127.0.0.1``/``localhost
+                                  [127.0.0.1]`` for a local one)       [127.0.0.1]``
+    ``{daemon_name}``, ``j``      ``$myhostname``                      the same
+    ``{client_connections}``      a number                             not sent
+    ``{mail_mailer}``             ``smtp``                             not sent
+    MAIL FROM argument            as the client typed it               bare, without angle brackets
+    ============================  ===================================  ================================
+
+    The client's address and name and the daemon name are the same for a local SMTP client, and a missing
+    macro proves nothing (another MTA may not know it). The sender's angle brackets are the client's own
+    spelling: smtpd accepts ``MAIL FROM:x@y`` and passes it on bare, which is how an outside client used
+    to be taken for Postfix itself. A TCP connection has no port 0 at either end: smtpd reports port 0
+    only for a client that is not on TCP at all (``sendmail -bs``, a unix-domain smtpd: local users, who
+    could inject through the non_smtpd path anyway), and XCLIENT changes it only for hosts the admin
+    authorised. So: both ports 0; ``{daemon_port}`` may be missing (None) only in the classic sequence,
+    where Postfix's default connect macros leave it out and the port of the CONNECT event decides alone.
+    """
+    return client_port in (0, "0") and daemon_port in (None, "0")
+
+
+REPLY_RESERVE = 0.05  # seconds of [store] timeout kept for the reply itself (at most a tenth of it)
+MEMORY_REPLY = ("451", "4.3.1", "bouncemilter: too many messages being examined at once, try again later")
+# What one MTA connection costs besides its buffered message: libmilter's thread (its stack pages in use) and
+# our per-connection objects. bench/memory_budget.py measured 5-6 KiB of RSS per idle connection (200 of them);
+# counted as 16 KiB because a busy thread's stack holds more (classification runs on it).
+CONNECTION_COST = 16 * 1024
+
+
+class MemoryBudget:
+    """Bytes the milter may hold across all sessions: buffered messages plus CONNECTION_COST per connection.
+
+    A message we examine is buffered (up to body_cap each), so many slow sessions could otherwise take any
+    amount of memory. Past the budget a newly matched message gets a 4xx (the sender retries later), from
+    Postfix's SMTP path only; ordinary mail needs no buffer and is never refused, connections are only
+    counted, and Postfix's own bounces are always taken (counted, never refused).
+    """
+
+    def __init__(self, limit: int, connection_cost: int = CONNECTION_COST) -> None:
+        self.limit = limit
+        self.connection_cost = connection_cost
+        self.used = 0
+        self.connections = 0
+        self.refused = 0  # messages answered 4xx because of the budget
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        return self.used >= self.limit
+
+    def take(self, n: int, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+    def connect(self) -> None:
+        with self._lock:
+            self.connections += 1
+            self.used += self.connection_cost
+
+    def disconnect(self) -> None:
+        with self._lock:
+            self.connections = max(0, self.connections - 1)
+            self.used = max(0, self.used - self.connection_cost)
+
+    def note_refused(self) -> None:
+        with self._lock:
+            self.refused += 1
 
 
 class InFlight:
@@ -91,8 +177,15 @@ class GroupCommit:
 
     Each caller still returns only after its own rows are committed (or with StoreError), so the
     "committed before the reply" rule holds; under load, N waiting sessions cost one commit instead
-    of N commits in a row. Leader/follower: the first caller writes everything queued, then
-    everything that queued meanwhile, until the queue is empty; the others wait for their result.
+    of N commits in a row.
+
+    Every caller has a deadline (its reply must reach the MTA before Postfix's milter_content_timeout;
+    `[store] timeout` after end of message) and nobody waits past their own. Leader/follower: the first
+    caller writes everything queued (itself included) in one transaction bounded by its own deadline,
+    then hands the queue to the oldest waiting caller, who leads the next batch, and so on; a leader
+    never drains other callers' work past its own deadline. A follower whose deadline passes leaves
+    (StoreError: TEMPFAIL); if a leader was writing its rows at that moment and they land after all,
+    the sender's retry is recognised as a duplicate.
     """
 
     def __init__(self, store: Any, timeout: float) -> None:
@@ -102,68 +195,119 @@ class GroupCommit:
         self._queue: list[_Pending] = []
         self._leading = False
 
-    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+    def record(self, meta: Any, result: Classification, action: str, deadline: float | None = None) -> tuple[int, bool]:
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         with self._mutex:
             lead = not self._leading
             # only a follower waits, so only a follower needs an Event (the common, uncontended case has none)
-            item = _Pending((meta, result, action), None if lead else threading.Event())
+            item = _Pending((meta, result, action), deadline, None if lead else threading.Event())
             self._queue.append(item)
             self._leading = True
-        if lead:
-            self._lead()
-        # A follower waits for a leader's commit; past the deadline the reply is TEMPFAIL (if the
-        # row lands after all, the sender's retry is recognised as a duplicate).
-        elif item.done is not None and not item.done.wait(self.timeout + 1.0):
-            raise StoreError("store busy: group commit did not finish in time")
+        if lead or self._wait(item):
+            self._lead(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def _lead(self) -> None:
+    def _wait(self, item: _Pending) -> bool:
+        """A follower waits for its result (False) or to be made leader (True); StoreError at its deadline."""
+        assert item.done is not None
         while True:
+            item.done.wait(max(item.deadline - time.monotonic(), 0.0))
             with self._mutex:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._leading = False
-                    return
-            self._write(batch)
+                if item.finished:
+                    return False
+                late = time.monotonic() >= item.deadline
+                if item.promoted:
+                    item.promoted = False
+                    item.done.clear()
+                    if not late:
+                        return True
+                    self._queue.remove(item)  # too late to lead: pass the queue on and leave
+                    self._hand_off()
+                elif late and item in self._queue:
+                    self._queue.remove(item)  # never written
+                if late:
+                    raise StoreError("store busy: not committed before the reply deadline (store.timeout)")
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _hand_off(self) -> None:
+        """(Under the mutex.) Make the oldest waiting caller the next leader, or stop leading."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.promoted = True
+            assert nxt.done is not None  # only followers are queued while someone leads
+            nxt.done.set()
+        else:
+            self._leading = False
+
+    def _lead(self, me: _Pending) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue, []
+        now = time.monotonic()
+        live = [p for p in batch if p.deadline > now]  # the others have given up (or are about to)
+        try:
+            self._write(live, me.deadline)
+        finally:
+            for p in batch:
+                if not p.finished:
+                    p.error = p.error or StoreError("store busy: deadline passed before its turn to be written")
+                    p.finished = True
+                if p.done is not None:
+                    p.done.set()
+            with self._mutex:
+                self._hand_off()
+
+    def _write(self, batch: list[_Pending], deadline: float) -> None:
         # Errors are handed to each waiting caller as they are: StoreError becomes a TEMPFAIL in eom(),
         # anything else is a bug that eom()'s guard logs with its traceback.
         try:
             if len(batch) == 1:
-                results = [self.store.record(*batch[0].args)]
+                results = [self.store.record(*batch[0].args, deadline=deadline)]
             else:
-                results = self.store.record_many([p.args for p in batch], batch_size=len(batch))
+                results = self.store.record_many([p.args for p in batch], batch_size=len(batch), deadline=deadline)
             for p, res in zip(batch, results, strict=True):
-                p.result = res
+                p.result, p.finished = res, True
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                # The batch rolled back as a whole: retry one by one, so that a message that cannot be
-                # stored does not take the others down with it.
+            if len(batch) == 1 or time.monotonic() >= deadline:
                 for p in batch:
-                    try:
-                        p.result = self.store.record(*p.args)
-                    except Exception as one:
-                        p.error = one
-        finally:
+                    p.error, p.finished = exc, True
+                return
+            # The batch rolled back as a whole: retry one by one (within the same deadline), so that a
+            # message that cannot be stored does not take the others down with it.
             for p in batch:
-                if p.done is not None:
-                    p.done.set()
+                try:
+                    p.result = self.store.record(*p.args, deadline=deadline)
+                except Exception as one:
+                    p.error = one
+                p.finished = True
 
 
 class _Pending:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("args", "deadline", "done", "error", "finished", "promoted", "result")
 
-    def __init__(self, args: tuple[Any, Classification, str], done: threading.Event | None) -> None:
+    def __init__(self, args: tuple[Any, Classification, str], deadline: float, done: threading.Event | None) -> None:
         self.args = args
+        self.deadline = deadline
         self.done = done
         self.result: tuple[int, bool] | None = None
         self.error: Exception | None = None
+        self.finished = False
+        self.promoted = False
+
+
+class _Until:
+    """The writer with one message's reply deadline, for ingest() (which calls record(meta, result, action))."""
+
+    __slots__ = ("deadline", "writer")
+
+    def __init__(self, writer: Any, deadline: float) -> None:
+        self.writer = writer
+        self.deadline = deadline
+
+    def record(self, meta: Any, result: Classification, action: str) -> tuple[int, bool]:
+        return self.writer.record(meta, result, action, deadline=self.deadline)
 
 
 @dataclass
@@ -181,10 +325,13 @@ class Runtime:
     lean: bool = True  # skip CONNECT where the MTA can send its facts as macros (see BounceMilter.negotiate)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
+    budget: Any = None  # MemoryBudget ([limits] memory; set in __post_init__)
 
     def __post_init__(self) -> None:
         if self.writer is None:
             self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
+        if self.budget is None:
+            self.budget = MemoryBudget(int(getattr(self.settings, "limit_memory", 64 << 20)))
 
 
 def _internal_default(self: BounceMilter) -> int:
@@ -248,6 +395,9 @@ class BounceMilter(Milter.Base):
         self._helo = ""
         self._active = False
         self._failed = False  # a no-reply event failed; answered at the next event that has a reply
+        self._charged = 0  # bytes of the buffer counted in the memory budget
+        rt.budget.connect()
+        self._connected = True
         self._reset()
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -311,12 +461,14 @@ class BounceMilter(Milter.Base):
         self._others: list[str] = []
         self._examine = False
         self._buf = bytearray()
+        self._over = False  # the memory budget refused this message's buffer: 4xx at the next reply
         self._truncated = False
         self._size = 0
         self._declared_size = 0
         self._message_id = ""
         self._queue_id = ""
         self._t0 = 0.0
+        self._ours: list[tuple[str, int]] = []  # incoming headers with our prefix: (name, nth of that name)
 
     def _start_message(self) -> None:
         self._finish_message()  # a previous message on this connection that ended without eom/abort
@@ -334,6 +486,30 @@ class BounceMilter(Milter.Base):
             self._active = False
             self._rt.inflight.leave()
         self._buf = bytearray()
+        if self._charged:
+            self._rt.budget.give(self._charged)
+            self._charged = 0
+
+    def _refuse_memory(self, stage: str) -> int:
+        """4xx for a message the memory budget cannot hold (never on Postfix's own path: it is always taken)."""
+        rt = self._rt
+        rt.budget.note_refused()
+        if rt.metrics is not None:
+            rt.metrics.memory_refused()
+        logjson.event(
+            rt.logger,
+            logging.WARNING,
+            "memory_budget",
+            f"memory budget exhausted {stage}: deferred (4xx)",
+            queue_id=self._queue_id,
+            envelope_from=self._envelope_from,
+            used=rt.budget.used,
+            limit=rt.budget.limit,
+            connections=rt.budget.connections,
+        )
+        self.setreply(*MEMORY_REPLY)
+        self._finish_message()
+        return Milter.TEMPFAIL
 
     # -- connection-level callbacks ----------------------------------------------------------------
 
@@ -346,8 +522,8 @@ class BounceMilter(Milter.Base):
             port = hostaddr[1] if len(hostaddr) > 1 else None
         else:
             self._client_addr = str(hostaddr or "")
-        # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0.
-        self._internal_conn = port == 0
+        # Postfix's non_smtpd path (pickup, its own bounces) reports client port 0 (see internal_path)
+        self._internal_conn = internal_path(port, self._ctx.getsymval("{daemon_port}"))
         return self._go(Milter.P_NR_CONN)
 
     @guarded(Milter.P_NR_HELO)
@@ -364,12 +540,11 @@ class BounceMilter(Milter.Base):
             macro = self._ctx.getsymval
             self._client_name = macro("{client_name}") or ""
             self._client_addr = macro("{client_addr}") or ""
-            self._internal_conn = macro("{client_port}") == "0"  # Postfix's non_smtpd path
-        raw = mailfrom or ""
-        self._envelope_from = _bare(raw)
+            self._internal_conn = internal_path(macro("{client_port}"), macro("{daemon_port}"))
+        self._envelope_from = _bare(mailfrom or "")
         self._null_sender = self._envelope_from == ""
-        # smtpd passes <addr> and <>; the non_smtpd path passes addr and "" (no angle brackets).
-        self._internal = self._internal_conn or not raw.strip().startswith("<")
+        # never from the sender's spelling: an SMTP client may leave out the angle brackets (see internal_path)
+        self._internal = self._internal_conn
         for param in esmtp:  # the client's SIZE= is the only size we learn when the body is capped
             if param[:5].upper() == "SIZE=" and param[5:].isdigit():
                 self._declared_size = int(param[5:])
@@ -408,6 +583,8 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return Milter.ACCEPT
         self._queue_id = self.getsymval("i") or ""
+        if not self._internal and self._rt.budget.full():
+            return self._refuse_memory("at DATA")
         return Milter.CONTINUE
 
     # -- content -----------------------------------------------------------------------------------
@@ -424,6 +601,11 @@ class BounceMilter(Milter.Base):
         self._append(line)
         if not self._message_id and name_b.lower() == b"message-id":
             self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
+        settings = self._rt.settings
+        if settings.add_headers and name_b.lower().startswith(settings.header_prefix.lower().encode()):
+            text = name_b.decode("ascii", "replace")
+            nth = 1 + sum(1 for n, _ in self._ours if n.lower() == text.lower())
+            self._ours.append((text, nth))
         return self._go(Milter.P_NR_HDR)
 
     @guarded(Milter.P_NR_EOH)
@@ -436,11 +618,15 @@ class BounceMilter(Milter.Base):
     def body(self, chunk: bytes) -> int:
         self._size += len(chunk)
         self._append(chunk)
+        if self._over:
+            return self._refuse_memory("while buffering")
         if self._truncated and self._protocol & Milter.P_SKIP:
             return Milter.SKIP  # enough to classify; the MTA goes straight to end of message
         return Milter.CONTINUE
 
     def _append(self, data: bytes) -> None:
+        if self._over:
+            return
         room = self._rt.settings.body_cap - len(self._buf)
         if room <= 0:
             self._truncated = True
@@ -448,6 +634,13 @@ class BounceMilter(Milter.Base):
         if len(data) > room:
             data = data[:room]
             self._truncated = True
+        if not self._rt.budget.take(len(data), force=self._internal):
+            self._over = True  # answered at the next event with a reply (body or end of message)
+            self._buf = bytearray()
+            self._rt.budget.give(self._charged)
+            self._charged = 0
+            return
+        self._charged += len(data)
         self._buf += data
 
     # -- end of message ----------------------------------------------------------------------------
@@ -461,9 +654,14 @@ class BounceMilter(Milter.Base):
         if not self._examine:  # only reachable if the MTA ignored our ACCEPT at DATA
             self._finish_message()
             return Milter.ACCEPT
+        if self._over:
+            return self._refuse_memory("at end of message")
         t_eom = time.perf_counter()
         rt = self._rt
         settings = rt.settings
+        # the reply must reach the MTA within [store] timeout of end of message (classification included); what
+        # is left after the store gave up (the log line, the reply, the MTA's own work) gets REPLY_RESERVE
+        deadline = time.monotonic() + rt.writer.timeout - min(REPLY_RESERVE, rt.writer.timeout / 10)
         self._queue_id = self.getsymval("i") or self._queue_id
         raw = bytes(self._buf)
         self._buf = bytearray()
@@ -480,25 +678,35 @@ class BounceMilter(Milter.Base):
             size=max(self._size, self._declared_size) if self._truncated else self._size,
             # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
             digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
+            internal=self._internal,
         )
         stored = True
         store_error = ""
         store_ms = 0.0
+        more: dict[str, Any] = {}
         try:
-            out = ingest(raw, env, settings, rt.writer, classifier=rt.classifier)
+            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
+            dropped = out.recipients_dropped
+            if not out.inserted:
+                # the same report again (a retry after a lost reply, or through another MX): already stored,
+                # nothing new was written
+                more["duplicate"], more["duplicate_of"] = True, out.row_id
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
             stored = False
             store_error = str(exc) or exc.__class__.__name__
+            dropped = prepared.meta.recipients_dropped
+        if dropped:  # the report named more recipients than [limits] recipients_per_message
+            more["recipients_dropped"] = dropped
         assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
-                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error)
+                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error, **more)
                 self._finish_message()
                 return Milter.TEMPFAIL
             # Internal path: deferring would leave Postfix's own bounce stuck; deliver it untouched.
@@ -518,15 +726,21 @@ class BounceMilter(Milter.Base):
             action,
             t_eom,
             level=level,
-            stored=stored,
+            stored=stored and "duplicate" not in more,
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),
+            **more,
         )
         self._finish_message()
         return rc
 
     def _add_headers(self, result: Classification) -> None:
+        # Headers with our prefix that came with the message are someone else's claims (a forged
+        # "X-Bounce-Kind: bounce" would sit beside ours): remove them first. Last first, so that
+        # removing one does not renumber the others of the same name.
+        for name, nth in reversed(self._ours):
+            self.chgheader(name, nth, None)
         for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
             self.addheader(name, value)
 
@@ -557,6 +771,9 @@ class BounceMilter(Milter.Base):
     @guarded()
     def close(self) -> int:
         self._finish_message()
+        if self._connected:
+            self._connected = False
+            self._rt.budget.disconnect()
         return Milter.CONTINUE
 
 
@@ -641,6 +858,39 @@ def _prepare_unix_socket(spec: SocketSpec, settings: Any) -> None:
         raise OSError(f"socket directory {parent} does not exist")
 
 
+class SocketBusy(Exception):
+    """Another milter serves the unix socket: starting would take it over."""
+
+
+def lock_socket(path: str) -> int:
+    """Hold `path`.lock (flock) for the life of the process; returns its descriptor.
+
+    libmilter removes whatever socket file is in the way, so without this a second instance would
+    replace the socket of a running one, and stopping either would delete the socket the other
+    serves. The lock file stays (removing it would race with a starting instance); the kernel
+    releases the lock when the process ends, however it ends.
+    """
+    import fcntl  # local: only unix sockets need it
+
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise SocketBusy(f"another bouncemilter (pid {holder}) holds {path}.lock and serves {path}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # A live listener without the lock (an older version, another program): never take its socket over.
+    if os.path.lexists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(1.0)
+            probe.connect(path)
+            os.close(fd)
+            raise SocketBusy(f"a process without bouncemilter's lock is listening on {path}")
+    return fd
+
+
 def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
     group = getattr(settings, "socket_group", None)
     mode = getattr(settings, "socket_mode", None)
@@ -670,7 +920,7 @@ def _register(settings: Any) -> None:
     import milter as _milter  # pymilter's C module
 
     Milter.factory = BounceMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.DELRCPT)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -728,9 +978,81 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     rt = Runtime(
         settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
     )
+    if metrics is not None:
+        metrics.track_budget(rt.budget)
     if not settings.bounce_addresses and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
+
+
+# Settings a running milter cannot take over on SIGHUP: they name what it opened at start.
+RESTART_ONLY = (
+    "socket",
+    "socket_mode",
+    "socket_group",
+    "db",
+    "milter_timeout",
+    "metrics_enabled",
+    "metrics_listen",
+    "metrics_allow_remote",
+)
+# Called with (runtime, new settings) after a reload applied the rest, e.g. to load new signing keys; an
+# exception keeps the old settings (the reload fails as a whole).
+RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = []
+
+
+def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
+    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout.
+
+    Sessions in progress are not touched: each callback reads the runtime's current settings and matcher.
+    Settings in RESTART_ONLY keep their running value (reported). Returns the changed and the ignored names.
+    """
+    from dataclasses import fields, replace
+
+    from .policy import Policy
+    from .verp import BounceMatcher
+
+    old = rt.settings
+    changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
+    # the [fetch] watcher holds its mailbox connection and settings from the start
+    ignored = [name for name in changed if name in RESTART_ONLY or name.startswith("fetch_")]
+    live = replace(new, **{name: getattr(old, name) for name in ignored})
+    matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
+    policy = Policy.from_settings(live)
+    previous = (rt.settings, rt.matcher, rt.store.suppressions.policy)
+    rt.settings, rt.matcher, rt.store.suppressions.policy = live, matcher, policy
+    try:
+        for hook in RELOAD_HOOKS:
+            hook(rt, live)
+    except Exception:
+        rt.settings, rt.matcher, rt.store.suppressions.policy = previous
+        raise
+    rt.store.timeout = rt.writer.timeout = float(live.store_timeout)
+    if (live.log_target, live.log_level) != (old.log_target, old.log_level):
+        rt.logger = logjson.setup(live.log_target, live.log_level)
+    return {"changed": [n for n in changed if n not in ignored], "restart_needed": ignored}
+
+
+RETENTION_FIRST = 60.0  # seconds after start before the first retention prune (let the start settle)
+RETENTION_EVERY = 86400.0
+
+
+def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_FIRST) -> None:
+    """[store] retention_days: prune older messages once a day (read at each run, so a reload applies)."""
+    from .maintenance import prune
+
+    wait = first
+    while not stop.wait(wait):
+        wait = RETENTION_EVERY
+        days = int(getattr(rt.settings, "retention_days", 0) or 0)
+        if days <= 0:
+            continue
+        try:
+            out = prune(rt.store.path, days, timeout=rt.store.timeout)
+        except Exception as exc:  # a busy or broken store: try again tomorrow, the milter goes on
+            logjson.event(rt.logger, logging.ERROR, "prune_failed", str(exc), retention_days=days)
+        else:
+            logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
 
 
 def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callable[[], None] | int | None:
@@ -746,9 +1068,13 @@ def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callabl
         return 1
 
 
-def serve(settings: Any, *, exit_process: bool = True) -> int:
-    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status."""
+def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
+    """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
+
+    `reload` gives new settings on SIGHUP (it raises ConfigError for an invalid file: the old ones stay)."""
     import milter as _milter
+
+    from . import sdnotify
 
     opened = open_runtime(settings)
     if isinstance(opened, int):
@@ -764,15 +1090,17 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
+    lock_fd = -1
     try:
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
+            lock_fd = lock_socket(spec.path)  # held until the process exits
         _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
             st = os.stat(spec.path)
             sock_ident = (st.st_dev, st.st_ino)
-    except (OSError, _milter.error, KeyError) as exc:
+    except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
         if stop_fetch is not None:
             stop_fetch()
@@ -780,6 +1108,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
     stop = threading.Event()
+    wake = threading.Event()
+    reload_requested = threading.Event()
     status = {"rc": 0}
 
     def run_libmilter() -> None:
@@ -793,14 +1123,39 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
+        wake.set()
+
+    def on_hup(signum: int, _frame: Any) -> None:
+        reload_requested.set()
+        wake.set()
+
+    def do_reload() -> None:
+        sdnotify.reloading()
+        try:
+            if reload is None:
+                raise ValueError("this milter was started without a configuration to reload")
+            info = reload_runtime(rt, reload())
+        except Exception as exc:  # ConfigError above all: the old settings stay in force
+            logjson.event(rt.logger, logging.ERROR, "reload_failed", f"{exc}; the previous settings stay in force")
+        else:
+            logjson.event(rt.logger, logging.INFO, "reload", **info)
+            if info["restart_needed"]:
+                logjson.event(
+                    rt.logger,
+                    logging.WARNING,
+                    "reload",
+                    f"{', '.join(info['restart_needed'])}: changed, but only a restart applies them",
+                )
+        sdnotify.notify("READY=1")
 
     # The Python handlers run in this (main) thread; libmilter blocks these signals in its own
     # threads, so the kernel delivers them here.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, on_hup)
     worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
     worker.start()
+    threading.Thread(target=retention_loop, args=(rt, stop), name="retention", daemon=True).start()
     logjson.event(
         logger,
         logging.INFO,
@@ -811,13 +1166,20 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
         tcp_nodelay=bool(nodelay),
         pid=os.getpid(),
     )
-    while not stop.wait(1.0):
-        pass
+    # the socket listens (opensocket above): now Postfix, ordered after us, may start
+    sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=listening on {spec.libmilter}")
+    while not stop.is_set():
+        wake.wait(1.0)
+        wake.clear()
+        if reload_requested.is_set() and not stop.is_set():
+            reload_requested.clear()
+            do_reload()
+    sdnotify.notify("STOPPING=1")
     # Drain: no new MTA sessions (smfi_stop() is not used: libmilter would drop the sessions in
     # progress at their next command), let messages in progress reach their reply, then go.
     t_stop = time.perf_counter()
-    rt = BounceMilter.runtime
     rt.draining = True
+    logger = rt.logger  # a reload may have set up a new one
     if spec.kind == "unix":
         _unlink_socket(spec.path, sock_ident)
     busy = rt.inflight.count
@@ -841,6 +1203,8 @@ def serve(settings: Any, *, exit_process: bool = True) -> int:
     for handler in logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
+    if lock_fd >= 0 and not exit_process:
+        os.close(lock_fd)
     if exit_process:
         # libmilter's own shutdown waits for its listener's poll timeout (seconds) and would cut
         # sessions short; nothing of ours is left to finish, so leave now.

@@ -61,6 +61,9 @@ class Policy:
     soft_stale_days: int = 7  # a quiet gap longer than this resets the score
     complaints: bool = True  # a complaint suppresses at once
     sender_reasons: frozenset[str] = SENDER_REASONS  # never counted
+    # caps on NEW suppressions (issue #15; 0 = no cap): past them the suppression is held as pending for an admin
+    max_new_per_message: int = 100  # from one report
+    max_new_per_client_hour: int = 1000  # from one SMTP client address within an hour (not Postfix's own path)
 
     @classmethod
     def from_settings(cls, settings: object) -> Policy:
@@ -73,6 +76,8 @@ class Policy:
             soft_stale_days=get(settings, "policy_soft_stale_days", base.soft_stale_days),
             complaints=get(settings, "policy_complaints", base.complaints),
             sender_reasons=frozenset(get(settings, "policy_sender_reasons", base.sender_reasons)),
+            max_new_per_message=get(settings, "limit_suppressions_per_message", base.max_new_per_message),
+            max_new_per_client_hour=get(settings, "limit_suppressions_per_client_hour", base.max_new_per_client_hour),
         )
 
 

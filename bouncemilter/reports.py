@@ -28,7 +28,14 @@ from typing import Any
 from .policy import parse_time
 from .store import fmt_time
 
-BY_CHOICES: tuple[str, ...] = ("kind", "reason", "domain", "remote-mta", "hour")
+BY_CHOICES: tuple[str, ...] = ("kind", "reason", "domain", "remote-mta", "hour", "day", "week", "month")
+# time groupings other than hour (which fills its quiet hours): SQL over messages m, in time order
+_PERIOD_KEYS = {
+    "day": "SUBSTR(m.received_at, 1, 10)",
+    "week": "'week of ' || date(SUBSTR(m.received_at, 1, 10), '-6 days', 'weekday 1')",  # the Monday
+    "month": "SUBSTR(m.received_at, 1, 7)",
+}
+WHEN_FORMS = "24h, 7d, 30m, 2w (that long ago), an ISO date or time such as 2026-05-01 or 2026-05-01T12:00, or all"
 
 BLOCK_REASONS: tuple[str, ...] = (
     "blocked",
@@ -58,7 +65,7 @@ def window_start(value: str | None, now: datetime) -> datetime | None:
     try:
         return parse_time(value)
     except ValueError:
-        raise ValueError(f"{value!r}: use 24h, 7d, 30m, 2w or an ISO date such as 2026-05-01") from None
+        raise ValueError(f"{value!r}: use {WHEN_FORMS}") from None
 
 
 # ------------------------------------------------------------------------------------------------------ stats
@@ -125,11 +132,11 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     total_hard = conn.execute(
         "SELECT COALESCE(SUM(hard), 0) FROM recipients WHERE received_at >= ? AND received_at <= ?", window
     ).fetchone()[0]
-    unit = "messages" if by in ("kind", "hour") else "recipients"
+    unit = "messages" if by in ("kind", "hour", *_PERIOD_KEYS) else "recipients"
     result = Stats(by, lo, hi, unit, [], int(totals[0]), int(totals[1]), int(total_hard))
 
-    if by in ("kind", "hour"):
-        key = "m.kind" if by == "kind" else "SUBSTR(m.received_at, 1, 13)"
+    if by in ("kind", "hour", *_PERIOD_KEYS):
+        key = {"kind": "m.kind", "hour": "SUBSTR(m.received_at, 1, 13)", **_PERIOD_KEYS}[by]
         # recipients and hard per group from a per-message aggregate: a join would multiply the message count
         rows = conn.execute(
             f"""SELECT {key} AS k, COUNT(*), COALESCE(SUM(m.recipient_count), 0), COALESCE(SUM(h.hard), 0)
@@ -152,6 +159,8 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
         items = _fill_hours(items, since, now)
         for item in items:
             item.key = item.key.replace("T", " ") + ":00"
+    elif by in _PERIOD_KEYS:
+        items.sort(key=lambda i: i.key)
     else:
         items.sort(key=lambda i: (-(i.messages if unit == "messages" else i.recipients), i.key))
     total = result.total_messages if unit == "messages" else result.total_recipients
@@ -293,6 +302,13 @@ def _show(v: float | None, rate: bool) -> str:
     return "" if v is None else (f"{v * 100:.1f}%" if rate else f"{v:g}")
 
 
+def _pending_count(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
+    except sqlite3.OperationalError:  # a database from before migration 5
+        return 0
+
+
 def check(
     conn: sqlite3.Connection,
     since: datetime,
@@ -331,6 +347,17 @@ def check(
         detail = ", ".join(f"{r} {n}" for r, n in w.blocked_by_reason.items())
         breaches.append((st, f"{w.blocked} blocked recipient(s) ({detail}) > {_show(lim, False)}"))
 
+    # suppressions held by a cap ([limits]) wait for a person: a warning until approved or rejected
+    held = _pending_count(conn)
+    if held:
+        breaches.append(
+            (
+                WARNING,
+                f"{held} suppression(s) pending approval, held by a cap on new suppressions "
+                "(bouncemilter suppressed --pending; approve or reject them)",
+            )
+        )
+
     state = max((b[0] for b in breaches), default=OK)
     perf = " ".join(
         [
@@ -340,6 +367,7 @@ def check(
             f"complaints={w.complaints};{_limit(complaints.warn)};{_limit(complaints.crit)};0",
             f"blocked={w.blocked};{_limit(blocked.warn)};{_limit(blocked.crit)};0",
             f"messages={w.messages};;;0",
+            f"pending={held};;;0",
         ]
     )
     span = f" in the last {label}" if label else f" since {w.since}"

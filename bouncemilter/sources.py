@@ -57,7 +57,7 @@ def read_messages(
     an mbox file holding more than one. `done` is called after each entry."""
     for entry in entries:
         try:
-            data = sys.stdin.buffer.read() if entry.path == STDIN else _read(entry.path)
+            data = decompress(sys.stdin.buffer.read()) if entry.path == STDIN else _read(entry.path)
         except OSError as exc:
             errors.append(SourceError(entry.source, _describe(exc)))
         else:
@@ -73,7 +73,37 @@ def iter_messages(paths: Iterable[str], errors: list[SourceError]) -> Iterator[t
 
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
-        return fh.read()
+        return decompress(fh.read())
+
+
+# A compressed mailbox is recognised by its magic bytes, not its name (logrotate and people name them freely).
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "lzma"))
+
+
+def decompress(data: bytes) -> bytes:
+    """The content of a gzip, bzip2 or xz file; anything else as it is. OSError if it is truncated or corrupt."""
+    for magic, module in _COMPRESSED:
+        if data.startswith(magic):
+            import importlib
+
+            try:
+                return bytes(importlib.import_module(module).decompress(data))
+            except Exception as exc:  # BadGzipFile, EOFError (truncated), zlib.error, LZMAError, OSError, ValueError
+                raise OSError(f"cannot decompress ({module}): {exc}") from None
+    return data
+
+
+_FIRST_FIELD = re.compile(rb"[!-9;-~]{1,100}[ \t]*:")
+
+
+def has_header_block(raw: bytes) -> bool:
+    """Whether `raw` starts like a mail message: a header field on the first line and no NUL in the header block.
+
+    An image, an archive or random bytes would otherwise be classified as an ordinary message (not_bounce)
+    and stored, which hides the mistake; a message needs at least one header field."""
+    end = raw.find(b"\n\n", 0, 256 * 1024)
+    head = raw[: end if end >= 0 else 256 * 1024]
+    return bool(_FIRST_FIELD.match(raw)) and b"\0" not in head
 
 
 def _describe(exc: OSError) -> str:

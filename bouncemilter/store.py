@@ -30,7 +30,8 @@ Why these choices:
   unlinked inode), so each record() checks that the path still names the file we hold open, before and after
   the commit, and reopens it when the directory has been repaired.
 - Idempotency: Postfix gives a retried message a NEW queue id, so (queue id, Message-ID) would not recognise a
-  retry. The key is the Message-ID with the envelope sender and the matched bounce addresses (what a retry keeps);
+  retry. The key is the Message-ID and the report's body digest (`MessageMeta.body_digest`: a different report
+  may reuse a Message-ID) with the envelope sender and the matched bounce addresses (what a retry keeps);
   without a Message-ID, `MessageMeta.digest` (a content hash the caller computes over something a retry keeps,
   e.g. the message minus the receiving MTA's own Received: header) in place of the Message-ID; without either,
   the queue id.
@@ -54,6 +55,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from .classify.address import canonical, lookalike
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -81,6 +84,9 @@ class MessageMeta:
     processing_ms: float
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
     digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
+    internal: bool = False  # Postfix's own (non_smtpd) path: not an outside client, no per-client cap
+    body_digest: str = ""  # the report's content (`report_digest`): tells a retry from another report
+    recipients_dropped: int = 0  # recipients past [limits] recipients_per_message: counted, not stored
 
 
 BUSY_SLACK_MS = 50  # the busy timeout is reset only when the remaining time differs by more than this
@@ -247,7 +253,55 @@ _V3 = [
 # Ordered migrations: (version, statements or a callable taking the open connection inside the transaction).
 # Append new versions; never edit an applied one.
 Migration = tuple[int, list[str] | Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3)]
+# Version 4 (issue #15): mixed-script look-alike addresses are kept but flagged ("lookalike"), on the recipients
+# row and on the suppression it causes (classify/address.py decides).
+_V4 = [
+    "ALTER TABLE recipients ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE suppressions ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+]
+
+# Version 5 (issue #15): defence in depth against one forged report suppressing thousands. New suppressions past
+# the caps ([limits] in the configuration) are held in pending_suppressions until `bouncemilter approve` or
+# `reject`; suppression_log records the client each policy suppression came from (the per-client hourly cap
+# counts them); messages.recipients_dropped counts the recipients a report named past recipients_per_message.
+_V5 = [
+    """CREATE TABLE pending_suppressions (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        summary TEXT NOT NULL DEFAULT '',
+        suppressed_at TEXT,
+        first_evidence_at TEXT,
+        last_evidence_at TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]',
+        soft_score INTEGER NOT NULL DEFAULT 0,
+        soft_days TEXT NOT NULL DEFAULT '[]',
+        held_because TEXT NOT NULL DEFAULT '',
+        client_addr TEXT NOT NULL DEFAULT '',
+        message_row INTEGER,
+        flags TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_pending_suppressions_client ON pending_suppressions (client_addr, created_at)",
+    "CREATE INDEX idx_pending_suppressions_message ON pending_suppressions (message_row)",
+    "ALTER TABLE suppression_log ADD COLUMN client_addr TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX idx_suppression_log_client ON suppression_log (client_addr, at)",
+    "ALTER TABLE messages ADD COLUMN recipients_dropped INTEGER NOT NULL DEFAULT 0",
+]
+
+# Version 6 (issue #15): the idempotency key of a message with a Message-ID also covers its content
+# (`dedup_key`), so that a different report reusing a Message-ID is stored. Rows stored before keep the key of
+# the old formula; dedup_legacy remembers the last of them, and only those are looked up by the old key.
+_V6 = [
+    "CREATE TABLE dedup_legacy (last_id INTEGER NOT NULL)",
+    "INSERT INTO dedup_legacy (last_id) SELECT COALESCE(MAX(id), 0) FROM messages",
+]
+
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -296,11 +350,29 @@ def _domain(address: str) -> str:
 
 
 def dedup_key(meta: MessageMeta) -> str | None:
-    """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated)."""
+    """What a retried delivery of the same message keeps; None when nothing identifies it (never deduplicated).
+
+    A retry keeps its Message-ID, envelope sender, bounce addresses and content; a different report can reuse
+    a Message-ID (a broken or hostile MTA), so the key is the Message-ID *and* the report's content digest
+    beside the envelope. Never the queue id or the receiving host: a retry gets a new queue id, and may reach
+    another MX sharing the store."""
     mid = meta.message_id.strip()
-    envelope = (
+    if mid and meta.body_digest:
+        return "m2:" + hashlib.sha256(f"m2\0{mid}\0{meta.body_digest}\0{_envelope(meta)}".encode(
+            "utf-8", "surrogatepass")).hexdigest()[:32]  # fmt: skip
+    return legacy_dedup_key(meta)
+
+
+def _envelope(meta: MessageMeta) -> str:
+    return (
         meta.envelope_from.strip().lower() + "\0" + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
     )
+
+
+def legacy_dedup_key(meta: MessageMeta) -> str | None:
+    """The key before migration 6 (and still without a Message-ID): Message-ID and envelope, else the digest."""
+    mid = meta.message_id.strip()
+    envelope = _envelope(meta)
     if mid:
         basis = f"m\0{mid}\0{envelope}"
     elif meta.digest:
@@ -329,6 +401,7 @@ class Store:
         self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._busy_ms = 0  # the connection's busy timeout (set in _open)
+        self._legacy_last = 0
         self._ident: tuple[int, int] | None = None
         self._open()
 
@@ -357,6 +430,8 @@ class Store:
                     f"{self.path}: database schema version {version} is newer than this bouncemilter supports "
                     f"({known}); upgrade bouncemilter"
                 )
+            # the last row stored with the old idempotency key (migration 6): 0 for a database created since
+            legacy_last = int(conn.execute("SELECT COALESCE(MAX(last_id), 0) FROM dedup_legacy").fetchone()[0])
             st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             conn.close()
@@ -367,6 +442,7 @@ class Store:
         self._conn = conn
         self._ident = (st.st_dev, st.st_ino)
         self._busy_ms = int(self.timeout * 1000)  # sqlite3.connect(timeout=) set this busy timeout
+        self._legacy_last = legacy_last
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -406,12 +482,19 @@ class Store:
 
     # -- writing
 
-    def record(self, meta: MessageMeta, result: Classification, action: str) -> tuple[int, bool]:
-        """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable."""
-        return self._locked(lambda conn: self._write(conn, [(meta, result, action)]))[0]
+    def record(
+        self, meta: MessageMeta, result: Classification, action: str, deadline: float | None = None
+    ) -> tuple[int, bool]:
+        """Insert one message and its recipients; return (messages.id, inserted). Raises StoreError if not durable.
+
+        `deadline` (time.monotonic()): give up then instead of `timeout` from now (the milter's reply deadline)."""
+        return self._locked(lambda conn: self._write(conn, [(meta, result, action)]), deadline)[0]
 
     def record_many(
-        self, items: Iterable[tuple[MessageMeta, Classification, str]], batch_size: int = 500
+        self,
+        items: Iterable[tuple[MessageMeta, Classification, str]],
+        batch_size: int = 500,
+        deadline: float | None = None,
     ) -> list[tuple[int, bool]]:
         """Like record() for many messages, committing every `batch_size` of them in one transaction.
 
@@ -426,7 +509,7 @@ class Store:
 
         def flush() -> None:
             try:
-                out.extend(self._locked(lambda conn: self._write(conn, batch)))
+                out.extend(self._locked(lambda conn: self._write(conn, batch), deadline))
             except StoreError as exc:
                 exc.committed = len(out)
                 raise
@@ -440,14 +523,19 @@ class Store:
             flush()
         return out
 
-    def _locked(self, write: Callable[[sqlite3.Connection], list[tuple[int, bool]]]) -> list[tuple[int, bool]]:
+    def _locked(
+        self, write: Callable[[sqlite3.Connection], list[tuple[int, bool]]], deadline: float | None = None
+    ) -> list[tuple[int, bool]]:
         """Run `write` (one transaction) under the writer lock with one deadline; errors become StoreError."""
-        deadline = time.monotonic() + self.timeout
-        if not self._lock.acquire(timeout=max(self.timeout, 0.001)):
-            raise StoreError(f"{self.path}: store busy for more than {self.timeout:g}s")
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+            raise StoreError(f"{self.path}: store busy until the deadline (store.timeout {self.timeout:g}s)")
         try:
             if self._closed:
                 raise StoreError(f"{self.path}: store is closed")
+            if time.monotonic() >= deadline:  # waited for another writer of this process all the time there was
+                raise StoreError(f"{self.path}: store busy until the deadline (store.timeout {self.timeout:g}s)")
             try:
                 conn = self._ensure_open()
                 # SQLite's own wait for its lock gets what is left of the deadline (one statement less per
@@ -481,6 +569,12 @@ class Store:
                 row = None
                 if key is not None:  # also finds a duplicate inserted earlier in this transaction
                     row = conn.execute("SELECT id FROM messages WHERE dedup_key = ?", (key,)).fetchone()
+                if row is None and self._legacy_last and key is not None and key.startswith("m2:"):
+                    # a retry of a message stored before migration 6 has the old key
+                    row = conn.execute(
+                        "SELECT id FROM messages WHERE dedup_key = ? AND id <= ?",
+                        (legacy_dedup_key(meta), self._legacy_last),
+                    ).fetchone()
                 if row is not None:
                     out.append((int(row[0]), False))
                 else:
@@ -506,8 +600,8 @@ class Store:
                 bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
                 processing_ms, error, original_message_id, original_subject, original_from, original_to,
                 feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
-                dedup_key)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                dedup_key, recipients_dropped)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             _capped(
                 received_at,
                 meta.queue_id,
@@ -535,15 +629,16 @@ class Store:
                 _json_list(result.autoreply_markers),
                 len(rows),
                 key,
+                int(meta.recipients_dropped),
             ),
         )
         msg_id = int(cur.lastrowid or 0)
         omid = original.message_id if original else ""
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_capped(msg_id, received_at, result.kind, *r, omid) for r in rows],
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id, flags)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [_capped(msg_id, received_at, result.kind, *r[:-1], omid, r[-1]) for r in rows],
         )
         for hook in self.hooks:
             hook(conn, msg_id, meta, result, action)
@@ -584,8 +679,9 @@ def _json_list(items: object) -> str:
 
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta) per affected address."""
-    verps = list(dict.fromkeys(v.strip().lower() for v in meta.verp_recipients if v and v.strip()))
+    remote_mta, flags) per affected address. VERP addresses go through the same address check as reported ones
+    (the classifier's are checked already)."""
+    verps = list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
     rows: list[tuple] = []
@@ -606,6 +702,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 1 if r.hard else 0,
                 r.diagnostic,
                 r.remote_mta,
+                _flags(address),
             )
         )
         seen.add(reported)
@@ -613,5 +710,9 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         # the report names nobody: the VERP addresses tell us which subscribers it is about
         for v in verps:
             if v not in seen:
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", ""))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", _flags(v)))
     return rows
+
+
+def _flags(address: str) -> str:
+    return "lookalike" if lookalike(address) else ""

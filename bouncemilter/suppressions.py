@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .classify.address import canonical, lookalike
 from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
 from .store import fmt_time, migrate, utc_now
 
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
 
 _EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
+# Only mail to a configured bounce address may move the suppression list. Null-sender mail to anyone else
+# (match_null_sender) is a DSN about an employee's own mail: recorded at most, never evidence against the
+# addresses it names.
+_TO_BOUNCE_ADDRESS = "m.bounce_addresses != '[]'"
 _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
 
 
@@ -47,7 +52,7 @@ def _event(row: Iterable[Any]) -> Event:
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
     rows = conn.execute(
         f"""SELECT {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ?
+            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ? AND {_TO_BOUNCE_ADDRESS}
             ORDER BY r.received_at, r.id""",
         (address, since),
     ).fetchall()
@@ -74,25 +79,45 @@ def _t(dt: datetime | None) -> str | None:
 
 
 def _log(
-    conn: sqlite3.Connection, address: str, at: str, action: str, source: str, by: str = "", why: str = ""
+    conn: sqlite3.Connection,
+    address: str,
+    at: str,
+    action: str,
+    source: str,
+    by: str = "",
+    why: str = "",
+    client: str = "",
 ) -> None:
+    if client:  # the SMTP client the evidence came from: the per-client cap counts these (migration 5)
+        conn.execute(
+            "INSERT INTO suppression_log (address, at, action, source, by, why, client_addr)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (address, at, action, source, by[:200], why[:1000], client[:100]),
+        )
+        return
     conn.execute(
         "INSERT INTO suppression_log (address, at, action, source, by, why) VALUES (?, ?, ?, ?, ?, ?)",
         (address, at, action, source, by[:200], why[:1000]),
     )
 
 
+def address_flags(address: str) -> str:
+    """The row's `flags`: "lookalike" for a mixed-script look-alike address (classify/address.py), else ""."""
+    return "lookalike" if lookalike(address) else ""
+
+
 def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
     """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
     conn.execute(
         """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary, suppressed_at,
-               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at)
-           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at, flags)
+           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy', category = excluded.category,
                reason = excluded.reason, status = excluded.status, summary = excluded.summary,
                suppressed_at = excluded.suppressed_at, first_evidence_at = excluded.first_evidence_at,
                last_evidence_at = excluded.last_evidence_at, evidence = excluded.evidence,
-               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at""",
+               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at,
+               flags = excluded.flags""",
         (
             address,
             address.rpartition("@")[2],
@@ -108,6 +133,7 @@ def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: st
             json.dumps(d.soft_days),
             stamp,
             stamp,
+            address_flags(address),
         ),
     )
 
@@ -125,7 +151,7 @@ class SuppressionHook:
     def __call__(
         self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
     ) -> None:
-        if result.kind not in COUNTING_KINDS:
+        if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
         rows = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
@@ -133,8 +159,51 @@ class SuppressionHook:
             (msg_id,),
         ).fetchall()
         stamp = self.clock()
+        gate = Gate(conn, self.policy, "" if meta.internal else meta.client_addr, msg_id, stamp)
         for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
-            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp)
+            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate)
+
+
+class Gate:
+    """The caps on NEW suppressions for one recorded message (defence in depth beside signed return paths).
+
+    One forged report naming thousands of addresses must not suppress them all: past `max_new_per_message` new
+    suppressions from this message, or past `max_new_per_client_hour` from this SMTP client within the last
+    hour (counted in suppression_log), a new suppression is held as pending for an admin to approve or reject.
+    Addresses already suppressed only gain evidence and are never held. Postfix's own bounces and imported
+    mailboxes have no client (""): only the per-message cap applies to them.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, policy: Policy, client: str, msg_id: int, stamp: str) -> None:
+        self.conn = conn
+        self.policy = policy
+        self.client = client
+        self.msg_id = msg_id
+        self.stamp = stamp
+        self.new = 0  # suppressions this message made
+        self._client_count: int | None = None  # the client's suppressions in the last hour (read when needed)
+
+    def held_because(self) -> str:
+        """Why the next new suppression must wait for an admin ("" = it may happen now)."""
+        per_message, per_client = self.policy.max_new_per_message, self.policy.max_new_per_client_hour
+        if per_message and self.new >= per_message:
+            return f"per-message cap: more than {per_message} new suppressions from one report"
+        if self.client and per_client:
+            if self._client_count is None:
+                since = fmt_time(parse_time(self.stamp) - timedelta(hours=1))
+                self._client_count = self.conn.execute(
+                    """SELECT COUNT(*) FROM suppression_log WHERE client_addr = ? AND at >= ? AND action = 'suppress'
+                           AND source = 'policy'""",
+                    (self.client, since),
+                ).fetchone()[0]
+            if self._client_count >= per_client:
+                return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
+        return ""
+
+    def suppressed(self) -> None:
+        self.new += 1
+        if self._client_count is not None:
+            self._client_count += 1
 
 
 # One more evidence id for a suppressed address, in SQL: the list _cap(old + [id]) gives (at the cap, the id after
@@ -151,15 +220,21 @@ _ADD_EVIDENCE = f"""UPDATE suppressions SET
     WHERE address = ?"""
 
 
-def update_address(conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str) -> None:
-    """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction)."""
+def update_address(
+    conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str, gate: Gate | None = None
+) -> None:
+    """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
+    With a `gate`, a new suppression past its caps is held as pending instead."""
     row = conn.execute("SELECT state, manual_at FROM suppressions WHERE address = ?", (address,)).fetchone()
-    if row is not None and row[0] == "suppressed":
-        # sticky: further counting events only add evidence
+    suppressed = row is not None and row[0] == "suppressed"
+    pending = not suppressed and _pending_exists(conn, address)
+    if suppressed or pending:
+        # sticky (and a held suppression stays held until decided): further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in ("hard", "complaint", "soft")]
         if counted:
             last = fmt_time(max(e.at for e in counted))
-            conn.executemany(_ADD_EVIDENCE, [(e.id, last, stamp, address) for e in counted])
+            sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
+            conn.executemany(sql, [(e.id, last, stamp, address) for e in counted])
         return
     now = max(e.at for e in new)
     after = parse_time(row[1]) if row is not None and row[1] else None
@@ -168,9 +243,56 @@ def update_address(conn: sqlite3.Connection, address: str, new: list[Event], pol
     if after is not None and after > lower:
         lower = after
     d = decide(load_events(conn, address, fmt_time(lower)), policy, now, after)
-    if d.suppress:
-        _write_policy(conn, address, d, stamp)
-        _log(conn, address, stamp, "suppress", "policy", why=d.summary)
+    if not d.suppress:
+        return
+    held = gate.held_because() if gate is not None else ""
+    if held:
+        assert gate is not None
+        _write_pending(conn, address, d, stamp, held, gate.client, gate.msg_id)
+        _log(conn, address, stamp, "hold", "policy", why=f"{d.summary}; held: {held}", client=gate.client)
+        return
+    _write_policy(conn, address, d, stamp)
+    _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=gate.client if gate else "")
+    if gate is not None:
+        gate.suppressed()
+
+
+_ADD_PENDING_EVIDENCE = _ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
+
+
+def _pending_exists(conn: sqlite3.Connection, address: str) -> bool:
+    return conn.execute("SELECT 1 FROM pending_suppressions WHERE address = ?", (address,)).fetchone() is not None
+
+
+def _write_pending(
+    conn: sqlite3.Connection, address: str, d: Decision, stamp: str, held: str, client: str, msg_id: int
+) -> None:
+    conn.execute(
+        """INSERT INTO pending_suppressions (address, domain, category, reason, status, summary, suppressed_at,
+               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, held_because, client_addr,
+               message_row, flags, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            address,
+            address.rpartition("@")[2],
+            d.category,
+            d.reason,
+            d.status,
+            d.summary,
+            _t(d.suppressed_at),
+            _t(d.first_evidence_at),
+            _t(d.last_evidence_at),
+            json.dumps(_cap(d.evidence)),
+            d.soft_score,
+            json.dumps(d.soft_days),
+            held,
+            client,
+            msg_id,
+            address_flags(address),
+            stamp,
+            stamp,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ manual changes
@@ -178,48 +300,64 @@ def update_address(conn: sqlite3.Connection, address: str, new: list[Event], pol
 
 def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
-    address = address.strip().lower()
+    return suppress_many(conn, [address], reason, by, stamp) == 1
+
+
+def suppress_many(
+    conn: sqlite3.Connection, addresses: Iterable[str], reason: str, by: str, stamp: str | None = None
+) -> int:
+    """suppress() for many addresses in one transaction (all or none); returns how many changed."""
     stamp = stamp or utc_now()
     reason = reason.strip() or "manual"
+    changed = 0
     with _transaction(conn):
-        row = get_row(conn, address)
-        changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
-        if row is not None and row["state"] == "suppressed":
-            # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
-            conn.execute(
-                """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
-                       manual_at = ? WHERE address = ?""",
-                (stamp, by, reason, stamp, address),
-            )
-        else:
-            conn.execute(
-                """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
-                       suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at)
-                   VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
-                       reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
-                       updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                       manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
-                (
-                    address,
-                    address.rpartition("@")[2],
-                    reason,
-                    f"suppressed manually: {reason}",
-                    stamp,
-                    stamp,
-                    stamp,
-                    by,
-                    reason,
-                    stamp,
-                ),
-            )
-        _log(conn, address, stamp, "suppress", "manual", by, reason)
+        for address in addresses:
+            changed += _suppress_one(conn, canonical(address).address or address.strip().lower(), reason, by, stamp)
+    return changed
+
+
+def _suppress_one(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str) -> bool:
+    """One manual suppression inside the caller's transaction; False if it already was manually suppressed."""
+    row = get_row(conn, address)
+    changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
+    if row is not None and row["state"] == "suppressed":
+        # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
+        conn.execute(
+            """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
+                   manual_at = ? WHERE address = ?""",
+            (stamp, by, reason, stamp, address),
+        )
+    else:
+        conn.execute(
+            """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
+                   suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
+               VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
+                   reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
+                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+            (
+                address,
+                address.rpartition("@")[2],
+                reason,
+                f"suppressed manually: {reason}",
+                stamp,
+                stamp,
+                stamp,
+                by,
+                reason,
+                stamp,
+                address_flags(address),
+            ),
+        )
+    _log(conn, address, stamp, "suppress", "manual", by, reason)
+    conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
     return changed
 
 
 def unsuppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
     """Manual unsuppression: evidence up to now no longer counts, even after a rebuild. False if not suppressed."""
-    address = address.strip().lower()
+    address = canonical(address).address or address.strip().lower()
     stamp = stamp or utc_now()
     with _transaction(conn):
         row = get_row(conn, address)
@@ -234,6 +372,7 @@ def unsuppress(conn: sqlite3.Connection, address: str, reason: str, by: str, sta
             (address, address.rpartition("@")[2], stamp, stamp, by, reason.strip(), stamp),
         )
         _log(conn, address, stamp, "unsuppress", "manual", by, reason.strip())
+        conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
     return changed
 
 
@@ -244,27 +383,36 @@ def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = Non
     """Recompute every policy suppression from the whole history (one transaction).
 
     Manual suppressions are kept as they are; a manual unsuppression keeps hiding the evidence before it.
-    Returns counts: suppressed (total now), added, removed, unchanged, manual (kept manual suppressions).
+    Returns counts: suppressed (total now), added, removed, changed (still suppressed, but with another reason,
+    category, status, dates or evidence), unchanged, manual (kept manual suppressions), and pending (held by a cap
+    and left for approve/reject) when there are any.
     """
     stamp = stamp or utc_now()
     now = parse_time(now or stamp)
-    counts = {"suppressed": 0, "added": 0, "removed": 0, "unchanged": 0, "manual": 0}
+    counts = {"suppressed": 0, "added": 0, "removed": 0, "changed": 0, "unchanged": 0, "manual": 0}
     with _transaction(conn):
         cur = conn.execute("SELECT * FROM suppressions")
         names = [c[0] for c in cur.description]
         existing = {r[0 + names.index("address")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        # held by a cap: only approve/reject decides them (a rebuild applies no caps)
+        held = {r[0] for r in conn.execute("SELECT address FROM pending_suppressions")}
+        if held:
+            counts["pending"] = len(held)
         cur = conn.execute(
             f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} ORDER BY r.address, r.received_at, r.id"""
+                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} AND {_TO_BOUNCE_ADDRESS}
+                ORDER BY r.address, r.received_at, r.id"""
         )
         seen: set[str] = set()
         for address, group in itertools.groupby(cur, key=lambda r: r[0]):
             seen.add(address)
+            if address in held:
+                continue
             _rebuild_one(
                 conn, address, [_event(r[1:]) for r in group], existing.get(address), policy, now, stamp, counts
             )
         for address, row in existing.items():
-            if address not in seen:
+            if address not in seen and address not in held:
                 _rebuild_one(conn, address, [], row, policy, now, stamp, counts)
     return counts
 
@@ -288,9 +436,13 @@ def _rebuild_one(
     was = row is not None and row["state"] == "suppressed"
     if d.suppress:
         counts["suppressed"] += 1
-        _write_policy(conn, address, d, row["updated_at"] if was and _same(row, d) else stamp)
-        if was:
+        same = was and row is not None and _same(row, d)
+        _write_policy(conn, address, d, row["updated_at"] if same and row is not None else stamp)
+        if same:
             counts["unchanged"] += 1
+        elif was:
+            counts["changed"] += 1
+            _log(conn, address, stamp, "change", "rebuild", why=d.summary)
         else:
             counts["added"] += 1
             _log(conn, address, stamp, "suppress", "rebuild", why=d.summary)
@@ -307,7 +459,16 @@ def _rebuild_one(
 
 
 def _same(row: dict, d: Decision) -> bool:
-    return row["category"] == d.category and row["evidence"] == json.dumps(_cap(d.evidence))
+    """Whether the stored policy suppression says exactly what the decision says (what a rebuild would write)."""
+    return (
+        row["source"] == "policy"
+        and (row["category"], row["reason"], row["status"], row["summary"])
+        == (d.category, d.reason, d.status, d.summary)
+        and (row["suppressed_at"], row["first_evidence_at"], row["last_evidence_at"])
+        == (_t(d.suppressed_at), _t(d.first_evidence_at), _t(d.last_evidence_at))
+        and row["evidence"] == json.dumps(_cap(d.evidence))
+        and row["soft_score"] == d.soft_score
+    )
 
 
 class _transaction:
@@ -350,15 +511,40 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
-def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
-    """Suppressed addresses (suppressed_at >= since), oldest first."""
+def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
+    """Suppressed addresses, oldest first: suppressed_at (the evidence's time) >= since, and, with
+    `recorded_since`, put on the list (the suppression log's time: when we recorded it) at or after it."""
     if not _has_table(conn, "suppressions"):
         return []
+    recorded = ""
+    if recorded_since:
+        recorded = """AND (SELECT MAX(l.at) FROM suppression_log l
+                           WHERE l.address = suppressions.address AND l.action = 'suppress') >= ?"""
     rows = conn.execute(
-        """SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
-                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at
-           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ?
+        f"""SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
+                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at, flags
+           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ? {recorded}
            ORDER BY suppressed_at, address""",
+        (since, recorded_since) if recorded_since else (since,),
+    ).fetchall()
+    out = []
+    for r in rows:
+        item = dict(r)
+        item["evidence"] = json.loads(item["evidence"] or "[]")
+        item["soft_days"] = json.loads(item["soft_days"] or "[]")
+        out.append(item)
+    return out
+
+
+def pending(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
+    """Suppressions held by a cap (created_at >= since), oldest first."""
+    if not _has_table(conn, "pending_suppressions"):
+        return []
+    rows = conn.execute(
+        """SELECT address, domain, category, reason, status, summary, suppressed_at, first_evidence_at,
+                  last_evidence_at, evidence, soft_score, soft_days, held_because, client_addr, message_row, flags,
+                  created_at
+           FROM pending_suppressions WHERE created_at >= ? ORDER BY created_at, id""",
         (since,),
     ).fetchall()
     out = []
@@ -370,14 +556,126 @@ def suppressed(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]
     return out
 
 
+def pending_count(conn: sqlite3.Connection) -> int:
+    if not _has_table(conn, "pending_suppressions"):
+        return 0
+    return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
+
+
+def _select_pending(
+    conn: sqlite3.Connection, addresses: Iterable[str], client: str | None, message_row: int | None, every: bool
+) -> list[dict[str, Any]]:
+    if every:
+        cur = conn.execute("SELECT * FROM pending_suppressions ORDER BY id")
+    elif client is not None:
+        cur = conn.execute("SELECT * FROM pending_suppressions WHERE client_addr = ? ORDER BY id", (client,))
+    elif message_row is not None:
+        cur = conn.execute("SELECT * FROM pending_suppressions WHERE message_row = ? ORDER BY id", (message_row,))
+    else:
+        wanted = [canonical(a).address or a.strip().lower() for a in addresses]
+        marks = ",".join("?" * len(wanted))
+        cur = conn.execute(f"SELECT * FROM pending_suppressions WHERE address IN ({marks}) ORDER BY id", wanted)
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def approve(
+    conn: sqlite3.Connection,
+    addresses: Iterable[str] = (),
+    *,
+    client: str | None = None,
+    message_row: int | None = None,
+    every: bool = False,
+    by: str = "",
+    reason: str = "",
+    stamp: str | None = None,
+) -> list[str]:
+    """Held suppressions become suppressions (source policy: a rebuild keeps them while their evidence counts).
+    Returns the addresses approved."""
+    stamp = stamp or utc_now()
+    done = []
+    with _transaction(conn):
+        for row in _select_pending(conn, addresses, client, message_row, every):
+            conn.execute(
+                """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary,
+                       suppressed_at, first_evidence_at, last_evidence_at, evidence, soft_score, soft_days,
+                       created_at, updated_at, flags)
+                   VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy',
+                       category = excluded.category, reason = excluded.reason, status = excluded.status,
+                       summary = excluded.summary, suppressed_at = excluded.suppressed_at,
+                       first_evidence_at = excluded.first_evidence_at, last_evidence_at = excluded.last_evidence_at,
+                       evidence = excluded.evidence, soft_score = excluded.soft_score, soft_days = excluded.soft_days,
+                       updated_at = excluded.updated_at, flags = excluded.flags""",
+                (
+                    row["address"],
+                    row["domain"],
+                    row["category"],
+                    row["reason"],
+                    row["status"],
+                    row["summary"],
+                    row["suppressed_at"],
+                    row["first_evidence_at"],
+                    row["last_evidence_at"],
+                    row["evidence"],
+                    row["soft_score"],
+                    row["soft_days"],
+                    stamp,
+                    stamp,
+                    row["flags"],
+                ),
+            )
+            conn.execute("DELETE FROM pending_suppressions WHERE id = ?", (row["id"],))
+            why = "; ".join(x for x in (row["summary"], reason.strip()) if x)
+            _log(conn, row["address"], stamp, "approve", "manual", by, why, client=row["client_addr"])
+            done.append(row["address"])
+    return done
+
+
+def reject(
+    conn: sqlite3.Connection,
+    addresses: Iterable[str] = (),
+    *,
+    client: str | None = None,
+    message_row: int | None = None,
+    every: bool = False,
+    by: str = "",
+    reason: str = "",
+    stamp: str | None = None,
+) -> list[str]:
+    """Held suppressions are dropped as forged: like a manual unsuppression, the evidence up to now no longer
+    counts (also after rebuild-suppressions); later bounces can still suppress the address. Returns them."""
+    stamp = stamp or utc_now()
+    why = reason.strip() or "held suppression rejected"
+    done = []
+    with _transaction(conn):
+        for row in _select_pending(conn, addresses, client, message_row, every):
+            address = row["address"]
+            current = get_row(conn, address)
+            if current is None or current["state"] != "suppressed":
+                conn.execute(
+                    """INSERT INTO suppressions (address, domain, state, source, created_at, updated_at, manual_by,
+                           manual_reason, manual_at, flags)
+                       VALUES (?, ?, 'unsuppressed', 'manual', ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (address) DO UPDATE SET state = 'unsuppressed', source = 'manual',
+                           updated_at = excluded.updated_at, manual_by = excluded.manual_by,
+                           manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+                    (address, row["domain"], stamp, stamp, by, why, stamp, row["flags"]),
+                )
+            conn.execute("DELETE FROM pending_suppressions WHERE id = ?", (row["id"],))
+            _log(conn, address, stamp, "reject", "manual", by, why, client=row["client_addr"])
+            done.append(address)
+    return done
+
+
 def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetime) -> dict[str, Any]:
     """Every recorded event for `address` (as subscriber or as the reported address), with the policy's verdict."""
-    address = address.strip().lower()
+    address = canonical(address).address or address.strip().lower()
     rows = conn.execute(
         """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
                   r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
                   m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
-                  m.original_subject, m.client_addr
+                  m.original_subject, m.client_addr, m.bounce_addresses
            FROM recipients r JOIN messages m ON m.id = r.message_id
            WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""",
         (address, address),
@@ -388,7 +686,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
     own = [
         _event((r["id"], r["received_at"], r["kind"], r["reason"], r["hard"], r["status"], r["feedback_type"]))
         for r in rows
-        if r["address"] == address
+        if r["address"] == address and r["bounce_addresses"] != "[]"
     ]
     decision = decide(own, policy, now, after)
     verdicts = {v.event_id: v for v in decision.verdicts}
@@ -398,7 +696,9 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         item = dict(r)
         item["hard"] = bool(item["hard"])
         v = verdicts.get(r["id"])
-        if v is None:
+        if r["bounce_addresses"] == "[]":
+            item["counted"], item["verdict"] = False, "observed (not sent to a bounce address): never counts"
+        elif v is None:
             item["counted"], item["verdict"] = False, f"recorded for {r['address'] or 'nobody'} (VERP)"
         else:
             item["counted"], item["verdict"] = v.counted, v.note
@@ -415,9 +715,15 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
     if row:
         row["evidence"] = json.loads(row["evidence"] or "[]")
         row["soft_days"] = json.loads(row["soft_days"] or "[]")
+    held = None
+    if _has_table(conn, "pending_suppressions"):
+        cur = conn.execute("SELECT * FROM pending_suppressions WHERE address = ?", (address,))
+        found = cur.fetchone()
+        held = dict(zip([c[0] for c in cur.description], found, strict=True)) if found else None
     return {
         "address": address,
         "suppression": row,
+        "pending": held,
         "current_soft_score": decision.soft_score,
         "policy_would_suppress": decision.suppress,
         "events": events,

@@ -1,69 +1,106 @@
 #!/usr/bin/env bash
-# Set up bouncemilter on a fresh Debian/Ubuntu machine, from this checkout:
-#   system packages (libmilter-dev for pymilter, postfix + swaks for the end-to-end tests),
-#   a virtualenv in .venv with the package and its test tools, then start it with the
-#   embedded defaults. Run as root (or with sudo). Re-running it is safe.
+# Install bouncemilter on a Debian/Ubuntu host from this checkout, for production:
+#   - system packages: python3-venv and python3-milter (Debian's build of pymilter: no compiler needed);
+#     never an MTA - Postfix, Sendmail or Exim stay exactly as they are;
+#   - the package (not editable, no test tools) in its own virtualenv, /opt/bouncemilter/venv;
+#   - a system user "bouncemilter", /var/lib/bouncemilter for the database;
+#   - /etc/bouncemilter/bouncemilter.toml from conf/ if there is none (never overwritten): the embedded
+#     defaults, i.e. TCP on 127.0.0.1:9025 and /var/lib/bouncemilter/bouncemilter.db;
+#   - the systemd unit, enabled and started (without systemd, e.g. in a container: started in the
+#     background as the bouncemilter user).
+# Run as root. Re-running it upgrades the package and restarts the milter; the config and database stay.
 #
-#   bash deploy/setup.sh            set up, then start the milter in the background
-#   bash deploy/setup.sh --no-start set up only (CI)
+#   bash deploy/setup.sh              install, then start
+#   bash deploy/setup.sh --no-start   install only
+#
+# Wiring it into Postfix is the next step of the README's admin guide (then: bouncemilter doctor).
+# The test suite's prerequisites (a private Postfix, swaks, compilers) are tests/run.sh's business.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 start=1
 [ "${1:-}" = "--no-start" ] && start=0
+PREFIX=${BOUNCEMILTER_PREFIX:-/opt/bouncemilter}
+ETC=/etc/bouncemilter
+STATE=/var/lib/bouncemilter
+USER_NAME=bouncemilter
+
+[ "$(id -u)" = 0 ] || { echo "setup: run as root (it creates a user and installs into $PREFIX)" >&2; exit 1; }
 
 need=()
-# libmilter-dev: pymilter compiles against it; postfix, swaks: the end-to-end tests run a private
-# Postfix; e2fsprogs (chattr), mount, util-linux (setpriv): the store's fault tests.
-# dovecot-imapd, dovecot-pop3d, openssl: the fetch tests run a private Dovecot on loopback ports of their own
-# (test certificate, own config and base_dir), so a system Dovecot on 143/993 never clashes with them.
-for pkg in libmilter-dev postfix swaks gcc python3-venv python3-dev e2fsprogs mount util-linux dovecot-imapd dovecot-pop3d openssl; do
+for pkg in python3-venv python3-milter; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
-    [ "$(id -u)" = 0 ] || { echo "setup: run as root to install ${need[*]}" >&2; exit 1; }
     export DEBIAN_FRONTEND=noninteractive
-    # No mail system is configured: the tests run their own private Postfix instances.
-    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
+# Debian's python3 (the one python3-milter is built for), whatever python3 comes first in PATH.
+PY=/usr/bin/python3
+mkdir -p "$PREFIX"
+if [ ! -x "$PREFIX/venv/bin/python" ]; then
+    "$PY" -m venv --system-site-packages "$PREFIX/venv"
 fi
-.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-if ! .venv/bin/pip install -q -e '.[test]' >.venv/pip-install.log 2>&1; then
-    cat .venv/pip-install.log >&2
-    echo "setup: pip install failed (log above, also in .venv/pip-install.log)" >&2
+if ! "$PREFIX/venv/bin/pip" install -q --upgrade . >"$PREFIX/pip-install.log" 2>&1; then
+    cat "$PREFIX/pip-install.log" >&2
+    echo "setup: pip install failed (log above, also in $PREFIX/pip-install.log)" >&2
     exit 1
 fi
+ln -sf "$PREFIX/venv/bin/bouncemilter" /usr/local/bin/bouncemilter
 
-echo "setup: installed bouncemilter $(.venv/bin/bouncemilter --version | awk '{print $NF}') in .venv"
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin --user-group "$USER_NAME"
+fi
+install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
+install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
+if [ ! -e "$ETC/bouncemilter.toml" ]; then
+    install -m 0640 -o root -g "$USER_NAME" conf/bouncemilter.toml "$ETC/bouncemilter.toml"
+fi
+"$PREFIX/venv/bin/bouncemilter" check-config --config "$ETC/bouncemilter.toml" >/dev/null
+
+unit=/etc/systemd/system/bouncemilter.service
+sed "s#/opt/bouncemilter/venv#$PREFIX/venv#g" deploy/systemd/bouncemilter.service >"$unit.new"
+mv "$unit.new" "$unit"
+echo "setup: installed bouncemilter $("$PREFIX/venv/bin/bouncemilter" --version | awk '{print $NF}') in $PREFIX/venv"
 [ "$start" = 1 ] || exit 0
 
-# Start the milter in the background with the embedded defaults: TCP on 127.0.0.1:9025, the
-# database ./bouncemilter.db, every null-sender (MAIL FROM:<>) message examined. A milter that
-# this script started earlier is stopped first, so re-running the script restarts the milter.
-pidfile=bouncemilter.pid
-if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    kill "$(cat "$pidfile")"
-    for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
-fi
-setsid .venv/bin/bouncemilter run >>bouncemilter.log 2>&1 </dev/null &
-echo $! >"$pidfile"
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/9025) 2>/dev/null && break
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        echo "setup: the milter did not start:" >&2
-        tail -5 bouncemilter.log >&2
-        exit 1
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable -q bouncemilter
+    systemctl restart bouncemilter  # Type=notify: returns once the socket listens, or fails with the reason
+    how="systemctl status bouncemilter; journalctl -u bouncemilter"
+else
+    # No systemd (a container): what the unit does, by hand - as the service user, in its state directory.
+    install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" /run/bouncemilter
+    pidfile=/run/bouncemilter/bouncemilter.pid
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        kill "$(cat "$pidfile")"
+        for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
     fi
-    sleep 0.1
-done
-echo "setup: bouncemilter is running (pid $(cat "$pidfile")), listening on inet:9025@127.0.0.1"
-echo "  database   $(pwd)/bouncemilter.db"
-echo "  log        $(pwd)/bouncemilter.log (one JSON line per handled message)"
-echo "  Postfix    smtpd_milters = inet:127.0.0.1:9025 (see deploy/postfix/main.cf)"
-echo "  stop       kill \$(cat $(pwd)/$pidfile)"
+    log=$STATE/bouncemilter.log
+    : >>"$log" && chown "$USER_NAME:$USER_NAME" "$log" && chmod 0640 "$log"
+    lines=$(wc -l <"$log")
+    (cd "$STATE" && exec setsid setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --init-groups \
+        "$PREFIX/venv/bin/bouncemilter" run --config "$ETC/bouncemilter.toml" >>"$log" 2>&1 </dev/null) &
+    launcher=$!
+    pid=
+    for _ in $(seq 150); do
+        # the milter names its own pid in its start line (setsid may fork)
+        pid=$(tail -n +"$((lines + 1))" "$log" | sed -n 's/.*"event": "start".*"pid": \([0-9]*\).*/\1/p' | tail -1)
+        [ -n "$pid" ] && break
+        if ! kill -0 "$launcher" 2>/dev/null && ! pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null; then
+            echo "setup: the milter did not start:" >&2
+            tail -5 "$log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    [ -n "$pid" ] || { echo "setup: the milter did not report its start in 15 s; see $log" >&2; exit 1; }
+    echo "$pid" >"$pidfile"
+    how="log $log; stop: kill \$(cat $pidfile)"
+fi
+echo "setup: bouncemilter is running with $ETC/bouncemilter.toml ($how)"
+echo "  next: name your bounce addresses in $ETC/bouncemilter.toml ([bounce] addresses), wire Postfix"
+echo "  (README, admin guide), then: bouncemilter doctor"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -147,3 +149,16 @@ def test_parse_threshold() -> None:
 def test_output_is_nagios_plugin_text(db: str) -> None:
     _, lines = check("--db", db, "--max-complaints", "0,5")
     assert re.fullmatch(r"BOUNCEMILTER (OK|WARNING|CRITICAL) - [^|]+ \| (\S+=\S+ ?)+", lines[0])
+
+
+@pytest.mark.parametrize(
+    "args", [["--no-such-option"], ["--max-blocked", "many"], ["--max-hard-rate"], ["--min-bounces", "0"]]
+)
+def test_bad_arguments_print_a_status_line_on_stdout(db: str, args: list[str]) -> None:
+    # NRPE passes on stdout only: an UNKNOWN with an empty stdout is a blank alert nobody can act on
+    out = subprocess.run(
+        [sys.executable, "-m", "bouncemilter.cli", "check", "--db", db, *args], capture_output=True, text=True
+    )
+    assert out.returncode == UNKNOWN
+    first = out.stdout.splitlines()[0]
+    assert first.startswith("BOUNCEMILTER UNKNOWN - ") and len(first) > len("BOUNCEMILTER UNKNOWN - ") + 5

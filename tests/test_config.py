@@ -26,7 +26,7 @@ def test_defaults_without_file() -> None:
     assert s.socket == "inet:9025@127.0.0.1"
     assert s.db == "bouncemilter.db"
     assert s.bounce_addresses == ()
-    assert s.match_null_sender is True
+    assert s.match_null_sender is False  # the safe default: DSNs to employees are not ours to record
     assert dict(s.actions) == dict.fromkeys(KINDS, "accept")
     assert s.store_timeout == 5.0 and s.body_cap == 1048576 and s.milter_timeout == 240
 
@@ -138,6 +138,11 @@ def test_valid_sockets(tmp_path: Path, socket: str) -> None:
         ('[store]\ndb = ""\n', "store.db", "non-empty"),
         ("[store]\ntimeout = -1\n", "store.timeout", "between"),
         ('[store]\ntimeout = "5s"\n', "store.timeout", "number"),
+        ("[store]\ntimeout = 60\n", "store.timeout", "milter_content_timeout"),
+        ("[milter]\nbody_cap = 2097152\n[limits]\nmemory = 1048576\n", "limits.memory", "body_cap"),
+        ("[limits]\nmemory = 1000\n", "limits.memory", "between"),
+        ("[limits]\nsuppressions_per_message = -1\n", "limits.suppressions_per_message", "between"),
+        ("[store]\ntimeout = 0\n", "store.timeout", "between"),
         ('[bounce]\naddresses = ["bounces@"]\n', "bounce.addresses", "domain"),
         ('[bounce]\naddresses = ["not an address"]\n', "bounce.addresses", "not an address"),
         ("[bounce]\naddresses = 5\n", "bounce.addresses", "list"),
@@ -245,10 +250,34 @@ def test_invalid_overrides_name_the_flag(overrides: dict, flag: str) -> None:
     assert str(err.value).startswith(f"command line: {flag}: ")
 
 
-def test_override_socket_conflicting_with_file_socket_mode(tmp_path: Path) -> None:
-    path = write(tmp_path, '[milter]\nsocket = "unix:/tmp/m.sock"\nsocket_mode = 0o660\n')
-    with pytest.raises(ConfigError, match="socket_mode"):
-        load_settings(path, {"socket": "inet:9025@127.0.0.1"})
+def test_override_socket_carries_through_over_a_unix_config(tmp_path: Path) -> None:
+    # --socket inet:... over a file written for a unix socket: the file's mode and group go with its socket
+    path = write(tmp_path, '[milter]\nsocket = "unix:/tmp/m.sock"\nsocket_mode = 0o660\nsocket_group = "0"\n')
+    s = load_settings(path, {"socket": "inet:9025@127.0.0.1"})
+    assert (s.socket, s.socket_mode, s.socket_group) == ("inet:9025@127.0.0.1", None, None)
+    s = load_settings(path, {"socket": "unix:/run/other.sock"})
+    assert (s.socket, s.socket_mode, s.socket_group) == ("unix:/run/other.sock", 0o660, "0")
+
+
+@pytest.mark.parametrize("written", ["660", "644", "1_0", "440"])
+def test_decimal_socket_mode_is_rejected(tmp_path: Path, written: str) -> None:
+    # TOML reads 660 as decimal: mode 0o1224 (sticky, -w- for the owner, nothing for the group) is never meant
+    path = write(tmp_path, f'[milter]\nsocket = "unix:/tmp/m.sock"\nsocket_mode = {written}  # rw for the group\n')
+    with pytest.raises(ConfigError, match=r"milter\.socket_mode: .*(decimal|within 0o777)"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(("written", "mode"), [("0o660", 0o660), ('"660"', 0o660), ('"0640"', 0o640), ("0", 0)])
+def test_octal_socket_modes_are_accepted(tmp_path: Path, written: str, mode: int) -> None:
+    path = write(tmp_path, f'[milter]\nsocket = "unix:/tmp/m.sock"\nsocket_mode = {written}\n')
+    assert load_settings(path).socket_mode == mode
+
+
+def test_socket_mode_bits_outside_0o777_are_rejected(tmp_path: Path) -> None:
+    for written in ("0o1660", '"4755"', "0o4000"):
+        path = write(tmp_path, f'[milter]\nsocket = "unix:/tmp/m.sock"\nsocket_mode = {written}\n')
+        with pytest.raises(ConfigError, match="within 0o777"):
+            load_settings(path)
 
 
 def test_duplicate_addresses_collapsed(tmp_path: Path) -> None:

@@ -354,3 +354,32 @@ def test_a_growing_mailbox_imports_only_what_is_new(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(ingest, "classify_safely", lambda raw, classifier: classified.append(raw) or classify(raw))
     assert run(db, str(mbox)).stdout.strip() == "1 new, 2 already stored, 0 unreadable (1 bounce)"
     assert len(classified) == 1 and b"<dsn-52@" in classified[0]
+
+
+def test_compressed_mailboxes_are_read_and_junk_is_unreadable(tmp_path: Path) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    mbox = b"".join(b"From MAILER-DAEMON Thu Nov 26 10:00:0%d 2026\n" % n + bounce(40 + n) + b"\n" for n in range(3))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.mbox.gz").write_bytes(gzip.compress(mbox))
+    (folder / "b.mbox.1").write_bytes(bz2.compress(bounce(50)))  # named as logrotate likes: magic bytes decide
+    (folder / "c.xz").write_bytes(lzma.compress(bounce(51)))
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (folder / "random.bin").write_bytes(hashlib.sha512(b"x").digest() * 8)
+    (folder / "broken.gz").write_bytes(gzip.compress(bounce(52))[:30])
+    db = tmp_path / "b.db"
+    result = run(db, str(folder), "--format", "json")
+    assert result.exit_code == 1  # junk changes the exit status
+    data = json.loads(result.stdout)
+    assert (data["new"], data["unreadable"]) == (5, 3), data
+    assert data["kinds"] == {"bounce": 5}
+    errors = {Path(e["source"]).name: e["message"] for e in data["errors"]}
+    assert errors["image.png"] == errors["random.bin"] == "not a mail message (no header block)"
+    assert errors["broken.gz"].startswith("cannot decompress (gzip)")
+    assert query(db, "SELECT COUNT(*) FROM messages WHERE kind = 'not_bounce'") == [(0,)]
+    # stdin too
+    piped = run(tmp_path / "c.db", "-", stdin=gzip.compress(bounce(53)))
+    assert piped.exit_code == 0 and piped.stdout.startswith("1 new")

@@ -39,7 +39,7 @@ class FakeStore:
         self.records: list[tuple] = []
         self.fail = fail
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         if self.fail is not None:
             raise self.fail
         self.records.append((meta, result, action))
@@ -109,10 +109,16 @@ def feed(
     sender: str = "<>",
     rcpts: tuple[str, ...] = ("<bounces@test.example>",),
     internal: bool = False,
+    daemon_port: str | None = None,
 ) -> tuple[int, testctx.TestCtx]:
-    """Drive one message through the callbacks as libmilter would (stops at the first final answer)."""
+    """Drive one message through the callbacks as libmilter would (stops at the first final answer).
+
+    `internal`: the macros of Postfix's non_smtpd path (client and daemon port 0, as measured); else a
+    TCP client on port 25. `daemon_port` overrides the daemon's port ("" = the MTA does not send it)."""
     ctx = testctx.TestCtx()
     port = 0 if internal else 25
+    if daemon_port is None:
+        daemon_port = "0" if internal else "25"
     # the macros Postfix sends (a lean session reads the client and the sender from them at DATA)
     for name, value in (
         ("i", "QID123"),
@@ -120,6 +126,7 @@ def feed(
         ("{client_addr}", "192.0.2.1"),
         ("{client_name}", "mx.remote.example"),
         ("{client_port}", str(port)),
+        ("{daemon_port}", daemon_port or None),
     ):
         ctx._setsymval(name, value)
     ctx._negotiate()
@@ -164,11 +171,12 @@ def test_ordinary_mail_is_accepted_at_data(setup) -> None:  # type: ignore[no-un
 
 
 def test_null_sender_to_ordinary_address_is_examined_when_configured(setup) -> None:  # type: ignore[no-untyped-def]
-    store, _ = setup()
+    store, _ = setup(match_null_sender=True)
     rc, _ = feed(M.hard_bounce("t2"), rcpts=("<user@test.example>",))
     assert rc == Milter.ACCEPT
-    assert len(store.records) == 1
-    store, _ = setup(match_null_sender=False)
+    ((meta, _, _),) = store.records
+    assert meta.bounce_addresses == []  # observed: the suppression hook leaves it alone
+    store, _ = setup()  # the default
     rc, _ = feed(M.hard_bounce("t2"), rcpts=("<user@test.example>",))
     assert rc == Milter.ACCEPT and store.records == []
 
@@ -203,6 +211,21 @@ def test_header_prefix_and_no_headers_by_default(setup) -> None:  # type: ignore
     setup(add_headers=True, header_prefix="X-BM-")
     _, ctx = feed(M.hard_bounce("t4"))
     assert ctx._msg["X-BM-Kind"] == "bounce"
+
+
+def test_incoming_headers_with_our_prefix_are_removed_before_ours(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls: list[tuple] = []
+    monkeypatch.setattr(BounceMilter, "chgheader", lambda self, name, nth, value: calls.append((name, nth, value)))
+    forged = b"X-Bounce-Kind: complaint\r\nx-bounce-kind: bounce\r\nX-Bounce-Reason: forged\r\nX-Other: kept\r\n"
+    setup(add_headers=True)
+    _, ctx = feed(forged + M.hard_bounce("t4f"))
+    # every one of them, the last of a name first (removing one renumbers the later ones of its name)
+    assert calls == [("X-Bounce-Reason", 1, None), ("x-bounce-kind", 2, None), ("X-Bounce-Kind", 1, None)]
+    assert ctx._msg["X-Bounce-Kind"] == "bounce"
+    calls.clear()
+    setup(add_headers=True, header_prefix="X-BM-")
+    feed(forged + b"X-BM-Kind: x\r\n" + M.hard_bounce("t4g"))
+    assert calls == [("X-BM-Kind", 1, None)]
 
 
 def test_verp_recipient_reaches_the_store(setup) -> None:  # type: ignore[no-untyped-def]
@@ -249,10 +272,66 @@ def test_store_error_accepts_on_internal_path(setup) -> None:  # type: ignore[no
     assert line["level"] == "error" and line["stored"] is False and line["internal"] is True
 
 
-def test_envelope_without_brackets_marks_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
-    setup(store=FakeStore(fail=StoreError("read-only")))
+def test_a_bare_mail_from_over_smtp_is_not_the_internal_path(setup) -> None:  # type: ignore[no-untyped-def]
+    # smtpd accepts MAIL FROM:x@evil.example and passes it on without brackets, like the non_smtpd path does
+    _, cap = setup(store=FakeStore(fail=StoreError("read-only")))
+    rc, ctx = feed(M.hard_bounce("t10"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.0")
+    (line,) = cap.events("message")
+    assert line["internal"] is False and line["stored"] is False and line["action"] == "tempfail"
     rc, _ = feed(M.hard_bounce("t10"), sender="", rcpts=("bounces@test.example",))
-    assert rc == Milter.ACCEPT
+    assert rc == Milter.TEMPFAIL
+
+
+@pytest.mark.parametrize(
+    ("client_port", "daemon_port", "internal"),
+    [
+        ("0", "0", True),  # Postfix's cleanup (pickup, bounce daemon): measured with Postfix 3.7
+        ("0", None, True),  # classic sequence: Postfix's default connect macros leave {daemon_port} out
+        ("41234", "25", False),  # smtpd, a TCP client
+        ("0", "25", False),  # a port 0 claimed on a TCP listener (XCLIENT PORT=0 by an authorised host)
+        ("41234", "0", False),
+        (None, None, False),  # an MTA that sends neither
+        ("", "", False),
+    ],
+)
+def test_internal_path_needs_both_ports_zero(client_port, daemon_port, internal: bool) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.milter import internal_path
+
+    assert internal_path(client_port, daemon_port) is internal
+
+
+def test_a_tcp_listener_is_never_the_internal_path_even_with_client_port_0(setup) -> None:  # type: ignore[no-untyped-def]
+    setup(store=FakeStore(fail=StoreError("locked")))
+    rc, _ = feed(M.hard_bounce("t10b"), internal=True, daemon_port="25")
+    assert rc == Milter.TEMPFAIL
+
+
+def test_draining_tempfails_smtp_even_with_a_bare_sender_but_not_postfix_itself(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup()
+    BounceMilter.runtime.draining = True
+    rc, _ = feed(M.hard_bounce("t10c"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL and store.records == []
+    rc, _ = feed(M.hard_bounce("t10c"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT and len(store.records) == 1
+
+
+def test_after_the_store_closed_a_bare_sender_gets_4xx(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "closed.db"), timeout=0.2)
+    store.close()
+    _, cap = setup(store=store)
+    rc, _ = feed(M.hard_bounce("t10d"), sender="x@evil.example", rcpts=("bounces@test.example",))
+    assert rc == Milter.TEMPFAIL
+    rc, _ = feed(M.hard_bounce("t10d"), sender="", rcpts=("bounces@test.example",), internal=True)
+    assert rc == Milter.ACCEPT  # Postfix's own bounce: delivered, and the failure logged as an error
+    lines = cap.events("message")
+    assert [(x["internal"], x["action"], x["stored"]) for x in lines] == [
+        (False, "tempfail", False),
+        (True, "accept", False),
+    ]
+    assert all("closed" in x["store_error"] for x in lines)
 
 
 def test_classifier_failure_is_stored_unclassified_and_accepted(setup) -> None:  # type: ignore[no-untyped-def]
@@ -480,7 +559,7 @@ def test_lean_session_skips_connect_and_asks_for_the_client_macros_with_mail(set
     lean = BounceMilter.runtime.lean
     assert bool(ctx._protocol & Milter.P_NOCONNECT) is lean
     asked = ctx._symlist[Milter.M_ENVFROM]
-    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}"} if lean else None)
+    assert asked == ({b"{client_addr}", b"{client_name}", b"{client_port}", b"{daemon_port}"} if lean else None)
 
 
 def test_a_refused_macro_list_falls_back_to_the_classic_sequence(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -520,13 +599,13 @@ class SlowStore:
         self.rows.append(meta)
         return len(self.rows), True
 
-    def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(1)
             return self._one(meta)
 
-    def record_many(self, items, batch_size=500):  # type: ignore[no-untyped-def]
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
         with self.lock:
             time.sleep(0.02)
             self.calls.append(len(items))
@@ -574,3 +653,184 @@ def test_group_commit_isolates_a_message_that_cannot_be_stored() -> None:
     out = _concurrently(GroupCommit(store, timeout=5), names)
     assert isinstance(out["m3"], StoreError)
     assert sorted(store.rows) == sorted(n for n in names if n != "m3")
+
+
+class LockedStore:
+    """A store whose database is locked by someone else: every write waits until its deadline, then fails
+    (what SQLite's busy timeout does with the remaining time). Records when each write started."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, int]] = []  # (started, deadline, items)
+
+    def _wait(self, deadline, n) -> None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        self.calls.append((now, deadline, n))
+        time.sleep(max(min(deadline, now + 5) - now, 0))
+        raise StoreError("database is locked")
+
+    def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, 1)
+
+    def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
+        self._wait(deadline, len(items))
+
+
+def test_group_commit_every_caller_answers_by_its_deadline_with_the_store_locked() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    store = LockedStore()
+    writer = GroupCommit(store, timeout=0.3)
+    took: dict[int, float] = {}
+    errors: dict[int, Exception] = {}
+
+    def go(i: int) -> None:
+        t0 = time.monotonic()
+        try:
+            writer.record(f"m{i}", None, "accept")
+        except StoreError as exc:
+            errors[i] = exc
+        took[i] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)  # arrivals spread over 0.2 s: later callers queue behind a leader that is waiting
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 20
+    # No write starts past its deadline, and no leader writes beyond its own (the old leader drained the
+    # queue and retried one by one with a fresh timeout each: 20 x 0.3 s).
+    assert all(started < deadline for started, deadline, _ in store.calls)
+    assert sum(n for _, _, n in store.calls) <= 20
+    # Each caller's wait is bounded by its own deadline (0.3 s), plus scheduling slack on a shared machine.
+    assert max(took.values()) < 0.3 + 1.0, sorted(took.values())
+
+
+def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() -> None:
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    class Slow(SlowStore):
+        def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+            if meta == "first":
+                time.sleep(0.4)  # the first leader's commit outlasts a follower's deadline
+            return super().record(meta, result, action, deadline)
+
+    store = Slow()
+    writer = GroupCommit(store, timeout=5)
+    out: dict[str, object] = {}
+
+    def go(name: str, timeout: float) -> None:
+        try:
+            out[name] = writer.record(name, None, "accept", deadline=time.monotonic() + timeout)
+        except StoreError as exc:
+            out[name] = exc
+
+    first = threading.Thread(target=go, args=("first", 5))
+    first.start()
+    time.sleep(0.1)
+    late = threading.Thread(target=go, args=("late", 0.1))
+    others = [threading.Thread(target=go, args=(f"m{i}", 5)) for i in range(5)]
+    for t in [late, *others]:
+        t.start()
+    for t in [first, late, *others]:
+        t.join(10)
+    assert isinstance(out["late"], StoreError)
+    assert "late" not in store.rows  # it left the queue before anyone wrote it
+    assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
+    assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
+    assert not writer._leading and not writer._queue
+
+
+def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.store import Store
+
+    store = Store(str(tmp_path / "dup.db"))
+    try:
+        _, cap = setup(store=store)
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT
+        first, second = cap.events("message")
+        assert first["stored"] is True and "duplicate" not in first
+        assert second["stored"] is False and second["duplicate"] is True and second["level"] == "info"
+        assert second["duplicate_of"] > 0
+    finally:
+        store.close()
+
+
+# -- the memory budget (issue #15, 7.) ---------------------------------------------------------------------------
+
+
+def test_past_the_memory_budget_matched_mail_gets_4xx_and_ordinary_mail_is_unaffected(setup) -> None:  # type: ignore[no-untyped-def]
+    store, cap = setup()
+    budget = BounceMilter.runtime.budget
+    held = budget.limit - budget.used
+    assert budget.take(held)  # other sessions hold everything that is left
+    try:
+        rc, ctx = feed(M.hard_bounce("t16"))
+        assert rc == Milter.TEMPFAIL and ctx._reply[:2] == ("451", "4.3.1")
+        assert store.records == []
+        (line,) = cap.events("memory_budget")
+        assert line["level"] == "warning" and line["used"] >= line["limit"]
+        rc, _ = feed(M.ordinary("t16"), sender="<sender@example.net>", rcpts=("<user@test.example>",))
+        assert rc == Milter.ACCEPT  # ordinary mail needs no buffer
+        rc, _ = feed(M.hard_bounce("t16-own"), sender="", rcpts=("bounces@test.example",), internal=True)
+        assert rc == Milter.ACCEPT and len(store.records) == 1  # Postfix's own bounce: always taken
+    finally:
+        budget.give(held)
+    rc, _ = feed(M.hard_bounce("t16"))
+    assert rc == Milter.ACCEPT and len(store.records) == 2
+    assert budget.refused == 1
+
+
+def test_a_message_that_outgrows_the_budget_while_buffering_is_deferred_and_released(setup) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.milter import MemoryBudget
+
+    store, cap = setup()
+    rt = BounceMilter.runtime
+    rt.budget = MemoryBudget(limit=300 * 1024, connection_cost=10 * 1024)
+    rc, ctx = feed(M.big_bounce("t17", size=600 * 1024))  # fits body_cap (1 MiB), not what is left of the budget
+    assert rc == Milter.TEMPFAIL and ctx._reply[1] == "4.3.1"
+    assert store.records == [] and cap.events("memory_budget")
+    assert rt.budget.used == rt.budget.connections * 10 * 1024  # the buffer went back; only the connection is left
+    rc, _ = feed(M.hard_bounce("t17-small"))
+    assert rc == Milter.ACCEPT and len(store.records) == 1
+    assert rt.budget.used == rt.budget.connections * 10 * 1024
+
+
+def test_connections_are_counted_until_closed(setup) -> None:  # type: ignore[no-untyped-def]
+    setup()
+    budget = BounceMilter.runtime.budget
+    before = (budget.connections, budget.used)
+    ctxs = []
+    for _ in range(3):
+        ctx = testctx.TestCtx()
+        ctx._negotiate()
+        ctxs.append(ctx)
+    assert budget.connections == before[0] + 3 and budget.used == before[1] + 3 * budget.connection_cost
+    for ctx in ctxs:
+        Milter.close_callback(ctx)
+        Milter.close_callback(ctx)  # a second close changes nothing
+    assert (budget.connections, budget.used) == before
+
+
+def test_memory_budget_in_metrics() -> None:
+    from prometheus_client import generate_latest
+
+    from bouncemilter.metrics import Metrics
+    from bouncemilter.milter import MemoryBudget
+
+    m = Metrics(process=False)
+    budget = MemoryBudget(limit=1 << 20, connection_cost=1000)
+    m.track_budget(budget)
+    budget.connect()
+    assert budget.take(5000)
+    m.memory_refused()
+    text = generate_latest(m.registry).decode()
+    assert "bouncemilter_memory_budget_bytes 1.048576e+06" in text
+    assert "bouncemilter_memory_used_bytes 6000.0" in text
+    assert "bouncemilter_connections 1.0" in text
+    assert "bouncemilter_memory_refused_total 1.0" in text

@@ -246,7 +246,7 @@ def test_manual_unsuppress_survives_rebuild(store: Store, db: Path) -> None:
     )
     assert suppressions.suppress(conn, "manual@example.org", "asked to stop", "bob", "2026-03-05T00:00:00.000Z")
     counts = suppressions.rebuild(conn, Policy(), now=T0 + timedelta(days=10))
-    assert counts == {"suppressed": 2, "added": 0, "removed": 0, "unchanged": 1, "manual": 1}
+    assert counts == {"suppressed": 2, "added": 0, "removed": 0, "changed": 0, "unchanged": 1, "manual": 1}
     states = {r["address"]: (r["state"], r["source"]) for r in q(db, "SELECT * FROM suppressions")}
     assert states == {
         "dead@example.org": ("unsuppressed", "manual"),
@@ -269,4 +269,25 @@ def test_rebuild_applies_a_policy_change(store: Store, db: Path) -> None:
     assert q(db, "SELECT category FROM suppressions")[0][0] == "soft"
     assert suppressions.rebuild(conn, Policy())["removed"] == 1
     assert q(db, "SELECT COUNT(*) FROM suppressions")[0][0] == 0
+    conn.close()
+
+
+def test_rebuild_reports_suppressions_whose_reason_or_dates_changed(store: Store, db: Path) -> None:
+    # A hard bounce, then a complaint: the hook suppressed at the bounce. Edit the stored reason and date as an
+    # older policy (or a hand edit) might have left them: a rebuild rewrites them and must say so.
+    store.record(meta(1, T0), bounce("dead@example.org"), "accept")
+    store.record(meta(2, T0), bounce("gone@example.org"), "accept")
+    conn = suppressions.connect(str(db), write=True)
+    first = suppressions.rebuild(conn, Policy(), now=T0 + timedelta(days=1))
+    assert (first["changed"], first["unchanged"]) == (0, 2)
+    conn.execute(
+        "UPDATE suppressions SET reason = 'mailboxfull', suppressed_at = '2020-01-01T00:00:00.000Z' "
+        "WHERE address = 'dead@example.org'"
+    )
+    counts = suppressions.rebuild(conn, Policy(), now=T0 + timedelta(days=1))
+    assert counts == {"suppressed": 2, "added": 0, "removed": 0, "changed": 1, "unchanged": 1, "manual": 0}
+    row = q(db, "SELECT reason, suppressed_at FROM suppressions WHERE address = 'dead@example.org'")[0]
+    assert row["reason"] == "userunknown" and row["suppressed_at"] != "2020-01-01T00:00:00.000Z"
+    log = q(db, "SELECT action, source FROM suppression_log WHERE address = 'dead@example.org' ORDER BY id")
+    assert [tuple(r) for r in log][-1] == ("change", "rebuild")
     conn.close()

@@ -104,6 +104,21 @@ def test_every_pattern_is_linear() -> None:
         b"From: x@zoho.example\nX-ZohoMail: 1\n\n" + b"@" * 40000,
         b"From: postmaster@example.org\nSubject: Undeliverable: hi\n\n" + b" " * 40000 + b"SMTP=",
         b"From: MAILER-DAEMON@example.org\nSubject: failure notice\n\n" + b"a@" * 30000,
+        # found by bench/fuzz_classify.py (seed 15): an unclosed "<x@x@..." line after qmail's preamble (was 0.6 s),
+        # an Exim recipient line of "<gone@<gone@..." (3 s), Gmail's boilerplate phrase repeated (2.4 s)
+        b"From: MAILER-DAEMON@example.org\nSubject: failure notice\n\nHi. This is the qmail-send program at "
+        b"example.org.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n<"
+        + b"xxxxxxxxxxxxxxxxxxxx@"
+        * 16000,
+        b"From: Mail Delivery System <Mailer-Daemon@example.org>\nSubject: Mail delivery failed: returning message "
+        b"to sender\nX-Failed-Recipients: a@example.net\n\nThis message was created automatically by mail delivery "
+        b"software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a "
+        b"permanent error. The following address(es) failed:\n\n  " + b"<gone@" * 12000,
+        b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nSubject: Delivery Status Notification "
+        b"(Failure)\n\nDelivery to the following recipient failed permanently:\n\n     a@example.net\n\n"
+        b"Technical details of permanent failure:\n"
+        + b"Google tried to deliver your message, but it was rejected by the "
+        * 2000,
     ],
 )
 def test_hostile_bodies_classify_quickly(raw: bytes) -> None:
@@ -144,6 +159,35 @@ def test_every_pattern_is_linear_after_its_own_literals() -> None:
 def _cost_after(pattern: re.Pattern, word: str, unit: str, n: int) -> float:
     text = word + (unit * (n // len(unit) + 1))[:n]
     subject = text.encode("latin-1", "replace") if isinstance(pattern.pattern, bytes) else text
+    t0 = time.perf_counter()
+    for _ in pattern.finditer(subject):
+        pass
+    return time.perf_counter() - t0
+
+
+# Line starts the recipient patterns anchor on, and what may follow an address token
+_AT_PREFIXES = ["", "<", "  ", "  <", " * ", "\t", "x ", "RCPT TO: ", "Addressed To: "]
+_AT_TAILS = ["", " x", ">x"]
+
+
+def test_no_pattern_backtracks_over_every_at_sign_of_a_long_token() -> None:
+    # "x+@x+" where x also matches "@" tries every "@" of an unclosed "a@a@a@..." token, each time scanning the
+    # rest of it: quadratic (bench/fuzz_classify.py found nine such recipient patterns, one 3 s on 72 kB).
+    slow = []
+    for name, pattern in _patterns():
+        for prefix in _AT_PREFIXES:
+            for tail in _AT_TAILS:
+                if _cost_text(pattern, prefix + "a@" * 1000 + tail) < 0.001:
+                    continue
+                small = min(_cost_text(pattern, prefix + "a@" * 1000 + tail) for _ in range(3))
+                big = min(_cost_text(pattern, prefix + "a@" * 4000 + tail) for _ in range(3))
+                if big > 0.01 and big > 8 * small:
+                    slow.append(f"{name} on {prefix!r} + 'a@'... + {tail!r}: {small:.4f}s -> {big:.4f}s")
+    assert not slow, "\n".join(slow)
+
+
+def _cost_text(pattern: re.Pattern, text: str) -> float:
+    subject = text.encode("latin-1") if isinstance(pattern.pattern, bytes) else text
     t0 = time.perf_counter()
     for _ in pattern.finditer(subject):
         pass

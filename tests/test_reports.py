@@ -187,3 +187,35 @@ def test_cli_errors(db: str, tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()  # a typo must not create a database
     res = CliRunner().invoke(main, ["stats", "--db", db, "--since", "last week"])
     assert res.exit_code == 2 and "use 24h" in res.output
+
+
+def test_by_day_week_month_and_until(db: str) -> None:
+    everything = json.loads(run("stats", "--db", db, "--since", "all", "--format", "json"))
+    total = everything["total"]["messages"]
+    for by, width in (("day", 10), ("month", 7)):
+        data = json.loads(run("stats", "--db", db, "--since", "all", "--by", by, "--format", "json"))
+        keys = [r["key"] for r in data["rows"]]
+        assert keys == sorted(keys) and all(len(k) == width for k in keys)  # in time order
+        assert sum(r["messages"] for r in data["rows"]) == total
+    weeks = json.loads(run("stats", "--db", db, "--since", "all", "--by", "week", "--format", "json"))["rows"]
+    for row in weeks:
+        monday = datetime.fromisoformat(row["key"].removeprefix("week of "))
+        assert monday.weekday() == 0
+    assert sum(r["messages"] for r in weeks) == total
+    # --until closes the window: the last day is left out, and the two windows add up
+    day = timedelta(days=1)
+    older = json.loads(run("stats", "--db", db, "--since", "all", "--until", "24h", "--format", "json"))
+    newer = json.loads(run("stats", "--db", db, "--since", "24h", "--format", "json"))
+    assert older["until"] == (NOW - day).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert older["total"]["messages"] + newer["total"]["messages"] == total
+    assert 0 < older["total"]["messages"] < total
+
+
+def test_since_and_until_errors_list_every_form(db: str) -> None:
+    for args in (["--since", "last week"], ["--until", "soon"]):
+        res = CliRunner().invoke(main, ["stats", "--db", db, *args])
+        assert res.exit_code == 2
+        for form in ("24h", "7d", "30m", "2w", "2026-05-01", "all"):
+            assert form in res.output, (form, res.output)
+    res = CliRunner().invoke(main, ["stats", "--db", db, "--since", "24h", "--until", "7d"])
+    assert res.exit_code == 2 and "before --since" in res.output

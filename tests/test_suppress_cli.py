@@ -190,3 +190,52 @@ def test_errors(db: str, tmp_path: Path) -> None:
     assert "policy.soft_threshold" in run("suppressed", "--config", str(bad), ok=False)
     bad.write_text('[policy]\nsender_reasons = ["spam"]\n')
     assert "unknown reason" in run("suppressed", "--config", str(bad), ok=False)
+
+
+def test_null_sender_mail_to_another_address_never_suppresses(db: str) -> None:
+    # A DSN about an employee's own mail (MAIL FROM:<> to staff@, no bounce address): observed at most.
+    raw = dsn(30, "friend@example.net", "5.1.1", "550 5.1.1 <friend@example.net>: User unknown")
+    meta = MessageMeta("Q30", "192.0.2.20", "mx", "mx", "", [], [""], "<m30@mx>", len(raw), 0.1)
+    with Store(db) as store:
+        store.record(meta, classify(raw), "accept")
+    assert "friend@example.net" not in suppressed_json(db)
+    data = json.loads(run("history", "--db", db, "--format", "json", "friend@example.net"))
+    assert data["events"][0]["reason"] == "userunknown" and data["events"][0]["counted"] is False
+    assert "not sent to a bounce address" in data["events"][0]["verdict"]
+    assert data["policy_would_suppress"] is False
+    # nor after a rebuild, which also lifts what an older version suppressed from such mail
+    run("suppress", "--db", db, "friend@example.net")
+    run("unsuppress", "--db", db, "friend@example.net")
+    counts = json.loads(run("rebuild-suppressions", "--db", db, "--format", "json"))
+    assert "friend@example.net" not in suppressed_json(db) and counts["added"] == 0
+
+
+def test_recorded_since_filters_by_when_we_listed_the_address(db: str) -> None:
+    # The store was built just now from evidence up to 40 days old (like an import): by the evidence's date
+    # only two are recent, but all three were put on the list in the last hour.
+    assert set(suppressed_json(db, "--since", "7d")) == {"full@example.org", "angry@example.org"}
+    assert len(suppressed_json(db, "--recorded-since", "1h")) == 3
+    assert suppressed_json(db, "--recorded-since", "2099-01-01") == {}
+    assert set(suppressed_json(db, "--recorded-since", "1h", "--since", "36h")) == {"full@example.org"}
+    assert len(suppressed_json(db, "--since", "all")) == 3
+    out = run("suppressed", "--db", db, "--recorded-since", "yesterday", ok=False)
+    assert out.startswith("2\n") and "all" in out and "2w" in out
+
+
+def test_bulk_suppress_from_stdin_in_one_transaction(db: str) -> None:
+    addresses = [f"user{n}@list.example.com" for n in range(5000)]
+    text = "# unsubscribed at the old ESP\n" + "\n".join(addresses) + "\n\nUSER1@list.example.com\n"
+    res = CliRunner().invoke(main, ["suppress", "--db", db, "-", "--reason", "old ESP", "--by", "ann"], input=text)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == "5000 suppressed, 0 already suppressed by hand (reason updated)"
+    rows = suppressed_json(db)
+    assert len(rows) == 5003 and rows["user4999@list.example.com"]["manual_by"] == "ann"
+    assert rows["user0@list.example.com"]["reason"] == "old ESP"
+    # one bad line: nothing is saved, unless asked to skip it
+    bad = "new1@list.example.com\nnot an address\nnew2@list.example.com\n"
+    res = CliRunner().invoke(main, ["suppress", "--db", db, "-"], input=bad)
+    assert res.exit_code == 1 and "line 2" in res.output and "nothing saved" in res.output
+    assert "new1@list.example.com" not in suppressed_json(db)
+    res = CliRunner().invoke(main, ["suppress", "--db", db, "-", "--skip-invalid"], input=bad)
+    assert res.exit_code == 0 and res.output.strip().endswith("1 invalid line(s) left out")
+    assert {"new1@list.example.com", "new2@list.example.com"} <= set(suppressed_json(db))

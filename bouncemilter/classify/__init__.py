@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from . import arf, autoreply, reasons
+from . import address, arf, autoreply, reasons
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -46,7 +46,8 @@ __all__ = [
 def classify(raw: bytes) -> Classification:
     """Classify one raw message. Total: any bytes give a Classification, never an exception."""
     try:
-        return classify_message(parse_message(raw))
+        # every recipient of every detector through the one address check (address.py)
+        return address.check_result(classify_message(parse_message(raw)))
     except Exception as exc:
         return Classification(
             kind="not_bounce", detector="error", evidence="classifier failed", error=f"{type(exc).__name__}: {exc}"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 
-# An addr-spec good enough for bounces: local@domain with a dot in the domain (or a literal).
+from .address import INVISIBLE
+
+# An addr-spec good enough for bounces: local@domain with a dot in the domain (or a literal). Invisible and
+# control characters (address.INVISIBLE) count as part of an address, so that one inside it never splits it
+# (vic<U+200B>tim@... must not yield tim@...): address.canonical() then rejects the whole token.
+_X = INVISIBLE
 ADDRESS = re.compile(
-    r"(?<![\w.+\-=/])([\w.!#$%&'*+/=?^`{|}~\-]{1,128}@(?:[\w\-]+\.)+[a-zA-Z][\w\-]*|"
-    r"[\w.!#$%&'*+/=?^`{|}~\-]{1,128}@\[[0-9.:a-fA-F]+\])",
+    rf"(?<![\w.+\-=/{_X}])([\w.!#$%&'*+/=?^`{{|}}~\-{_X}]{{1,128}}@(?:[\w\-{_X}]+\.)+[a-zA-Z{_X}][\w\-{_X}]*|"
+    rf"[\w.!#$%&'*+/=?^`{{|}}~\-{_X}]{{1,128}}@\[[0-9.:a-fA-F]+\])",
 )
 ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
 STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")

@@ -60,10 +60,22 @@ def postfix_available() -> str | None:
     """None when a rig can run here, else the reason why not."""
     for tool in ("postfix", "postconf", "postqueue", "smtp-sink"):
         if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
-            return f"{tool} not installed (apt-get install postfix)"
+            other = other_mta()
+            if other:
+                return f"{other} is this host's MTA, and installing Postfix would remove it (tests/run.sh does not)"
+            return f"{tool} not installed (apt-get install postfix, or bash tests/run.sh)"
     if os.geteuid() != 0:
         return "the Postfix rig needs root"
     return None
+
+
+def other_mta() -> str:
+    """The program behind /usr/sbin/sendmail when it is not Postfix's (Exim, Sendmail, OpenSMTPD ...), else ""."""
+    target = os.path.realpath("/usr/sbin/sendmail")
+    if not os.path.exists(target):
+        return ""
+    name = os.path.basename(target)
+    return "" if name in ("sendmail", "postfix") and os.path.exists("/usr/sbin/postconf") else name
 
 
 def free_port() -> int:

@@ -163,3 +163,13 @@ def test_auto_reply_kept_when_not_configured(e2e: E2E, token: str) -> None:
     finally:
         e2e.milter.stop()
         e2e.milter.start(auto_reply="discard")
+
+
+def test_forged_bounce_headers_are_replaced_by_ours(e2e: E2E, token: str) -> None:
+    # A sender cannot make the bounce mailbox believe its own X-Bounce-* claims: only ours arrive.
+    forged = b"X-Bounce-Kind: complaint\r\nX-Bounce-Recipient: victim@example.com\r\nx-bounce-kind: x\r\n"
+    code, reply, _ = e2e.send("", [BOUNCES], forged + M.hard_bounce(token))
+    assert code == 250, reply
+    delivered = _headers(e2e.wait_file("bounces", token))
+    assert delivered.get_all("X-Bounce-Kind") == ["bounce"]
+    assert delivered.get_all("X-Bounce-Recipient") == ["alice@example.org"]

@@ -454,7 +454,7 @@ def detect_mcafee(msg: Message) -> Detection | None:
 
 # --- SurfControl E-mail Filter ----------------------------------------------------------------------------
 
-_SURF_RCPT = re.compile(r"^Addressed To:\s*(\S+@\S+)\s*$")
+_SURF_RCPT = re.compile(r"^Addressed To:\s*((?=\S*?\S@\S)\S++)\s*$")  # linear (no "@" backtracking)
 _SURF_DIAG = re.compile(r"^[^\s@]+@\S+:\s*\[([0-9.]+)\],\s*(.+)$")
 
 

@@ -39,8 +39,10 @@ _DELAY = re.compile(
     r"has been frozen|was frozen on arrival",
 )
 # "  kijitora@example.jp", "  kijitora@example.jp: forced freeze", "  a@example.com <b@example.net>: malformed ..."
-_RCPT = re.compile(r"^ {2}(?! )(\S+@\S+?)(?::\s*(.*))?$")
-_RCPT_ANGLE = re.compile(r"^ {2}(?! )\S+@\S+\s+<([^<>\s]+@[^<>\s]+)>:\s*(.*)$")
+_RCPT = re.compile(r"^ {2}(?! )(\S{1,64}@\S{1,255}?)(?::\s*(.*))?$")  # bounded like an address: linear
+# the matches of "\S+@\S+\s+<([^<>\s]+@[^<>\s]+)>", without backtracking over every "@" of a long token
+# (quadratic: 87 ms on a 12 kB line of "<gone@<gone@...", found by bench/fuzz_classify.py)
+_RCPT_ANGLE = re.compile(r"^ {2}(?! )(?=\S*?\S@\S)\S++\s+<(?=[^<>\s]*?[^<>\s]@[^<>\s])([^<>\s]++)>:\s*(.*)$")
 _RCPT_OTHER = re.compile(r"^ {2}(?! )(an undisclosed address|save to \S+|pipe to .+|/\S+)$")
 _RCPT_LOCAL = re.compile(r"^ {2}([\w.+\-=]{1,64})\s*$")
 _GENERATED = re.compile(r"^\s+\(?(?:ultimately )?generated (?:from|by) ([^\s)]+)\)?\s*$")

@@ -118,7 +118,7 @@ def detect_opensmtpd(msg: Message) -> Detection | None:
 # --- Courier ---------------------------------------------------------------------------------------
 
 _COURIER_START = ("UNDELIVERABLE MAIL", "DELAYS IN DELIVERING YOUR MESSAGE")
-_COURIER_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
+_COURIER_RCPT = re.compile(r"^<((?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>:\s*$")  # linear (no "@" backtracking)
 _COURIER_HOST = re.compile(r"^\s+(\S+) \[[0-9A-Fa-f.:]+\]:\s*$")
 
 
@@ -217,7 +217,7 @@ def detect_x1(msg: Message) -> Detection | None:
 # --- X3: "This is an automatically generated Delivery Status Notification." -----------------------
 
 _X3_START = "This is an automatically generated Delivery Status Notification."
-_X3_RCPT = re.compile(r"^\s+\*\s+(\S+@\S+)\s*$")
+_X3_RCPT = re.compile(r"^\s+\*\s+((?=\S*?\S@\S)\S++)\s*$")  # linear (no "@" backtracking)
 _X3_DETAIL = re.compile(r"^(?:SMTP:\S+ host (\S+): |Routing: )?(.+)$")
 
 

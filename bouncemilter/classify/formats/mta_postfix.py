@@ -29,7 +29,10 @@ from .mta_common import (
 )
 
 _START = ("This is the mail system at host", "This is the Postfix program at host")
-_RCPT = re.compile(r'^<("[^"<>]{1,128}"@[^<>\s]+|[^<>\s]+@[^<>\s]+)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$')
+# linear: "(?=...@...)[^<>\s]++" matches what "[^<>\s]+@[^<>\s]+" did without backtracking over every "@"
+_RCPT = re.compile(
+    r'^<("[^"<>]{1,128}"@[^<>\s]+|(?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$'
+)
 _SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
 _CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
 _IN_REPLY = re.compile(r"(?<!\s)\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")

@@ -26,7 +26,9 @@ _END = (
     "--- Original message follows",
     "--- Below the next line is a copy of the message",
 )
-_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*(.*)$")
+# "<x@y>:" with an "@" that has a character on each side: a lookahead, then a possessive run. Not
+# "[^<>\s]+@[^<>\s]+", which backtracked over every "@" of an unclosed "<a@a@a@..." line (bench/fuzz_classify.py)
+_RCPT = re.compile(r"^<(?=[^<>\s]*?[^<>\s]@[^<>\s])([^<>\s]++)>:\s*(.*)$")
 _REMOTE = re.compile(
     r"(?:Connected to (\S+) but |^(\S+) (?:does not like recipient|failed on DATA command|failed after I sent)|"
     r"Giving up on (\S+?)\.?$|remote host (\S+) said:)",

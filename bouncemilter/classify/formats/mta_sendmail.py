@@ -45,7 +45,10 @@ _END = (
 )
 _TALKING = re.compile(r"^\.{3} while talking to (\S+?)\.?:\s*$|^While talking to (\S+?)\.?:\s*$", re.I)
 # "550 5.1.1 <kijitora@example.com>... User unknown", "554 <a@example.org>... 550 Host unknown (...)"
-_RESULT = re.compile(r"^(?:([245]\d\d)(?:[ \-]([245]\.\d{1,3}\.\d{1,3}))? )?<([^<>\s]+@[^<>\s]+)>\.\.\.\s*(.*)$")
+# linear: "(?=...@...)[^<>\s]++" matches what "[^<>\s]+@[^<>\s]+" did without backtracking over every "@"
+_RESULT = re.compile(
+    r"^(?:([245]\d\d)(?:[ \-]([245]\.\d{1,3}\.\d{1,3}))? )?<((?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>\.\.\.\s*(.*)$"
+)
 # Sendmail's own lines around the transcript, not the error.
 _NOISE = re.compile(
     r"^(?:Warning: message still undelivered|Will keep trying until|Message could not be delivered for|"
@@ -53,7 +56,7 @@ _NOISE = re.compile(
     r"-----|Original-Recipient:|\.\.\. while talking to|While talking to|>>>|554 5\.0\.0 Service unavailable)",
     re.I,
 )
-_FATAL_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>\s*(?:\(.*\))?\s*$")
+_FATAL_RCPT = re.compile(r"^<((?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>\s*(?:\(.*\))?\s*$")  # linear, as _RESULT
 _REASON = re.compile(r"^\(reason: (.*)\)\s*$")
 _EMPTY_DIAG = re.compile(r"^(?:Deferred:?\s*)?(?:\d{1,3})?$")
 

@@ -28,7 +28,8 @@ _RETURNED = re.compile(r"The error that the other server returned was:\s*", re.I
 _RESPONSE = re.compile(r"The response (?:from the remote server )?was:\s*", re.I)
 _REMOTE = re.compile(r"\sby\s+([\w\-]+(?:\.[\w\-]+)+)\.?\s+\[[0-9.]+\]")
 _BOILERPLATE = re.compile(
-    r"Google tried to deliver your message, but it was rejected by the [^.]*?(?:\[[0-9.]+\])?\.\s*"
+    # "{0,500}": "[^.]*?" scanned to the end of the text after every repetition of the phrase (quadratic)
+    r"Google tried to deliver your message, but it was rejected by the [^.]{0,500}?(?:\[[0-9.]+\])?\.\s*"
     r"|We recommend contacting the other email provider for further information about the cause of this error\.\s*"
     r"|Learn more at https?://\S+\s*",
     re.I,

@@ -14,7 +14,7 @@ from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, exim_blocks, hea
 # --- Yahoo -------------------------------------------------------------------------------
 
 _YAHOO_START = "Sorry, we were unable to deliver your message"
-_YAHOO_RCPT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
+_YAHOO_RCPT = re.compile(r"^<((?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>:\s*$")  # linear (no "@" backtracking)
 _YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
 
 
@@ -73,7 +73,7 @@ def detect_mailru(msg: Message) -> Detection | None:
 
 _UI_DOMAINS = ("gmx.", "kundenserver", "web.de", "1und1", "1and1", "ionos")
 _UI_END = "--- The header of the original message is following. ---"
-_UI_RCPT = re.compile(r'^["<]?([^\s"<>]+@[^\s"<>]+?)[">]?:?$')
+_UI_RCPT = re.compile(r'^["<]?([^\s"<>]{1,64}@[^\s"<>]{1,255}?)[">]?:?$')  # bounded like an address: linear
 _UI_SMTP = re.compile(r"^SMTP error from remote server (?:after|for) [A-Z ]+command[:,]?\s*", re.I)
 _UI_HOST = re.compile(r"^host:\s*([\w.\-]+)(?:\s*\([0-9a-fA-F.:]+\))?\s*(?:reason:\s*)?", re.I)
 _UI_SKIP = re.compile(r"^(?:Reason:|For the following reason:|The following address(?:\(es\))?)\s*$", re.I)

@@ -1,0 +1,141 @@
+"""Lifecycle of the store: prune old rows (personal data), and a consistent online backup.
+
+Both work beside a running milter: prune deletes in small transactions (the milter's writes wait for one
+batch at most, far below its store timeout); backup copies a snapshot in one read transaction, which WAL
+lets the milter write through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .store import fmt_time
+
+PRUNE_BATCH = 1000  # messages per transaction
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such database (give --db or store.db in --config)")
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
+def prune(
+    path: str,
+    days: int,
+    *,
+    with_suppressions: bool = False,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    timeout: float = 5.0,
+    batch: int = PRUNE_BATCH,
+) -> dict[str, Any]:
+    """Delete messages (and their recipients) received more than `days` ago.
+
+    The rows that are the evidence of a current suppression are kept, so that the list can still say why
+    and rebuild-suppressions still finds it. With `with_suppressions`, suppressions last changed before the
+    cutoff go too (with their log), and then their evidence as well: the address may be mailed again.
+    """
+    cutoff = fmt_time((now or datetime.now(UTC)) - timedelta(days=days))
+    conn = _connect(path, timeout)
+    out = {"cutoff": cutoff, "messages": 0, "recipients": 0, "kept_as_evidence": 0, "suppressions": 0}
+    try:
+        if with_suppressions:
+            n = conn.execute("SELECT COUNT(*) FROM suppressions WHERE updated_at < ?", (cutoff,)).fetchone()[0]
+            out["suppressions"] = int(n)
+            if not dry_run:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM suppressions WHERE updated_at < ?", (cutoff,))
+                conn.execute("DELETE FROM suppression_log WHERE at < ?", (cutoff,))
+                conn.execute("COMMIT")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.keep")
+        conn.execute(
+            """INSERT OR IGNORE INTO temp.keep SELECT r.message_id FROM recipients r WHERE r.id IN (
+                   SELECT CAST(e.value AS INTEGER) FROM suppressions s, json_each(s.evidence) e
+                   WHERE s.state = 'suppressed' AND json_valid(s.evidence))"""
+        )
+        out["kept_as_evidence"] = conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE received_at < ? AND id IN (SELECT id FROM temp.keep)", (cutoff,)
+        ).fetchone()[0]
+        doomed = "SELECT id FROM messages WHERE received_at < ? AND id NOT IN (SELECT id FROM temp.keep)"
+        if dry_run:
+            out["messages"] = conn.execute(f"SELECT COUNT(*) FROM ({doomed})", (cutoff,)).fetchone()[0]
+            out["recipients"] = conn.execute(
+                f"SELECT COUNT(*) FROM recipients WHERE message_id IN ({doomed})", (cutoff,)
+            ).fetchone()[0]
+            return out
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [r[0] for r in conn.execute(f"{doomed} LIMIT ?", (cutoff, batch))]
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    out["recipients"] += conn.execute(
+                        f"DELETE FROM recipients WHERE message_id IN ({marks})", ids
+                    ).rowcount
+                    out["messages"] += conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if len(ids) < batch:
+                break
+        return out
+    finally:
+        conn.close()
+
+
+def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -> dict[str, Any]:
+    """A consistent copy of the store at one instant, while the milter writes (sqlite3's backup API).
+
+    A plain `cp` of a WAL database copies the main file without the committed pages still in the -wal
+    file: often an empty or stale database. The copy is written beside `dest`, checked, synced to disk,
+    then renamed into place, so `dest` is never a half-written file. It is a single file (no -wal).
+    """
+    if os.path.exists(dest) and not force:
+        raise FileExistsError(f"{dest}: exists (give --force to replace it)")
+    t0 = time.perf_counter()
+    src = _connect(path, timeout)
+    tmp = f"{dest}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)  # personal data: not world-readable
+    os.close(fd)
+    try:
+        dst = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            src.backup(dst)  # pages=-1: the whole database in one step, i.e. one read snapshot
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"the copy fails its check: {check}")
+            counts = {
+                table: dst.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("messages", "recipients", "suppressions")
+            }
+        finally:
+            dst.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        dirfd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        src.close()
+    return {"dest": dest, "bytes": os.path.getsize(dest), "seconds": round(time.perf_counter() - t0, 3), **counts}
