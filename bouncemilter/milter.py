@@ -1014,7 +1014,8 @@ def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
 
     old = rt.settings
     changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
-    ignored = [name for name in changed if name in RESTART_ONLY]
+    # the [fetch] watcher holds its mailbox connection and settings from the start
+    ignored = [name for name in changed if name in RESTART_ONLY or name.startswith("fetch_")]
     live = replace(new, **{name: getattr(old, name) for name in ignored})
     matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
     policy = Policy.from_settings(live)
@@ -1054,6 +1055,19 @@ def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_
             logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
 
 
+def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callable[[], None] | int | None:
+    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch)."""
+    if not getattr(settings, "fetch_enabled", False):
+        return None
+    from .fetch import FetchError, start_service
+
+    try:
+        return start_service(settings, store, logger)
+    except FetchError as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"fetch: {exc}")
+        return 1
+
+
 def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
 
@@ -1069,6 +1083,10 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     logger, store, metrics = rt.logger, rt.store, rt.metrics
     BounceMilter.runtime = rt
 
+    stop_fetch = _start_fetch(settings, store, logger)  # before listening: a bad [fetch] stops the start
+    if isinstance(stop_fetch, int):
+        store.close()
+        return stop_fetch
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
@@ -1084,6 +1102,8 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
             sock_ident = (st.st_dev, st.st_ino)
     except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
+        if stop_fetch is not None:
+            stop_fetch()
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
@@ -1172,6 +1192,9 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         drained=idle,
         shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
     )
+    if stop_fetch is not None:
+        with contextlib.suppress(Exception):
+            stop_fetch()
     with contextlib.suppress(Exception):
         store.close()
     if metrics is not None:
