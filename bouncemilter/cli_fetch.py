@@ -7,12 +7,14 @@ terminal, a summary on stdout, one line on stderr and a non-zero status for ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -22,7 +24,9 @@ from .cli_common import config_options, echo_json
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
+from .sentlog import SentReader
 from .store import Store, StoreError
+from .verdict import make_domain_checker, make_verifier
 from .verp import BounceMatcher
 
 EXIT_MAILBOX = 1  # connection, TLS, login, folder, lost connection
@@ -183,7 +187,16 @@ def fetch_cmd(
     except StoreError as exc:
         _fail(mailbox, str(exc), EXIT_STORE)
     store.suppressions.policy = Policy.from_settings(settings)
-    recorder = fetch.Recorder(store, settings, matcher)
+    # signed return paths and DNS checks as for `import`: a fetched bounce is judged like one the milter receives
+    sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
+    dns = None
+    try:
+        dns = make_domain_checker(settings)
+        verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
+    except ConfigError as exc:  # the key file changed since the settings were read
+        store.close()
+        raise click.ClickException(str(exc)) from exc
+    recorder = fetch.Recorder(store, settings, matcher, verifier)
     try:
         if watch:
             _watch(mailbox, creds, opts, recorder, interval or settings.fetch_interval)
@@ -192,6 +205,10 @@ def fetch_cmd(
     finally:
         recorder.close()
         store.close()
+        if sent is not None:
+            sent.close()
+        if dns is not None:
+            dns.close()
 
 
 def _fail(mailbox: fetch.MailboxURL, msg: str, status: int) -> Any:
@@ -199,16 +216,20 @@ def _fail(mailbox: fetch.MailboxURL, msg: str, status: int) -> Any:
     sys.exit(status)
 
 
-def _stop_on_signals() -> threading.Event:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGTERM/SIGINT finish the batch in progress (commit, then act on the server), then stop."""
     stop = threading.Event()
 
     def handler(_signum: int, _frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
 
 
 def _once(
@@ -219,11 +240,11 @@ def _once(
     fmt: str,
     db: str,
 ) -> None:
-    stop = _stop_on_signals()
     progress = FetchProgress()
     t0 = time.monotonic()
     try:
-        stats = fetch.fetch_once(mailbox, creds, opts, recorder, progress, stop)
+        with _stop_on_signals() as stop:
+            stats = fetch.fetch_once(mailbox, creds, opts, recorder, progress, stop)
     except fetch.FetchStoreError as exc:
         progress.close()
         _fail(mailbox, f"{exc}; what was committed before stays, run the same command again to continue", EXIT_STORE)
@@ -243,7 +264,6 @@ def _watch(
 ) -> None:
     """JSON log lines on stderr, like the milter's: the command is usually a service (deploy/systemd)."""
     logger = logjson.setup("stderr", "info")
-    stop = _stop_on_signals()
 
     def on_pass(stats: fetch.Stats) -> None:
         if stats.listed:
@@ -266,7 +286,8 @@ def _watch(
     )  # fmt: skip
     logjson.event(logger, logging.INFO, "fetch_start", mailbox=str(mailbox), pid=os.getpid())
     try:
-        watcher.run(stop)
+        with _stop_on_signals() as stop:
+            watcher.run(stop)
     except fetch.FetchError as exc:
         _fail(mailbox, str(exc), EXIT_STORE if isinstance(exc, fetch.FetchStoreError) else EXIT_MAILBOX)
     logjson.event(logger, logging.INFO, "fetch_stop", mailbox=str(mailbox))

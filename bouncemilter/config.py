@@ -133,7 +133,7 @@ class Settings:
     fetch_batch_size: int = 200
     fetch_max_size: int = 1048576
     fetch_timeout: float = 60.0
-    fetch_after: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    fetch_after: Mapping[str, str] = field(default_factory=lambda: _fetch_after({}))  # category -> action
     # signed return paths (bouncemilter.signing); on when secret_file is set
     signing_secret_file: str | None = None
     signing_senders: tuple[str, ...] = ()
@@ -362,7 +362,8 @@ def _fetch_url(v: Any) -> str:
 
     if not isinstance(v, str):
         raise ValueError("must be a string like 'imaps://bounces@example.com@imap.example.com/INBOX'")
-    parse_url(v)
+    if v.strip():  # "" = no mailbox
+        parse_url(v)
     return v.strip()
 
 
@@ -371,8 +372,10 @@ def _fetch_after(v: Any) -> Mapping[str, str]:
 
     if not isinstance(v, dict):
         raise ValueError('must be a table, e.g. [fetch.after] hard = "move:Bounces/Hard"')
+    from .fetch import AFTER_DEFAULTS
+
     after_map(v)
-    return MappingProxyType({k: v[k].strip() for k in v})
+    return MappingProxyType({**AFTER_DEFAULTS, **{k: v[k].strip() for k in v}})
 
 
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.

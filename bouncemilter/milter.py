@@ -1272,7 +1272,8 @@ RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = [reload_trust]
 
 
 def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
-    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout.
+    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout, and
+    through RELOAD_HOOKS the signing keys (read again), [signing] and [dns] (reload_trust).
 
     Sessions in progress are not touched: each callback reads the runtime's current settings and matcher.
     Settings in RESTART_ONLY keep their running value (reported). Returns the changed and the ignored names.
@@ -1284,7 +1285,8 @@ def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
 
     old = rt.settings
     changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
-    ignored = [name for name in changed if name in RESTART_ONLY]
+    # the [fetch] watcher holds its mailbox connection and settings from the start
+    ignored = [name for name in changed if name in RESTART_ONLY or name.startswith("fetch_")]
     live = replace(new, **{name: getattr(old, name) for name in ignored})
     matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
     policy = Policy.from_settings(live)
@@ -1324,6 +1326,26 @@ def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_
             logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
 
 
+def _start_fetch(rt: Runtime) -> Callable[[], None] | int | None:
+    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch). Fetched
+    bounces are verified by the milter's current verifier (keys and sent log as reloaded), with the DNS check
+    given its whole lookup time: nothing waits on a mailbox."""
+    settings, store, logger = rt.settings, rt.store, rt.logger
+    if not getattr(settings, "fetch_enabled", False):
+        return None
+    from .fetch import FetchError, start_service
+
+    def verifier() -> Any:
+        current = rt.verifier
+        return current.waiting(rt.settings.dns_lookup_timeout) if current is not None else None
+
+    try:
+        return start_service(settings, store, logger, verifier)
+    except FetchError as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"fetch: {exc}")
+        return 1
+
+
 def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
 
@@ -1339,6 +1361,10 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     logger, store, metrics = rt.logger, rt.store, rt.metrics
     BounceMilter.runtime = rt
 
+    stop_fetch = _start_fetch(rt)  # before listening: a bad [fetch] stops the start
+    if isinstance(stop_fetch, int):
+        store.close()
+        return stop_fetch
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
@@ -1361,6 +1387,8 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
             sock_ident = (st.st_dev, st.st_ino)
     except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
+        if stop_fetch is not None:
+            stop_fetch()
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
@@ -1449,6 +1477,9 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         drained=idle,
         shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
     )
+    if stop_fetch is not None:
+        with contextlib.suppress(Exception):
+            stop_fetch()
     if rt.sent_log is not None:
         with contextlib.suppress(Exception):
             rt.sent_log.close()  # writes what is queued

@@ -22,7 +22,9 @@ its `SuppressionHook` is in ``Store.hooks`` by default.
 Schema (version 3): views ``recent_bounces``, ``suppression_list``, ``domain_rates``, ``daily_counts`` (for
 Datasette and sqlite3; deploy/datasette/metadata.json describes them).
 
-Schema (version 7, signed return paths): ``messages.verified`` and ``recipients.verified`` (1 proven to answer
+Schema (version 7): ``recipients.reason_rule``, the classifier rule that decided the reason (NULL before).
+
+Schema (version 8, signed return paths): ``messages.verified`` and ``recipients.verified`` (1 proven to answer
 our mail, 0 not, NULL not checked: signing off), ``messages.verification`` (why), ``messages.truncated`` (the
 report had more recipients than were read), ``recipients.note`` (e.g. why a hard claim counts as soft); the
 ``sent`` table (the optional sent log, `bouncemilter.sentlog`); the views gain the verified split.
@@ -311,10 +313,14 @@ _V6 = [
     "INSERT INTO dedup_legacy (last_id) SELECT COALESCE(MAX(id), 0) FROM messages",
 ]
 
-# Version 7: signed return paths (issue #9). NULL verified = not checked (signing off, or a row from before):
+# Version 7 (issue #8): the classifier rule that decided each recipient's reason ("status:5.1.1",
+# "rhost:google/...", 'phrase:userunknown/"no such user"'); NULL for rows stored before, and where no rule applies.
+_V7 = ["ALTER TABLE recipients ADD COLUMN reason_rule TEXT"]
+
+# Version 8: signed return paths (issue #9). NULL verified = not checked (signing off, or a row from before):
 # such rows count as they always did. The views are re-created with the verified split (keeping what versions
-# 4-6 added: recipients.flags, messages.recipients_dropped).
-_V7 = [
+# 4-7 added: recipients.flags and reason_rule, messages.recipients_dropped).
+_V8 = [
     "ALTER TABLE messages ADD COLUMN verified INTEGER",
     "ALTER TABLE messages ADD COLUMN verification TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
@@ -336,9 +342,9 @@ _V7 = [
     "DROP VIEW recent_bounces",
     f"""CREATE VIEW recent_bounces AS
         SELECT r.received_at, r.kind, r.address, r.domain, r.reason, r.hard, r.verified, r.status, r.reply_code,
-               r.action, r.diagnostic, r.remote_mta, r.reported_address, r.note, r.flags, m.verification,
-               m.feedback_type, m.original_subject, m.original_message_id, m.detector, m.queue_id, m.client_name,
-               m.id AS message_row, r.id AS recipient_row
+               r.action, r.diagnostic, r.remote_mta, r.reported_address, r.note, r.flags, r.reason_rule,
+               m.verification, m.feedback_type, m.original_subject, m.original_message_id, m.detector, m.queue_id,
+               m.client_name, m.id AS message_row, r.id AS recipient_row
         FROM recipients r JOIN messages m ON m.id = r.message_id
         WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.received_at >= {_NOW_MINUS.format("-30 days")}
         ORDER BY r.received_at DESC, r.id DESC""",
@@ -368,7 +374,7 @@ _V7 = [
         FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
 ]
 
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7)]
+MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8)]
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -708,9 +714,9 @@ class Store:
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
                 domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, verified, note,
-                original_message_id, flags)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_capped(msg_id, received_at, result.kind, *r[:-1], omid, r[-1]) for r in rows],
+                original_message_id, flags, reason_rule)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [_capped(msg_id, received_at, result.kind, *r[:-2], omid, *r[-2:]) for r in rows],
         )
         for hook in self.hooks:
             hook(conn, msg_id, meta, result, action)
@@ -813,8 +819,9 @@ def verp_addresses(meta: MessageMeta) -> list[str]:
 
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta, verified, note, flags) per affected address (verdict.row_addresses mirrors the address choice).
-    VERP addresses go through the same address check as reported ones (the classifier's are checked already)."""
+    remote_mta, verified, note, flags, reason_rule) per affected address (verdict.row_addresses mirrors the
+    address choice). VERP addresses go through the same address check as reported ones (the classifier's are
+    checked already)."""
     verps = verp_addresses(meta)
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
@@ -839,6 +846,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 _flag(meta.recipient_verified.get(address, meta.verified)),
                 meta.recipient_notes.get(address, ""),
                 _flags(address),
+                r.reason_rule or None,
             )
         )
         seen.add(reported)
@@ -847,7 +855,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         for v in verps:
             if v not in seen:
                 verified = _flag(meta.recipient_verified.get(v, meta.verified))
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", verified, "", _flags(v)))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", verified, "", _flags(v), None))
     return rows
 
 

@@ -27,6 +27,7 @@ keeps `hard` only if DNS agrees (`dnscheck.DomainChecker`); if the domain accept
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,12 @@ class Verifier:
         self.sent = sent
         self.dns = dns  # dnscheck.DomainChecker or None
         self.dns_wait = dns_wait  # seconds the DNS check may add (the milter: [dns] timeout_ms)
+
+    def waiting(self, dns_wait: float) -> Verifier:
+        """This verifier with another DNS wait (a mailbox reader can wait for the whole lookup)."""
+        other = copy.copy(self)
+        other.dns_wait = dns_wait
+        return other
 
     @property
     def active(self) -> bool:

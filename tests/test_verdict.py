@@ -261,3 +261,28 @@ def test_row_addresses_are_the_addresses_the_store_writes(verps: list[str]) -> N
         result = classify(raw)
         meta = make_meta(verp_recipients=verps)
         assert row_addresses(meta, result) == list(dict.fromkeys(r[0] for r in _recipient_rows(meta, result) if r[0]))
+
+
+def test_fetched_bounces_are_verified_like_the_milters(store: Store) -> None:
+    # a hosted mailbox (bouncemilter.fetch) keeps the envelope recipient in X-Original-To: a forged bounce
+    # fetched from it must not suppress either
+    from bouncemilter.fetch import Recorder, Stats
+
+    def delivered(raw: bytes, to: str) -> bytes:
+        return f"Return-Path: <>\r\nX-Original-To: {to}\r\n".encode() + raw
+
+    forged = delivered(M.hard_bounce("f1", "victim@example.org"), "bounces+victim=example.org@test.example")
+    # signed shortly before the bounce's Date (its arrival time, which the token's age is judged at)
+    sent_at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    genuine = delivered(M.hard_bounce("f2", "alice@example.org"), signed("alice@example.org", now=sent_at))
+    recorder = Recorder(store, SETTINGS, MATCHER, lambda: Verifier(KEYS, MATCHER, "record"))  # the milter's way
+    try:
+        assert recorder.commit([("a", forged, len(forged)), ("b", genuine, len(genuine))], Stats()) == {
+            "a": "hard",
+            "b": "hard",
+        }
+    finally:
+        recorder.close()
+    got = {r["address"]: r["verified"] for r in query_rows(store.path, "SELECT address, verified FROM recipients")}
+    assert got == {"victim@example.org": 0, "alice@example.org": 1}
+    assert suppressed(store) == {"alice@example.org"}
