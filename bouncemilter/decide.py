@@ -78,27 +78,26 @@ def log_message(
     **more: Any,
 ) -> None:
     """The one JSON line per handled message (`matches`: the verp.Match of each bounce recipient)."""
+    if not logger.isEnabledFor(level):
+        return
     now = time.perf_counter()
     recipients = [
         {"recipient": r.recipient, "reason": r.reason, "hard": r.hard, "status": r.status} for r in result.recipients
     ]
-    fields = logjson.message_record(
-        queue_id=queue_id,
-        kind="unclassified" if result.error else result.kind,
-        recipients=recipients,
-        action=action,
-        ms=(now - t_eom) * 1000,
-        total_ms=round((now - t0) * 1000, 3),
-        detector=result.detector,
-        envelope_from=envelope_from,
-        bounce_addresses=[m.address for m in matches],
-        verp_recipients=[m.verp_recipient for m in matches if m.verp_recipient],
-        message_id=message_id,
-        size=size,
-        truncated=truncated,
-        internal=internal,
-        **more,
-    )
+    facts = {
+        "total_ms": round((now - t0) * 1000, 3),
+        "detector": result.detector,
+        "envelope_from": envelope_from,
+        "bounce_addresses": [m.address for m in matches],
+        "verp_recipients": [m.verp_recipient for m in matches if m.verp_recipient],
+        "message_id": message_id,
+        "size": size,
+        "truncated": truncated,
+        "internal": internal,
+    }
+    facts.update(more)
     if result.error:
-        fields["error"] = result.error
-    logjson.event(logger, level, "message", **fields)
+        facts["error"] = result.error
+    kind = "unclassified" if result.error else result.kind
+    fields = logjson.message_record(queue_id, kind, recipients, action, (now - t_eom) * 1000, facts)
+    logjson.write(logger, level, "message", fields)
