@@ -422,9 +422,24 @@ def report_digest(raw: bytes) -> str:
     data = raw[: HEADER_BLOCK_MAX + 3 * DIGEST_SPAN].replace(b"\r\n", b"\n")
     end = data.find(b"\n\n")
     body = data[end + 2 :] if end >= 0 else b""
-    lines = _MBOX_QUOTE.sub(b"", body).split(b"\n")
-    text = b"\n".join(line.rstrip() for line in lines).strip(b"\n")[:DIGEST_SPAN]
-    return hashlib.sha256(text).hexdigest()
+    # Each step only where it can change something (a bounce seldom has mbox quoting or trailing blanks):
+    # the regex alone cost 72,000 instructions on a 1.3 KB bounce, the line loop 22,000.
+    if b">From " in body:
+        body = _MBOX_QUOTE.sub(b"", body)
+    if _trailing_blank(body):
+        body = b"\n".join(line.rstrip() for line in body.split(b"\n"))
+    return hashlib.sha256(body.strip(b"\n")[:DIGEST_SPAN]).hexdigest()
+
+
+_BLANKS = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")  # what bytes.rstrip() takes off, "\n" aside
+
+
+def _trailing_blank(body: bytes) -> bool:
+    """Would rstrip() change any line of `body`? (A one-byte search is a memchr: the two-byte one runs only
+    for a blank that occurs at all.)"""
+    if body[-1:] in _BLANKS:
+        return True
+    return any(blank in body and blank + b"\n" in body for blank in _BLANKS)
 
 
 def _field_chunks(head: bytes) -> list[bytes]:
