@@ -20,6 +20,8 @@ HEADER_VALUE_MAX = 200
 
 def bare(addr: str) -> str:
     """`<a@b>` / `a@b` / `<>` -> `a@b` / `a@b` / ``."""
+    if addr[:1] == "<" and addr[-1:] == ">":  # as the MTA passes it: one slice, no strip() of the whole
+        return addr[1:-1].strip()
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
