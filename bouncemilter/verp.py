@@ -46,6 +46,7 @@ class Match:
     address: str  # the recipient, lower-cased addr-spec
     pattern: str  # the BounceAddress.pattern that matched
     verp_recipient: str  # decoded VERP recipient, "" when the address carries none
+    unsubscribe: bool = False  # one of the [unsubscribe] addresses (bouncemilter.unsubscribe), not a return path
 
 
 def _check_domain(domain: str, spec: str) -> None:

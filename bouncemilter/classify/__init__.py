@@ -1,21 +1,24 @@
 """Bounce classification: raw message bytes in, a typed `Classification` out. No I/O.
 
 Order of decision, first match wins:
-1. RFC 5965 feedback report                     -> complaint
+1. RFC 5965 feedback report                     -> complaint (Feedback-Type: opt-out -> opt_out)
 2. a non-standard format detector (formats/)    -> bounce / delay / delivered
 3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
 4. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
-5. RFC 3834 / non-standard auto-reply markers   -> auto_reply
-6. anything else                                -> not_bounce
+5. an unsubscribe request recognisable alone    -> opt_out (Apple's X-Apple-Unsubscribe; optout.py)
+6. RFC 3834 / non-standard auto-reply markers   -> auto_reply
+7. anything else                                -> not_bounce
 A bounce is never an auto-reply: bounces carry Auto-Submitted too, so markers are checked last.
+Mail to a configured unsubscribe address gets one more rule after this order, from whoever knows the envelope
+(`optout.for_unsubscribe_address`): what is still not_bounce is an opt-out.
 """
 
 from __future__ import annotations
 
 import re
 
-from . import address, arf, autoreply, reasons
+from . import address, arf, autoreply, optout, reasons
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -58,6 +61,8 @@ def classify_message(msg: Message) -> Classification:
     complaint = arf.detect(msg)
     if complaint is not None:
         feedback, rows, evidence = complaint
+        if optout.is_opt_out_feedback(feedback):
+            return optout.from_feedback(feedback, rows, evidence, _original(msg, ""))
         return Classification(
             kind="complaint",
             recipients=rows,
@@ -99,6 +104,10 @@ def classify_message(msg: Message) -> Classification:
             return Classification(
                 kind="bounce", detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
             )
+
+    request = optout.detect(msg)
+    if request is not None:
+        return request
 
     found_markers = autoreply.markers(msg)
     if autoreply.is_auto_reply(found_markers):
