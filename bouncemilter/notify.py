@@ -9,10 +9,11 @@ works the outbox in three short steps, none of which holds the database's write 
    rest). Changes made while nothing delivers (the milter stopped, a CLI import) wait in the feed.
 2. **claim**: the rows due (not delivered, ``next_attempt_at`` reached, not claimed by another sender) are
    claimed for the length of a request, so that the milter and a cron run never post the same row at once.
-3. **post** each, in order; a 2xx answer marks it delivered. Anything else (refused, timeout, TLS, a 4xx/5xx,
-   a redirect) records the error on the row, puts its next attempt off (``retry_min``, doubled per attempt up to
-   ``retry_max``), logs it, and ends the pass: the sender waits as long before trying again, so a receiver that
-   is down is not hammered. A delivery is never given up.
+3. **post** each, in order; a 2xx answer marks it delivered. Anything else records the error on the row, puts
+   its next attempt off (``retry_min``, doubled per attempt up to ``retry_max``) and logs it. When the receiver
+   as a whole is unavailable (no answer: refused, timeout, TLS; or a 5xx, 408, 429) the rows behind it wait as
+   long and the pass ends, so that they arrive in order and a receiver that is down is not hammered; a 4xx or a
+   redirect concerns that one request, and the others go on. A delivery is never given up.
 
 So nothing is lost across restarts or outages: a suppression is in the feed as soon as it is committed, and in
 the outbox until the receiver said 2xx. Delivery is at least once: a sender that dies after the receiver got
@@ -78,6 +79,15 @@ def read_secret(path: str) -> bytes:
 def backoff(attempts: int, lo: float, hi: float) -> float:
     """Seconds before the next attempt after `attempts` failures: lo, 2 lo, 4 lo ... at most hi."""
     return min(hi, lo * (2 ** min(max(attempts - 1, 0), 40)))
+
+
+def _receiver_down(error: str) -> bool:
+    """No answer, a 5xx, 408 or 429: the receiver as a whole cannot take anything now. (A 4xx or a redirect is
+    about this request: the others may still go.)"""
+    if error.startswith("no answer"):
+        return True
+    code = error.removeprefix("HTTP ").partition(":")[0]
+    return code.isdigit() and (int(code) >= 500 or int(code) in (408, 429))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -268,7 +278,7 @@ class Notifier:
     # -- one pass -----------------------------------------------------------------------------------------------
 
     def run_once(self, retry_now: bool = False, stop: threading.Event | None = None) -> PassResult:
-        """Queue what is new, post what is due (in order; the first failure ends the pass). Raises NotifyError
+        """Queue what is new, post what is due (in order; a receiver that is down ends the pass). Raises NotifyError
         when no secret can be read, sqlite3.Error when the database fails: nothing is lost either way."""
         out = PassResult()
         conn = self._connect()
@@ -303,14 +313,26 @@ class Notifier:
                     continue
                 attempts = row["attempts"] + 1
                 wait = backoff(attempts, self.settings.notify_retry_min, self.settings.notify_retry_max)
+                later = fmt_time(now + timedelta(seconds=wait))
                 self._settle(
                     conn,
                     """UPDATE notify_outbox SET attempts = ?, last_attempt_at = ?, last_error = ?, next_attempt_at = ?,
                            claimed_until = NULL WHERE id = ?""",
-                    (attempts, fmt_time(now), error[:500], fmt_time(now + timedelta(seconds=wait)), row["id"]),
+                    (attempts, fmt_time(now), error[:500], later, row["id"]),
                 )
-                self._release(conn, [r["id"] for r in rows[i + 1 :]])
-                self.failures += 1
+                down = _receiver_down(error)
+                if down:
+                    # the receiver is down or overloaded: the rest wait as long, so that they arrive in order after
+                    # this one, and the receiver is not hammered
+                    rest = [r["id"] for r in rows[i + 1 :]]
+                    self._release(conn, rest)
+                    self._settle(
+                        conn,
+                        """UPDATE notify_outbox SET next_attempt_at = MAX(next_attempt_at, ?)
+                           WHERE delivered_at IS NULL AND id != ?""",
+                        (later, row["id"]),
+                    )
+                    self.failures += 1
                 out.failed += 1
                 out.error = error
                 waiting = self.waiting(conn)
@@ -325,7 +347,8 @@ class Notifier:
                     retry_in=wait,
                     waiting=waiting,
                 )
-                break
+                if down:
+                    break
             out.waiting = self.waiting(conn)
             return out
         finally:

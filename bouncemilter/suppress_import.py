@@ -36,19 +36,25 @@ from .suppressions import address_flags
 BATCH = 2000
 _ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
 _ALIASES = {
-    "address": {"address", "email", "emailaddress", "mail", "recipient", "emailaddr", "subscriber", "to"},
+    "address": {
+        "address", "email", "emailaddress", "mail", "recipient", "emailaddr", "subscriber", "to",
+        "adresse", "emailadresse", "courriel", "correo", "correoelectronico",  # German, French, Spanish exports
+    },
     "reason": {
         "reason", "type", "category", "status", "suppressionreason", "suppressiontype", "unsubreason", "bouncetype",
-        "bouncereason", "description", "source",
+        "bouncereason", "description", "source", "grund", "ursache", "motif", "raison", "motivo", "razon",
     },
     "date": {
         "date", "created", "createdat", "timestamp", "time", "suppressedat", "unsubtime", "datesuppressed", "dateadded",
-        "added", "lastchanged", "when", "optouttime", "cleantime", "bouncedat", "unsubscribedat",
+        "added", "lastchanged", "when", "optouttime", "cleantime", "bouncedat", "unsubscribedat", "datum", "fecha",
     },
 }  # fmt: skip
 # reason text -> category; the first that matches wins (an unsubscribe is asked for, whatever else it says)
 _CATEGORY_RULES = (
-    ("opt-out", re.compile(r"unsub|opt.?out|list.?unsubscribe|abmeld|abbestell|d[ée]sabonn|d[ée]sinscri|baja", re.I)),
+    (
+        "opt-out",
+        re.compile(r"unsub|opt.?out|abmeld|abgemeldet|abbestell|ausgetragen|d[ée]sabonn|d[ée]sinscri|baja", re.I),
+    ),
     ("complaint", re.compile(r"complain|spam|abuse|\bfbl\b|feedback", re.I)),
     ("soft", re.compile(r"\bsoft", re.I)),
     ("hard", re.compile(r"bounce|\bhard|invalid|undeliver|does not exist|no such|unknown", re.I)),
@@ -221,7 +227,7 @@ def parse(data: bytes, now: datetime | None = None, category: str = "") -> Parse
         checked = canonical(raw.strip().strip("<>").removeprefix("mailto:"))
         if not checked.address or not _ADDRESS_RE.match(checked.address):
             note = f" ({checked.note})" if checked.note else ""
-            out.skipped.append(Skip(line, f"not an email address: {show(raw)!r}{note}", cells))
+            out.skipped.append(Skip(line, f"not an email address: '{show(raw)}'{note}", cells))
             continue
         if checked.address in seen:
             out.skipped.append(Skip(line, f"{checked.address} repeats line {seen[checked.address]}", cells))
