@@ -7,12 +7,14 @@ terminal, a summary on stdout, one line on stderr and a non-zero status for ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -199,16 +201,20 @@ def _fail(mailbox: fetch.MailboxURL, msg: str, status: int) -> Any:
     sys.exit(status)
 
 
-def _stop_on_signals() -> threading.Event:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGTERM/SIGINT finish the batch in progress (commit, then act on the server), then stop."""
     stop = threading.Event()
 
     def handler(_signum: int, _frame: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
 
 
 def _once(
@@ -219,11 +225,11 @@ def _once(
     fmt: str,
     db: str,
 ) -> None:
-    stop = _stop_on_signals()
     progress = FetchProgress()
     t0 = time.monotonic()
     try:
-        stats = fetch.fetch_once(mailbox, creds, opts, recorder, progress, stop)
+        with _stop_on_signals() as stop:
+            stats = fetch.fetch_once(mailbox, creds, opts, recorder, progress, stop)
     except fetch.FetchStoreError as exc:
         progress.close()
         _fail(mailbox, f"{exc}; what was committed before stays, run the same command again to continue", EXIT_STORE)
@@ -243,7 +249,6 @@ def _watch(
 ) -> None:
     """JSON log lines on stderr, like the milter's: the command is usually a service (deploy/systemd)."""
     logger = logjson.setup("stderr", "info")
-    stop = _stop_on_signals()
 
     def on_pass(stats: fetch.Stats) -> None:
         if stats.listed:
@@ -266,7 +271,8 @@ def _watch(
     )  # fmt: skip
     logjson.event(logger, logging.INFO, "fetch_start", mailbox=str(mailbox), pid=os.getpid())
     try:
-        watcher.run(stop)
+        with _stop_on_signals() as stop:
+            watcher.run(stop)
     except fetch.FetchError as exc:
         _fail(mailbox, str(exc), EXIT_STORE if isinstance(exc, fetch.FetchStoreError) else EXIT_MAILBOX)
     logjson.event(logger, logging.INFO, "fetch_stop", mailbox=str(mailbox))

@@ -130,7 +130,7 @@ class Settings:
     fetch_batch_size: int = 200
     fetch_max_size: int = 1048576
     fetch_timeout: float = 60.0
-    fetch_after: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    fetch_after: Mapping[str, str] = field(default_factory=lambda: _fetch_after({}))  # category -> action
     # unsubscribe requests by mail (issue #11): mail to these is an opt-out unless a bounce or an auto-reply
     unsubscribe_addresses: tuple[BounceAddress, ...] = ()
     # the suppression webhook (bouncemilter.notify): each new suppression POSTed, HMAC-signed, from an outbox
@@ -308,7 +308,8 @@ def _fetch_url(v: Any) -> str:
 
     if not isinstance(v, str):
         raise ValueError("must be a string like 'imaps://bounces@example.com@imap.example.com/INBOX'")
-    parse_url(v)
+    if v.strip():  # "" = no mailbox
+        parse_url(v)
     return v.strip()
 
 
@@ -328,8 +329,10 @@ def _fetch_after(v: Any) -> Mapping[str, str]:
 
     if not isinstance(v, dict):
         raise ValueError('must be a table, e.g. [fetch.after] hard = "move:Bounces/Hard"')
+    from .fetch import AFTER_DEFAULTS
+
     after_map(v)
-    return MappingProxyType({k: v[k].strip() for k in v})
+    return MappingProxyType({**AFTER_DEFAULTS, **{k: v[k].strip() for k in v}})
 
 
 # section.key -> (Settings field, validator). The order is the order of conf/bouncemilter.toml.

@@ -6,7 +6,7 @@ suppression policy) with the envelope facts the mailbox kept (`ingest.mailbox_en
 message gets the same row and the same idempotency key as an imported one.
 
 Order of work per batch of messages, which is what makes a crash harmless:
-  1. read the batch (IMAP: headers first, then the bodies of the messages the store does not have yet),
+  1. read the batch (at most max_size bytes of each message),
   2. commit its rows (one transaction),
   3. only then act on the server: leave, mark seen, move to a folder or delete, per kind (`AFTER_DEFAULTS`).
 A crash between 2 and 3 leaves the messages where they were; the next run finds their rows by their
@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import ingest
 from .classify import Classification
-from .store import Store, StoreError, dedup_key
+from .store import Store, StoreError
 
 FETCH_ACTION = "fetched"  # `messages.action` of fetched rows (the milter's are accept/discard, import's "imported")
 BATCH = 200  # messages per UID range / per store transaction
@@ -65,9 +65,6 @@ AFTER_DEFAULTS: dict[str, str] = {
     "delivered": "move:Bounces/Unrecognised",
     "unrecognised": "move:Bounces/Unrecognised",
 }
-# The headers that make the idempotency key (ingest.mailbox_envelope); fetched first so that a message the
-# store already has is not downloaded again.
-KEY_HEADERS = "MESSAGE-ID RETURN-PATH X-ORIGINAL-TO DELIVERED-TO TO CC"
 
 
 class FetchError(Exception):
@@ -298,7 +295,7 @@ class Stats:
 
 
 class _StoredRows:
-    """What the store already has: idempotency key -> row, and a row's category (a reader connection)."""
+    """The category of rows the store already has (a reader connection)."""
 
     def __init__(self, path: str, timeout: float) -> None:
         self.path = path
@@ -310,33 +307,10 @@ class _StoredRows:
             self._conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
         return self._conn
 
-    def categories(self, keys: Sequence[str]) -> dict[str, str]:
-        """key -> category of the stored row, for the keys the store has."""
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        sql = (
-            "SELECT m.dedup_key, m.kind, m.error, COALESCE(MAX(r.hard), 0) FROM messages m "
-            f"LEFT JOIN recipients r ON r.message_id = m.id WHERE m.dedup_key IN ({marks}) GROUP BY m.id"
-        )
-        try:
-            return {k: _stored_category(kind, err, hard) for k, kind, err, hard in self._db().execute(sql, list(keys))}
-        except sqlite3.Error as exc:
-            raise FetchStoreError(f"{self.path}: cannot read the store: {exc}") from None
-
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _key_of(raw: bytes, matcher: Any) -> str | None:
-    """The idempotency key a message will be stored under (ingest.build_meta's), or None if the headers
-    alone cannot tell (no Message-ID: the key is a digest of the whole message)."""
-    env = ingest.mailbox_envelope(raw, matcher)
-    if not env.message_id:
-        return None
-    return dedup_key(ingest.build_meta(raw, env))
 
 
 class Recorder:
@@ -347,12 +321,6 @@ class Recorder:
         self.settings = settings
         self.matcher = matcher
         self.rows = _StoredRows(store.path, store.timeout)
-
-    def known(self, headers: Mapping[Any, bytes]) -> dict[Any, str]:
-        """ref -> category for the messages (given by their key headers) that the store already has."""
-        keys = {ref: _key_of(raw, self.matcher) for ref, raw in headers.items()}
-        found = self.rows.categories([k for k in set(keys.values()) if k])
-        return {ref: found[k] for ref, k in keys.items() if k in found}
 
     def commit(self, messages: Sequence[tuple[Any, bytes, int]], stats: Stats) -> dict[Any, str]:
         """Record (ref, raw, full size) messages in one transaction; ref -> category once committed."""

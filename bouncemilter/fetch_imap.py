@@ -1,10 +1,9 @@
 """IMAP for `bouncemilter.fetch`: one logged-in connection with the folder selected, read in UID batches.
 
 imaplib from the standard library speaks the protocol; what it lacks before Python 3.14 is written here:
-IDLE (RFC 2177), modified UTF-7 folder names, and parsing FETCH results by UID. Per batch: the key headers
-of every message (BODY.PEEK[HEADER.FIELDS]), the bodies (BODY.PEEK[]<0.N>, capped) only of those the store
-does not have, one commit, then STORE/MOVE/EXPUNGE grouped per action. PEEK never sets \\Seen, so a message
-is marked seen only by an action, after its rows are committed.
+IDLE (RFC 2177), modified UTF-7 folder names, and parsing FETCH results by UID. Per batch: one FETCH of the
+messages (BODY.PEEK[]<0.N>, capped), one commit, then STORE/MOVE/EXPUNGE grouped per action. PEEK never sets
+\\Seen, so a message is marked seen only by an action, after its rows are committed.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .fetch import (
-    KEY_HEADERS,
     Credentials,
     FetchError,
     MailboxURL,
@@ -264,19 +262,14 @@ class ImapSession:
         return parse_fetch(data)
 
     def _batch(self, uids: Sequence[int], recorder: Recorder, stats: Stats) -> None:
-        heads = self._fetch(uids, f"(UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADERS})])")
-        known = recorder.known({uid: head for uid, (head, _) in heads.items()})
-        stats.already += len(known)
-        todo = [uid for uid in uids if uid in heads and uid not in known]
+        cap = self.opts.max_size
         messages: list[tuple[int, bytes, int]] = []
-        if todo:
-            cap = self.opts.max_size
-            for uid, (raw, size) in sorted(self._fetch(todo, f"(UID RFC822.SIZE BODY.PEEK[]<0.{cap}>)").items()):
-                if size > cap:
-                    stats.truncated += 1
-                messages.append((uid, raw, size if size >= 0 else len(raw)))
+        for uid, (raw, size) in sorted(self._fetch(uids, f"(UID RFC822.SIZE BODY.PEEK[]<0.{cap}>)").items()):
+            if size > cap:
+                stats.truncated += 1
+            messages.append((uid, raw, size if size >= 0 else len(raw)))
         done = recorder.commit(messages, stats)  # committed: from here on the server may be changed
-        self._act({**known, **done}, stats)
+        self._act(done, stats)
 
     def _act(self, categories: Mapping[int, str], stats: Stats) -> None:
         groups: dict[tuple[str, str], list[int]] = {}

@@ -1,6 +1,6 @@
 """POP3 for `bouncemilter.fetch`: one logged-in connection, a snapshot of the maildrop per session.
 
-poplib from the standard library speaks the protocol; RETR and TOP are read here instead (poplib keeps a
+poplib from the standard library speaks the protocol; RETR is read here instead (poplib keeps a
 whole message in memory and rejects lines over 2,048 bytes, which real mail has): at most `max_size` bytes
 are kept, the rest is read off the wire and dropped. POP3 has no folders and no flags: after its rows are
 committed a message is left or deleted, and deletions take effect at QUIT, so a connection lost before it
@@ -83,7 +83,7 @@ class Pop3Session:
         try:
             if creds.token_file:
                 resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(xoauth2(url.user, creds.token())).decode())
-                if resp.startswith(b"+"):  # an error challenge: answer empty to get the final -ERR
+                if not resp.startswith(b"+OK"):  # "+ challenge" (RFC 7628: an error): answer empty for the -ERR
                     conn._shortcmd("")
             else:
                 assert creds.password is not None
@@ -173,26 +173,17 @@ class Pop3Session:
                 progress.advance(len(batch))
 
     def _batch(self, batch: Sequence[tuple[int, str, int]], recorder: Recorder, stats: Stats) -> None:
-        heads: dict[int, bytes] = {}
-        for num, _uid, _size in batch:
-            try:
-                heads[num] = self._multiline(f"TOP {num} 0", 1 << 20)
-            except poplib.error_proto:
-                break  # TOP is optional in POP3: without it every message is downloaded
-        known = recorder.known(heads)
-        stats.already += len(known)
         messages = []
         for num, _uid, size in batch:
-            if num not in known:
-                raw = self._multiline(f"RETR {num}", self.opts.max_size)
-                if size > self.opts.max_size:
-                    stats.truncated += 1
-                messages.append((num, raw, size))
+            raw = self._multiline(f"RETR {num}", self.opts.max_size)
+            if size > self.opts.max_size:
+                stats.truncated += 1
+            messages.append((num, raw, size))
         done = recorder.commit(messages, stats)
         conn = self.conn
         assert conn is not None
         for num, uid, _size in batch:
-            verb, _ = self.opts.after[{**known, **done}[num]]
+            verb, _ = self.opts.after[done[num]]
             if verb == "delete":
                 conn.dele(num)
                 stats.deleted += 1

@@ -1016,7 +1016,8 @@ def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
 
     old = rt.settings
     changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
-    ignored = [name for name in changed if name in RESTART_ONLY]
+    # the [fetch] watcher holds its mailbox connection and settings from the start
+    ignored = [name for name in changed if name in RESTART_ONLY or name.startswith("fetch_")]
     live = replace(new, **{name: getattr(old, name) for name in ignored})
     matcher = build_matcher(live)
     policy = Policy.from_settings(live)
@@ -1074,6 +1075,19 @@ def start_notifier(rt: Runtime) -> tuple[threading.Event, threading.Thread | Non
     return stop, thread
 
 
+def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callable[[], None] | int | None:
+    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch)."""
+    if not getattr(settings, "fetch_enabled", False):
+        return None
+    from .fetch import FetchError, start_service
+
+    try:
+        return start_service(settings, store, logger)
+    except FetchError as exc:
+        logjson.event(logger, logging.ERROR, "start_failed", f"fetch: {exc}")
+        return 1
+
+
 def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any] | None = None) -> int:
     """Run the milter until SIGTERM/SIGINT; returns (or exits with) the exit status.
 
@@ -1089,6 +1103,10 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     logger, store, metrics = rt.logger, rt.store, rt.metrics
     BounceMilter.runtime = rt
 
+    stop_fetch = _start_fetch(settings, store, logger)  # before listening: a bad [fetch] stops the start
+    if isinstance(stop_fetch, int):
+        store.close()
+        return stop_fetch
     _register(settings)
     _milter.setconn(spec.libmilter)
     sock_ident: tuple[int, int] | None = None
@@ -1104,6 +1122,8 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
             sock_ident = (st.st_dev, st.st_ino)
     except (OSError, _milter.error, KeyError, SocketBusy) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot listen on {settings.socket}: {exc}")
+        if stop_fetch is not None:
+            stop_fetch()
         return 1
     nodelay = set_listener_nodelay(spec.port) if spec.kind != "unix" else 0
 
@@ -1193,6 +1213,9 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         drained=idle,
         shutdown_ms=round((time.perf_counter() - t_stop) * 1000, 1),
     )
+    if stop_fetch is not None:
+        with contextlib.suppress(Exception):
+            stop_fetch()
     notify_stop.set()
     if notifier_thread is not None:  # a POST in flight gets its answer recorded, so it is not posted again
         notifier_thread.join(float(rt.settings.notify_timeout) + 1.0)

@@ -318,7 +318,7 @@ def _notify_stuck(conn: sqlite3.Connection, now: datetime) -> int:
     try:
         sql = "SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL AND created_at < ?"
         return int(conn.execute(sql, (fmt_time(now - timedelta(hours=1)),)).fetchone()[0])
-    except sqlite3.OperationalError:  # a database from before migration 7
+    except sqlite3.OperationalError:  # a database from before migration 8
         return 0
 
 

@@ -1,4 +1,4 @@
-"""Store migration 7 (issue #11): opt-outs, the suppression feed and the webhook outbox.
+"""Store migration 8 (issue #11): opt-outs, the suppression feed and the webhook outbox.
 
 Kept beside store.py (which lists it in MIGRATIONS) because it is long; it imports nothing of the package.
 
@@ -124,7 +124,7 @@ def widen_source_check(conn: sqlite3.Connection) -> None:
     if m is None or "'opt-out'" in m.group(1):
         return
     create = row[0][: m.end(1)] + ", 'opt-out'" + row[0][m.end(1) :]
-    create = re.sub(r"^CREATE TABLE\s+(?:\"suppressions\"|suppressions)", "CREATE TABLE suppressions_v7", create)
+    create = re.sub(r"^CREATE TABLE\s+(?:\"suppressions\"|suppressions)", "CREATE TABLE suppressions_new", create)
     indexes = [
         sql
         for (sql,) in conn.execute(
@@ -137,16 +137,16 @@ def widen_source_check(conn: sqlite3.Connection) -> None:
     for name, _ in views:
         conn.execute(f'DROP VIEW "{name}"')
     conn.execute(create)
-    conn.execute("INSERT INTO suppressions_v7 SELECT * FROM suppressions")
+    conn.execute("INSERT INTO suppressions_new SELECT * FROM suppressions")
     conn.execute("DROP TABLE suppressions")
-    conn.execute("ALTER TABLE suppressions_v7 RENAME TO suppressions")
+    conn.execute("ALTER TABLE suppressions_new RENAME TO suppressions")
     for sql in indexes:
         conn.execute(sql)
     for _, sql in views:
         conn.execute(sql)
 
 
-def migrate_v7(conn: sqlite3.Connection) -> None:
+def migrate_v8(conn: sqlite3.Connection) -> None:
     widen_source_check(conn)
     for sql in (*FEED_DDL, *OUTBOX_DDL, *VIEWS_DDL):
         conn.execute(sql)

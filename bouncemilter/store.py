@@ -22,6 +22,8 @@ its `SuppressionHook` is in ``Store.hooks`` by default.
 Schema (version 3): views ``recent_bounces``, ``suppression_list``, ``domain_rates``, ``daily_counts`` (for
 Datasette and sqlite3; deploy/datasette/metadata.json describes them).
 
+Schema (version 7): ``recipients.reason_rule``, the classifier rule that decided the reason (NULL before).
+
 Why these choices:
 - Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
   ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
@@ -57,7 +59,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .classify.address import canonical, lookalike
-from .schema_optout import migrate_v7
+from .schema_optout import migrate_v8
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -303,9 +305,15 @@ _V6 = [
     "INSERT INTO dedup_legacy (last_id) SELECT COALESCE(MAX(id), 0) FROM messages",
 ]
 
-# Version 7 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
+# Version 7 (issue #8): the classifier rule that decided each recipient's reason ("status:5.1.1",
+# "rhost:google/...", 'phrase:userunknown/"no such user"'); NULL for rows stored before, and where no rule applies.
+_V7 = ["ALTER TABLE recipients ADD COLUMN reason_rule TEXT"]
+
+# Version 8 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
 # triggers), the webhook outbox and the opt-out views; see schema_optout.py.
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, migrate_v7)]
+MIGRATIONS: list[Migration] = [
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, migrate_v8)
+]  # fmt: skip
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -341,6 +349,9 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # a schema change rewrites many pages once: fold them into the file step by step rather than let the WAL
+        # hold every step (a new database's WAL was larger than the database itself)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     return version
 
 
@@ -640,9 +651,10 @@ class Store:
         omid = original.message_id if original else ""
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id, flags)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_capped(msg_id, received_at, result.kind, *r[:-1], omid, r[-1]) for r in rows],
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id, flags,
+                reason_rule)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [_capped(msg_id, received_at, result.kind, *r[:-2], omid, *r[-2:]) for r in rows],
         )
         for hook in self.hooks:
             hook(conn, msg_id, meta, result, action)
@@ -683,8 +695,8 @@ def _json_list(items: object) -> str:
 
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta, flags) per affected address. VERP addresses go through the same address check as reported ones
-    (the classifier's are checked already)."""
+    remote_mta, flags, reason_rule) per affected address. VERP addresses go through the same address check as
+    reported ones (the classifier's are checked already)."""
     verps = list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
@@ -707,6 +719,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 r.diagnostic,
                 r.remote_mta,
                 _flags(address),
+                r.reason_rule or None,
             )
         )
         seen.add(reported)
@@ -714,7 +727,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         # the report names nobody: the VERP addresses tell us which subscribers it is about
         for v in verps:
             if v not in seen:
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", _flags(v)))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", _flags(v), None))
     return rows
 
 

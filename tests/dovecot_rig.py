@@ -6,9 +6,10 @@ free loopback ports (imap with STARTTLS, imaps, pop3 with STLS, pop3s), so it ne
 Dovecot on 143/993. All processes run as the user running the tests (no chroot, no privilege drop), which
 lets the same rig run as root in CI and as an ordinary user on a laptop.
 
-Users: `bounces` (password `s3cret`) and, for XOAUTH2, any user whose bearer token the rig's small token
-server (loopback HTTP, Dovecot's oauth2 passdb asks it) knows. Usable from the command line too:
-    python tests/dovecot_rig.py DIR      (start, print the ports, wait for Ctrl-C)
+Users: any name, password `s3cret` (each test takes a user of its own: a mailbox of its own), and for XOAUTH2
+any user whose bearer token the rig's small token server (loopback HTTP, Dovecot's oauth2 passdb asks it)
+knows. `Proxy` stands between a client and the rig to cut or freeze a connection at a chosen byte.
+From the command line: `python tests/dovecot_rig.py` starts one, prints its ports and waits for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ ssl_key = <{d}/server.key
 ssl_dh = </usr/share/dovecot/dh.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
+auth_failure_delay = 0
 auth_mechanisms = plain login xoauth2 oauthbearer
 passdb {{
-  driver = passwd-file
+  driver = static
   mechanisms = plain login
-  args = scheme=PLAIN username_format=%u {d}/users
+  args = password={password}
 }}
 passdb {{
   driver = oauth2
@@ -214,7 +216,6 @@ class Dovecot:
         for sub in ("run", "state", "mail", "home"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         make_certificates(d)
-        (d / "users").write_text(f"{USER}:{PASSWORD}\n")
         _TokenHandler.tokens = self.tokens
         self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
@@ -232,7 +233,8 @@ class Dovecot:
             os.chown(d / sub, self.uid, self.gid)
         ports = {"imap": self.imap, "imaps": self.imaps, "pop3": self.pop3, "pop3s": self.pop3s}
         users = {"internal": internal, "internal_group": internal_group, "login": login}
-        self.conf.write_text(CONF.format(d=d, tag=os.getpid(), uid=self.uid, gid=self.gid, **users, **ports))
+        ids = {"uid": self.uid, "gid": self.gid, "tag": os.getpid(), "password": PASSWORD}
+        self.conf.write_text(CONF.format(d=d, **ids, **users, **ports))
         self.proc = subprocess.Popen(
             ["dovecot", "-F", "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
@@ -324,6 +326,61 @@ class Dovecot:
             imap.logout()
 
 
+class Proxy:
+    """A loopback TCP relay to `port` that cuts (closes both sides) or freezes (stops relaying, keeps the
+    sockets open) a connection once the server has sent `after` bytes on it. Byte counts work through TLS."""
+
+    def __init__(self, port: int, after: int, mode: str = "cut") -> None:
+        self.target = port
+        self.after = after
+        self.mode = mode
+        self.tripped = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_server and self.after >= 0 and sent + len(data) > self.after:
+                    dst.sendall(data[: self.after - sent])
+                    self.tripped.set()
+                    if self.mode == "cut":
+                        for s in (src, dst):
+                            with contextlib.suppress(OSError):
+                                s.shutdown(socket.SHUT_RDWR)
+                    return  # frozen: nothing more goes either way from this side
+                if self.tripped.is_set() and self.mode == "freeze":
+                    return
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._server.close()
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
 def _world_readable_tempdir() -> Path:
     # Not below pytest's tmp_path: that is mode 0700, and as root Dovecot's login processes run as
     # dovenull and must reach the sockets in base_dir.
@@ -341,9 +398,7 @@ def _port_open(port: int) -> bool:
 
 
 if __name__ == "__main__":
-    import sys
-
-    rig = Dovecot(Path(sys.argv[1])).start()
+    rig = Dovecot().start()
     print(f"imap {rig.imap} imaps {rig.imaps} pop3 {rig.pop3} pop3s {rig.pop3s} ca {rig.ca}")
     try:
         signal.pause()

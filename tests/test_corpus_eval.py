@@ -34,11 +34,11 @@ def test_recipient_recall_and_precision(figures: dict) -> None:
 
 
 def test_reason_accuracy(figures: dict) -> None:
-    assert figures["reason_accuracy"] >= 0.85, figures
+    assert figures["reason_accuracy"] >= 0.95, figures
 
 
 def test_hard_flag_agreement(figures: dict) -> None:
-    assert figures["hard_agreement"] >= 0.95, figures
+    assert figures["hard_agreement"] >= 0.98, figures
 
 
 def test_no_exceptions_and_no_false_bounces(figures: dict) -> None:

@@ -292,7 +292,7 @@ def test_feed_sees_every_path_that_changes_the_list(store: Store, db: Path) -> N
 def test_migration_seeds_the_feed_with_the_list_and_widens_the_source(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, [m for m in MIGRATIONS if m[0] < 7])
+    migrate(conn, [m for m in MIGRATIONS if m[0] < 8])
     conn.execute(
         """INSERT INTO suppressions (address, state, source, category, summary, suppressed_at, created_at,
                updated_at) VALUES ('old@example.org', 'suppressed', 'policy', 'hard', 'hard bounce', '2025-01-01',

@@ -1,14 +1,18 @@
 """Bounce classification: raw message bytes in, a typed `Classification` out. No I/O.
 
 Order of decision, first match wins:
-1. RFC 5965 feedback report                     -> complaint (Feedback-Type: opt-out -> opt_out)
+1. RFC 5965 feedback report, JMRP complaint     -> complaint (Feedback-Type: opt-out -> opt_out)
 2. a non-standard format detector (formats/)    -> bounce / delay / delivered
 3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
-4. DSN fields written as text, then the generic text reader (only for mail that looks like
+4. a feedback report that is not RFC 5965 (X-ARF, complaint forwards, SpamCop reports, ARF
+   fields in the text)                          -> complaint
+5. a read receipt (RFC 8098 MDN, Outlook "Read:"), a challenge-response / sender-verification /
+   "whitelist me" request                       -> auto_reply
+6. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
-5. an unsubscribe request recognisable alone    -> opt_out (Apple's X-Apple-Unsubscribe; optout.py)
-6. RFC 3834 / non-standard auto-reply markers   -> auto_reply
-7. anything else                                -> not_bounce
+7. an unsubscribe request recognisable alone    -> opt_out (Apple's X-Apple-Unsubscribe; optout.py)
+8. RFC 3834 / non-standard auto-reply markers   -> auto_reply
+9. anything else                                -> not_bounce
 A bounce is never an auto-reply: bounces carry Auto-Submitted too, so markers are checked last.
 Mail to a configured unsubscribe address gets one more rule after this order, from whoever knows the envelope
 (`optout.for_unsubscribe_address`): what is still not_bounce is an opt-out.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from . import address, arf, autoreply, optout, reasons
+from . import address, arf, autoreply, challenge, optout, reasons, stage
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -60,17 +64,7 @@ def classify(raw: bytes) -> Classification:
 def classify_message(msg: Message) -> Classification:
     complaint = arf.detect(msg)
     if complaint is not None:
-        feedback, rows, evidence = complaint
-        if optout.is_opt_out_feedback(feedback):
-            return optout.from_feedback(feedback, rows, evidence, _original(msg, ""))
-        return Classification(
-            kind="complaint",
-            recipients=rows,
-            detector="arf",
-            evidence=evidence,
-            original=_original(msg, ""),
-            feedback=feedback,
-        )
+        return _complaint(msg, complaint)
 
     for name, detect in DETECTORS:
         found = detect(msg)
@@ -86,7 +80,18 @@ def classify_message(msg: Message) -> Classification:
             name = "rfc6533" if msg.find("message/global-delivery-status") else "rfc3464"
             _fill_from_text(msg, rows)
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
-            return _finish(msg, name, Detection(rows, evidence), report.envelope_id)
+            found = Detection(rows, evidence, reporting_mta=report.reporting_mta.split(" ", 1)[0])
+            return _finish(msg, name, found, report.envelope_id)
+
+    complaint = arf.detect_loose(msg)
+    if complaint is not None:
+        return _complaint(msg, complaint)
+    receipt = challenge.read_receipt(msg)
+    if receipt:
+        return _not_a_failure(msg, "mdn", receipt)
+    request = challenge.challenge(msg)
+    if request:
+        return _not_a_failure(msg, "challenge-response", request)
 
     if bounce_like:
         for part in msg.text_parts():
@@ -113,6 +118,7 @@ def classify_message(msg: Message) -> Classification:
     if autoreply.is_auto_reply(found_markers):
         sender = find_addresses(msg.headers.get("from"))
         row = RecipientResult(recipient=sender[0] if sender else "", reason="vacation")
+        row.reason_rule = f"auto-reply:{found_markers[0]}"
         return Classification(
             kind="auto_reply",
             recipients=[row],
@@ -124,14 +130,66 @@ def classify_message(msg: Message) -> Classification:
     return Classification(kind="not_bounce", detector="", evidence="no bounce, complaint or auto-reply marker")
 
 
+def _complaint(msg: Message, complaint: tuple[Feedback, list[RecipientResult], str]) -> Classification:
+    feedback, rows, evidence = complaint
+    if optout.is_opt_out_feedback(feedback):  # an unsubscribe request relayed by a provider, not a complaint
+        return optout.from_feedback(feedback, rows, evidence, _original(msg, ""))
+    for row in rows:
+        row.reason_rule = f"feedback:{evidence}"
+    return Classification(
+        kind="complaint",
+        recipients=rows,
+        detector="arf",
+        evidence=evidence,
+        original=_original(msg, ""),
+        feedback=feedback,
+    )
+
+
+def _not_a_failure(msg: Message, detector: str, marker: str) -> Classification:
+    """Automated mail that says the address is alive (a challenge, a read receipt): an auto-reply."""
+    markers = [marker, *autoreply.markers(msg)]
+    sender = find_addresses(msg.headers.get("from"))
+    row = RecipientResult(recipient=sender[0] if sender else "", reason="vacation", reason_rule=marker)
+    return Classification(
+        kind="auto_reply",
+        recipients=[row],
+        detector=detector,
+        evidence=marker,
+        original=_original(msg, ""),
+        autoreply_markers=markers,
+    )
+
+
 def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = "") -> Classification:
+    reporter = _reporter(msg)
     for row in found.recipients:
-        row.diagnostic = one_line(row.diagnostic)
+        row.diagnostic, tagged = stage.split(one_line(row.diagnostic))
+        row.smtp_command = row.smtp_command or tagged
+        if not row.status or row.status.endswith(".0.0"):
+            row.status = reasons.effective_status(row.status, row.diagnostic)
         if not row.action:
             row.action = _action_from_status(row.status) or "failed"
-        if not row.reason:
-            row.reason = reasons.find_reason(row.status, row.reply_code, row.diagnostic, row.action, row.remote_mta)
-        row.hard = reasons.is_hard(row.reason, row.status, row.reply_code)
+        if row.reason and row.reason not in reasons.WEAK and not row.status.startswith("2."):
+            # The detector read the reason from the bounce's structure (decide's step 2, without the call).
+            row.reason_rule = row.reason_rule or f"preset:{detector}"
+            row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
+            continue
+        row.reason, row.reason_rule = reasons.decide(
+            row.status,
+            row.reply_code,
+            row.diagnostic,
+            action=row.action,
+            remote_mta=row.remote_mta or found.reporting_mta,
+            recipient=row.recipient,
+            smtp_command=row.smtp_command,
+            diagnostic_type=row.diagnostic_type,
+            preset=row.reason,
+            preset_rule=row.reason_rule,
+            detector=detector,
+            reporter=reporter,
+        )
+        row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
     kind = found.kind or _kind_from_actions(found.recipients)
     original = found.original or _original(msg, envelope_id)
     return Classification(
@@ -141,6 +199,12 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
         evidence=found.evidence,
         original=original,
     )
+
+
+def _reporter(msg: Message) -> str:
+    """The provider that wrote the bounce, by its sender's domain (MAILER-DAEMON@aol.com -> aol.com),
+    when it is one whose own sentences reasons/vendor.py knows."""
+    return reasons.vendor.reporter(msg.headers.get("from"))
 
 
 def _action_from_status(status: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .mime import Message, Part, decode_words, normalise_newlines
 from .model import RecipientResult
+from .reasons.vendor import POWERMTA_CATEGORIES
 from .text import clean_address, find_reply_code, find_status, one_line, strip_diagnostic_type
 
 DSN_PART_TYPES = ("message/delivery-status", "message/global-delivery-status")
@@ -116,7 +117,8 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
             # A Final-Recipient in an internal, unroutable domain (a mailstore's own name) says
             # less than the address the sender used.
             addr = clean_address(group.get("original-recipient", "")) or addr
-        diagnostic = one_line(strip_diagnostic_type(group.get("diagnostic-code", "")))
+        raw_diagnostic = group.get("diagnostic-code", "")
+        diagnostic = one_line(strip_diagnostic_type(raw_diagnostic))
         status = find_status(group.get("status", "")) or find_status(diagnostic)
         action = _ACTIONS.get(group.get("action", "").strip().lower().split(" ")[0].strip("()"), "")
         if not action and status:
@@ -128,10 +130,33 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
                 status=status,
                 reply_code=find_reply_code(diagnostic),
                 diagnostic=diagnostic,
-                remote_mta=strip_diagnostic_type(group.get("remote-mta", "")).strip("[] "),
+                remote_mta=_host(group.get("remote-mta", "")),
+                diagnostic_type=diagnostic_type(raw_diagnostic),
+                reason=_powermta(group),
             )
         )
     return _merge_duplicates(out)
+
+
+def _powermta(group: dict[str, str]) -> str:
+    """PowerMTA's own category of the failure (a field it adds to each recipient group)."""
+    category = group.get("x-powermta-bouncecategory")
+    return POWERMTA_CATEGORIES.get(category.strip().lower(), "") if category else ""
+
+
+def diagnostic_type(value: str) -> str:
+    """'smtp; 550 ...' -> 'smtp', 'X-Unix; 127' -> 'x-unix' ("" when the value names no type)."""
+    head, sep, _ = value.partition(";")
+    head = head.strip()
+    if sep and 0 < len(head) <= 40 and " " not in head:
+        return head.lower()
+    return ""
+
+
+def _host(value: str) -> str:
+    """'dns; mx.example.org (192.0.2.1, the server for the domain.)' -> 'mx.example.org'."""
+    value = strip_diagnostic_type(value).strip()
+    return value.split(" ", 1)[0].strip("[]() ") if value else ""
 
 
 def _merge_duplicates(rows: list[RecipientResult]) -> list[RecipientResult]:
@@ -144,7 +169,7 @@ def _merge_duplicates(rows: list[RecipientResult]) -> list[RecipientResult]:
             by_addr[row.recipient] = row
             ordered.append(row)
             continue
-        for name in ("action", "status", "reply_code", "diagnostic", "remote_mta"):
+        for name in ("action", "status", "reply_code", "diagnostic", "remote_mta", "diagnostic_type", "reason"):
             if not getattr(prev, name):
                 setattr(prev, name, getattr(row, name))
     return ordered

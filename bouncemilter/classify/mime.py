@@ -104,10 +104,11 @@ def decode_words(value: str) -> str:
 class Headers:
     """An ordered list of (name, value) pairs; names compare case-insensitively."""
 
-    __slots__ = ("_index", "items")
+    __slots__ = ("_decoded", "_index", "items")
 
     def __init__(self, items: list[tuple[str, str]], index: dict[str, list[str]] | None = None) -> None:
         self.items = items
+        self._decoded: dict[str, str] = {}
         if index is None:
             index = {}
             for name, value in items:
@@ -135,8 +136,11 @@ class Headers:
         return len(self.items)
 
     def decoded(self, name: str) -> str:
-        """The first value with encoded words decoded and whitespace folded."""
-        return " ".join(decode_words(self.get(name)).split())
+        """The first value with encoded words decoded and whitespace folded (once: many detectors ask)."""
+        value = self._decoded.get(name)
+        if value is None:
+            value = self._decoded[name] = " ".join(decode_words(self.get(name)).split())
+        return value
 
 
 def parse_header_block(block: bytes) -> Headers:

@@ -21,6 +21,9 @@ class RecipientResult:
     remote_mta: str = ""
     reason: str = ""  # Sisimai reason name (see reasons.REASONS)
     hard: bool = False  # the address itself is permanently bad
+    smtp_command: str = ""  # the SMTP stage the server answered: CONN, EHLO, HELO, MAIL, RCPT, DATA or ""
+    diagnostic_type: str = ""  # the Diagnostic-Code type: smtp, x-unix, x-postfix, ... ("" when not given)
+    reason_rule: str = ""  # what decided the reason: "status:5.1.1", 'phrase:userunknown/"no such user"', ...
 
 
 @dataclass(slots=True)
@@ -62,10 +65,6 @@ class Classification:
     feedback: Feedback | None = None
     autoreply_markers: list[str] = field(default_factory=list)
     error: str = ""  # set only when classification itself failed
-
-    @property
-    def is_failure(self) -> bool:
-        return self.kind == "bounce"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -62,6 +62,7 @@ def from_feedback(
     """An ARF opt-out report: the addresses it names (Removal-Recipient, Original-Rcpt-To) asked to leave."""
     for row in rows:
         row.reason = REASON
+        row.reason_rule = f"opt-out:Feedback-Type: {feedback.feedback_type}"
     return Classification(
         kind="opt_out",
         recipients=rows,
@@ -79,7 +80,7 @@ def detect(msg: Message) -> Classification | None:
     sender = _sender(msg, "")
     return Classification(
         kind="opt_out",
-        recipients=[RecipientResult(recipient=sender, reason=REASON)],
+        recipients=[RecipientResult(recipient=sender, reason=REASON, reason_rule="opt-out:X-Apple-Unsubscribe")],
         detector="apple-unsubscribe",
         evidence="X-Apple-Unsubscribe: true" + _words_note(msg),
     )
@@ -104,7 +105,7 @@ def for_unsubscribe_address(
         who, evidence = subscriber or envelope_from, f"sent to an unsubscribe address ({type(exc).__name__})"
     out = Classification(
         kind="opt_out",
-        recipients=[RecipientResult(recipient=who.strip().lower(), reason=REASON)],
+        recipients=[RecipientResult(who.strip().lower(), reason=REASON, reason_rule="opt-out:unsubscribe-address")],
         detector="unsubscribe-address",
         evidence=evidence,
     )

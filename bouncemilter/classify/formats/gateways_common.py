@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-from .. import reasons
-from ..dsn import parse_dsn
+from .. import stage
 from ..mime import Message
 from ..model import RecipientResult
-from .base import make_row  # noqa: F401 - re-exported for the gateway modules
+from .base import dsn_rows, make_row  # noqa: F401 - shared by the gateway modules
 
 # A whole-line address, optionally in angle brackets: what these formats list recipients as.
 LINE_ADDRESS = re.compile(r"^\s*<?([^\s<>@]{1,128}@[^\s<>@]{1,255}?)>?\s*$")
@@ -17,16 +16,10 @@ _ESCAPED_JIS = re.compile(r"\x1b\$[B@]")
 
 def received_has(msg: Message, *needles: str) -> bool:
     """Whether any Received header contains one of `needles` (case-sensitive, as the MTAs write them)."""
-    for value in msg.headers.get_all("received"):
-        for needle in needles:
-            if needle in value:
-                return True
-    return False
-
-
-def from_address(msg: Message) -> str:
-    return msg.headers.get("from").lower()
-
+    joined = msg.memo.get("received-joined")
+    if joined is None:  # several detectors ask: join the headers once per message
+        joined = msg.memo["received-joined"] = "\n".join(msg.headers.get_all("received"))
+    return any(needle in joined for needle in needles)  # type: ignore[operator]
 
 
 def section(text: str, start: str, end: str | None = None, max_lines: int = 400) -> list[str]:
@@ -43,13 +36,6 @@ def section(text: str, start: str, end: str | None = None, max_lines: int = 400)
             break
         lines.append(line)
     return lines
-
-
-def dsn_rows(msg: Message) -> list[RecipientResult]:
-    parsed = parse_dsn(msg)
-    if parsed is None:
-        return []
-    return [r for r in parsed[1] if r.recipient]
 
 
 def fill_from_dsn(rows: list[RecipientResult], msg: Message) -> None:
@@ -86,22 +72,10 @@ def unjis(text: str) -> str:
         return text
 
 
-def stage_reason(command: str, row: RecipientResult) -> str:
-    """'No such user' wording is a missing mailbox only when the format says it answered RCPT (or the
-    status is x.1.x); answered to DATA, or with no SMTP stage at all, it is a filter refusing the message
-    (Sisimai's rule, which the labels follow). "" when the generic mapping should decide."""
-    command = command.upper() or ("RCPT" if "RCPT TO" in row.diagnostic.upper() else "")
-    if command in ("RCPT", "MAIL") or row.status.startswith(("5.1.", "4.1.")) or not row.diagnostic:
-        return ""
-    found = reasons.find_reason(row.status, row.reply_code, row.diagnostic, "failed", row.remote_mta)
-    return "filtered" if found == "userunknown" else ""
-
-
-def apply_stage_reason(rows: list[RecipientResult], command: str = "") -> None:
+def set_stage(rows: list[RecipientResult], command: str = "") -> None:
+    """The SMTP command the format names (m-FILTER's "-------SMTP command" block, InterScan's
+    "Sent <<< RCPT", a transcript's "RCPT TO:<...>" echo) is each row's stage."""
+    named = stage.name(command)
     for row in rows:
-        if not row.reason:
-            row.reason = stage_reason(command, row)
-
-
-def is_ascii(line: str) -> bool:
-    return line.isascii()
+        if not row.smtp_command:
+            row.smtp_command = named or ("RCPT" if "RCPT TO" in row.diagnostic else "")

@@ -8,23 +8,16 @@ import re
 from ..dsn import parse_dsn, parse_inline_fields
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from ..text import find_status
 from .base import Detection
-from .gateways_common import apply_stage_reason, dsn_rows, fill_from_dsn, first_host, make_row, received_has, section
+from .gateways_common import dsn_rows, fill_from_dsn, first_host, make_row, received_has, section, set_stage
 
 # --- Ipswitch IMail Server --------------------------------------------------------------------------------
 
 _IMAIL_SUBJECT = re.compile(r"^Undeliverable Mail\s*$")
 _IMAIL_LINE = re.compile(r"^(\S+) ([^:\n]{1,200}):\s*(\S+@\S+)")
 _IMAIL_UNDELIVERABLE = re.compile(r"^undeliverable\s+to\s+(.+)$")
-# IMail's own fixed messages, each naming the category.
-_IMAIL_REASONS = (
-    ("hostunknown", re.compile(r"Unknown host")),
-    ("userunknown", re.compile(r"^(?:Unknown user|Invalid final delivery userid)")),
-    ("mailboxfull", re.compile(r"^User mailbox exceeds allowed size")),
-    ("virusdetected", re.compile(r"^Requested action not taken: virus detected")),
-    ("expired", re.compile(r"^Delivery failed \d+ attempts")),
-)
 _IMAIL_RESPONSE = "Body of message generated response:"
 
 
@@ -54,8 +47,7 @@ def detect_imail(msg: Message) -> Detection | None:
         return None
     remote = " ".join(response).replace(_IMAIL_RESPONSE, "").strip()
     for row in rows:
-        own = row.diagnostic
-        row.reason = next((r for r, rx in _IMAIL_REASONS if rx.search(own)), "")
+        row.reason, row.reason_rule = vendor.preset("imailserver", row.diagnostic)  # IMail's own line
         if remote:
             # The remote server's own answer is the better diagnostic than IMail's summary line.
             full = make_row(row.recipient, remote)
@@ -71,15 +63,6 @@ _MXLOGIC_SUBJECT = re.compile(
 )
 _MXLOGIC_RCPT = re.compile(r"^\s+<?([^\s<>@]+@[^\s<>:]+)>?:?\s*(.*)$")
 _EXIM_COMMAND = re.compile(r"SMTP error from remote (?:mail server|mailer) after (?:end of )?([A-Za-z]{4})")
-_EXIM_DELAY = (
-    "retry timeout exceeded",
-    "retry time not reached for any host after a long failure period",
-    "all hosts have been failing for a long time and were last tried",
-    "has been frozen",
-    "was frozen on arrival by ",
-)
-
-
 def _mxlogic_match(msg: Message) -> bool:
     h = msg.headers
     if "x-mx-bounce" in h or "x-mxl-hash" in h or "x-mxl-notehash" in h:
@@ -117,10 +100,8 @@ def detect_mxlogic(msg: Message) -> Detection | None:
     for row, said in zip(rows, diags, strict=True):
         full = make_row(row.recipient, " ".join(said))
         row.diagnostic, row.status, row.reply_code = full.diagnostic, full.status, full.reply_code
-        if any(p in row.diagnostic for p in _EXIM_DELAY):
-            row.reason = "expired"
     command = _EXIM_COMMAND.search(text)
-    apply_stage_reason(rows, command.group(1) if command else "")
+    set_stage(rows, command.group(1) if command else "")
     kind = "delay" if msg.headers.get("subject").startswith("Warning: message") else None
     if kind:
         for row in rows:
@@ -173,10 +154,9 @@ def detect_interscan(msg: Message) -> Detection | None:
     for row in rows:
         full = make_row(row.recipient, row.diagnostic)
         row.diagnostic, row.status, row.reply_code = full.diagnostic, full.status, full.reply_code
-        if "Unable to deliver" in row.diagnostic:
-            row.reason = "userunknown"
+        row.reason, row.reason_rule = vendor.preset("interscanmss", row.diagnostic)
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows, command)
+    set_stage(rows, command)
     return Detection(rows, "InterScan MSS delivery failure") if rows else None
 
 
@@ -197,7 +177,7 @@ def detect_activehunter(msg: Message) -> Detection | None:
             full = make_row(rows[-1].recipient, line)
             rows[-1].diagnostic, rows[-1].status, rows[-1].reply_code = full.diagnostic, full.status, full.reply_code
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "Active!hunter FAILURE NOTICE") if rows else None
 
 
@@ -224,7 +204,7 @@ def detect_fml(msg: Message) -> Detection | None:
     h = msg.headers
     if "x-mlserver" not in h or "-admin@" not in h.get("from"):
         return None
-    if not _FML_MID.match(h.get("message-id").strip()):
+    if not _FML_MID.match(h.get("message-id").strip()) and "FML" not in h.get("message-id").upper():
         return None
     text = msg.body_text()
     cut = text.find("Original mail as follows:")
@@ -278,7 +258,7 @@ def detect_mailfoundry(msg: Message) -> Detection | None:
         elif reading:
             reading = False
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "MailFoundry delivery failure") if rows else None
 
 
@@ -320,7 +300,7 @@ def detect_mailmarshal(msg: Message) -> Detection | None:
                 mode = ""
     rows = [make_row(a, " ".join(diag), remote_mta=remote) for a in addrs]
     rows = [r for r in rows if r.recipient]
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "MailMarshal SMTP Undeliverable Mail") if rows else None
 
 
@@ -364,8 +344,8 @@ def detect_messaging_server(msg: Message) -> Detection | None:
         if other is not None:
             row.status = other.status or row.status
             row.action = other.action
-        if "Illegal host/domain name found" in g.get("reason", ""):
-            row.reason = "hostunknown"  # the server's own fixed text for a domain that does not resolve
+        # The server's own "Reason:" text names the cause (e.g. a domain that does not resolve).
+        row.reason, row.reason_rule = vendor.preset("messagingserver", g.get("reason", ""))
         rows.append(row)
     if not rows:
         rows = dsn_rows(msg)
@@ -448,7 +428,7 @@ def detect_mcafee(msg: Message) -> Detection | None:
     for row in rows:
         if _MCAFEE_USERUNKNOWN.search(row.diagnostic):
             row.reason = "userunknown"  # the appliance's own wording for a recipient its directory lacks
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "McAfee appliance Delivery Status")
 
 
@@ -476,31 +456,16 @@ def detect_surfcontrol(msg: Message) -> Detection | None:
     if not rows:
         return None
     fill_from_dsn(rows, msg)
-    apply_stage_reason(rows)
+    set_stage(rows)
     return Detection(rows, "SurfControl E-mail Filter report")
 
 
 # --- amavisd-new ----------------------------------------------------------------------------------------
 
-# amavis appends its own verdict to the reply it relays ("554 5.7.0 Reject, id=... - SPAM").
-_AMAVIS_VERDICTS = (
-    ("spamdetected", " - spam"),
-    ("virusdetected", " - infected"),
-    ("contenterror", " - bad header:"),
-    ("exceedlimit", " - message size exceeds recipient"),
-    ("systemerror", " - temporary mta failure on relaying"),
-    ("systemerror", " - rejected by next-hop mta on relaying"),
-    ("systemerror", " - unable to relay message back to mta"),
-)
-
-
 def detect_amavis(msg: Message) -> Detection | None:
     if not msg.headers.get("from").lstrip().startswith('"Content-filter at '):
         return None
-    rows = dsn_rows(msg)
-    for row in rows:
-        lowered = row.diagnostic.lower()
-        row.reason = next((r for r, verdict in _AMAVIS_VERDICTS if verdict in lowered), "")
+    rows = dsn_rows(msg)  # its verdict in the reply is read by the vendor table (reasons/vendor.py)
     return Detection(rows, "amavisd-new content filter report") if rows else None
 
 

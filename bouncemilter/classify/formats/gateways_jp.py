@@ -6,21 +6,15 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from ..text import find_reply_code, find_status
 from .base import Detection
-from .gateways_common import apply_stage_reason, fill_from_dsn, make_row, received_has
+from .gateways_common import fill_from_dsn, make_row, received_has, set_stage
 
 # --- au by KDDI (EZweb) -----------------------------------------------------------------------------------
 
 _EZWEB_START = re.compile(r"^(?:The user\(s\) |Your message |Each of the following|<[^\s<>@]+@[^\s<>]+>)")
 _EZWEB_RCPT = re.compile(r"^(?:<([^\s<>@]+@[^\s<>]+)>:?(.*)|\s+Recipient: <([^\s<>@]+@[^\s<>]+)>)")
-# The carrier's own fixed sentences, each naming the failure category.
-_EZWEB_REASONS = (
-    ("mailboxfull", re.compile(r"The user\(s\) account is temporarily over quota")),
-    ("suspend", re.compile(r"The user\(s\) account is (?:disabled|temporarily limited)\.")),
-    ("expired", re.compile(r"Your message was not delivered within ")),
-    ("onhold", re.compile(r"Each of the following recipients was rejected by a remote mail server")),
-)
 _EZWEB_DOMAINS = ("@ezweb.ne.jp", "@au.com")
 
 
@@ -95,10 +89,7 @@ def detect_ezweb(msg: Message) -> Detection | None:
         elif commands[i] == "RCPT":
             row.reason = "userunknown"
         else:
-            for reason, pattern in _EZWEB_REASONS:
-                if pattern.search(carrier_text):
-                    row.reason = reason
-                    break
+            row.reason, row.reason_rule = vendor.preset("ezweb", carrier_text)
         if not row.reason and not row.recipient.endswith(_EZWEB_DOMAINS):
             row.reason = "userunknown"
         row.status = row.status or find_status(row.diagnostic)
@@ -128,13 +119,6 @@ def _preamble(text: str) -> list[str]:
 _KDDI_FROM = re.compile(r"no-reply@.+\.dion\.ne\.jp", re.I)
 _KDDI_START = re.compile(r"^Your mail (?:sent on:? [A-Z][a-z]{2},|attempted to be delivered on:? [A-Z][a-z]{2},)")
 _KDDI_RCPT = re.compile(r"^\s+Could not be delivered to: <([^\s<>@]+@[^\s<>]+)>")
-_KDDI_REASONS = (
-    ("mailboxfull", "As their mailbox is full"),
-    ("norelaying", "Due to the following SMTP relay error"),
-    ("hostunknown", "As the remote domain doesnt exist"),
-)
-
-
 def detect_kddi(msg: Message) -> Detection | None:
     h = msg.headers
     sender = h.get("from")
@@ -160,7 +144,7 @@ def detect_kddi(msg: Message) -> Detection | None:
             diags[-1].append(line.strip())
     for row, said in zip(rows, diags, strict=True):
         row.diagnostic = " ".join(said)
-        row.reason = next((r for r, phrase in _KDDI_REASONS if phrase in row.diagnostic), "")
+        row.reason, row.reason_rule = vendor.preset("kddi", row.diagnostic)
     rows = [r for r in rows if r.recipient]
     return Detection(rows, "KDDI au one net error notice (Could not be delivered to)") if rows else None
 
@@ -201,7 +185,7 @@ def detect_mfilter(msg: Message) -> Detection | None:
                 addrs.append(m.group(1))
     message = " ".join(diag)
     rows = [r for r in (make_row(a, message) for a in addrs) if r.recipient]
-    apply_stage_reason(rows, command)
+    set_stage(rows, command)
     return Detection(rows, "m-FILTER failure notice") if rows else None
 
 

@@ -6,34 +6,21 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from .base import Detection
 from .gateways_common import (
     LINE_ADDRESS,
-    apply_stage_reason,
     dsn_rows,
     fill_from_dsn,
     make_row,
     received_has,
     section,
+    set_stage,
     unjis,
 )
 
 # --- Exchange 5.5 / 2000 / 2003 ("Internet Mail Service") -------------------------------------------------
 
-# Exchange's own MSEXCH error codes, the 8 hex digits in parentheses (Sisimai's table).
-_EXCH2003_CODES = {
-    "000B099C": "onhold",
-    "000B09AA": "onhold",
-    "000B09B6": "onhold",
-    "000C05A6": "userunknown",
-    "00010256": "systemerror",
-    "000D06B5": "systemerror",
-    "00120270": "networkerror",
-    "00050311": "contenterror",
-    "000502CC": "contenterror",
-    "000B0981": "securityerror",
-    "000C0595": "filtered",
-}
 _EXCH2003_RCPT = re.compile(r"^\s*+(?:.*?SMTP=)?([^\s@]{1,128}@[^\s@]{1,255}) on\s", re.I)
 _EXCH2003_CODE = re.compile(r"MSEXCH:.*?\(([0-9A-F]{8})\)\s*(.*)", re.S)
 _EXCH2003_STARTS = ("did not reach the following recipient(s):", "The following recipient(s) could not be reached:")
@@ -86,29 +73,17 @@ def detect_exchange2003(msg: Message) -> Detection | None:
         reason = ""
         m = _EXCH2003_CODE.search(joined)
         if m:
-            reason = _EXCH2003_CODES.get(m.group(1), "")
-        rows.append(make_row(addr, joined, reason=reason))
-    apply_stage_reason(rows)
+            reason = vendor.EXCHANGE2003_CODES.get(m.group(1), "")
+        row = make_row(addr, joined, reason=reason)
+        row.reason_rule = f"preset:exchange2003/{m.group(1)}" if reason and m else ""
+        rows.append(row)
+    set_stage(rows)
     return Detection(rows, "Exchange 2003 NDR (did not reach the following recipient(s))") if rows else None
 
 
 # --- Exchange 2007 and later (on-premises) ----------------------------------------------------------------
 
 _EXCH2007_SUBJECT = re.compile(r"^(?:Undeliverable|Non remis|Non_remis_|Non recapitabile|Unzustellbar)\s*:", re.I)
-_EXCH2007_CODES = {
-    "SMTPSEND.DNS.NonExistentDomain": "hostunknown",
-    "SMTPSEND.DNS.MxLoopback": "networkerror",
-    "RESOLVER.ADR.BadPrimary": "systemerror",
-    "RESOLVER.ADR.RecipNotFound": "userunknown",
-    "RESOLVER.ADR.ExRecipNotFound": "userunknown",
-    "RESOLVER.ADR.RecipLimit": "toomanyconn",
-    "RESOLVER.ADR.InvalidInSmtp": "systemerror",
-    "RESOLVER.ADR.Ambiguous": "systemerror",
-    "RESOLVER.RST.AuthRequired": "securityerror",
-    "RESOLVER.RST.NotAuthorized": "rejected",
-    "RESOLVER.RST.RecipSizeLimit": "mesgtoobig",
-    "QUEUE.Expired": "expired",
-}
 _EXCH2007_CODE = re.compile(r"\b((?:RESOLVER|QUEUE|SMTPSEND)\.[A-Za-z]+(?:\.[A-Za-z]+)?)")
 _EXCH2007_DIAG_START = re.compile(
     r"^(?:Diagnostic information for administrators|Informations de diagnostic pour les administrateurs|"
@@ -159,26 +134,14 @@ def detect_exchange2007(msg: Message) -> Detection | None:
         row.remote_mta = row.remote_mta or remote
         m = _EXCH2007_CODE.search(row.diagnostic)
         code = m.group(1) if m else only_code
-        if code in _EXCH2007_CODES:
-            row.reason = _EXCH2007_CODES[code]
+        if code in vendor.EXCHANGE_CODES:
+            row.reason, row.reason_rule = vendor.EXCHANGE_CODES[code], f"preset:exchange2007/{code}"
     return Detection(rows, "Exchange 2007 NDR (Diagnostic information for administrators)") if rows else None
 
 
 # --- Lotus Domino -----------------------------------------------------------------------------------------
 
 _DOMINO_SUBJECT = re.compile(r"^DELIVERY[ _]FAILURE:")
-_DOMINO_REASONS = {
-    "userunknown": (
-        "not listed in Domino Directory",
-        "not listed in public Name & Address Book",
-        "non répertorié dans l'annuaire Domino",
-        "Domino ディレクトリには見つかりません",
-    ),
-    "filtered": ("Cannot route mail to user",),
-    "systemerror": ("Several matches found in Domino Directory",),
-}
-
-
 def detect_domino(msg: Message) -> Detection | None:
     if not _DOMINO_SUBJECT.match(msg.headers.get("subject")):
         return None
@@ -205,7 +168,7 @@ def detect_domino(msg: Message) -> Detection | None:
         elif state == "because":
             diag = unjis(stripped)
             for addr in pending:
-                rows.append(make_row(addr, diag, reason=_domino_reason(diag)))
+                rows.append(make_row(addr, diag))
             pending = []
             state = ""
     for addr in pending:
@@ -215,25 +178,11 @@ def detect_domino(msg: Message) -> Detection | None:
         return None
     fill_from_dsn(rows, msg)
     for row in rows:
-        row.diagnostic = unjis(row.diagnostic)
-        row.reason = row.reason or _domino_reason(row.diagnostic)
+        row.diagnostic = unjis(row.diagnostic)  # Domino's own sentence: read by the vendor table
     return Detection(rows, "Lotus Domino DELIVERY FAILURE report")
 
 
-def _domino_reason(diag: str) -> str:
-    for reason, phrases in _DOMINO_REASONS.items():
-        if any(p in diag for p in phrases):
-            return reason
-    return ""
-
-
 # --- Lotus Notes (old SMTP MTA) ---------------------------------------------------------------------------
-
-_NOTES_REASONS = {
-    "userunknown": ("User not listed in public Name & Address Book", "ディレクトリのリストにありません"),
-    "networkerror": ("Message has exceeded maximum hop count",),
-}
-
 
 def detect_notes(msg: Message) -> Detection | None:
     if not msg.headers.get("subject").startswith("Undeliverable message"):
@@ -261,9 +210,8 @@ def detect_notes(msg: Message) -> Detection | None:
                 break
             if not line.strip():
                 break
-    message = " ".join(diag)
-    reason = next((r for r, phrases in _NOTES_REASONS.items() if any(p in message for p in phrases)), "")
-    rows = [make_row(a, message, reason=reason) for a in addrs]
+    message = " ".join(diag)  # Notes' own sentence: read by the vendor table (white space folded)
+    rows = [make_row(a, message) for a in addrs]
     rows = [r for r in rows if r.recipient]
     return Detection(rows, "Lotus Notes Failure Reasons report") if rows else None
 

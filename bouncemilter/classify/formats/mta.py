@@ -1,4 +1,4 @@
-"""Classic MTA bounce formats: Exim, qmail, Postfix, Sendmail, OpenSMTPD, dma, Courier, James, X1-X6, FML.
+"""Classic MTA bounce formats: Exim, qmail, Postfix, Sendmail, OpenSMTPD, dma, Courier, James, X1-X6.
 
 Each detector lives in its own module (mta_*.py) and rejects a foreign message on a header or a
 marker line before reading the body.
@@ -20,5 +20,4 @@ DETECTORS: list = [
     ("x1", mta_misc.detect_x1),
     ("x3", mta_misc.detect_x3),
     ("x6", mta_misc.detect_x6),
-    ("fml", mta_misc.detect_fml),
 ]

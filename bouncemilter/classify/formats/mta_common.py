@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
+from .. import stage
 from ..mime import Message, html_to_text
 from ..model import RecipientResult
 from ..text import one_line
-from .base import make_row as base_make_row
+from .base import REPLY_PREFIX as _REPLY_PREFIX
+from .base import clean_reply, cut, make_row
 
-# "550-5.7.26 text" / "550 5.7.26 text" / "550-text": the prefix of each line of a multi-line SMTP reply.
-_REPLY_PREFIX = re.compile(r"^([245]\d\d)[ \-](?:([245]\.\d{1,3}\.\d{1,3})\s+)?")
+__all__ = ["clean_reply", "cut", "make_row"]  # shared with the mta_* modules, defined in base.py
 # The start of the server's reply inside a longer sentence: a reply code after a space or at the start.
 _REPLY_START = re.compile(r"(?:^|(?<=[\s:(\[]))[245]\d\d(?=[ \-]|$)")
 _LEADING_QUOTE = re.compile(r"^> ?", re.M)
@@ -47,16 +47,6 @@ def unquote(text: str) -> str:
     return _LEADING_QUOTE.sub("", text)
 
 
-def cut(text: str, markers: tuple[str, ...]) -> str:
-    """`text` up to the first of `markers` (where the copy of the original message begins)."""
-    end = len(text)
-    for marker in markers:
-        i = text.find(marker)
-        if 0 <= i < end:
-            end = i
-    return text[:end]
-
-
 def join_reply(lines: list[str]) -> str:
     """One line from a multi-line SMTP reply: the code and status kept once, the repeats dropped."""
     out: list[str] = []
@@ -80,40 +70,6 @@ def from_reply_code(text: str) -> str:
     return text[m.start() :] if m else ""
 
 
-def clean_reply(text: str) -> str:
-    """'550-5.7.1 abc 550-5.7.1 def 550 5.7.1 ghi' -> '550 5.7.1 abc def ghi' (a multi-line reply on one line)."""
-    m = _REPLY_PREFIX.match(text)
-    if not m:
-        return text
-    code, status = m.group(1), m.group(2)
-    head = code + " " + (status + " " if status else "")
-    rest = text[m.end() :]
-    if f" {code}" in rest:
-        rest = _repeat(code, status or "").sub(" ", rest)
-    return one_line(head + rest)
-
-
-@lru_cache(maxsize=64)
-def _repeat(code: str, status: str) -> re.Pattern[str]:
-    return re.compile(r"\s" + code + r"[ \-]" + (re.escape(status) + r"(?=\s)" if status else ""))
-
-
-def make_row(
-    address: str,
-    diagnostic: str,
-    *,
-    status: str = "",
-    reply_code: str = "",
-    remote_mta: str = "",
-    action: str = "",
-) -> RecipientResult:
-    """base.make_row on the reply with the MTAs' multi-line prefixes folded (see clean_reply)."""
-    return base_make_row(
-        address, clean_reply(one_line(diagnostic)), status=status, reply_code=reply_code,
-        remote_mta=remote_mta, action=action,
-    )
-
-
 def unique(rows: list[RecipientResult]) -> list[RecipientResult]:
     """Rows with an address, one per address, in order."""
     seen: set[str] = set()
@@ -126,56 +82,21 @@ def unique(rows: list[RecipientResult]) -> list[RecipientResult]:
 
 
 def sender_is_daemon(msg: Message) -> bool:
-    """From a mailer daemon / postmaster / null sender: the cheap first gate of most formats."""
-    value = msg.headers.get("from").lower()
-    return (
-        not value.strip()
-        or "mailer-daemon" in value
-        or "postmaster" in value
-        or "mail delivery" in value
-        or "<>" in value
-    )
-
-
-_STAGES = (
-    ("rcpt", "RCPT TO"),
-    ("mail", "MAIL FROM"),
-    ("end of data", "end of DATA"),
-    ("data", "DATA"),
-    ("helo", "HELO"),
-    ("ehlo", "EHLO"),
-    ("initial connection", "initial connection"),
-    ("greeting", "initial connection"),
-)
+    """From a mailer daemon / postmaster / null sender: the cheap first gate of most formats
+    (answered once per message)."""
+    cached = msg.memo.get("sender-is-daemon")
+    if cached is None:
+        value = msg.headers.get("from").lower()
+        cached = msg.memo["sender-is-daemon"] = (
+            not value.strip()
+            or "mailer-daemon" in value
+            or "postmaster" in value
+            or "mail delivery" in value
+            or "<>" in value
+        )
+    return cached  # type: ignore[return-value]
 
 
 def stage_name(text: str) -> str:
-    """'RCPT TO:<a@b>' / 'end of data' / 'MAIL FROM' ... -> the SMTP stage in Postfix's words ("" if none)."""
-    low = text.lower().strip()
-    for key, name in _STAGES:
-        if low.startswith(key):
-            return name
-    return ""
-
-
-def with_stage(diagnostic: str, stage: str) -> str:
-    """Append the SMTP stage the format names to a remote reply, as Postfix writes it: the stage tells a
-    missing mailbox (RCPT) from a content filter (DATA) or a refused sender (MAIL FROM)."""
-    diagnostic = diagnostic.strip()
-    if not stage or not diagnostic or "(in reply to" in diagnostic or not _REPLY_START.match(diagnostic):
-        return diagnostic
-    if stage == "initial connection":
-        return f"{diagnostic} (in reply to initial connection)"
-    return f"{diagnostic} (in reply to {stage} command)"
-
-
-def local_reason(row: RecipientResult, table: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
-    """Set `row.reason` when the diagnostic is one of the MTA's own fixed messages (from its source,
-    not from a remote server): such a message names its cause. Remote replies are left to reasons.py."""
-    if row.reason or not row.diagnostic or _REPLY_START.match(row.diagnostic):
-        return
-    low = row.diagnostic.lower()
-    for reason, phrases in table:
-        if any(p in low for p in phrases):
-            row.reason = reason
-            return
+    """'RCPT TO:<a@b>' / 'end of data' / 'MAIL FROM' ... -> RCPT, DATA, MAIL ("" if none)."""
+    return stage.name(text)

@@ -14,7 +14,7 @@ from ..mime import Message
 from ..model import RecipientResult
 from ..text import clean_address, find_addresses
 from .base import Detection
-from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, stage_name, unique, with_stage
+from .mta_common import cut, from_reply_code, make_row, report_text, stage_name, unique
 
 _SUBJECT = re.compile(
     r"^(?:Mail delivery failed|Warning: message \S+ delayed|Delivery Status Notification|Mail failure|"
@@ -47,27 +47,6 @@ _RCPT_OTHER = re.compile(r"^ {2}(?! )(an undisclosed address|save to \S+|pipe to
 _RCPT_LOCAL = re.compile(r"^ {2}([\w.+\-=]{1,64})\s*$")
 _GENERATED = re.compile(r"^\s+\(?(?:ultimately )?generated (?:from|by) ([^\s)]+)\)?\s*$")
 _HOST = re.compile(r"\bhost\s+(\S+)\s+\[[0-9A-Fa-f.:]+\](?::\d+)?:?\s*")
-# Messages Exim itself writes (deliver.c, route.c, transports/*.c, parser.c), lower case.
-_OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("userunknown", ("user not found",)),
-    ("hostunknown", (
-        "all host address lookups failed permanently",
-        "all relevant mx records point to non-existent hosts",
-        "unrouteable address",
-    )),
-    ("mailboxfull", ("mailbox is full", "error: quota exceed")),
-    ("notaccept", ("an mx or srv record indicated no smtp service", "no host found for existing smtp connection")),
-    ("syntaxerror", (
-        "angle-brackets nested too deep", 'expected word or "<"', "domain missing in source-routed address",
-        "malformed address:",
-    )),
-    ("systemerror", ("delivery to file forbidden", "delivery to pipe forbidden", "local delivery failed")),
-    ("contenterror", ('too many "received" headers',)),
-    ("expired", (
-        "retry timeout exceeded", "all hosts have been failing for a long time",
-        "retry time not reached for any host after a long failure period",
-    )),
-)
 _AFTER = re.compile(r"(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after (.{1,40})")
 _SMTP_ERROR = re.compile(r"^(?:Delay reason:\s*)?(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after ")
 
@@ -89,7 +68,7 @@ def detect(msg: Message) -> Detection | None:
     start = min((i for i in (text.find(m) for m in _MARKERS) if i >= 0), default=-1)
     if start < 0:
         return None
-    body = cut(text[start:], _END)
+    body = cut(text[start:], *_END)
     delayed = bool(_DELAY.search(body))
     failed_header = [clean_address(a) for a in headers.get("x-failed-recipients").split(",")]
     rows = _read(body, "delayed" if delayed else "", [a for a in failed_header if a])
@@ -141,20 +120,19 @@ def _read(body: str, action: str, failed_header: list[str]) -> list[RecipientRes
     texts = _generated_texts(generated) if generated else {}
     rows = []
     for addr, errors in entries:
-        diagnostic, remote = _diagnostic(errors)
+        diagnostic, remote, stage = _diagnostic(errors)
         piped = addr.lower() in texts
         if piped:
-            diagnostic = texts[addr.lower()]
-        row = make_row(addr, diagnostic, remote_mta=remote, action=action)
+            diagnostic, stage = texts[addr.lower()], ""
+        row = make_row(addr, diagnostic, remote_mta=remote, action=action, smtp_command=stage)
         if piped:
             row.reason = "mailererror"  # the output of a pipe or local transport that failed
-        local_reason(row, _OWN_MESSAGES)
         rows.append(row)
     return [r for r in rows if r.recipient]
 
 
-def _diagnostic(lines: list[str]) -> tuple[str, str]:
-    """The server's words and the remote host from an address's error lines."""
+def _diagnostic(lines: list[str]) -> tuple[str, str, str]:
+    """The server's words, the remote host and the SMTP stage ("after RCPT TO:") from an address's error lines."""
     lines = [ln for ln in lines if ln]
     text = " ".join(lines)
     remote = ""
@@ -167,13 +145,13 @@ def _diagnostic(lines: list[str]) -> tuple[str, str]:
         tail = text[m.end() :] if m else text
         reply = from_reply_code(tail)
         if reply:
-            return with_stage(reply, stage), remote
+            return reply, remote, stage
         if m:
             # "host x [ip]" on its own line, the reason on the next: "Delay reason: ..."
             tail = tail.removeprefix("Delay reason:").strip()
             inner = from_reply_code(tail)
-            return inner or tail, remote
-    return text.removeprefix("Delay reason:").strip(), remote
+            return inner or tail, remote, stage
+    return text.removeprefix("Delay reason:").strip(), remote, stage
 
 
 def _merge_dsn(msg: Message, rows: list[RecipientResult]) -> list[RecipientResult]:

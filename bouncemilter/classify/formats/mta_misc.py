@@ -1,32 +1,27 @@
-"""Smaller MTA formats: dma (DragonFly Mail Agent), OpenSMTPD, Courier, Apache James, FML and the
+"""Smaller MTA formats: dma (DragonFly Mail Agent), OpenSMTPD, Courier, Apache James and the
 unnamed legacy MTAs Sisimai calls X1, X3 and X6."""
 
 from __future__ import annotations
 
 import re
 
-from ..dsn import parse_dsn
 from ..mime import Message
 from ..model import RecipientResult
-from ..text import clean_address, find_addresses, find_status
-from .base import Detection
+from .base import Detection, dsn_rows
 from .mta_common import (
     cut,
     from_reply_code,
     join_reply,
-    local_reason,
     make_row,
     report_text,
     sender_is_daemon,
     stage_name,
     unique,
-    with_stage,
 )
 
 
-def _dsn_rows(msg: Message) -> dict[str, RecipientResult]:
-    parsed = parse_dsn(msg)
-    return {r.recipient: r for r in parsed[1] if r.recipient} if parsed else {}
+def _dsn_by_address(msg: Message) -> dict[str, RecipientResult]:
+    return {r.recipient: r for r in dsn_rows(msg)}
 
 
 def _enrich(rows: list[RecipientResult], dsn: dict[str, RecipientResult]) -> None:
@@ -48,11 +43,6 @@ def _enrich(rows: list[RecipientResult], dsn: dict[str, RecipientResult]) -> Non
 _DMA_START = "This is the DragonFly Mail Agent"
 _DMA_RCPT = re.compile(r"^There was an error delivering your mail to <([^<>\s]+)>\.?\s*$", re.M)
 _DMA_REMOTE = re.compile(r"^(\S+) \[[0-9A-Fa-f.:]+\] did not like our ([^\n]*?):?\s*$", re.M)
-# dma's own messages (net.c, dns.c, dma.c), lower case.
-_DMA_OWN: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("hostunknown", ("dns lookup failure: host ",)),
-    ("expired", ("could not deliver for the last ",)),
-)
 _DMA_END = ("\nMessage headers follow.", "\nOriginal message follows.")
 
 
@@ -64,7 +54,7 @@ def detect_dma(msg: Message) -> Detection | None:
     start = text.find(_DMA_START)
     if start < 0 and "DragonFly Mail Agent" not in received:
         return None
-    body = cut(text[max(start, 0) :], _DMA_END)
+    body = cut(text[max(start, 0) :], *_DMA_END)
     rows: list[RecipientResult] = []
     matches = list(_DMA_RCPT.finditer(body))
     for i, m in enumerate(matches[:100]):
@@ -75,15 +65,13 @@ def detect_dma(msg: Message) -> Detection | None:
         if r:
             remote = r.group(1)
             # "final DATA" is the end of the message data
-            stage = "end of DATA" if r.group(2).lower().startswith("final data") else stage_name(r.group(2))
+            stage = "DATA" if r.group(2).lower().startswith("final data") else stage_name(r.group(2))
             block = block[r.end() :]
         if from_reply_code(block[:5]):
-            diagnostic = with_stage(join_reply(block.split("\n")), stage)
+            diagnostic = join_reply(block.split("\n"))
         else:
-            diagnostic = " ".join(block.split())
-        row = make_row(m.group(1), diagnostic, remote_mta=remote, action="failed")
-        local_reason(row, _DMA_OWN)
-        rows.append(row)
+            diagnostic, stage = " ".join(block.split()), ""
+        rows.append(make_row(m.group(1), diagnostic, remote_mta=remote, action="failed", smtp_command=stage))
     rows = unique(rows)
     return Detection(rows, "dma: " + _DMA_START) if rows else None
 
@@ -103,7 +91,7 @@ def detect_opensmtpd(msg: Message) -> Detection | None:
     start = text.find(_SMTPD_START)
     if start < 0:
         return None
-    body = cut(text[start:], _SMTPD_END)
+    body = cut(text[start:], *_SMTPD_END)
     delayed = "delayed" in subject.lower() or "A message is delayed" in body
     rows = []
     for line in body.split("\n")[:1000]:
@@ -111,7 +99,7 @@ def detect_opensmtpd(msg: Message) -> Detection | None:
         if m:
             rows.append(make_row(m.group(1), m.group(2), action="delayed" if delayed else "failed"))
     rows = unique(rows)
-    _enrich(rows, _dsn_rows(msg))
+    _enrich(rows, _dsn_by_address(msg))
     return Detection(rows, "OpenSMTPD: " + _SMTPD_START) if rows else None
 
 
@@ -135,7 +123,7 @@ def detect_courier(msg: Message) -> Detection | None:
     if not starts:
         return None
     delayed = "DELAYS IN DELIVERING" in text[min(starts) : min(starts) + 80]
-    body = cut(text[min(starts) :], ("\n------------------------------------------------",))
+    body = cut(text[min(starts) :], "\n------------------------------------------------")
     blocks: list[tuple[str, str, list[str]]] = []
     stages: dict[int, str] = {}
     for line in body.split("\n")[:1000]:
@@ -156,11 +144,11 @@ def detect_courier(msg: Message) -> Detection | None:
             blocks[-1][2].append(line.strip())
     action = "delayed" if delayed else ""
     rows = [
-        make_row(a, with_stage(join_reply(lines), stages.get(i, "")), remote_mta=host, action=action)
+        make_row(a, join_reply(lines), remote_mta=host, action=action, smtp_command=stages.get(i, ""))
         for i, (a, host, lines) in enumerate(blocks)
     ]
     rows = unique(rows)
-    _enrich(rows, _dsn_rows(msg))
+    _enrich(rows, _dsn_by_address(msg))
     return Detection(rows, "Courier: " + body.split("\n", 1)[0].strip()) if rows else None
 
 
@@ -218,7 +206,8 @@ def detect_x1(msg: Message) -> Detection | None:
 
 _X3_START = "This is an automatically generated Delivery Status Notification."
 _X3_RCPT = re.compile(r"^\s+\*\s+((?=\S*?\S@\S)\S++)\s*$")  # linear (no "@" backtracking)
-_X3_DETAIL = re.compile(r"^(?:SMTP:\S+ host (\S+): |Routing: )?(.+)$")
+# "SMTP:RCPT host mx.example.org: 553 5.3.0 ... No such user here": the command the server answered
+_X3_DETAIL = re.compile(r"^(?:SMTP:(\S+) host (\S+): |Routing: )?(.+)$")
 
 
 def detect_x3(msg: Message) -> Detection | None:
@@ -230,7 +219,7 @@ def detect_x3(msg: Message) -> Detection | None:
         return None
     body = text[start:]
     addrs = [m.group(1) for m in (_X3_RCPT.match(ln) for ln in body.split("\n")[:200]) if m]
-    diagnostic, remote = "", ""
+    diagnostic, remote, command = "", "", ""
     details = body.find("Technical details:")
     if details >= 0:
         lines = [ln.strip() for ln in body[details:].split("\n")[1:50]]
@@ -238,9 +227,10 @@ def detect_x3(msg: Message) -> Detection | None:
         if lines:
             m = _X3_DETAIL.match(lines[0])
             if m:
-                remote, diagnostic = m.group(1) or "", m.group(2)
-    rows = unique([make_row(a, diagnostic, remote_mta=remote) for a in addrs])
-    _enrich(rows, _dsn_rows(msg))
+                command, remote, diagnostic = m.group(1) or "", m.group(2) or "", m.group(3)
+    stage = stage_name(command)
+    rows = unique([make_row(a, diagnostic, remote_mta=remote, smtp_command=stage) for a in addrs])
+    _enrich(rows, _dsn_by_address(msg))
     return Detection(rows, "X3: " + _X3_START) if rows else None
 
 
@@ -262,44 +252,6 @@ def detect_x6(msg: Message) -> Detection | None:
     for line in text.split("\n")[:300]:
         m = _X6_LINE.match(line.strip())
         if m:
-            rows.append(make_row(m.group(2), with_stage(m.group(4), stage_name(m.group(3))), remote_mta=m.group(1)))
+            rows.append(make_row(m.group(2), m.group(4), remote_mta=m.group(1), smtp_command=stage_name(m.group(3))))
     rows = unique(rows)
     return Detection(rows, "X6: We had trouble delivering your message") if rows else None
-
-
-# --- FML (mailing list manager) ------------------------------------------------------------------
-
-_FML_REASONS = (
-    (re.compile(r"You are not a member of this mailing list|NOT MEMBER article from|reject mail from"), "rejected"),
-    (re.compile(r"Duplicated Message-ID|has detected a loop condition|Loop Back Warning"), "systemerror"),
-    (re.compile(r"Security alert:", re.I), "securityerror"),
-)
-
-
-def detect_fml(msg: Message) -> Detection | None:
-    headers = msg.headers
-    if "x-mlserver" not in headers or "FML" not in headers.get("message-id").upper():
-        return None
-    if "-admin@" not in headers.get("from"):
-        return None
-    text = cut(report_text(msg), ("Original mail as follows:",))
-    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
-    if not lines:
-        return None
-    diagnostic = lines[0]
-    reason = ""
-    for pattern, name in _FML_REASONS:
-        if pattern.search(text):
-            reason = name
-            break
-    # The list the message was refused by: "<list@example.org>" in the notice.
-    addrs = re.findall(r"<([^<>\s]+@[^<>\s]+)>", text[:2000])
-    address = clean_address(addrs[0]) if addrs else ""
-    if not address:
-        found = find_addresses(headers.get("x-ml-name") + " " + headers.get("list-post"))
-        address = found[0] if found else ""
-    if not address or not reason:
-        return None
-    row = make_row(address, diagnostic, status=find_status(diagnostic))
-    row.reason = reason  # FML's own fixed message table names the cause
-    return Detection([row], "FML: X-MLServer")

@@ -25,7 +25,6 @@ from .mta_common import (
     sender_is_daemon,
     stage_name,
     unique,
-    with_stage,
 )
 
 _START = ("This is the mail system at host", "This is the Postfix program at host")
@@ -34,6 +33,7 @@ _RCPT = re.compile(
     r'^<("[^"<>]{1,128}"@[^<>\s]+|(?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>(?: \(expanded from <([^<>]+)>\))?:\s*(.*)$'
 )
 _SAID = re.compile(r"^host (\S+?)\[[^\]]*\] said:\s*")
+_REFUSED = re.compile(r"^host (\S+?)\[[^\]]*\] refused to talk to me:\s*")
 _CONNECT = re.compile(r"^connect to (\S+?)\[[^\]]*\](?::\d+)?:\s*")
 _IN_REPLY = re.compile(r"(?<!\s)\s*\(in reply to ([^()]{1,60}?)(?: command)?\)\s*$")
 _DIAG_TYPE = re.compile(r"^X-[\w\-]{1,40};\s*", re.I)
@@ -76,9 +76,10 @@ def _from_dsn(msg: Message, dsn_rows: list[RecipientResult], text_rows: dict[str
         # clean_address cannot keep a quoted local part; the DSN's own spelling is the address.
         row.recipient = quoted.get(row.recipient.replace('"', ""), row.recipient)
         if row.diagnostic:
-            diagnostic, remote = _diagnostic(row.diagnostic)
+            diagnostic, remote, stage, _ = _diagnostic(row.diagnostic)
             row.diagnostic = clean_reply(diagnostic)
             row.remote_mta = row.remote_mta or remote
+            row.smtp_command = row.smtp_command or stage
             row.reply_code = row.reply_code or find_reply_code(row.diagnostic[:4])
         t = text_rows.get(row.recipient)
         if t is not None:
@@ -87,6 +88,8 @@ def _from_dsn(msg: Message, dsn_rows: list[RecipientResult], text_rows: dict[str
                 row.diagnostic = t.diagnostic
                 row.reply_code = row.reply_code or t.reply_code
             row.remote_mta = row.remote_mta or t.remote_mta
+            row.smtp_command = row.smtp_command or t.smtp_command
+            row.diagnostic_type = row.diagnostic_type or t.diagnostic_type
             if t.action == "delayed" and not row.action:
                 row.action = "delayed"
         rows.append(row)
@@ -101,7 +104,7 @@ def _dsn_raw(msg: Message) -> str:
 
 
 def _read(body: str, action: str) -> list[RecipientResult]:
-    body = cut(body, ("\n--- Delivery report unavailable", "\n\n-- \n"))
+    body = cut(body, "\n--- Delivery report unavailable", "\n\n-- \n")
     entries: list[tuple[str, list[str]]] = []
     for line in body.split("\n")[:2000]:
         m = _RCPT.match(line)
@@ -115,27 +118,36 @@ def _read(body: str, action: str) -> list[RecipientResult]:
     for addr, lines in entries:
         if not addr:
             continue
-        diagnostic, remote = _diagnostic(" ".join(lines))
-        row = make_row(addr, diagnostic, remote_mta=remote, action=action)
+        diagnostic, remote, stage, dtype = _diagnostic(" ".join(lines))
+        row = make_row(addr, diagnostic, remote_mta=remote, action=action, smtp_command=stage)
+        row.diagnostic_type = dtype
         if addr.startswith('"'):
             row.recipient = addr.lower()
         rows.append(row)
     return rows
 
 
-def _diagnostic(text: str) -> tuple[str, str]:
+def _diagnostic(text: str) -> tuple[str, str, str, str]:
+    """(the remote server's words, the remote host, the SMTP stage, the diagnostic type) from an entry."""
     # A diagnostic type longer than strip_diagnostic_type allows: "X-Outbound-Mail-Relay; Name service error..."
-    text = _DIAG_TYPE.sub("", text.strip(), count=1)
+    text = text.strip()
+    typed = _DIAG_TYPE.match(text)
+    dtype = typed.group(0).rstrip("; \t").lower() if typed else ""
+    text = text[typed.end() :] if typed else text
     stage_m = _IN_REPLY.search(text)
     stage = stage_name(stage_m.group(1)) if stage_m else ""
     text = _IN_REPLY.sub("", text)
     m = _SAID.match(text)
     if m:
-        return with_stage(clean_reply(text[m.end() :]), stage), m.group(1)
+        return clean_reply(text[m.end() :]), m.group(1), stage, dtype
+    m = _REFUSED.match(text)
+    if m:
+        # "host x[ip] refused to talk to me: 554 ...": the greeting banner refused us
+        return clean_reply(text[m.end() :]), m.group(1), "CONN", dtype
     m = _CONNECT.match(text)
     if m:
-        return text[m.end() :], m.group(1)
-    return text, ""
+        return text[m.end() :], m.group(1), stage, dtype
+    return text, "", stage, dtype
 
 
 # "Postfix SMTP server: errors from host[ip]": a transcript, " In:" what the client sent,

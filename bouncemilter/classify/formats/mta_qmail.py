@@ -9,8 +9,9 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons.vendor import TABLES as VENDOR
 from .base import Detection
-from .mta_common import cut, from_reply_code, local_reason, make_row, report_text, unique, with_stage
+from .mta_common import cut, from_reply_code, make_row, report_text, unique
 
 _QMAIL_RECEIVED = re.compile(r"^\(qmail \d+ invoked (?:for bounce|from network)\)")
 _START = (
@@ -35,18 +36,6 @@ _REMOTE = re.compile(
     re.M,
 )
 _QMAIL_STATUS = re.compile(r"\(?#([245]\.\d{1,3}\.\d{1,3})\)?|\[#([245]\.\d{1,3}\.\d{1,3})\]")
-# What qmail-remote / qmail-local / qmail-send write themselves (not a remote reply), lower case.
-_OWN_MESSAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("userunknown", ("sorry, no mailbox here by that name",)),
-    ("hostunknown", ("sorry, i couldn't find any host ",)),
-    ("notaccept", ("sorry, i couldn't find a mail exchanger or ip address",)),
-    ("networkerror", (
-        "sorry, i wasn't able to establish an smtp connection",
-        "sorry. although i'm listed as a best-preference mx or a for that host",
-    )),
-    ("mailboxfull", ("disk quota exceeded",)),
-    ("suspend", ("mailaddress is administrative", "mailaddress is administratively disabled")),
-)
 _NOISE = re.compile(
     r"^/?(?:I'm not going to try again; this message has been in the queue too long\.?|Giving up on \S+)\s*$"
 )
@@ -64,7 +53,7 @@ def detect(msg: Message) -> Detection | None:
     starts = [i for i in (text.find(m) for m in _START) if i >= 0]
     if not starts:
         return None
-    body = cut(text[min(starts) :], _END)
+    body = cut(text[min(starts) :], *_END)
     rows = unique(_read(body))
     if not rows:
         return None
@@ -108,10 +97,15 @@ def _row(addr: str, block: str) -> RecipientResult:
             diagnostic = diagnostic[inner + 7 :]
             diagnostic = diagnostic.split(" (Other MXes tried:")[0]
     diagnostic = _QMAIL_STATUS.sub("", diagnostic).strip().removesuffix(".").strip() if said < 0 else diagnostic
-    row = make_row(addr, with_stage(diagnostic, _stage(block)), remote_mta=remote)
+    stage = _stage(block)
+    row = make_row(addr, diagnostic, remote_mta=remote, smtp_command=stage)
     if not row.status:
         row.status = status
-    local_reason(row, _OWN_MESSAGES)
+    # qmail's own sentences name the cause; they wrap the remote reply, so the whole block is read.
+    preset, phrase = VENDOR["qmail"].find(" ".join(block.split()), True, stage)
+    if preset:
+        quoted = phrase if phrase.startswith("stage:") else f'"{phrase}"'
+        row.reason, row.reason_rule = preset, f"vendor:qmail/{quoted}"
     # qmail-send only bounces once it has given up, even when the last try was a 4xx.
     row.action = "failed"
     return row
@@ -119,12 +113,12 @@ def _row(addr: str, block: str) -> RecipientResult:
 
 # qmail-remote.c names the stage in its own sentence.
 _QMAIL_STAGES = (
-    ("does not like recipient", "RCPT TO"),
-    ("but sender was rejected", "MAIL FROM"),
+    ("does not like recipient", "RCPT"),
+    ("but sender was rejected", "MAIL"),
     ("but my name was rejected", "HELO"),
-    ("but greeting failed", "initial connection"),
+    ("but greeting failed", "CONN"),
     ("failed on DATA command", "DATA"),
-    ("failed after I sent the message", "end of DATA"),
+    ("failed after I sent the message", "DATA"),
 )
 
 
@@ -132,5 +126,5 @@ def _stage(block: str) -> str:
     for phrase, stage in _QMAIL_STAGES:
         if phrase in block:
             return stage
-    m = re.search(r"most progress was (RCPT TO|MAIL FROM|DATA)", block)
+    m = re.search(r"most progress was (RCPT|MAIL|DATA)", block)
     return m.group(1) if m else ""

@@ -30,7 +30,6 @@ from .mta_common import (
     stage_name,
     unique,
     unquote,
-    with_stage,
 )
 
 _SUBJECT = re.compile(r"^(?:(?:Fwd?|Fw):\s*)?(?:Returned mail:|Warning: could not send message|Undeliverable)", re.I)
@@ -75,7 +74,7 @@ def detect(msg: Message) -> Detection | None:
     body = text[line_start:]
     if body.startswith(">"):
         body = unquote(body)  # a bounce forwarded as quoted text
-    body = cut(body, _END)
+    body = cut(body, *_END)
     delayed = "Warning: could not send message" in subject or "transient non-fatal errors" in body
     text_rows = _read(body)
     parsed = parse_dsn(msg)
@@ -100,11 +99,15 @@ def _fill(row: RecipientResult, *candidates: RecipientResult | None) -> None:
         if c is None or not c.diagnostic:
             continue
         t = c.diagnostic
-        if _EMPTY_DIAG.match(d) or (len(t) > len(d) and t.startswith(d[: min(len(d), 30)])):
+        same = t.startswith(d[: min(len(d), 30)])
+        if _EMPTY_DIAG.match(d) or (len(t) > len(d) and same):
             row.diagnostic = t
             row.reply_code = c.reply_code or row.reply_code
             row.remote_mta = row.remote_mta or c.remote_mta
+            row.smtp_command = row.smtp_command or c.smtp_command
             return
+        if same:
+            row.smtp_command = row.smtp_command or c.smtp_command  # the transcript's stage of the same reply
 
 
 def _read(body: str) -> dict[str, RecipientResult]:
@@ -150,15 +153,16 @@ def _read(body: str) -> dict[str, RecipientResult]:
 def _add_result(rows: dict[str, RecipientResult], r: re.Match[str], host: str, replies: list[str], stage: str) -> None:
     addr = clean_address(r.group(3))
     own = r.group(4).strip()
+    said_at = ""
     if not r.group(1) and not replies:
         diagnostic = own  # "<a@b>... Deferred: Name server: b.: host name lookup failure"
     elif from_reply_code(own[:4]):
         diagnostic = own  # "554 <a@b>... 550 Host unknown": the remote reply repeated
     elif replies:
-        diagnostic = with_stage(join_reply(replies), stage)
+        diagnostic, said_at = join_reply(replies), stage
     else:
         diagnostic = " ".join(x for x in (r.group(1), r.group(2) or "", own) if x)
-    row = make_row(addr, diagnostic, remote_mta=host if diagnostic is not own else "")
+    row = make_row(addr, diagnostic, remote_mta=host if diagnostic is not own else "", smtp_command=said_at)
     if not row.reply_code and r.group(1):
         row.reply_code = find_reply_code(r.group(1))
     prev = rows.get(addr)
@@ -189,5 +193,7 @@ def _transcript_error(body: str) -> RecipientResult | None:
             others.append(stripped)
     if block:
         replies, block_stage = block, stage
-    diagnostic = with_stage(join_reply(replies), block_stage) if replies else " ".join(others[:6])
+    if replies:
+        return make_row("", join_reply(replies), smtp_command=block_stage)
+    diagnostic = " ".join(others[:6])
     return make_row("", diagnostic) if diagnostic else None

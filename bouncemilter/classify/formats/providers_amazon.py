@@ -9,19 +9,12 @@ import re
 from ..dsn import dsn_part, parse_fields
 from ..mime import Message
 from ..model import OriginalMessage, RecipientResult
+from ..reasons import vendor
 from ..text import clean_address, find_reply_code, find_status, one_line, strip_diagnostic_type
 from .base import Detection
 from .providers_common import MAX_RECIPIENTS, dsn_rows, header_lower
 
 MAX_JSON = 256 * 1024
-# SES states the category for these (bounceType, bounceSubType) pairs.
-_SUBTYPE_REASON = {
-    ("permanent", "noemail"): "userunknown",
-    ("transient", "mailboxfull"): "mailboxfull",
-    ("transient", "messagetoolarge"): "mesgtoobig",
-    ("transient", "contentrejected"): "contenterror",
-    ("transient", "attachmentrejected"): "contenterror",
-}
 _FOLD = re.compile(r"!\n ")  # some mail paths fold long JSON lines with "!" + newline + space
 
 
@@ -57,7 +50,7 @@ def _from_payload(p: dict) -> Detection | None:
         o = _dict(p.get("bounce"))
         mta = strip_diagnostic_type(str(o.get("reportingMTA", "")))
         pair = (str(o.get("bounceType", "")).lower(), str(o.get("bounceSubType", "")).lower())
-        reason = _SUBTYPE_REASON.get(pair, "")
+        reason = vendor.SES_SUBTYPES.get(pair, "")
         for e in _list(o.get("bouncedRecipients")):
             e = _dict(e)
             diag = one_line(strip_diagnostic_type(str(e.get("diagnosticCode", ""))))
@@ -154,18 +147,6 @@ def detect_text(msg: Message) -> Detection | None:
     return Detection(rows, f"Amazon SES/WorkMail: {_TEXT_START[0]} ... (DSN fields as text)")
 
 
-# SES inbound "Bounce" receipt-rule templates. The domain owner's rule chose the template, so
-# the text says which rule fired rather than what a mailbox lookup found: "Mailbox does not
-# exist" comes from a filtering rule (no lookup happened), "Temporary failure" holds the mail.
-_RECEIVING_TEMPLATES = (
-    ("Mailbox does not exist", "filtered"),
-    ("Mailbox full", "mailboxfull"),
-    ("Message too large", "mesgtoobig"),
-    ("Message content rejected", "contenterror"),
-    ("Temporary failure", "onhold"),
-)
-
-
 def detect_receiving(msg: Message) -> Detection | None:
     """SES inbound bounce actions: 'This message could not be delivered.' + a DSN part."""
     if "x-ses-outgoing" not in msg.headers:
@@ -179,5 +160,5 @@ def detect_receiving(msg: Message) -> Detection | None:
     for row in rows:
         # The template is the whole text after the codes: '550 5.1.1 Mailbox does not exist'.
         words = row.diagnostic.split(" ", 2)[-1] if row.reply_code and row.status else row.diagnostic
-        row.reason = next((r for text, r in _RECEIVING_TEMPLATES if words.strip() == text), "")
+        row.reason = vendor.SES_RECEIVING_TEMPLATES.get(words.strip(), "")
     return Detection(rows, "Amazon SES inbound bounce action") if rows else None

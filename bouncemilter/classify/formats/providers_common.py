@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import re
 
-from ..dsn import parse_dsn
 from ..mime import Message
-from ..model import RecipientResult
-from ..text import clean_address, find_reply_code, find_status, one_line
-from .base import make_row  # noqa: F401 - re-exported for the provider modules
+from ..text import clean_address, one_line
+from .base import MAX_RECIPIENTS, cut, dsn_rows, make_row  # noqa: F401 - shared by the provider modules
 
 # A reply code at the start of a diagnostic, also in the "550:" and "550-5.1.1" spellings.
 _LEADING_CODE = re.compile(r"^\s*([245][0-5]\d)(?:[\s:\-]|$)")
 _HOST_BRACKET = re.compile(r"^\s*host\s+([\w.\-]+)\s*\[[0-9a-fA-F.:]+\]\s*:?\s*", re.I)
-MAX_RECIPIENTS = 200  # bounds every per-recipient loop
 
 
 def header_lower(msg: Message, name: str) -> str:
-    return msg.headers.get(name).lower()
+    """A header's first value, lower-cased; From and Subject once per message (every provider gate asks)."""
+    if name != "from" and name != "subject":
+        return msg.headers.get(name).lower()
+    value = msg.memo.get(name)
+    if value is None:
+        value = msg.memo[name] = msg.headers.get(name).lower()
+    return value  # type: ignore[return-value]
 
-
-
-def cut_at(text: str, *markers: str) -> str:
-    """`text` up to the first of `markers` (the quoted original usually follows it)."""
-    end = len(text)
-    for marker in markers:
-        idx = text.find(marker)
-        if 0 <= idx < end:
-            end = idx
-    return text[:end]
 
 
 def strip_host_prefix(diagnostic: str) -> tuple[str, str]:
@@ -37,32 +30,6 @@ def strip_host_prefix(diagnostic: str) -> tuple[str, str]:
     if not m:
         return diagnostic, ""
     return diagnostic[m.end() :], m.group(1)
-
-
-def dsn_rows(msg: Message) -> list[RecipientResult]:
-    """Rows of the delivery-status part (with an address), fields of the per-message group
-    filling what a recipient group lacks: some providers write Status/Diagnostic-Code before
-    Final-Recipient."""
-    parsed = parse_dsn(msg)
-    if parsed is None:
-        return []
-    report, rows = parsed
-    per = report.per_message
-    rows = [r for r in rows if r.recipient][:MAX_RECIPIENTS]
-    if len(rows) == 1:
-        row = rows[0]
-        if not row.diagnostic and per.get("diagnostic-code"):
-            diag = per["diagnostic-code"]
-            head, sep, rest = diag.partition(";")
-            row.diagnostic = one_line(rest if sep and " " not in head.strip() else diag)
-            row.reply_code = row.reply_code or find_reply_code(row.diagnostic)
-        if not row.status:
-            row.status = find_status(per.get("status", "")) or find_status(row.diagnostic)
-        group_has_action = any("action" in g for g in report.groups)
-        if not group_has_action and per.get("action"):
-            # An Action written above Final-Recipient beats one guessed from the status class.
-            row.action = per["action"].strip().lower().split(" ")[0]
-    return rows
 
 
 EXIM_FAILED = re.compile(r"following address(?:\(es\))? failed:|could not be delivered to one or more", re.I)

@@ -16,9 +16,10 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from ..text import find_addresses, one_line
 from .base import Detection
-from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, header_lower, make_row
+from .providers_common import MAX_RECIPIENTS, cut, dsn_rows, header_lower, make_row
 
 _ORIGINAL = ("----- Original message -----", "----- Message header follows -----")
 _OLD_MARKER = "Delivery to the following recipient"
@@ -34,15 +35,9 @@ _BOILERPLATE = re.compile(
     r"|Learn more at https?://\S+\s*",
     re.I,
 )
-# Gmail's own wording (no remote reply): the category is Gmail's statement.
-_GMAIL_OWN = (
-    ("The recipient server did not accept our requests to connect", "expired"),
-    ("DNS Error: Could not contact DNS servers", "expired"),
-    ("DNS Error: Domain name not found", "hostunknown"),
-    ("DNS Error: DNS server returned answer with no data", "hostunknown"),
-)
-# Google help topics ("?p=<topic>") that state the cause in the newer style.
-_HELP_TOPICS = {"customfromdenied": "rejected"}
+_STATE = re.compile(r"\(state (\d{1,2})\)\.?\s*$")  # Gmail's "(state N)": see vendor.GMAIL_STATES
+# A specific status in the reply outranks the state's reason (it still gives the stage).
+_SPECIFIC_STATUS = re.compile(r"\b[45]\.[1-7]\.[1-9]\b")
 _HELP_TOPIC = re.compile(r"support\.google\.com/mail/\?p=(\w+)", re.I)
 
 
@@ -54,7 +49,7 @@ def _from_google(msg: Message) -> bool:
 def detect(msg: Message) -> Detection | None:
     if not _from_google(msg):
         return None
-    text = cut_at(msg.body_text(), *_ORIGINAL)
+    text = cut(msg.body_text(), *_ORIGINAL)
     failed = find_addresses(msg.headers.get("x-failed-recipients"))[:MAX_RECIPIENTS]
     if _OLD_MARKER in text:
         return _old_style(text, failed)
@@ -74,7 +69,7 @@ def _old_style(text: str, failed: list[str]) -> Detection | None:
     addrs = [a.lower() for a in _INDENTED_ADDR.findall(listed)][:MAX_RECIPIENTS] or failed
     if not addrs:
         return None
-    diagnostic, remote, reason = "", "", ""
+    diagnostic, remote, reason, stage = "", "", "", ""
     if details:
         rest = body[details.end() :]
         remote_m = _REMOTE.search(rest)
@@ -84,9 +79,17 @@ def _old_style(text: str, failed: list[str]) -> Detection | None:
             diagnostic = rest[returned.end() :].split("\n\n", 1)[0]
         else:
             diagnostic = _BOILERPLATE.sub("", rest.split("\n\n", 1)[0])
-            reason = next((r for phrase, r in _GMAIL_OWN if phrase in diagnostic), "")
         diagnostic = one_line(diagnostic).rstrip(".").strip() if returned else one_line(diagnostic)
+        state = _STATE.search(diagnostic)
+        if state and state.group(1) in vendor.GMAIL_STATES:
+            stage, reason = vendor.GMAIL_STATES[state.group(1)]
+            if _SPECIFIC_STATUS.search(diagnostic):
+                reason = ""
     rows = [make_row(a, diagnostic, action=action, remote_mta=remote, reason=reason) for a in addrs]
+    for row in rows:
+        row.smtp_command = stage
+        if reason and state:
+            row.reason_rule = f"preset:google/(state {state.group(1)})"
     _dedupe_reply(rows)
     return Detection(rows, f"Gmail: {_OLD_MARKER} ...")
 
@@ -116,7 +119,7 @@ def _new_style(text: str, failed: list[str]) -> Detection:
     response = _RESPONSE.search(text)
     diagnostic = one_line(text[response.end() :].split("\n\n", 1)[0]) if response else ""
     topic = _HELP_TOPIC.search(text)
-    reason = _HELP_TOPICS.get(topic.group(1).lower(), "") if topic else ""
+    reason = vendor.GOOGLE_HELP_TOPICS.get(topic.group(1).lower(), "") if topic else ""
     action = "delayed" if "Delivery incomplete" in text[:300] else "failed"
     rows = [make_row(a, diagnostic, action=action, reason=reason) for a in failed]
     return Detection(rows, "Gmail: ** ... ** notice without delivery-status fields")

@@ -7,15 +7,19 @@ import re
 
 from ..mime import Message
 from ..model import RecipientResult
+from ..reasons import vendor
 from ..text import clean_address, find_addresses, one_line
 from .base import Detection
-from .providers_common import MAX_RECIPIENTS, cut_at, dsn_rows, exim_blocks, header_lower, make_row
+from .providers_common import MAX_RECIPIENTS, cut, dsn_rows, exim_blocks, header_lower, make_row
 
 # --- Yahoo -------------------------------------------------------------------------------
 
 _YAHOO_START = "Sorry, we were unable to deliver your message"
 _YAHOO_RCPT = re.compile(r"^<((?=[^<>\s]*?[^<>\s]@[^<>\s])[^<>\s]++)>:\s*$")  # linear (no "@" backtracking)
-_YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(?:RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
+# Yahoo's tag of the SMTP command its MX answered: "... User Unknown [RCPT_TO]"
+_YAHOO_CMD = re.compile(r"(?<!\s)\s*\[(RCPT_TO|MAIL_FROM|DATA|CONNECT|EHLO|HELO)[A-Z_]*\]\s*$")
+_YAHOO_STAGES = {"RCPT_TO": "RCPT", "MAIL_FROM": "MAIL", "DATA": "DATA", "CONNECT": "CONN"}
+_YAHOO_STAGES |= {"EHLO": "EHLO", "HELO": "HELO"}
 
 
 def detect_yahoo(msg: Message) -> Detection | None:
@@ -28,7 +32,7 @@ def detect_yahoo(msg: Message) -> Detection | None:
     start = text.find(_YAHOO_START)
     if start < 0:
         return None
-    body = cut_at(text[start:], "--- Below this line is a copy of the message")
+    body = cut(text[start:], "--- Below this line is a copy of the message")
     rows: list[RecipientResult] = []
     addr, lines = "", []
     for line in body.split("\n")[1:400]:
@@ -48,8 +52,10 @@ def _yahoo_row(addr: str, lines: list[str]) -> RecipientResult:
     diag = one_line(" ".join(lines))
     if diag.startswith("Remote host said:"):
         diag = diag[len("Remote host said:") :]
-    diag = _YAHOO_CMD.sub("", diag).strip()
-    return make_row(addr, diag)
+    tag = _YAHOO_CMD.search(diag)
+    row = make_row(addr, diag[: tag.start()].strip() if tag else diag.strip())
+    row.smtp_command = _YAHOO_STAGES[tag.group(1)] if tag else ""
+    return row
 
 
 # --- Mail.ru (Exim underneath, Russian text above the English one) ------------------------
@@ -59,7 +65,7 @@ def detect_mailru(msg: Message) -> Detection | None:
     sender = header_lower(msg, "from")
     if "mailer-daemon@" not in sender or "mail.ru" not in sender:
         return None
-    text = cut_at(msg.body_text(), "------ This is a copy of the message")
+    text = cut(msg.body_text(), "------ This is a copy of the message")
     # The English part repeats the Russian one; read from the English marker when present.
     english = text.find("This message was created automatically by mail delivery software")
     blocks = exim_blocks(text[english:] if english >= 0 else text)
@@ -90,7 +96,7 @@ def detect_united_internet(msg: Message) -> Detection | None:
         return None
     if "mail delivery failed" not in header_lower(msg, "subject"):
         return None
-    text = cut_at(msg.body_text(), _UI_END)
+    text = cut(msg.body_text(), _UI_END)
     m = re.search(r"failed:\s*\n", text)
     if not m:
         return None
@@ -173,28 +179,20 @@ def detect_verizon(msg: Message) -> Detection | None:
         err = re.search(r"^Error:\s*(.+)$", text, re.M)
         to = _VZ_TO.search(text.split("Original Message:", 1)[-1])
         addrs = find_addresses(to.group(1)) if to else []
-        diag = err.group(1).strip() if err else ""
-        # Verizon's own sentence for an invalid handset address.
-        reason = "userunknown" if "No valid recipients" in diag else ""
-        rows = [make_row(a, diag, reason=reason) for a in addrs[:MAX_RECIPIENTS]]
+        diag = err.group(1).strip() if err else ""  # Verizon's own sentence: read by the vendor table
+        rows = [make_row(a, diag) for a in addrs[:MAX_RECIPIENTS]]
         return Detection(rows, "Verizon vzwpix.com: Message could not be delivered to mobile") if rows else None
     return None
 
 
 # --- Biglobe -------------------------------------------------------------------------------
 
+_BIGLOBE_SENDERS = tuple(f"postmaster@{d}.ne.jp" for d in ("biglobe", "inacatv", "tmtv", "ttv"))
 _BIGLOBE_ADDRS = "----- The following addresses had delivery problems -----"
 _BIGLOBE_INFO = "----- Non-delivered information -----"
-# Biglobe's own canned explanations.
-_BIGLOBE_REASONS = (
-    ("mailbox exceeded the local limit", "mailboxfull"),
-    ("User unknown", "userunknown"),
-)
-
-
 def detect_biglobe(msg: Message) -> Detection | None:
     sender = header_lower(msg, "from")
-    if not any(f"postmaster@{d}.ne.jp" in sender for d in ("biglobe", "inacatv", "tmtv", "ttv")):
+    if ".ne.jp" not in sender or not any(p in sender for p in _BIGLOBE_SENDERS):
         return None
     text = msg.body_text()
     a, i = text.find(_BIGLOBE_ADDRS), text.find(_BIGLOBE_INFO)
@@ -202,29 +200,13 @@ def detect_biglobe(msg: Message) -> Detection | None:
         return None
     addrs = find_addresses(text[a + len(_BIGLOBE_ADDRS) : i])
     info = text[i + len(_BIGLOBE_INFO) :].split("\n\n", 1)[0]
-    diag = one_line(info)
-    reason = next((r for phrase, r in _BIGLOBE_REASONS if phrase in diag), "")
-    rows = [make_row(x, diag, reason=reason) for x in addrs[:MAX_RECIPIENTS]]
+    diag = one_line(info)  # Biglobe's canned explanation: read by the vendor table
+    rows = [make_row(x, diag) for x in addrs[:MAX_RECIPIENTS]]
     return Detection(rows, f"Biglobe: {_BIGLOBE_ADDRS.strip('- ')}") if rows else None
 
 
 # --- Facebook ------------------------------------------------------------------------------
 
-# Facebook's published response codes (postmaster.facebook.com/response_codes).
-_FB_CODES = {
-    "RCP-P1": "userunknown", "INT-P1": "userunknown", "INT-P3": "userunknown", "INT-P4": "userunknown",
-    "RCP-P2": "filtered", "RCP-P3": "filtered",
-    "POL-P1": "blocked", "POL-P2": "blocked",
-    "MSG-P1": "mesgtoobig", "INT-P2": "mesgtoobig",
-    "MSG-P2": "contenterror", "MSG-P3": "contenterror", "POL-P6": "contenterror", "POL-P7": "contenterror",
-    "POL-P3": "notaccept", "POL-P4": "notaccept", "POL-T1": "notaccept", "POL-T2": "notaccept",
-    "POL-T3": "notaccept",
-    "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-T1": "rejected", "DNS-P3": "rejected", "DNS-T2": "rejected",
-    "CON-T1": "systemerror", "RCP-T1": "systemerror",
-    "CON-T2": "toomanyconn", "CON-T3": "toomanyconn",
-    "POL-P5": "virusdetected",
-    "RCP-T4": "suspend",
-}
 _FB_CODE = re.compile(r"\b([A-Z]{3}-[PT]\d)\b")
 
 
@@ -236,8 +218,8 @@ def detect_facebook(msg: Message) -> Detection | None:
         return None
     for row in rows:
         m = _FB_CODE.search(row.diagnostic)
-        if m and m.group(1) in _FB_CODES:
-            row.reason = _FB_CODES[m.group(1)]
+        if m and m.group(1) in vendor.FACEBOOK_CODES:
+            row.reason, row.reason_rule = vendor.FACEBOOK_CODES[m.group(1)], f"preset:facebook/{m.group(1)}"
     return Detection(rows, "Facebook: delivery-status with a Facebook response code")
 
 
@@ -265,7 +247,7 @@ def detect_office365(msg: Message) -> Detection | None:
     admin = text.find(_O365_ADMIN)
     if text.find(_O365_START) < 0 or admin < 0:
         return None
-    tail = cut_at(text[admin:], "Original message headers:")
+    tail = cut(text[admin:], "Original message headers:")
     rows = []
     for m in _O365_RETURNED.finditer(tail):
         rows.append(make_row(clean_address(m.group(1)), m.group(2)))

@@ -1,0 +1,46 @@
+"""authfailure: SPF, DKIM, DMARC or ARC failed for our message."""
+
+from ._base import ReasonTable
+
+TABLE = ReasonTable(
+    name="authfailure",
+    summary="SPF, DKIM, DMARC or ARC authentication of our message failed",
+    # X.7.20-22 DKIM, X.7.23/24 SPF, X.7.26 multiple checks, X.7.29 ARC (RFC 7372, 8617)
+    status=("4.7.24", "4.7.26", "5.7.20", "5.7.21", "5.7.22", "5.7.23", "5.7.24", "5.7.26", "5.7.29"),
+    pseudo=("974",),
+    phrases={
+        "dmarc policy": "Gmail 550 5.7.26, Yahoo, many",
+        "does not pass dmarc": "Exchange Online 5.7.509",
+        "fails dmarc": "generic DMARC wording",
+        "dmarc verification": "Exchange Online 5.7.509",
+        "dmarc check failed": "Tencent QQ",
+        "dmarc sender invalid": "Mimecast",
+        "spf record with a hard fail": "Gmail 550 5.7.26",
+        "fails to pass spf": "Gmail",
+        "fail to pass spf": "Gmail",
+        "spf check: fail": "Sisimai list",
+        "spf check failed": "Tencent QQ",
+        "spf (sender policy framework) domain authentication fail": "Sisimai list",
+        "sender policy framework violation": "Exchange Online 5.7.23",
+        "sender policy framework (spf) fail": "generic SPF wording",
+        "bad spf records for": "Sisimai list",
+        "please inspect your spf settings": "GoDaddy IB508",
+        "is not allowed to send from <{w} per it's spf record": "MessageLabs",
+        "is not allowed to send mail. {w}_401": "Orange (SPF)",
+        "spf validation failed": "RFC 7372 X.7.23 text",
+        "spf sender invalid": "Mimecast",
+        "dkim sender invalid": "Mimecast",
+        "fails to pass authentication checks": "Gmail 550 5.7.26",
+        "does not have authentication information": "Gmail 'unauthenticated' notice",
+        "sender is unauthenticated": "Yahoo 550 5.7.9",
+        "requires all senders to authenticate": "Yahoo 550 5.7.9",
+        "spf.pobox.com/why": "pobox SPF URL",
+        "spf fail": "generic SPF wording",
+        "spf failure": "generic SPF wording",
+        "dkim validation failed": "generic DKIM wording",
+        "dkim signature failed": "generic DKIM wording",
+        "dkim failed": "generic DKIM wording",
+        "must pass either spf or dkim validation": "Exchange Online 4.7.26",
+        "arc validation failure": "RFC 8617 X.7.29 text",
+    },
+)

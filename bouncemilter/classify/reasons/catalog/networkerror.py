@@ -1,0 +1,45 @@
+"""networkerror: DNS or routing trouble between the MTAs (often temporary)."""
+
+from ._base import ReasonTable
+
+TABLE = ReasonTable(
+    name="networkerror",
+    summary="DNS, routing or connection trouble between the mail servers (mail loops included)",
+    # X.4.0 network or routing status, X.4.2 bad connection, X.4.4 unable to route (temporary),
+    # X.4.6 routing loop, 4.4.8 (Exchange: looping condition)
+    status=("4.4.2", "4.4.4", "4.4.6", "4.4.8", "5.4.0"),
+    pseudo=("944",),
+    phrases={
+        "could not connect and send the mail to": "Sisimai NetworkError list",
+        "dns records for the destination computer could not be found": "MS Exchange",
+        "hop count exceeded": "Exchange ('Hop count exceeded - possible mail loop')",
+        "host is unreachable": "Unix EHOSTUNREACH text",
+        "host name lookup failure": "Sendmail",
+        "host not found, try again": "Sendmail ('Host not found, try again')",
+        "mail forwarding loop for ": "Postfix ('mail forwarding loop for x')",
+        "malformed name server reply": "Postfix",
+        "malformed or unexpected name server reply": "Postfix",
+        "maximum forwarding loop count exceeded": "Sisimai NetworkError list",
+        "message looping": "Sisimai NetworkError list",
+        "message probably in a routing loop": "Sisimai NetworkError list",
+        "no route to host": "Unix EHOSTUNREACH text",
+        "too many hops": "Sisimai NetworkError list",
+        "unable to resolve route ": "Sisimai NetworkError list",
+        "unrouteable mail domain": "Sisimai NetworkError list",
+        "mail loop detected": "Mimecast 554",
+        "lost connection with": "Postfix ('lost connection with x while ...')",
+        "dns error": "Gmail 'DNS Error'",
+        "dns query failed": "generic DNS wording",
+        "dns lookup failed": "Courier ('DNS lookup failed.')",
+        "wasn't able to establish an smtp connection": "qmail-remote",
+        "nxdomain": "Gmail ('responded with code NXDOMAIN')",
+        "exceeded {d} hops": "Gmail ('message exceeded 50 hops')",
+        "network is unreachable": "Unix ENETUNREACH text",
+        "had no relevant answers.": "Google Workspace ('DNS type mx lookup ... had no relevant answers')",
+        "message has exceeded maximum hop count": "Lotus Notes",
+        "temporary failure in mx lookup": "OpenSMTPD",
+        "no valid route to remote mx": "OpenSMTPD",
+        "network error on destination mxs": "OpenSMTPD",
+        "although i'm listed as a best-preference mx or a for that host": "qmail-remote",
+    },
+)

@@ -1,0 +1,41 @@
+"""policyviolation: a policy of the receiving site refused the message."""
+
+from ._base import ReasonTable
+
+TABLE = ReasonTable(
+    name="policyviolation",
+    summary="the receiving site's policy refused the message (attachments, lists, organisation rules)",
+    pseudo=("972",),
+    phrases={
+        "an illegal attachment on your message": "Gmail 552 5.7.0",
+        "because the recipient is not accepting mail with ": "AOL (Phoenix)",
+        "by non-member to a members-only list": "Sisimai PolicyViolation list",
+        "closed mailing list": "Sisimai PolicyViolation list",
+        "denied by policy": "OpenSMTPD, Sisimai list",
+        "email not accepted for policy reasons": "Yahoo PH01",
+        "header are not accepted": "Gmail ('multiple addresses in From: header are not accepted')",
+        "header error": "Gmail",
+        "local policy violation": "Sisimai PolicyViolation list",
+        "message bounced due to organizational settings": "Sisimai PolicyViolation list",
+        "message given low priority": "Sisimai PolicyViolation list",
+        "message not accepted for policy reasons": "Yahoo 554 5.7.9",
+        "message rejected due to local policy": "Sisimai PolicyViolation list",
+        "rejected for policy reasons": "Sisimai PolicyViolation list",
+        "protocol violation": "Sisimai PolicyViolation list",
+        "is not subscribed to this group": "Google Groups",
+        "the message was rejected by organization policy": "Sisimai PolicyViolation list",
+        "its content presents a potential": "Gmail 552 5.7.0 (security issue)",
+        "we do not accept messages containing images or other attachments": "Sisimai PolicyViolation list",
+        "allowable number of posts without solving a captcha": "Google Groups",
+        "anti-spoofing policy": "Mimecast",
+        "content examination policy": "Mimecast",
+        "policy that prohibited": "Gmail 550 5.7.1",
+        "attachment extension is forbidden": "Cox",
+        "violates our policy": "generic policy wording",
+        "violation of policy": "generic policy wording",
+        "due to policy": "generic policy wording",
+        "prohibited by policy": "generic policy wording",
+        "messages with multiple addresses": "Gmail 550 5.7.1 (From: header)",
+        "x-dg-ref header is too long": "Exchange Online 5.0.350",
+    },
+)

@@ -1,0 +1,46 @@
+"""suspend: the mailbox exists but is disabled or suspended."""
+
+from ._base import ReasonTable
+
+TABLE = ReasonTable(
+    name="suspend",
+    summary="the mailbox exists but is disabled, suspended or inactive (soft)",
+    status=("4.2.1", "5.7.13"),  # X.2.1 mailbox disabled (temporary), X.7.13 user account disabled
+    pseudo=("921",),
+    phrases={
+        " is currently suspended": "Sisimai Suspend list",
+        " temporary locked": "Sisimai Suspend list",
+        "temporarily locked": "Sisimai Suspend list",
+        "boite du destinataire archivee": "Orange (fr)",
+        "email account that you tried to reach is disabled": "Gmail 550 5.2.1",
+        "has been suspended": "Sisimai Suspend list",
+        "invalid/inactive user": "Sisimai Suspend list",
+        "is a deactivated mailbox": "Tencent QQ",
+        "mailbox currently suspended": "Sisimai Suspend list",
+        "mailbox is frozen": "Sisimai Suspend list",
+        "recipient rejected: temporarily inactive": "Sisimai Suspend list",
+        "recipient suspend the service": "Sisimai Suspend list",
+        "this account has been disabled or discontinued": "Sisimai Suspend list",
+        "this mailbox is disabled": "Yahoo/AOL ('This mailbox is disabled (554.30)')",
+        "user suspended": "NetEase 163.com",
+        "vdelivermail: account is locked": "vpopmail",
+        "account is disabled": "generic wording",
+        "account is locked": "generic wording",
+        "account has been disabled": "generic wording",
+        "disabled recipient": "generic wording",
+        "recipient account is blocked": "generic wording",
+        "le compte du destinataire est bloque": "Orange (fr)",
+        "mailbox is disabled": "generic wording",
+        "mailbox disabled": "generic wording",
+        "account disabled": "GoDaddy 'Account disabled'",
+        "user account is expired": "generic wording",
+        "account inactive": "generic wording",
+        "inactive account": "generic wording",
+        "mailbox is inactive": "generic wording",
+        "mailbox unavailable or access denied": "NetEase / Sisimai Suspend list",
+        "mailaddress is administrative": "qmail-ldap ('Mailaddress is administratively disabled')",
+        "is no longer valid.": "Yahoo/AOL ('dd x is no longer valid.')",
+        "the user(s) account is disabled": "au/EZweb",
+        "the user(s) account is temporarily limited": "au/EZweb",
+    },
+)
