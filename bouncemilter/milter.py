@@ -1184,6 +1184,8 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         socket=spec.libmilter,
         db=str(settings.db),
         bounce_addresses=[str(getattr(b, "pattern", b)) for b in settings.bounce_addresses],
+        unsubscribe_addresses=[b.pattern for b in getattr(settings, "unsubscribe_addresses", ())],
+        notify_url=getattr(settings, "notify_url", "") or None,
         tcp_nodelay=bool(nodelay),
         pid=os.getpid(),
     )

@@ -3,7 +3,6 @@ delivered once, kept and retried with backoff while the receiver is down or fail
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import socket
@@ -21,6 +20,7 @@ from bouncemilter import suppressions as sup
 from bouncemilter.cli import main
 from bouncemilter.config import load_settings
 from bouncemilter.store import Store
+from tests.webhook_receiver import Receiver
 
 SECRET = b"0123456789abcdef-test-secret"
 
@@ -29,41 +29,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Receiver:
-    """A loopback HTTP server that records every POST; `status` is what it answers."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        self.status = 204
-        self.refuse: set[str] = set()  # addresses answered 422 whatever `status` says
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.posts.append((dict(self.headers), body))
-                self.send_response(422 if json.loads(body)["address"] in outer.refuse else outer.status)
-                if outer.status in (301, 302, 307):
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(b) for _, b in self.posts]
 
 
 @pytest.fixture
