@@ -16,6 +16,7 @@ from . import notify as nt
 from . import suppress_import as si
 from .cli_common import config_options, echo_json, load, printable
 from .cli_suppress import _connect, _who
+from .store import Store, StoreError
 
 SHOWN = 50  # skipped rows listed on stderr; --rejects has them all
 
@@ -67,6 +68,10 @@ def import_suppressions_cmd(
         parsed = si.parse(data, category=category or "")
     except si.CsvError as exc:
         raise click.ClickException(f"{path}: {exc}; nothing saved") from None
+    try:  # a list from the previous ESP may come before the milter ever ran: the database is created if need be
+        Store(settings.db, settings.store_timeout).close()
+    except StoreError as exc:
+        raise click.ClickException(f"{exc}; nothing saved") from None
     conn = _connect(settings, write=True)
     try:
         out = si.write(
