@@ -204,3 +204,11 @@ def test_parse_dates_and_categories() -> None:
     assert [si.category_of(r) for r in ("Unsubscribed", "opt-out", "Spam complaint", "Hard bounce", "soft bounce",
                                         "Mailbox does not exist", "asked by phone", "")] == [
         "opt-out", "opt-out", "complaint", "hard", "soft", "hard", "manual", "manual"]  # fmt: skip
+
+
+def test_a_list_may_come_before_the_milter_ever_ran(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("email\nfirst@example.org\n")
+    db = tmp_path / "new" / "b.db"
+    db.parent.mkdir()
+    code, out, _ = run(db, tmp_path / "a.csv")
+    assert code == 0 and "1 suppressed" in out and set(rows(db)) == {"first@example.org"}
