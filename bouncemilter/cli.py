@@ -247,6 +247,10 @@ from .cli_report import register as _register_report  # noqa: E402  (needs `main
 
 _register_report(main)  # stats, check
 
+from .cli_sign import register as _register_sign  # noqa: E402  (needs `main`)
+
+_register_sign(main)  # sign, verify
+
 from .cli_admin import register as _register_admin  # noqa: E402
 
 _register_admin(main)  # check-config, doctor, prune, backup

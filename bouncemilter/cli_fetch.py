@@ -24,8 +24,10 @@ from .cli_common import config_options, echo_json
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
+from .sentlog import SentReader
 from .store import Store, StoreError
 from .unsubscribe import build_matcher
+from .verdict import make_domain_checker, make_verifier
 
 EXIT_MAILBOX = 1  # connection, TLS, login, folder, lost connection
 EXIT_STORE = 2  # the store failed (everything before it is committed and acted on)
@@ -185,7 +187,16 @@ def fetch_cmd(
     except StoreError as exc:
         _fail(mailbox, str(exc), EXIT_STORE)
     store.suppressions.policy = Policy.from_settings(settings)
-    recorder = fetch.Recorder(store, settings, matcher)
+    # signed return paths and DNS checks as for `import`: a fetched bounce is judged like one the milter receives
+    sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
+    dns = None
+    try:
+        dns = make_domain_checker(settings)
+        verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
+    except ConfigError as exc:  # the key file changed since the settings were read
+        store.close()
+        raise click.ClickException(str(exc)) from exc
+    recorder = fetch.Recorder(store, settings, matcher, verifier)
     try:
         if watch:
             _watch(mailbox, creds, opts, recorder, interval or settings.fetch_interval)
@@ -194,6 +205,10 @@ def fetch_cmd(
     finally:
         recorder.close()
         store.close()
+        if sent is not None:
+            sent.close()
+        if dns is not None:
+            dns.close()
 
 
 def _fail(mailbox: fetch.MailboxURL, msg: str, status: int) -> Any:

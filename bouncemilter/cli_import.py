@@ -18,9 +18,11 @@ from .cli_common import config_options, echo_json
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
+from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
 from .store import Store, StoreError
 from .unsubscribe import AddressMatcher, build_matcher
+from .verdict import make_domain_checker, make_verifier
 
 
 class ImportProgress(Progress):
@@ -144,21 +146,34 @@ def import_cmd(
         store = Store(settings.db, settings.store_timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
+    try:
+        # signed return paths are judged at each message's arrival; DNS checks get the whole lookup time
+        dns = make_domain_checker(settings)
+        verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
+    except ConfigError as exc:
+        store.close()
+        raise click.ClickException(str(exc)) from exc
     store.suppressions.policy = Policy.from_settings(settings)
 
     errors: list[SourceError] = []
     entries = collect(paths, errors)
     progress = ImportProgress(len(entries))
-    new = already = 0
+    new = already = truncated = unverified = 0
     kinds: dict[str, int] = {}
     t0 = time.monotonic()
     failure: StoreError | None = None
     try:
         stream = read_mailbox(entries, errors, matcher, progress)
-        for out in ingest.ingest_many(stream, settings, store, batch_size, action=ingest.IMPORT_ACTION):
+        outcomes = ingest.ingest_many(
+            stream, settings, store, batch_size, action=ingest.IMPORT_ACTION, verifier=verifier
+        )
+        for out in outcomes:
             if out.inserted and out.classification is not None:
                 new += 1
                 kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1
+                truncated += out.classification.truncated
+                unverified += out.verified is False
             else:
                 already += 1
     except StoreError as exc:
@@ -166,6 +181,10 @@ def import_cmd(
     finally:
         progress.close()
         store.close()
+        if sent is not None:
+            sent.close()
+        if dns is not None:
+            dns.close()
     seconds = time.monotonic() - t0
 
     for err in errors:
@@ -175,6 +194,8 @@ def import_cmd(
         "already_stored": already,
         "unreadable": len(errors),
         "kinds": dict(sorted(kinds.items())),
+        "truncated": truncated,  # reports that named more recipients than were read
+        "unverified": unverified,  # signed return paths: not proven to answer our mail
         "seconds": round(seconds, 3),
         "errors": [{"source": e.source, "message": e.message} for e in errors],
         "db": settings.db,
@@ -184,6 +205,13 @@ def import_cmd(
     else:
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         click.echo(f"{new} new, {already} already stored, {len(errors)} unreadable" + (f" ({detail})" if new else ""))
+        if unverified:
+            click.echo(f"{unverified} unverified (not proven to answer our mail: kept, never counted)")
+    if truncated:
+        click.echo(
+            f"bouncemilter: {truncated} report(s) named more recipients than were read; the first ones are recorded",
+            err=True,
+        )
     if failure is not None:
         click.echo(
             f"bouncemilter: store failed after {new + already} message(s): {failure}; "

@@ -170,9 +170,15 @@ def stats_cmd(
         for line in render_chart(st, columns):
             click.echo(line)
     else:
-        header = [by, "messages", "recipients", "hard", "share"]
-        echo_table(header, [(r.key, r.messages, r.recipients, r.hard, f"{r.share * 100:.1f}%") for r in st.rows])
-    click.echo(f"total: {st.total_messages} message(s), {st.total_recipients} recipient(s), {st.total_hard} hard")
+        header = [by, "messages", "recipients", "hard", "unverified", "share"]
+        echo_table(
+            header,
+            [(r.key, r.messages, r.recipients, r.hard, r.unverified, f"{r.share * 100:.1f}%") for r in st.rows],
+        )
+    unverified = f", {st.total_unverified} unverified message(s)" if st.total_unverified else ""
+    click.echo(
+        f"total: {st.total_messages} message(s), {st.total_recipients} recipient(s), {st.total_hard} hard{unverified}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ check

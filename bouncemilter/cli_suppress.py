@@ -539,22 +539,28 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
     click.echo(printable(f"{data['address']}: {state}"))
     click.echo(f"current soft-bounce score: {data['current_soft_score']}\n")
     echo_table(
-        ("TIME", "KIND", "REASON", "STATUS", "COUNTED", "REMOTE MTA", "DIAGNOSTIC", "POLICY"),
+        ("TIME", "KIND", "REASON", "STATUS", "VERIFIED", "COUNTED", "REMOTE MTA", "DIAGNOSTIC", "POLICY"),
         [
             (
                 e["received_at"][:19],
                 e["kind"],
                 e["reason"],
                 e["status"] or e["reply_code"],
+                {True: "yes", False: "NO"}.get(e["verified"], "-"),
                 ("yes" if e["counted"] else "no") + ("*" if e["evidence"] else ""),
                 e["remote_mta"],
                 e["diagnostic"],
-                e["verdict"],
+                e["verdict"] + (f" [{e['note']}]" if e.get("note") else ""),
             )
             for e in data["events"]
         ],
     )
     click.echo(f"\n{len(data['events'])} event(s); * = listed as evidence of the suppression")
+    unverified = [e for e in data["events"] if e["verified"] is False]
+    if unverified:
+        click.echo(f"{len(unverified)} unverified (not proven to answer our mail; never counted):")
+        for e in unverified:
+            click.echo(printable(f"  {e['received_at'][:19]}  {e['kind']}: {e['verification']}"))
     if data["log"]:
         click.echo("\nchanges:")
         for entry in data["log"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,12 +20,14 @@ from typing import Any
 
 from .classify.reasons import REASONS
 from .policy import SENDER_REASONS
+from .signing import BadKey, KeyRing
 from .verp import BounceAddress, parse_bounce_address
 
 KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "opt_out", "auto_reply", "delivered", "not_bounce")
 ACTIONS: tuple[str, ...] = ("accept", "discard")
 LOG_TARGETS: tuple[str, ...] = ("stderr", "syslog", "none")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+VERIFY_MODES: tuple[str, ...] = ("off", "record", "reject")
 
 
 class ConfigError(Exception):
@@ -131,6 +134,20 @@ class Settings:
     fetch_max_size: int = 1048576
     fetch_timeout: float = 60.0
     fetch_after: Mapping[str, str] = field(default_factory=lambda: _fetch_after({}))  # category -> action
+    # signed return paths (bouncemilter.signing); on when secret_file is set
+    signing_secret_file: str | None = None
+    signing_senders: tuple[str, ...] = ()
+    signing_verify: str = "record"
+    signing_max_age_days: int = 30
+    signing_address: str | None = None
+    signing_log_sent: bool = False
+    signing_sent_retention_days: int = 30
+    # DNS checks of domain claims (bouncemilter.dnscheck)
+    dns_check: bool = True
+    dns_nameservers: tuple[str, ...] = ()
+    dns_timeout_ms: int = 40
+    dns_lookup_timeout: float = 3.0
+    dns_cache_seconds: int = 3600
     # unsubscribe requests by mail (issue #11): mail to these is an opt-out unless a bounce or an auto-reply
     unsubscribe_addresses: tuple[BounceAddress, ...] = ()
     # the suppression webhook (bouncemilter.notify): each new suppression POSTed, HMAC-signed, from an outbox
@@ -140,6 +157,17 @@ class Settings:
     notify_interval: float = 5.0
     notify_retry_min: float = 30.0
     notify_retry_max: float = 3600.0
+
+    @property
+    def signing_enabled(self) -> bool:
+        return self.signing_secret_file is not None
+
+    def signing_addresses(self) -> list[str]:
+        """The VERP patterns a signed return path may use: [signing] address, else every VERP pattern of
+        [bounce] addresses (the sender's own domain's first; see signing.Signer)."""
+        if self.signing_address:
+            return [self.signing_address]
+        return [a.pattern for a in self.bounce_addresses if a.kind == "verp"]
 
 
 # ---------------------------------------------------------------- validators: value -> normalised value or ValueError
@@ -296,6 +324,41 @@ def _reasons(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _senders(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of senders, e.g. ["@example.com", "news@example.org"]')
+    out: list[str] = []
+    for item in v:
+        text = item.strip().strip("<>").lower()
+        _, at, domain = text.rpartition("@")
+        if not at or not domain or "." not in domain or any(c in text for c in ' \t"<>,;'):
+            raise ValueError(f"{item!r}: must be '@domain' (every sender of the domain) or 'sender@domain'")
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def _nameservers(v: Any) -> tuple[str, ...]:
+    from .dnscheck import parse_nameserver
+
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+        raise ValueError('must be a list of name server addresses, e.g. ["127.0.0.1", "[::1]:5353"]')
+    for item in v:
+        parse_nameserver(item)
+    return tuple(x.strip() for x in v)
+
+
+def _verp_pattern(v: Any) -> str:
+    parsed = parse_bounce_address(v)
+    if parsed.kind != "verp":
+        raise ValueError(f"{v!r}: must be a VERP pattern such as 'bounces+*@example.com'")
+    return parsed.pattern
+
+
 def _listen(v: Any) -> str:
     from .metrics import parse_listen  # local: only the validator needs it
 
@@ -361,6 +424,18 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "metrics.enabled": ("metrics_enabled", _bool),
     "metrics.listen": ("metrics_listen", _listen),
     "metrics.allow_remote": ("metrics_allow_remote", _bool),
+    "signing.secret_file": ("signing_secret_file", _nonempty_str),
+    "signing.senders": ("signing_senders", _senders),
+    "signing.verify": ("signing_verify", _choice(VERIFY_MODES)),
+    "signing.max_age_days": ("signing_max_age_days", _int_range(1, 3650)),
+    "signing.address": ("signing_address", _verp_pattern),
+    "signing.log_sent": ("signing_log_sent", _bool),
+    "signing.sent_retention_days": ("signing_sent_retention_days", _int_range(1, 3650)),
+    "dns.check": ("dns_check", _bool),
+    "dns.nameservers": ("dns_nameservers", _nameservers),
+    "dns.timeout_ms": ("dns_timeout_ms", _int_range(1, 50)),
+    "dns.lookup_timeout": ("dns_lookup_timeout", _float_range(0.1, 60.0)),
+    "dns.cache_seconds": ("dns_cache_seconds", _int_range(0, 7 * 86400)),
     "limits.suppressions_per_message": ("limit_suppressions_per_message", _int_range(0, 1_000_000)),
     "limits.suppressions_per_client_hour": ("limit_suppressions_per_client_hour", _int_range(0, 10_000_000)),
     "limits.recipients_per_message": ("limit_recipients_per_message", _int_range(1, 1_000_000)),
@@ -471,6 +546,7 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
     if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
         raise ConfigError(f"{source}: milter.socket_group: only applies to a unix socket, not {settings.socket!r}")
+    _check_signing(settings, source)
     if settings.fetch_enabled:
         if not settings.fetch_url:
             raise ConfigError(f"{source}: fetch.url: required when fetch.enabled = true")
@@ -492,6 +568,54 @@ def _cross_check(settings: Settings, source: str) -> None:
         raise ConfigError(
             f"{source}: metrics.listen: {settings.metrics_listen!r} is not a loopback address; the endpoint has "
             "no authentication (set metrics.allow_remote = true to expose it anyway)"
+        )
+
+
+def read_keys(path: str, source: str = "") -> KeyRing:
+    """The key ring in `path` (one key per line, the first signs). Refuses a file every local user can read:
+    anyone holding a key can make bounces that suppress any address."""
+    where = f"{source}: signing.secret_file" if source else "signing.secret_file"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            st = os.fstat(fh.fileno())
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if st.st_mode & stat.S_IROTH:
+        raise ConfigError(
+            f"{where}: {path}: readable by every local user (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "chmod 0640 (or 0600) it"
+        )
+    try:
+        return KeyRing.from_text(text)
+    except BadKey as exc:
+        raise ConfigError(f"{where}: {path}: {exc}") from None
+
+
+def _check_signing(settings: Settings, source: str) -> None:
+    if not settings.signing_enabled:
+        for name, value, default in (
+            ("senders", settings.signing_senders, ()),
+            ("address", settings.signing_address, None),
+            ("verify", settings.signing_verify, "record"),
+            ("log_sent", settings.signing_log_sent, False),
+        ):
+            if value != default:
+                raise ConfigError(f"{source}: signing.{name}: needs signing.secret_file (the keys)")
+        return
+    read_keys(str(settings.signing_secret_file), source)
+    patterns = {a.pattern for a in settings.bounce_addresses}
+    if settings.signing_address and settings.signing_address not in patterns:
+        raise ConfigError(
+            f"{source}: signing.address: {settings.signing_address!r} must also be in bounce.addresses "
+            "(or bounces to it would not be examined)"
+        )
+    if settings.signing_senders and not settings.signing_addresses():
+        raise ConfigError(
+            f"{source}: signing.senders: signing needs a VERP pattern in bounce.addresses "
+            "(e.g. 'bounces+*@example.com') or signing.address"
         )
 
 

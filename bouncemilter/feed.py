@@ -1,6 +1,6 @@
 """The suppression list as a feed: every change since a cursor (`bouncemilter suppressed --changes-since`).
 
-Triggers on ``suppressions`` (store migration 8, schema_optout.py) write one ``suppression_changes`` row per
+Triggers on ``suppressions`` (store migration 9, schema_optout.py) write one ``suppression_changes`` row per
 addition, removal, or change of source/category of a suppressed address, whatever changed it. Its id is the
 cursor: AUTOINCREMENT ids are never reused, and SQLite's single writer commits them in order, so a reader that
 saw id N has seen every change up to N. A consumer keeps the last cursor it processed and asks for what came

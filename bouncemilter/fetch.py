@@ -316,10 +316,13 @@ class _StoredRows:
 class Recorder:
     """Commits a batch of fetched messages through ingest_many and says what each one is."""
 
-    def __init__(self, store: Store, settings: Any, matcher: Any) -> None:
+    def __init__(self, store: Store, settings: Any, matcher: Any, verifier: Any = None) -> None:
         self.store = store
         self.settings = settings
         self.matcher = matcher
+        # signed return paths (verdict.Verifier), or a function giving the current one (the milter's, which a
+        # reload replaces): a fetched bounce is judged like one the milter receives
+        self.verifier = verifier
         self.rows = _StoredRows(store.path, store.timeout)
 
     def commit(self, messages: Sequence[tuple[Any, bytes, int]], stats: Stats) -> dict[Any, str]:
@@ -332,9 +335,12 @@ class Recorder:
                 env = ingest.mailbox_envelope(raw, self.matcher)
                 yield raw, ingest.Envelope(**{**env.__dict__, "size": size})
 
+        verifier = self.verifier() if callable(self.verifier) else self.verifier
         try:
             outcomes = list(
-                ingest.ingest_many(items(), self.settings, self.store, len(messages) + 1, action=FETCH_ACTION)
+                ingest.ingest_many(
+                    items(), self.settings, self.store, len(messages) + 1, action=FETCH_ACTION, verifier=verifier
+                )
             )
         except StoreError as exc:
             raise FetchStoreError(f"store failed: {exc}") from None
@@ -544,8 +550,9 @@ def options_from(settings: Any, **overrides: Any) -> Options:
     return Options(**values)
 
 
-def start_service(settings: Any, store: Store, logger: Any) -> Callable[[], None]:
+def start_service(settings: Any, store: Store, logger: Any, verifier: Any = None) -> Callable[[], None]:
     """Watch the [fetch] mailbox on a thread of its own, sharing the milter's store; returns stop().
+    `verifier`: as for Recorder (the milter passes a function that gives its current verifier).
 
     A configuration problem (URL, unreadable password file) raises FetchError at once; a server problem is
     logged and retried with backoff, so the milter keeps running while the mailbox is unreachable.
@@ -564,7 +571,7 @@ def start_service(settings: Any, store: Store, logger: Any) -> Callable[[], None
     )
     warn = lambda msg: logjson.event(logger, logging.WARNING, "fetch_warning", msg, mailbox=str(url))  # noqa: E731
     matcher = build_matcher(settings)
-    recorder = Recorder(store, settings, matcher)
+    recorder = Recorder(store, settings, matcher, verifier)
 
     def on_pass(stats: Stats) -> None:
         if stats.listed:

@@ -7,6 +7,9 @@ durable transaction). `ingest_many()` does the same for a stream of messages thr
 way, so a message gives the same row, the same idempotency key and the same suppression update whichever
 way it arrives.
 
+With signed return paths on, a `verdict.Verifier` (argument `verifier`) decides between classification and
+the store whether the message proves it answers mail we sent (`MessageMeta.verified`).
+
 `mailbox_envelope()` recovers the envelope facts from what a mailbox keeps of them (see its docstring):
 an imported message of a mailbox the milter also saw gets the same key as the milter's row when the
 mailbox kept the Message-ID, the Return-Path and the original recipient (X-Original-To).
@@ -95,6 +98,7 @@ class Prepared:
     action: str
     meta: MessageMeta
     classify_ms: float
+    verify_ms: float = 0.0  # the verdict: token, signed original, sent log, DNS
 
 
 @dataclass
@@ -105,6 +109,9 @@ class Outcome:
     inserted: bool  # False: the store already had this message (same idempotency key)
     classify_ms: float
     store_ms: float  # for ingest_many: the batch's commit time shared out evenly
+    verified: bool | None = None  # MessageMeta.verified (None: not checked)
+    verification: str = ""
+    notes: dict[str, str] | None = None  # MessageMeta.recipient_notes (e.g. the DNS check)
     recipients_dropped: int = 0  # recipients past [limits] recipients_per_message (counted, not stored)
 
 
@@ -153,13 +160,20 @@ def prepare(
     settings: Any,
     classifier: Callable[[bytes], Classification] = classify,
     action: str | None = None,
+    verifier: Any = None,
 ) -> Prepared:
-    """Classify and build the store row's metadata (no I/O). `action` None: from the [actions] settings."""
-    return _classified(raw, build_meta(raw, env), settings, classifier, action)
+    """Classify and build the store row's metadata. `action` None: from the [actions] settings. No I/O
+    without a `verifier` (which may read the sent log and ask DNS)."""
+    return _classified(raw, build_meta(raw, env), settings, classifier, action, verifier)
 
 
 def _classified(
-    raw: bytes, meta: MessageMeta, settings: Any, classifier: Callable[[bytes], Classification], action: str | None
+    raw: bytes,
+    meta: MessageMeta,
+    settings: Any,
+    classifier: Callable[[bytes], Classification],
+    action: str | None,
+    verifier: Any = None,
 ) -> Prepared:
     t0 = time.perf_counter()
     result = classify_safely(raw, classifier)
@@ -176,7 +190,22 @@ def _classified(
     chosen = action if action is not None else action_for(result, settings)
     classify_ms = (time.perf_counter() - t0) * 1000
     meta.processing_ms = round(classify_ms, 3)
-    return Prepared(result, chosen, meta, classify_ms)
+    verify_ms = 0.0
+    if verifier is not None:
+        t1 = time.perf_counter()
+        verifier.apply(raw, result, meta, _when(meta.received_at))
+        verify_ms = (time.perf_counter() - t1) * 1000
+    return Prepared(result, chosen, meta, classify_ms, verify_ms)
+
+
+def _when(received_at: str) -> datetime | None:
+    """The time a token's age is judged at: when the message arrived (an import of old mail), else now."""
+    if not received_at:
+        return None
+    try:
+        return datetime.fromisoformat(received_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def ingest(
@@ -186,16 +215,29 @@ def ingest(
     store: Recorder,
     classifier: Callable[[bytes], Classification] = classify,
     action: str | None = None,
+    verifier: Any = None,
 ) -> Outcome:
     """Classify and record one message durably (Store.record). Raises NotStored (a StoreError) if not committed."""
-    p = prepare(raw, env, settings, classifier, action)
+    p = prepare(raw, env, settings, classifier, action, verifier)
     t0 = time.perf_counter()
     try:
         row_id, inserted = store.record(p.meta, p.classification, p.action)
     except StoreError as exc:
         raise NotStored(str(exc) or exc.__class__.__name__, p) from exc
-    took = (time.perf_counter() - t0) * 1000
-    return Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, took, p.meta.recipients_dropped)
+    store_ms = (time.perf_counter() - t0) * 1000
+    m = p.meta
+    return Outcome(
+        p.classification,
+        p.action,
+        row_id,
+        inserted,
+        p.classify_ms,
+        store_ms,
+        m.verified,
+        m.verification,
+        m.recipient_notes,
+        m.recipients_dropped,
+    )
 
 
 def ingest_many(
@@ -205,6 +247,7 @@ def ingest_many(
     batch_size: int = BATCH_SIZE,
     classifier: Callable[[bytes], Classification] = classify,
     action: str | None = None,
+    verifier: Any = None,
 ) -> Iterator[Outcome]:
     """ingest() for a stream of messages, committing every `batch_size` messages in one transaction.
 
@@ -219,7 +262,7 @@ def ingest_many(
     def commit() -> list[Outcome]:
         known = reader.lookup([dedup_key(meta) for _, meta in pending])
         todo = [
-            (i, _classified(raw, meta, settings, classifier, action))
+            (i, _classified(raw, meta, settings, classifier, action, verifier))
             for i, (raw, meta) in enumerate(pending)
             if dedup_key(meta) not in known
         ]
@@ -229,7 +272,18 @@ def ingest_many(
             results = store.record_many([(p.meta, p.classification, p.action) for _, p in todo], len(todo))
             share = (time.perf_counter() - t0) * 1000 / len(todo)
             for (i, p), (row_id, inserted) in zip(todo, results, strict=True):
-                out[i] = Outcome(p.classification, p.action, row_id, inserted, p.classify_ms, share)
+                out[i] = Outcome(
+                    p.classification,
+                    p.action,
+                    row_id,
+                    inserted,
+                    p.classify_ms,
+                    share,
+                    p.meta.verified,
+                    p.meta.verification,
+                    p.meta.recipient_notes,
+                    p.meta.recipients_dropped,
+                )
         for i, (_, meta) in enumerate(pending):
             if out[i] is None:
                 out[i] = Outcome(None, "", known[dedup_key(meta)], False, 0.0, 0.0)

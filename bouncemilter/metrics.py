@@ -9,6 +9,12 @@ Exposed series (all prefixed ``bouncemilter_``):
   of message).
 - ``store_errors_total``: records that could not be committed (the MTA was told to retry).
 - ``classifier_errors_total``: messages the classifier failed on (recorded as not_bounce with an error).
+- ``signed_total``: outgoing messages whose return path was replaced by a signed one; ``verified_total`` and
+  ``unverified_total``: recorded messages whose return path (or quoted original) did or did not prove that they
+  answer mail we sent (signing on and verify not "off"); ``rejected_total``: recipients refused at RCPT with
+  550 5.7.1 (verify = "reject"); ``dns_failures_total``: DNS checks of a hostunknown/notaccept claim that got no
+  answer within [dns] timeout_ms or whose resolver failed (the bounce then counts as classified);
+  ``sent_log_dropped_total``: sent-log rows not stored.
 - ``memory_refused_total``: matched messages deferred (4xx) because the memory budget was exhausted;
   ``memory_budget_bytes``, ``memory_used_bytes`` (buffered messages plus connections) and ``connections``:
   the budget's state at the scrape.
@@ -88,10 +94,29 @@ class Metrics:
         self.classifier_errors = Counter(
             "bouncemilter_classifier_errors", "Messages the classifier failed on", registry=r
         )
+        self.signed = Counter("bouncemilter_signed", "Outgoing messages sent with a signed return path", registry=r)
+        self.verified = Counter("bouncemilter_verified", "Recorded messages proven to answer our mail", registry=r)
+        self.unverified = Counter(
+            "bouncemilter_unverified", "Recorded messages not proven to answer our mail", registry=r
+        )
+        self.rejected = Counter(
+            "bouncemilter_rejected", "Bounce recipients refused at RCPT (unsigned or bad token)", registry=r
+        )
+        self.dns_failures = Counter(
+            "bouncemilter_dns_failures", "DNS checks that got no answer in time or failed (fail open)", registry=r
+        )
+        self.sent_log_dropped = Counter(
+            "bouncemilter_sent_log_dropped", "Sent-log rows not stored (queue full or store error)", registry=r
+        )
         self.memory_refusals = Counter(
             "bouncemilter_memory_refused", "Matched messages deferred (4xx) because of the memory budget", registry=r
         )
         self.server: Any = None
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Increment one of the plain counters by attribute name (signed, verified, ...). Never raises."""
+        with contextlib.suppress(Exception):
+            getattr(self, name).inc(amount)
 
     def track_budget(self, budget: Any) -> None:
         """Gauges read from the milter's MemoryBudget at each scrape (nothing to update on the message path)."""

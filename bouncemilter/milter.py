@@ -6,10 +6,15 @@ Flow per message (one `BounceMilter` instance per MTA connection, reused for its
 * `data` accepts at once when nothing matched (and the sender is not `<>` with match_null_sender on:
   such mail is only observed, recorded without bounce addresses, and never moves the suppression list),
   so the MTA never sends us the headers or body of ordinary mail;
-* matched mail is buffered up to `body_cap` bytes (then SKIP), classified at end of message and
-  recorded; only after the store committed does the milter reply. A store failure is a TEMPFAIL
+* matched mail is buffered up to `body_cap` bytes (then read by its MIME structure, and SKIP once
+  nothing later can change the result), within the memory budget of all sessions ([limits] memory),
+  classified at end of message, checked against signed return paths (`verdict`) and recorded; only
+  after the store committed does the milter reply. A store failure is a TEMPFAIL
   (the sender retries), except on Postfix's internal (non_smtpd) path, where mail must never be
   rejected or deferred by us: there we accept and log the failure loudly.
+
+Outbound mail of a [signing] sender: its body is never read; at end of message its envelope sender is
+replaced (chgfrom) by a signed return path.
 
 No callback lets an exception escape: an unexpected error is logged with its traceback and turns
 into TEMPFAIL on the SMTP path and ACCEPT on the internal path.
@@ -36,8 +41,10 @@ import Milter
 
 from . import decide, logjson
 from .classify import Classification, classify
+from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError
+from .verdict import make_domain_checker, make_verifier
 
 MILTER_NAME = "bouncemilter"
 TEMPFAIL_REPLY = ("451", "4.3.0", "bouncemilter: cannot record this message now (store unavailable), try again later")
@@ -325,6 +332,10 @@ class Runtime:
     lean: bool = True  # skip CONNECT where the MTA can send its facts as macros (see BounceMilter.negotiate)
     writer: Any = None  # GroupCommit over `store` (set in __post_init__)
     metrics: Any = None  # bouncemilter.metrics.Metrics when [metrics] enabled
+    signer: Any = None  # bouncemilter.signing.Signer when [signing] senders are set: outbound mail is signed
+    verifier: Any = None  # bouncemilter.verdict.Verifier when signing is on: inbound mail is checked
+    sent_log: Any = None  # bouncemilter.sentlog.SentLog when [signing] log_sent
+    dns_config: tuple = ()  # the [dns] settings the verifier's DNS checker was built with (make_trust)
     budget: Any = None  # MemoryBudget ([limits] memory; set in __post_init__)
 
     def __post_init__(self) -> None:
@@ -332,6 +343,15 @@ class Runtime:
             self.writer = GroupCommit(self.store, float(getattr(self.settings, "store_timeout", 5.0)))
         if self.budget is None:
             self.budget = MemoryBudget(int(getattr(self.settings, "limit_memory", 64 << 20)))
+
+
+def _marked_truncated(classifier: Callable[[bytes], Classification]) -> Callable[[bytes], Classification]:
+    def classify_cut(raw: bytes) -> Classification:
+        result = classifier(raw)
+        result.truncated = True
+        return result
+
+    return classify_cut
 
 
 def _internal_default(self: BounceMilter) -> int:
@@ -414,7 +434,10 @@ class BounceMilter(Milter.Base):
         mask = super().protocol_mask()
         rt = cls.runtime
         if rt is not None and rt.no_reply:
-            mask &= ~NO_REPLY_EVENTS
+            events = NO_REPLY_EVENTS
+            if rt.verifier is not None and rt.verifier.rejects:
+                events &= ~Milter.P_NR_RCPT  # verify = "reject": RCPT keeps its reply (550 5.7.1)
+            mask &= ~events
         return mask
 
     def negotiate(self, opts: list[int]) -> int:
@@ -456,11 +479,13 @@ class BounceMilter(Milter.Base):
     def _reset(self) -> None:
         self._envelope_from = ""
         self._null_sender = False
+        self._sign = False  # outbound mail of a [signing] sender: its return path is replaced at end of message
         self._internal = self._internal_conn
         self._matched: list[tuple[str, Any]] = []  # (recipient as the MTA sent it, verp.Match)
         self._others: list[str] = []
         self._examine = False
         self._buf = bytearray()
+        self._skim: Skimmer | None = None  # past body_cap: the message is read by its MIME structure
         self._over = False  # the memory budget refused this message's buffer: 4xx at the next reply
         self._truncated = False
         self._size = 0
@@ -486,6 +511,7 @@ class BounceMilter(Milter.Base):
             self._active = False
             self._rt.inflight.leave()
         self._buf = bytearray()
+        self._skim = None  # (an aborted message: what it held goes with its charge)
         if self._charged:
             self._rt.budget.give(self._charged)
             self._charged = 0
@@ -548,16 +574,50 @@ class BounceMilter(Milter.Base):
         for param in esmtp:  # the client's SIZE= is the only size we learn when the body is capped
             if param[:5].upper() == "SIZE=" and param[5:].isdigit():
                 self._declared_size = int(param[5:])
+        signer = self._rt.signer
+        if signer is not None and not self._null_sender and signer.wants(self._envelope_from):
+            # a return path that is already one of ours (an application that signs its own) is left alone
+            self._sign = self._rt.matcher.match(self._envelope_from) is None
         return self._go(Milter.P_NR_MAIL)
 
     @guarded(Milter.P_NR_RCPT)
     def envrcpt(self, to: str, *esmtp: str) -> int:
         match = self._rt.matcher.match(_bare(to))
         if match is not None:
+            verifier = self._rt.verifier
+            # (a session that negotiated RCPT without a reply, before a reload turned "reject" on, records instead)
+            if (
+                verifier is not None
+                and verifier.rejects
+                and not self._internal
+                and not self._protocol & Milter.P_NR_RCPT
+            ):
+                refused = verifier.refuse_at_rcpt(match)
+                if refused is not None:
+                    return self._refuse(match, refused)
             self._matched.append((to, match))
         else:
             self._others.append(to)
         return self._go(Milter.P_NR_RCPT)
+
+    def _refuse(self, match: Any, check: Any) -> int:
+        """550 5.7.1 for a bounce address whose token is missing, altered or expired (verify = "reject")."""
+        rt = self._rt
+        self.setreply("550", "5.7.1", f"bouncemilter: this return path was not issued by us ({check.status})")
+        if rt.metrics is not None:
+            rt.metrics.count("rejected")
+        logjson.event(
+            rt.logger,
+            logging.INFO,
+            "rejected",
+            queue_id=self.getsymval("i") or "",
+            recipient=match.address,
+            verified=False,
+            verification=f"{check.status}: {check.why}",
+            envelope_from=self._envelope_from,
+            client_addr=self._client_addr,
+        )
+        return Milter.REJECT
 
     @guarded()
     def data(self) -> int:
@@ -569,7 +629,7 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return _internal_default(self)
         self._examine = bool(self._matched) or (self._null_sender and self._rt.settings.match_null_sender)
-        if not self._examine:
+        if not self._examine and not self._sign:
             # Ordinary mail: "accept, no more events" so headers and body never reach us.
             if self._rt.logger.isEnabledFor(logging.DEBUG):
                 logjson.event(
@@ -583,7 +643,8 @@ class BounceMilter(Milter.Base):
             self._finish_message()
             return Milter.ACCEPT
         self._queue_id = self.getsymval("i") or ""
-        if not self._internal and self._rt.budget.full():
+        # (outbound mail we only sign is never buffered: the budget does not concern it)
+        if self._examine and not self._internal and self._rt.budget.full():
             return self._refuse_memory("at DATA")
         return Milter.CONTINUE
 
@@ -595,10 +656,11 @@ class BounceMilter(Milter.Base):
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
         name_b = name.encode("ascii", "replace") if isinstance(name, str) else bytes(name)
-        # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format.
-        line = name_b + b": " + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
-        self._size += len(line)
-        self._append(line)
+        if self._examine:
+            # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format.
+            line = name_b + b": " + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+            self._size += len(line)
+            self._append(line)
         if not self._message_id and name_b.lower() == b"message-id":
             self._message_id = _one_line(value.decode("utf-8", "replace"), 998)
         settings = self._rt.settings
@@ -610,38 +672,61 @@ class BounceMilter(Milter.Base):
 
     @guarded(Milter.P_NR_EOH)
     def eoh(self) -> int:
-        self._size += 2
-        self._append(b"\r\n")
+        if self._examine:
+            self._size += 2
+            self._append(b"\r\n")
         return self._go(Milter.P_NR_EOH)
 
     @guarded()
     def body(self, chunk: bytes) -> int:
+        if not self._examine:  # outbound mail we only sign: its body is never read
+            return Milter.SKIP if self._protocol & Milter.P_SKIP else Milter.CONTINUE
         self._size += len(chunk)
         self._append(chunk)
         if self._over:
             return self._refuse_memory("while buffering")
-        if self._truncated and self._protocol & Milter.P_SKIP:
-            return Milter.SKIP  # enough to classify; the MTA goes straight to end of message
+        if self._skim is not None and self._skim.done and self._protocol & Milter.P_SKIP:
+            return Milter.SKIP  # nothing later can change the result; the MTA goes straight to end of message
         return Milter.CONTINUE
 
     def _append(self, data: bytes) -> None:
         if self._over:
             return
-        room = self._rt.settings.body_cap - len(self._buf)
-        if room <= 0:
+        cap = self._rt.settings.body_cap
+        if self._skim is None:
+            if len(self._buf) + len(data) <= cap:
+                if self._charge(len(self._buf) + len(data)):
+                    self._buf += data
+                return
+            # Past body_cap the message is read by its MIME structure (headers and report parts kept, big bodies
+            # skipped without being buffered): a report part after a large attachment is still found, and what
+            # is held stays within body_cap (plus a line), as the memory budget counts it.
             self._truncated = True
-            return
-        if len(data) > room:
-            data = data[:room]
-            self._truncated = True
-        if not self._rt.budget.take(len(data), force=self._internal):
-            self._over = True  # answered at the next event with a reply (body or end of message)
+            self._skim = Skimmer(budget=cap)
+            self._skim.feed(bytes(self._buf))
             self._buf = bytearray()
-            self._rt.budget.give(self._charged)
-            self._charged = 0
-            return
-        self._charged += len(data)
-        self._buf += data
+        self._skim.feed(data)
+        self._charge(self._skim.held)
+
+    def _charge(self, total: int) -> bool:
+        """Bring this message's share of the memory budget to `total` bytes. Past the budget the message is
+        dropped and deferred at the next event with a reply (body or end of message); Postfix's own path is
+        always taken (counted, never refused)."""
+        more = total - self._charged
+        if more <= 0:
+            if more:
+                self._rt.budget.give(-more)
+                self._charged = total
+            return True
+        if self._rt.budget.take(more, force=self._internal):
+            self._charged = total
+            return True
+        self._over = True
+        self._buf = bytearray()
+        self._skim = None
+        self._rt.budget.give(self._charged)
+        self._charged = 0
+        return False
 
     # -- end of message ----------------------------------------------------------------------------
 
@@ -651,7 +736,9 @@ class BounceMilter(Milter.Base):
             self._failed = False
             self._finish_message()
             return _internal_default(self)
-        if not self._examine:  # only reachable if the MTA ignored our ACCEPT at DATA
+        if self._sign:
+            self._sign_return_path()
+        if not self._examine:  # signed-only mail, or the MTA ignored our ACCEPT at DATA
             self._finish_message()
             return Milter.ACCEPT
         if self._over:
@@ -663,8 +750,12 @@ class BounceMilter(Milter.Base):
         # is left after the store gave up (the log line, the reply, the MTA's own work) gets REPLY_RESERVE
         deadline = time.monotonic() + rt.writer.timeout - min(REPLY_RESERVE, rt.writer.timeout / 10)
         self._queue_id = self.getsymval("i") or self._queue_id
-        raw = bytes(self._buf)
+        skim, self._skim = self._skim, None
+        raw = skim.result() if skim is not None else bytes(self._buf)
         self._buf = bytearray()
+        classifier = rt.classifier
+        if skim is not None and skim.cut_report:  # the report part itself was longer than body_cap
+            classifier = _marked_truncated(classifier)
         # The step `bouncemilter import` shares: classify, choose the action, commit the rows.
         env = Envelope(
             queue_id=self._queue_id,
@@ -686,8 +777,9 @@ class BounceMilter(Milter.Base):
         store_ms = 0.0
         more: dict[str, Any] = {}
         try:
-            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=rt.classifier)
+            out = ingest(raw, env, settings, _Until(rt.writer, deadline), classifier=classifier, verifier=rt.verifier)
             result, action, processing_ms, store_ms = out.classification, out.action, out.classify_ms, out.store_ms
+            verified, verification, notes = out.verified, out.verification, out.notes
             dropped = out.recipients_dropped
             if not out.inserted:
                 # the same report again (a retry after a lost reply, or through another MX): already stored,
@@ -696,6 +788,8 @@ class BounceMilter(Milter.Base):
         except NotStored as exc:
             prepared = exc.prepared
             result, action, processing_ms = prepared.classification, prepared.action, prepared.classify_ms
+            verified, verification = prepared.meta.verified, prepared.meta.verification
+            notes = prepared.meta.recipient_notes
             stored = False
             store_error = str(exc) or exc.__class__.__name__
             dropped = prepared.meta.recipients_dropped
@@ -704,10 +798,35 @@ class BounceMilter(Milter.Base):
         assert result is not None  # ingest() always classifies
         if rt.metrics is not None:
             rt.metrics.observe(result, action, time.perf_counter() - t_eom, stored=stored)
+            if stored and verified is not None:
+                rt.metrics.count("verified" if verified else "unverified")
+        trust: dict[str, Any] = {"verified": verified, "verification": verification}
+        if notes:
+            trust["notes"] = notes
+        if result.truncated:  # nothing dropped without a word: the report named more than was read
+            trust["report_truncated"] = True
+            logjson.event(
+                rt.logger,
+                logging.WARNING,
+                "report_truncated",
+                f"the report names more recipients than were read; the first {len(result.recipients)} are recorded",
+                queue_id=self._queue_id,
+                recipients=len(result.recipients),
+                verified=verified,
+            )
         if not stored:
             if not self._internal:
                 self.setreply(*TEMPFAIL_REPLY)
-                self._log(result, "tempfail", t_eom, level=logging.ERROR, stored=False, store_error=store_error, **more)
+                self._log(
+                    result,
+                    "tempfail",
+                    t_eom,
+                    level=logging.ERROR,
+                    stored=False,
+                    store_error=store_error,
+                    **trust,
+                    **more,
+                )
                 self._finish_message()
                 return Milter.TEMPFAIL
             # Internal path: deferring would leave Postfix's own bounce stuck; deliver it untouched.
@@ -731,10 +850,50 @@ class BounceMilter(Milter.Base):
             store_error=store_error,
             classify_ms=round(processing_ms, 3),
             store_ms=round(store_ms, 3),
+            **trust,
             **more,
         )
         self._finish_message()
         return rc
+
+    def _sign_return_path(self) -> None:
+        """Replace the envelope sender by a signed return path. Never fails the message: mail that cannot be
+        signed leaves unsigned (its bounces then count as unverified), and the error is logged."""
+        rt = self._rt
+        self._queue_id = self.getsymval("i") or self._queue_id
+        recipients = [_bare(r) for r, _ in self._matched] + [_bare(r) for r in self._others]
+        try:
+            return_path = rt.signer.return_path(self._envelope_from, recipients)
+            self.chgfrom(f"<{return_path}>")
+        except Exception as exc:
+            logjson.event(
+                rt.logger,
+                logging.ERROR,
+                "sign_failed",
+                f"the return path was not replaced: {exc.__class__.__name__}: {exc}",
+                queue_id=self._queue_id,
+                envelope_from=self._envelope_from,
+            )
+            return
+        if rt.metrics is not None:
+            rt.metrics.count("signed")
+        if rt.sent_log is not None:
+            match = rt.matcher.match(return_path)
+            token = match.token if match is not None else ""
+            rt.sent_log.add(self._queue_id, self._message_id, self._envelope_from, return_path, token, recipients)
+        # debug: Postfix logs the new sender itself (qmgr "from=<bounces+...>"), and a line costs ~90k
+        # instructions, a third of what signing adds to an outbound session (bench/signing_cost.py)
+        logjson.event(
+            rt.logger,
+            logging.DEBUG,
+            "signed",
+            queue_id=self._queue_id,
+            envelope_from=self._envelope_from,
+            return_path=return_path,
+            recipients=len(recipients),
+            message_id=self._message_id,
+            internal=self._internal,
+        )
 
     def _add_headers(self, result: Classification) -> None:
         # Headers with our prefix that came with the message are someone else's claims (a forged
@@ -892,13 +1051,15 @@ def lock_socket(path: str) -> int:
     return fd
 
 
+SOCKET_MODE = 0o660  # owner and group: whoever may connect can inject bounces and suppressions
+
+
 def _finish_unix_socket(spec: SocketSpec, settings: Any) -> None:
+    """Mode (default 0660) and group (default: the milter's own) of the socket. Postfix must be in that group
+    (usermod -a -G bouncemilter postfix), or set socket_group = "postfix" (the milter's user a member of it)."""
     group = getattr(settings, "socket_group", None)
     mode = getattr(settings, "socket_mode", None)
-    # Unset: group-only when a group is named, else anyone who can reach the directory (Postfix runs
-    # as another user than the milter, so the owner alone is never enough).
-    mode = _socket_mode(mode) if mode is not None else (0o660 if group else 0o666)
-    os.chmod(spec.path, mode)
+    os.chmod(spec.path, _socket_mode(mode) if mode is not None else SOCKET_MODE)
     if group:
         gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
         os.chown(spec.path, -1, gid)
@@ -921,7 +1082,10 @@ def _register(settings: Any) -> None:
     import milter as _milter  # pymilter's C module
 
     Milter.factory = BounceMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT)
+    flags = Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT
+    if getattr(settings, "signing_enabled", False) and getattr(settings, "signing_senders", ()):
+        flags |= Milter.CHGFROM  # outbound signing replaces the envelope sender
+    Milter.set_flags(flags)
     _milter.set_exception_policy(Milter.TEMPFAIL)
     _milter.set_connect_callback(Milter.connect_callback)
     _milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
@@ -976,14 +1140,120 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
             store.close()
             return 1
     matcher = build_matcher(settings)
+    loggers = [logger]  # the runtime's logger once it exists (a reload may set up a new one)
+    try:
+        trust = make_trust(settings, matcher, store, lambda: loggers[-1], metrics)
+    except Exception as exc:  # config.ConfigError: the key file changed since the settings were loaded
+        logjson.event(logger, logging.ERROR, "start_failed", str(exc))
+        store.close()
+        return 2
     rt = Runtime(
-        settings=settings, matcher=matcher, store=store, logger=logger, no_reply=spec.kind == "unix", metrics=metrics
+        settings=settings,
+        matcher=matcher,
+        store=store,
+        logger=logger,
+        no_reply=spec.kind == "unix",
+        metrics=metrics,
+        signer=trust.signer,
+        verifier=trust.verifier,
+        sent_log=trust.sent_log,
+        dns_config=trust.dns_config,
     )
+    loggers.append(rt.logger)
     if metrics is not None:
         metrics.track_budget(rt.budget)
     if not matcher and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
+
+
+@dataclass
+class Trust:
+    """What [signing] and [dns] put in the runtime (see make_trust)."""
+
+    signer: Any
+    verifier: Any
+    sent_log: Any
+    dns_config: tuple
+
+
+def _dns_config(settings: Any) -> tuple:
+    keys = ("dns_check", "dns_nameservers", "dns_lookup_timeout", "dns_cache_seconds")
+    return tuple(repr(getattr(settings, k, None)) for k in keys)
+
+
+def make_trust(
+    settings: Any,
+    matcher: Any,
+    store: Store,
+    logger_of: Callable[[], logging.Logger],
+    metrics: Any,
+    running: Runtime | None = None,
+) -> Trust:
+    """The signer, the verifier (with its DNS checker) and the sent log of [signing] and [dns]: built at start
+    and again on SIGHUP (`running`: the runtime whose DNS checker, cache included, and sent log are kept when
+    their settings did not change). Raises config.ConfigError (an unusable key file) before starting anything."""
+
+    def dns_failed(domain: str, why: str) -> None:
+        logjson.event(logger_of(), logging.WARNING, "dns_failed", why, domain=domain, verified=None)
+        if metrics is not None:
+            metrics.count("dns_failures")
+
+    signer = make_signer(settings)
+    dns_config = _dns_config(settings)
+    old_dns = running.verifier.dns if running is not None and running.verifier is not None else None
+    if old_dns is not None and running is not None and running.dns_config == dns_config:
+        dns = old_dns
+    else:
+        # a replaced checker is not closed: a session may still be waiting on it (its idle threads end with it)
+        dns = make_domain_checker(settings, dns_failed)
+    verifier = make_verifier(settings, matcher, dns=dns)
+    sent_log = None
+    # the sent log records what is signed, whatever `verify` says (verify = "off" while old mail still bounces)
+    if verifier is not None and getattr(settings, "signing_enabled", False) and settings.signing_log_sent:
+        sent_log = running.sent_log if running is not None else None
+        if sent_log is None:
+            from .sentlog import SentLog
+
+            sent_log = SentLog(store, settings.signing_sent_retention_days, logger_of(), metrics).start()
+        sent_log.retention_days = settings.signing_sent_retention_days
+        verifier.sent = sent_log
+    return Trust(signer, verifier, sent_log, dns_config)
+
+
+def reload_trust(rt: Runtime, live: Any) -> None:
+    """RELOAD_HOOKS entry: on SIGHUP the key file is read again (rotation) and [signing] / [dns] apply. A key file
+    that cannot be used fails the reload as a whole: the running keys stay."""
+    before = _key_ids(rt)
+    trust = make_trust(live, rt.matcher, rt.store, lambda: rt.logger, rt.metrics, running=rt)
+    old_log = rt.sent_log
+    rt.signer, rt.verifier, rt.sent_log, rt.dns_config = trust.signer, trust.verifier, trust.sent_log, trust.dns_config
+    if old_log is not None and old_log is not trust.sent_log:
+        old_log.close()  # log_sent turned off: what is queued is written
+    after = _key_ids(rt)
+    if after != before:
+        # key ids only (one character derived from each key), never the keys
+        logjson.event(rt.logger, logging.INFO, "signing_keys", "signing keys reloaded", keys=after, before=before)
+
+
+def _key_ids(rt: Runtime) -> list[str]:
+    ring = rt.verifier.keys if rt.verifier is not None and rt.verifier.keys is not None else None
+    if ring is None and rt.signer is not None:
+        ring = rt.signer.keys
+    return [k.kid for k in ring.keys] if ring is not None else []
+
+
+def make_signer(settings: Any) -> Any:
+    """The outbound Signer of [signing], or None when nothing is to be signed (raises config.ConfigError)."""
+    if not getattr(settings, "signing_enabled", False) or not settings.signing_senders:
+        return None
+    from .config import read_keys
+    from .signing import Signer
+
+    keys = read_keys(settings.signing_secret_file)
+    return Signer(
+        keys, settings.signing_senders, settings.signing_addresses(), settings.verp_separator, settings.verp_encoding
+    )
 
 
 # Settings a running milter cannot take over on SIGHUP: they name what it opened at start.
@@ -1000,11 +1270,12 @@ RESTART_ONLY = (
 )
 # Called with (runtime, new settings) after a reload applied the rest, e.g. to load new signing keys; an
 # exception keeps the old settings (the reload fails as a whole).
-RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = []
+RELOAD_HOOKS: list[Callable[[Runtime, Any], None]] = [reload_trust]
 
 
 def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
-    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout.
+    """Apply `new` settings to a running milter: addresses, actions, headers, policy, log, store timeout, and
+    through RELOAD_HOOKS the signing keys (read again), [signing] and [dns] (reload_trust).
 
     Sessions in progress are not touched: each callback reads the runtime's current settings and matcher.
     Settings in RESTART_ONLY keep their running value (reported). Returns the changed and the ignored names.
@@ -1075,14 +1346,21 @@ def start_notifier(rt: Runtime) -> tuple[threading.Event, threading.Thread | Non
     return stop, thread
 
 
-def _start_fetch(settings: Any, store: Store, logger: logging.Logger) -> Callable[[], None] | int | None:
-    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch)."""
+def _start_fetch(rt: Runtime) -> Callable[[], None] | int | None:
+    """[fetch] enabled: watch the hosted mailbox on a thread beside the milter (bouncemilter.fetch). Fetched
+    bounces are verified by the milter's current verifier (keys and sent log as reloaded), with the DNS check
+    given its whole lookup time: nothing waits on a mailbox."""
+    settings, store, logger = rt.settings, rt.store, rt.logger
     if not getattr(settings, "fetch_enabled", False):
         return None
     from .fetch import FetchError, start_service
 
+    def verifier() -> Any:
+        current = rt.verifier
+        return current.waiting(rt.settings.dns_lookup_timeout) if current is not None else None
+
     try:
-        return start_service(settings, store, logger)
+        return start_service(settings, store, logger, verifier)
     except FetchError as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"fetch: {exc}")
         return 1
@@ -1103,7 +1381,7 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     logger, store, metrics = rt.logger, rt.store, rt.metrics
     BounceMilter.runtime = rt
 
-    stop_fetch = _start_fetch(settings, store, logger)  # before listening: a bad [fetch] stops the start
+    stop_fetch = _start_fetch(rt)  # before listening: a bad [fetch] stops the start
     if isinstance(stop_fetch, int):
         store.close()
         return stop_fetch
@@ -1115,7 +1393,14 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         if spec.kind == "unix":
             _prepare_unix_socket(spec, settings)
             lock_fd = lock_socket(spec.path)  # held until the process exits
-        _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
+        # the socket is born group-only (umask 0117 while libmilter binds it): no moment when any local user
+        # could connect, before _finish_unix_socket sets the configured mode
+        old_umask = os.umask(0o117) if spec.kind == "unix" else None
+        try:
+            _milter.opensocket(True)  # True: remove a stale unix socket left by a previous run
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
         if spec.kind == "unix":
             _finish_unix_socket(spec, settings)
             st = os.stat(spec.path)
@@ -1221,6 +1506,12 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     notify_stop.set()
     if notifier_thread is not None:  # a POST in flight gets its answer recorded, so it is not posted again
         notifier_thread.join(float(rt.settings.notify_timeout) + 1.0)
+    if rt.sent_log is not None:
+        with contextlib.suppress(Exception):
+            rt.sent_log.close()  # writes what is queued
+    if rt.verifier is not None and rt.verifier.dns is not None:
+        with contextlib.suppress(Exception):
+            rt.verifier.dns.close()
     with contextlib.suppress(Exception):
         store.close()
     if metrics is not None:

@@ -33,7 +33,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import urllib.error
 import urllib.request
@@ -66,11 +68,18 @@ def verify(secret: bytes, body: bytes, signature: str) -> bool:
 
 
 def read_secret(path: str) -> bytes:
+    """The HMAC key. Refused, like the signing keys, when every local user may read it: whoever holds it can
+    post suppressions the application believes."""
     try:
         with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
             secret = fh.read().strip()
     except OSError as exc:
         raise NotifyError(f"notify.secret_file: {path}: cannot read: {exc.strerror or exc}") from None
+    if mode & stat.S_IROTH:
+        raise NotifyError(
+            f"notify.secret_file: {path}: readable by every local user (mode {stat.S_IMODE(mode):04o}); chmod 0640 it"
+        )
     if len(secret) < SECRET_MIN:
         raise NotifyError(f"notify.secret_file: {path}: the key must be at least {SECRET_MIN} bytes")
     return secret

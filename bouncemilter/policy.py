@@ -20,6 +20,10 @@ Rules, applied to one address's events in time order (`decide`):
   mailbox exists; suppressing on them would unsubscribe good addresses whenever *our* server is blocklisted.
   They are still recorded and shown by ``bouncemilter history`` ("sender's problem").
 
+- **unverified**: with signed return paths on, a bounce or complaint that does not prove it answers mail we
+  sent (`verdict.Verifier`: unsigned, altered or expired token, no signed original) never counts; it is kept
+  for reports. Rows that were not checked (signing off, or recorded before) count as always.
+
 A suppression is sticky: later quiet periods do not lift it; only a manual ``unsuppress`` does, after which
 only evidence newer than the unsuppression counts (`decide(..., after=...)`).
 """
@@ -97,6 +101,7 @@ class Event:
     hard: bool = False
     status: str = ""
     feedback_type: str = ""
+    verified: bool | None = None  # signed return paths: False = not proven to answer our mail; None = not checked
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Verdict:
     """What one event meant under the policy, for `history` and the evidence list."""
 
     event_id: int
-    category: str  # hard | complaint | soft | sender | ignored | before-unsuppress | not-a-complaint
+    category: str  # hard | complaint | soft | sender | ignored | before-unsuppress | not-a-complaint | unverified
     counted: bool
     note: str
 
@@ -146,7 +151,9 @@ def parse_time(value: str | datetime) -> datetime:
 
 
 def classify_event(event: Event, policy: Policy) -> str:
-    """hard | complaint | soft | opt-out | sender | ignored | not-a-complaint (before any scoring)."""
+    """hard | complaint | soft | opt-out | sender | ignored | not-a-complaint | unverified (before any scoring)."""
+    if event.verified is False and event.kind in COUNTING_KINDS:
+        return "unverified"
     if event.kind == "opt_out":
         return "opt-out"
     if event.kind == "complaint":
@@ -182,6 +189,10 @@ def decide(events: Iterable[Event], policy: Policy, now: datetime, after: dateti
             continue
         if category == "ignored":
             d.verdicts.append(Verdict(ev.id, category, False, f"{ev.kind}: never counts"))
+            continue
+        if category == "unverified":
+            note = f"unverified {ev.kind} (not proven to answer our mail): kept, never counts"
+            d.verdicts.append(Verdict(ev.id, category, False, note))
             continue
         if d.suppress:
             d.evidence.append(ev.id)

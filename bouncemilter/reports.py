@@ -17,6 +17,9 @@ Definitions (the README repeats them):
   subscriber leaving is no sign of spam.
 - *blocked*: bounce recipients whose reason says the receiving site refused *us* (`BLOCK_REASONS`: blocklists,
   reputation, spam filters, SPF/DKIM/DMARC, missing PTR, policy): the sign of a blocklisting.
+- *unverified* (`stats`): with signed return paths on, messages (or recipients) that did not prove they answer
+  mail we sent: forgeries, backscatter, bounces of mail sent before signing. Counted in the other columns too;
+  they never move the suppression list.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class StatsRow:
     recipients: int
     hard: int
     share: float  # of the total of `Stats.unit`
+    unverified: int = 0  # of `Stats.unit`: not proven to answer our mail (signed return paths)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class StatsRow:
             "messages": self.messages,
             "recipients": self.recipients,
             "hard": self.hard,
+            "unverified": self.unverified,
             "share": round(self.share, 4),
         }
 
@@ -101,6 +106,7 @@ class Stats:
     total_messages: int = 0
     total_recipients: int = 0
     total_hard: int = 0
+    total_unverified: int = 0  # messages
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,7 +114,12 @@ class Stats:
             "since": self.since or None,
             "until": self.until,
             "unit": self.unit,
-            "total": {"messages": self.total_messages, "recipients": self.total_recipients, "hard": self.total_hard},
+            "total": {
+                "messages": self.total_messages,
+                "recipients": self.total_recipients,
+                "hard": self.total_hard,
+                "unverified": self.total_unverified,
+            },
             "rows": [r.as_dict() for r in self.rows],
         }
 
@@ -127,21 +138,25 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     lo = fmt_time(since) if since else ""
     hi = fmt_time(now)
     window = (lo, hi)
+    # a store not migrated to signed return paths yet (this connection is read-only) has no verified column
+    m_unv, r_unv = ("m.verified = 0", "r.verified = 0") if _has_verified(conn) else ("0", "0")
     totals = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(recipient_count), 0) FROM messages WHERE received_at >= ? AND received_at <= ?",
+        f"""SELECT COUNT(*), COALESCE(SUM(recipient_count), 0), COALESCE(SUM({m_unv}), 0) FROM messages m
+            WHERE received_at >= ? AND received_at <= ?""",
         window,
     ).fetchone()
     total_hard = conn.execute(
         "SELECT COALESCE(SUM(hard), 0) FROM recipients WHERE received_at >= ? AND received_at <= ?", window
     ).fetchone()[0]
     unit = "messages" if by in ("kind", "hour", *_PERIOD_KEYS) else "recipients"
-    result = Stats(by, lo, hi, unit, [], int(totals[0]), int(totals[1]), int(total_hard))
+    result = Stats(by, lo, hi, unit, [], int(totals[0]), int(totals[1]), int(total_hard), int(totals[2]))
 
     if by in ("kind", "hour", *_PERIOD_KEYS):
         key = {"kind": "m.kind", "hour": "SUBSTR(m.received_at, 1, 13)", **_PERIOD_KEYS}[by]
         # recipients and hard per group from a per-message aggregate: a join would multiply the message count
         rows = conn.execute(
-            f"""SELECT {key} AS k, COUNT(*), COALESCE(SUM(m.recipient_count), 0), COALESCE(SUM(h.hard), 0)
+            f"""SELECT {key} AS k, COUNT(*), COALESCE(SUM(m.recipient_count), 0), COALESCE(SUM(h.hard), 0),
+                       COALESCE(SUM({m_unv}), 0)
                 FROM messages m
                 LEFT JOIN (SELECT message_id, SUM(hard) AS hard FROM recipients
                            WHERE received_at >= ? AND received_at <= ? GROUP BY message_id) h ON h.message_id = m.id
@@ -152,11 +167,12 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     else:
         key = _RECIPIENT_KEYS[by]
         rows = conn.execute(
-            f"""SELECT {key} AS k, COUNT(DISTINCT r.message_id), COUNT(*), COALESCE(SUM(r.hard), 0)
+            f"""SELECT {key} AS k, COUNT(DISTINCT r.message_id), COUNT(*), COALESCE(SUM(r.hard), 0),
+                       COALESCE(SUM({r_unv}), 0)
                 FROM recipients r WHERE r.received_at >= ? AND r.received_at <= ? GROUP BY k""",
             window,
         ).fetchall()
-    items = [StatsRow(str(k) if k else NONE_LABEL, int(m), int(r), int(h), 0.0) for k, m, r, h in rows]
+    items = [StatsRow(str(k) if k else NONE_LABEL, int(m), int(r), int(h), 0.0, int(u)) for k, m, r, h, u in rows]
     if by == "hour":
         items = _fill_hours(items, since, now)
         for item in items:
@@ -170,6 +186,10 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
         item.share = (result.value(item) / total) if total else 0.0
     result.rows = items
     return result
+
+
+def _has_verified(conn: sqlite3.Connection) -> bool:
+    return any(r[1] == "verified" for r in conn.execute("PRAGMA table_info(messages)"))
 
 
 def _fill_hours(items: list[StatsRow], since: datetime | None, now: datetime) -> list[StatsRow]:
@@ -318,7 +338,7 @@ def _notify_stuck(conn: sqlite3.Connection, now: datetime) -> int:
     try:
         sql = "SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL AND created_at < ?"
         return int(conn.execute(sql, (fmt_time(now - timedelta(hours=1)),)).fetchone()[0])
-    except sqlite3.OperationalError:  # a database from before migration 8
+    except sqlite3.OperationalError:  # a database from before migration 9
         return 0
 
 

@@ -1,4 +1,4 @@
-"""Store migration 8 (issue #11): opt-outs, the suppression feed and the webhook outbox.
+"""Store migration 9 (issue #11): opt-outs, the suppression feed and the webhook outbox.
 
 Kept beside store.py (which lists it in MIGRATIONS) because it is long; it imports nothing of the package.
 
@@ -14,7 +14,8 @@ Kept beside store.py (which lists it in MIGRATIONS) because it is long; it impor
   cursor 0 gets the whole list.
 - ``notify_outbox`` and ``notify_state``: the webhook's durable queue and its position in the changes
   (bouncemilter.notify).
-- views: ``recent_opt_outs``; ``domain_rates`` gains an ``opt_outs`` column (counted apart from complaints);
+- views: ``recent_opt_outs``; ``domain_rates`` gains an ``opt_outs`` column (counted apart from complaints,
+  keeping migration 8's ``unverified``);
   ``suppression_categories`` counts the list by category and source.
 """
 
@@ -87,8 +88,9 @@ OUTBOX_DDL = [
 _NOW_MINUS = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '{}')"
 VIEWS_DDL = [
     f"""CREATE VIEW recent_opt_outs AS
-        SELECT r.received_at, r.address, r.domain, m.detector, m.evidence, m.envelope_from, m.bounce_addresses,
-               m.feedback_type, m.queue_id, m.id AS message_row, r.id AS recipient_row
+        SELECT r.received_at, r.address, r.domain, r.verified, m.verification, m.detector, m.evidence,
+               m.envelope_from, m.bounce_addresses, m.feedback_type, m.queue_id, m.id AS message_row,
+               r.id AS recipient_row
         FROM recipients r JOIN messages m ON m.id = r.message_id
         WHERE r.kind = 'opt_out' AND r.received_at >= {_NOW_MINUS.format("-30 days")}
         ORDER BY r.received_at DESC, r.id DESC""",
@@ -102,6 +104,7 @@ VIEWS_DDL = [
                SUM(r.kind = 'delay') AS delays,
                SUM(r.kind = 'complaint') AS complaints,
                SUM(r.kind = 'opt_out') AS opt_outs,
+               SUM(r.verified = 0) AS unverified,
                COUNT(DISTINCT r.address) AS addresses,
                (SELECT COUNT(*) FROM suppressions s WHERE s.domain = r.domain AND s.state = 'suppressed')
                    AS suppressed,
@@ -146,7 +149,7 @@ def widen_source_check(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-def migrate_v8(conn: sqlite3.Connection) -> None:
+def migrate_v9(conn: sqlite3.Connection) -> None:
     widen_source_check(conn)
     for sql in (*FEED_DDL, *OUTBOX_DDL, *VIEWS_DDL):
         conn.execute(sql)

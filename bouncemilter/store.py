@@ -24,6 +24,11 @@ Datasette and sqlite3; deploy/datasette/metadata.json describes them).
 
 Schema (version 7): ``recipients.reason_rule``, the classifier rule that decided the reason (NULL before).
 
+Schema (version 8, signed return paths): ``messages.verified`` and ``recipients.verified`` (1 proven to answer
+our mail, 0 not, NULL not checked: signing off), ``messages.verification`` (why), ``messages.truncated`` (the
+report had more recipients than were read), ``recipients.note`` (e.g. why a hard claim counts as soft); the
+``sent`` table (the optional sent log, `bouncemilter.sentlog`); the views gain the verified split.
+
 Why these choices:
 - Durability before the SMTP reply: every record() is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` with
   ``synchronous=FULL``; only when COMMIT returned does record() return. Anything else raises StoreError and the
@@ -54,12 +59,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .classify.address import canonical, lookalike
-from .schema_optout import migrate_v8
+from .schema_optout import migrate_v9
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -87,6 +92,11 @@ class MessageMeta:
     processing_ms: float
     received_at: str = ""  # ISO-8601 UTC; filled by record() when empty
     digest: str = ""  # optional content hash, the idempotency key when there is no Message-ID
+    # signed return paths (bouncemilter.verdict): None = not checked; per recipient by recipients.address
+    verified: bool | None = None
+    verification: str = ""
+    recipient_verified: dict[str, bool] = field(default_factory=dict)
+    recipient_notes: dict[str, str] = field(default_factory=dict)  # per recipients.address, e.g. the DNS check
     internal: bool = False  # Postfix's own (non_smtpd) path: not an outside client, no per-client cap
     body_digest: str = ""  # the report's content (`report_digest`): tells a retry from another report
     recipients_dropped: int = 0  # recipients past [limits] recipients_per_message: counted, not stored
@@ -309,10 +319,67 @@ _V6 = [
 # "rhost:google/...", 'phrase:userunknown/"no such user"'); NULL for rows stored before, and where no rule applies.
 _V7 = ["ALTER TABLE recipients ADD COLUMN reason_rule TEXT"]
 
-# Version 8 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
+# Version 8: signed return paths (issue #9). NULL verified = not checked (signing off, or a row from before):
+# such rows count as they always did. The views are re-created with the verified split (keeping what versions
+# 4-7 added: recipients.flags and reason_rule, messages.recipients_dropped).
+_V8 = [
+    "ALTER TABLE messages ADD COLUMN verified INTEGER",
+    "ALTER TABLE messages ADD COLUMN verification TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE recipients ADD COLUMN verified INTEGER",
+    "ALTER TABLE recipients ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE sent (
+        id INTEGER PRIMARY KEY,
+        sent_at TEXT NOT NULL,
+        queue_id TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        envelope_from TEXT NOT NULL DEFAULT '',
+        return_path TEXT NOT NULL DEFAULT '',
+        token TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '[]'
+    )""",
+    "CREATE INDEX idx_sent_message_id ON sent (message_id)",
+    "CREATE INDEX idx_sent_token ON sent (token)",
+    "CREATE INDEX idx_sent_sent_at ON sent (sent_at)",
+    "DROP VIEW recent_bounces",
+    f"""CREATE VIEW recent_bounces AS
+        SELECT r.received_at, r.kind, r.address, r.domain, r.reason, r.hard, r.verified, r.status, r.reply_code,
+               r.action, r.diagnostic, r.remote_mta, r.reported_address, r.note, r.flags, r.reason_rule,
+               m.verification, m.feedback_type, m.original_subject, m.original_message_id, m.detector, m.queue_id,
+               m.client_name, m.id AS message_row, r.id AS recipient_row
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.received_at >= {_NOW_MINUS.format("-30 days")}
+        ORDER BY r.received_at DESC, r.id DESC""",
+    "DROP VIEW domain_rates",
+    f"""CREATE VIEW domain_rates AS
+        SELECT r.domain,
+               SUM(r.kind = 'bounce') AS bounces,
+               SUM(r.kind = 'bounce' AND r.hard) AS hard,
+               SUM(r.kind = 'bounce' AND NOT r.hard) AS soft,
+               ROUND(1.0 * SUM(r.kind = 'bounce' AND r.hard) / MAX(SUM(r.kind = 'bounce'), 1), 3) AS hard_rate,
+               SUM(r.kind = 'delay') AS delays,
+               SUM(r.kind = 'complaint') AS complaints,
+               SUM(r.verified = 0) AS unverified,
+               COUNT(DISTINCT r.address) AS addresses,
+               (SELECT COUNT(*) FROM suppressions s WHERE s.domain = r.domain AND s.state = 'suppressed')
+                   AS suppressed,
+               MAX(r.received_at) AS last_seen
+        FROM recipients r
+        WHERE r.kind IN ('bounce', 'delay', 'complaint') AND r.domain != ''
+          AND r.received_at >= {_NOW_MINUS.format("-7 days")}
+        GROUP BY r.domain
+        ORDER BY bounces DESC, complaints DESC, r.domain""",
+    "DROP VIEW daily_counts",
+    """CREATE VIEW daily_counts AS
+        SELECT SUBSTR(received_at, 1, 10) AS day, kind, COUNT(*) AS messages, SUM(recipient_count) AS recipients,
+               SUM(recipients_dropped) AS recipients_dropped, SUM(verified = 0) AS unverified
+        FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
+]
+
+# Version 9 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
 # triggers), the webhook outbox and the opt-out views; see schema_optout.py.
 MIGRATIONS: list[Migration] = [
-    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, migrate_v8)
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, migrate_v9)
 ]  # fmt: skip
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -428,6 +495,7 @@ class Store:
         for name in (self.path, self.path + "-wal", self.path + "-shm"):
             if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
                 raise StoreError(f"{name}: read-only (the milter's user must be able to write it)")
+        _create_private(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -615,8 +683,8 @@ class Store:
                 bounce_addresses, verp_recipients, message_id, size, kind, detector, evidence, action,
                 processing_ms, error, original_message_id, original_subject, original_from, original_to,
                 feedback_type, feedback_user_agent, feedback_source_ip, autoreply_markers, recipient_count,
-                dedup_key, recipients_dropped)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                dedup_key, verified, verification, truncated, recipients_dropped)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             _capped(
                 received_at,
                 meta.queue_id,
@@ -644,6 +712,9 @@ class Store:
                 _json_list(result.autoreply_markers),
                 len(rows),
                 key,
+                _flag(meta.verified),
+                meta.verification,
+                1 if getattr(result, "truncated", False) else 0,
                 int(meta.recipients_dropped),
             ),
         )
@@ -651,14 +722,49 @@ class Store:
         omid = original.message_id if original else ""
         conn.executemany(
             """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, original_message_id, flags,
-                reason_rule)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, verified, note,
+                original_message_id, flags, reason_rule)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [_capped(msg_id, received_at, result.kind, *r[:-2], omid, *r[-2:]) for r in rows],
         )
         for hook in self.hooks:
             hook(conn, msg_id, meta, result, action)
         return msg_id
+
+    # -- the sent log (bouncemilter.sentlog): its writer thread calls these
+
+    def record_sent(self, rows: list[tuple]) -> None:
+        """Insert sent-log rows (sent_at, queue_id, message_id, envelope_from, return_path, token, recipients JSON)
+        in one transaction. Raises StoreError."""
+        self._locked(lambda conn: self._sent_write(conn, rows, None))
+
+    def prune_sent(self, before: str) -> int:
+        """Delete sent-log rows older than `before` (store timestamp text); returns how many."""
+        removed: list[int] = []
+        self._locked(lambda conn: self._sent_write(conn, None, (before, removed)))
+        return removed[0] if removed else 0
+
+    @staticmethod
+    def _sent_write(
+        conn: sqlite3.Connection, rows: list[tuple] | None, prune: tuple[str, list[int]] | None
+    ) -> list[tuple[int, bool]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany(
+                    """INSERT INTO sent (sent_at, queue_id, message_id, envelope_from, return_path, token, recipients)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    [_capped(*r) for r in rows],
+                )
+            if prune is not None:
+                prune[1].append(conn.execute("DELETE FROM sent WHERE sent_at < ?", (prune[0],)).rowcount)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return []
 
     def close(self) -> None:
         """Wait for a record() in progress, then close; later record() calls raise StoreError."""
@@ -671,6 +777,24 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+DB_MODE = 0o640  # bounces are personal data: owner and group (a monitoring user), never everyone
+
+
+def _create_private(path: str) -> None:
+    """Create the database file DB_MODE whatever the umask (SQLite gives its -wal and -shm files the mode of the
+    database file). An existing file keeps its mode: the admin may have chosen another."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_MODE)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # sqlite3.connect() reports the problem in its own words
+    try:
+        os.fchmod(fd, DB_MODE)
+    finally:
+        os.close(fd)
 
 
 FIELD_CAP = 8192  # characters per text column: a hostile message must not bloat the database
@@ -693,11 +817,21 @@ def _json_list(items: object) -> str:
     return json.dumps(out)
 
 
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def verp_addresses(meta: MessageMeta) -> list[str]:
+    """The distinct VERP addresses as recipients rows hold them (through the classifier's address check)."""
+    return list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
+
+
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
-    remote_mta, flags, reason_rule) per affected address. VERP addresses go through the same address check as
-    reported ones (the classifier's are checked already)."""
-    verps = list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
+    remote_mta, verified, note, flags, reason_rule) per affected address (verdict.row_addresses mirrors the
+    address choice). VERP addresses go through the same address check as reported ones (the classifier's are
+    checked already)."""
+    verps = verp_addresses(meta)
     # a single VERP address identifies the subscriber the original went to (forwarding may change the reported one)
     verp = verps[0] if len(verps) == 1 else ""
     rows: list[tuple] = []
@@ -718,6 +852,8 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 1 if r.hard else 0,
                 r.diagnostic,
                 r.remote_mta,
+                _flag(meta.recipient_verified.get(address, meta.verified)),
+                meta.recipient_notes.get(address, ""),
                 _flags(address),
                 r.reason_rule or None,
             )
@@ -727,7 +863,8 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
         # the report names nobody: the VERP addresses tell us which subscribers it is about
         for v in verps:
             if v not in seen:
-                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", _flags(v), None))
+                verified = _flag(meta.recipient_verified.get(v, meta.verified))
+                rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", verified, "", _flags(v), None))
     return rows
 
 

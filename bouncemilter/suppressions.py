@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
 
-_EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type"""
+_EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type, r.verified"""
 # Only mail to a configured bounce address may move the suppression list. Null-sender mail to anyone else
 # (match_null_sender) is a DSN about an employee's own mail: recorded at most, never evidence against the
 # addresses it names.
@@ -45,8 +45,9 @@ _KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
 
 
 def _event(row: Iterable[Any]) -> Event:
-    rid, at, kind, reason, hard, status, feedback_type = row
-    return Event(int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "")
+    rid, at, kind, reason, hard, status, feedback_type, verified = row
+    checked = None if verified is None else bool(verified)
+    return Event(int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "", checked)
 
 
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
@@ -569,6 +570,10 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
 
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+
+
 def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
     """Suppressed addresses, oldest first: suppressed_at (the evidence's time) >= since, and, with
     `recorded_since`, put on the list (the suppression log's time: when we recorded it) at or after it."""
@@ -734,16 +739,23 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
                   r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
                   m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
-                  m.original_subject, m.client_addr, m.bounce_addresses
+                  m.original_subject, m.client_addr, m.bounce_addresses, {signed}
            FROM recipients r JOIN messages m ON m.id = r.message_id
-           WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""",
+           WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""".format(
+            # a store not migrated yet (read-only commands do not migrate) has no signing columns
+            signed="r.verified, r.note, m.verification"
+            if _has_column(conn, "recipients", "verified")
+            else "NULL AS verified, '' AS note, '' AS verification"
+        ),
         (address, address),
     ).fetchall()
     row = get_row(conn, address) if _has_table(conn, "suppressions") else None
     manual_hold = row is not None and row["state"] == "suppressed" and row["source"] == "manual"
     after = parse_time(row["manual_at"]) if row and row["manual_at"] and not manual_hold else None
     own = [
-        _event((r["id"], r["received_at"], r["kind"], r["reason"], r["hard"], r["status"], r["feedback_type"]))
+        _event(
+            tuple(r[c] for c in ("id", "received_at", "kind", "reason", "hard", "status", "feedback_type", "verified"))
+        )
         for r in rows
         if r["address"] == address and r["bounce_addresses"] != "[]"
     ]
@@ -754,6 +766,7 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
     for r in rows:
         item = dict(r)
         item["hard"] = bool(item["hard"])
+        item["verified"] = None if item["verified"] is None else bool(item["verified"])
         v = verdicts.get(r["id"])
         if r["bounce_addresses"] == "[]":
             item["counted"], item["verdict"] = False, "observed (not sent to a bounce address): never counts"

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .signing import split_token
+
 _LOCAL_FORBIDDEN = set(' \t\r\n<>()[],;:\\"@')
 _DOMAIN_ALLOWED = set("abcdefghijklmnopqrstuvwxyz0123456789.-_[]:")
 
@@ -46,6 +48,7 @@ class Match:
     address: str  # the recipient, lower-cased addr-spec
     pattern: str  # the BounceAddress.pattern that matched
     verp_recipient: str  # decoded VERP recipient, "" when the address carries none
+    token: str = ""  # the signed-return-path token at the end of the local part (bouncemilter.signing), if any
     unsubscribe: bool = False  # one of the [unsubscribe] addresses (bouncemilter.unsubscribe), not a return path
 
 
@@ -146,13 +149,15 @@ def verp_decode(address: str, separator: str = "+", encoding_char: str = "=") ->
     """``bounces+alice=example.org@example.com`` -> ``alice@example.org``; "" when not a VERP address.
 
     The FIRST separator ends the bounce mailbox's own name (the subscriber's local part may contain the
-    separator too, e.g. ``bounces+alice+news=example.org@…`` -> ``alice+news@example.org``).
+    separator too, e.g. ``bounces+alice+news=example.org@…`` -> ``alice+news@example.org``). A signed return
+    path's token after the encoded domain is left out (``bounces+alice=example.org+<token>@…``).
     """
     local = clean_rcpt(address).rpartition("@")[0]
     head, sep, tail = local.partition(separator)
     if not sep or not head:
         return ""
-    return _decode_tail(tail, encoding_char)
+    rest = split_token(tail, separator)[0]  # a signed return path ends in a token
+    return _decode_tail(rest, encoding_char) if rest else ""
 
 
 class BounceMatcher:
@@ -192,8 +197,13 @@ class BounceMatcher:
             return Match(addr, pattern, "")
         for prefix, pattern in self._verp.get(domain, ()):
             if local.startswith(prefix) and len(local) > len(prefix):
-                return Match(addr, pattern, _decode_tail(local[len(prefix) :], self.encoding_char))
+                rest, token = split_token(local[len(prefix) :], self.separator)
+                return Match(addr, pattern, _decode_tail(rest, self.encoding_char) if rest else "", token)
         pattern = self._domains.get(domain)
         if pattern is not None:
-            return Match(addr, pattern, verp_decode(addr, self.separator, self.encoding_char))
+            head, sep, tail = local.partition(self.separator)
+            if not sep or not head:
+                return Match(addr, pattern, "")
+            rest, token = split_token(tail, self.separator)
+            return Match(addr, pattern, _decode_tail(rest, self.encoding_char) if rest else "", token)
         return None

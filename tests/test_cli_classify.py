@@ -17,7 +17,7 @@ CLI = Path(__file__).parent / "fixtures" / "cli"
 RECIPIENT_FIELDS = {"recipient", "action", "status", "reply_code", "diagnostic", "remote_mta", "reason", "hard"}
 RECIPIENT_FIELDS |= {"smtp_command", "diagnostic_type", "reason_rule"}
 TOP_FIELDS = {"source", "kind", "detector", "evidence", "recipients", "original", "feedback", "autoreply_markers"}
-TOP_FIELDS |= {"error"}
+TOP_FIELDS |= {"error", "truncated"}
 
 
 def run(*args: str, stdin: bytes | None = None):  # type: ignore[no-untyped-def]

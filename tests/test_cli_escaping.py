@@ -68,6 +68,9 @@ def db(tmp_path: Path) -> str:
     conn = sqlite3.connect(path)
     with conn:  # a row written before addresses were checked, or by hand: the tables must cope anyway
         conn.execute("UPDATE suppressions SET summary = summary || ?", (HIDE + TITLE,))
+        # signed return paths: an unverified row's reason names what the report quoted (its Message-ID)
+        conn.execute("UPDATE recipients SET verified = 0 WHERE id = 1")
+        conn.execute("UPDATE messages SET verified = 0, verification = ? WHERE id = 1", (f"quoted <x{CLEAR}@y>",))
         conn.execute("INSERT INTO suppressions (address, domain, state, source, summary, created_at, updated_at)"
                      " VALUES (?, 'x', 'suppressed', 'manual', ?, '2026-01-01', '2026-01-01')",
                      (f"ev{CLEAR}il@example.org", f"by hand{CLEAR}"))  # fmt: skip
@@ -98,6 +101,7 @@ def test_history_table_is_escaped_and_json_exact(db: str) -> None:
     _clean(out)
     assert "user unknown\\x1b[2J" in out and "\\x1b[1A\\x1b[2K\\u202etxet" in out
     assert "\\x1b]0;owned\\x07" in out  # the remote MTA, and the suppression summary in the header
+    assert "quoted <x\\x1b[2J@y>" in out  # the list of unverified events and why
     data = json.loads(run("history", "--db", db, "dead@example.org", "--format", "json"))
     diagnostics = [e["diagnostic"] for e in data["events"]]
     assert any(d.endswith(CLEAR) for d in diagnostics) and any(HIDE + RLO in d for d in diagnostics)

@@ -204,3 +204,92 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(base: Path) -> None:
         assert "only a restart" in d.events("reload")[2]["msg"]
     finally:
         assert d.stop() == 0
+
+
+def _outbound_return_path(sock: Path, queue_id: str) -> str:
+    """One outbound message (sender@test.example to victim@reject.test) over the milter protocol; the envelope
+    sender the milter set at end of message ("" if none)."""
+    from tests.test_milter import _mt, _step
+
+    C = _mt().constants
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        conn = _mt().MilterConnection(s)
+        _, proto = conn.optneg_mta(actions=C.SMFI_V6_ACTS & ~C.SMFIF_SETSYMLIST)
+        _step(conn, proto, C.SMFIC_CONNECT, hostname="app.test.example", family="4", port=40000, address="127.0.0.1")
+        _step(conn, proto, C.SMFIC_HELO, helo="app.test.example")
+        _step(conn, proto, C.SMFIC_MAIL, args=["<sender@test.example>"])
+        _step(conn, proto, C.SMFIC_RCPT, args=["<victim@reject.test>"])
+        conn.send_macro(C.SMFIC_DATA, i=queue_id)
+        _step(conn, proto, C.SMFIC_DATA)
+        _step(conn, proto, C.SMFIC_HEADER, name="Message-ID", value=f"<{queue_id}@test.example>")
+        _step(conn, proto, C.SMFIC_EOH)
+        conn._send(C.SMFIC_BODYEOB)
+        # miltertest cannot decode a CHGFROM without ESMTP arguments (what libmilter sends): read the frames here
+        frames, buf = [], conn.buf
+        while not frames or frames[-1][0] not in (C.SMFIR_ACCEPT, C.SMFIR_CONTINUE, C.SMFIR_TEMPFAIL):
+            while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+                chunk = s.recv(65536)
+                assert chunk, frames
+                buf += chunk
+            size = int.from_bytes(buf[:4], "big")
+            frames.append((buf[4:5].decode(), buf[5 : 4 + size]))
+            buf = buf[4 + size :]
+    assert frames[-1][0] == C.SMFIR_ACCEPT, frames
+    return next((data.split(b"\0")[0].decode().strip("<>") for cmd, data in frames if cmd == C.SMFIR_CHGFROM), "")
+
+
+def _rcpt_reply(sock: Path, address: str) -> str:
+    """The milter's reply code to RCPT TO:<address> in a bounce's session ("" = continue)."""
+    from tests.test_milter import _mt, _step
+
+    C = _mt().constants
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(sock))
+        conn = _mt().MilterConnection(s)
+        _, proto = conn.optneg_mta(actions=C.SMFI_V6_ACTS & ~C.SMFIF_SETSYMLIST)
+        assert not proto & C.SMFIP_NR_RCPT  # verify = "reject": RCPT keeps its reply
+        _step(conn, proto, C.SMFIC_CONNECT, hostname="mx.remote.example", family="4", port=40001, address="127.0.0.1")
+        _step(conn, proto, C.SMFIC_HELO, helo="mx.remote.example")
+        _step(conn, proto, C.SMFIC_MAIL, args=["<>"])
+        reply = conn.send_ar(C.SMFIC_RCPT, args=[f"<{address}>"])
+    return reply[1]["smtpcode"] if reply[0] == C.SMFIR_REPLYCODE else ""
+
+
+def test_sighup_picks_up_a_rotated_signing_key(base: Path) -> None:
+    pytest.importorskip("miltertest")
+    from bouncemilter.signing import KeyRing, sign
+
+    old, new = KeyRing(["the old signing key 0123456789"]), KeyRing(["the new signing key 9876543210"])
+    assert old.keys[0].kid != new.keys[0].kid
+    keys = base / "keys"
+    keys.write_text("the old signing key 0123456789\n")
+    keys.chmod(0o600)
+    d = Daemon(base, addresses='["bounces@test.example", "bounces+*@test.example"]')
+    signing = f'\n[signing]\nsecret_file = "{keys}"\nsenders = ["@test.example"]\nverify = "reject"\n'
+    d.write_config('["bounces@test.example", "bounces+*@test.example"]', signing)
+    by_new = sign(new, "bounces+*@test.example", "victim@reject.test")
+    by_old = sign(old, "bounces+*@test.example", "victim@reject.test")
+    d.start()
+    try:
+        assert _outbound_return_path(d.sock, "QROT1").rpartition("+")[2][0] == old.keys[0].kid
+        assert _rcpt_reply(d.sock, by_new) == "550"  # a key the milter does not have yet
+        assert _rcpt_reply(d.sock, by_old) == ""
+        # rotation: the new key first, the old one kept below it; the config file itself is unchanged
+        keys.write_text("the new signing key 9876543210\nthe old signing key 0123456789\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.events("signing_keys"))
+        (line,) = d.events("signing_keys")
+        assert line["keys"] == [new.keys[0].kid, old.keys[0].kid] and line["before"] == [old.keys[0].kid]
+        assert "9876543210" not in d.log.read_text()  # key ids only, never a key
+        signed = _outbound_return_path(d.sock, "QROT2")
+        assert signed.startswith("bounces+victim=reject.test+") and signed.rpartition("+")[2][0] == new.keys[0].kid
+        assert _rcpt_reply(d.sock, by_new) == "" and _rcpt_reply(d.sock, by_old) == ""
+        # a key file the milter cannot use fails the reload, and the running keys stay
+        keys.write_text("short\n")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.events("reload_failed"))
+        assert _rcpt_reply(d.sock, by_new) == ""
+        assert _outbound_return_path(d.sock, "QROT3").rpartition("+")[2][0] == new.keys[0].kid
+    finally:
+        assert d.stop() == 0

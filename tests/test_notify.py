@@ -40,6 +40,7 @@ def receiver() -> Iterator[Receiver]:
 
 def config(tmp_path: Path, port: int, **more: object) -> Path:
     (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    (tmp_path / "secret").chmod(0o600)
     extra = "".join(f"{k} = {v}\n" for k, v in more.items())
     path = tmp_path / "b.toml"
     path.write_text(
@@ -211,6 +212,10 @@ def test_without_a_readable_secret_nothing_is_sent_and_nothing_lost(setup, recei
     n = notifier(setup)
     n.start()
     suppress(setup.db, "alice@example.org")
+    (tmp_path / "secret").chmod(0o644)
+    with pytest.raises(nt.NotifyError, match="readable by every local user"):
+        n.run_once()
+    (tmp_path / "secret").chmod(0o600)
     (tmp_path / "secret").write_bytes(b"short")
     with pytest.raises(nt.NotifyError, match="at least 16 bytes"):
         n.run_once()
@@ -219,6 +224,7 @@ def test_without_a_readable_secret_nothing_is_sent_and_nothing_lost(setup, recei
         n.run_once()
     assert receiver.posts == [] and len(outbox(setup.db)) == 1
     (tmp_path / "secret").write_bytes(SECRET)
+    (tmp_path / "secret").chmod(0o600)
     assert n.run_once().delivered == 1
 
 

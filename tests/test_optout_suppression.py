@@ -292,7 +292,7 @@ def test_feed_sees_every_path_that_changes_the_list(store: Store, db: Path) -> N
 def test_migration_seeds_the_feed_with_the_list_and_widens_the_source(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, [m for m in MIGRATIONS if m[0] < 8])
+    migrate(conn, [m for m in MIGRATIONS if m[0] < 9])
     conn.execute(
         """INSERT INTO suppressions (address, state, source, category, summary, suppressed_at, created_at,
                updated_at) VALUES ('old@example.org', 'suppressed', 'policy', 'hard', 'hard bounce', '2025-01-01',
@@ -317,3 +317,59 @@ def test_migration_seeds_the_feed_with_the_list_and_widens_the_source(tmp_path: 
         }
         with pytest.raises(sqlite3.IntegrityError):
             c.execute("UPDATE suppressions SET source = 'someone' WHERE address = 'old@example.org'")
+
+
+# ------------------------------------------------------------------------ signed unsubscribe addresses (#9's rules)
+
+
+def test_signed_unsubscribe_addresses_follow_the_rules_of_signed_return_paths(store: Store, tmp_path: Path) -> None:
+    from bouncemilter import signing
+    from bouncemilter.verdict import make_verifier
+
+    keys = tmp_path / "keys"
+    keys.write_text("an-unsubscribe-signing-key-0123456789\n")
+    keys.chmod(0o600)
+    (tmp_path / "b.toml").write_text(
+        '[bounce]\naddresses = ["bounces+*@lists.example.com"]\n'
+        '[unsubscribe]\naddresses = ["unsubscribe+*@lists.example.com"]\n'
+        f'[signing]\nsecret_file = "{keys}"\nverify = "record"\n'
+    )
+    settings = load_settings(str(tmp_path / "b.toml"))
+    matcher = build_matcher(settings)
+    verifier = make_verifier(settings, matcher)
+    assert verifier is not None
+    # what `bouncemilter sign --unsubscribe alice@example.org` prints for List-Unsubscribe
+    # (signed before the fixture's request arrived, 2026-11-24: tokens are checked against the arrival day)
+    signed = signing.sign(signing.KeyRing.from_text(keys.read_text()), "unsubscribe+*@lists.example.com",
+                          "alice@example.org", now=datetime(2026, 11, 20, tzinfo=UTC))  # fmt: skip
+    assert signed.startswith("unsubscribe+alice=example.org+")
+    assert verifier.check_address(signed, now=datetime(2026, 11, 24, tzinfo=UTC)).ok
+
+    def send(to: str, n: int) -> ingest.Outcome:
+        data = request("alice@example.org", n).replace(b"unsubscribe+alice=example.org@lists.example.com", to.encode())
+        return ingest.ingest(data, ingest.mailbox_envelope(data, matcher), settings, store, verifier=verifier)
+
+    # an unsigned (forgeable) request is recorded, unverified, and suppresses nobody
+    unsigned = send("unsubscribe+alice=example.org@lists.example.com", 1)
+    assert unsigned.classification is not None and unsigned.classification.kind == "opt_out"
+    db = Path(store.path)
+    assert row(db, "alice@example.org") is None
+    (m,) = query(db, "SELECT verified, verification FROM messages WHERE id = ?", unsigned.row_id)
+    assert m[0] == 0 and "unsigned" in m[1]
+    # the signed one suppresses
+    signed_out = send(signed, 2)
+    (m,) = query(db, "SELECT verified, verification FROM messages WHERE id = ?", signed_out.row_id)
+    assert m[0] == 1, m
+    r = row(db, "alice@example.org")
+    assert r is not None and (r["state"], r["category"]) == ("suppressed", "opt-out")
+    today = signing.sign(signing.KeyRing.from_text(keys.read_text()), "unsubscribe+*@lists.example.com",
+                         "alice@example.org")  # fmt: skip
+    res = CliRunner().invoke(main, ["verify", "--config", str(tmp_path / "b.toml"), today])
+    assert res.exit_code == 0 and res.output.startswith("valid for alice@example.org")
+    res = CliRunner().invoke(main, ["sign", "--config", str(tmp_path / "b.toml"), "--unsubscribe", "bob@example.org"])
+    assert res.exit_code == 0 and res.output.startswith("unsubscribe+bob=example.org+")
+
+
+def query(db: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()

@@ -122,16 +122,17 @@ def test_window_start() -> None:
 @pytest.mark.parametrize("by", reports.BY_CHOICES)
 def test_cli_json_each_grouping(db: str, by: str) -> None:
     data = json.loads(run("stats", "--db", db, "--by", by, "--format", "json"))
-    assert data["by"] == by and data["total"] == {"messages": 13, "recipients": 12, "hard": 5}
-    assert data["rows"] and all(set(r) == {"key", "messages", "recipients", "hard", "share"} for r in data["rows"])
+    assert data["by"] == by and data["total"] == {"messages": 13, "recipients": 12, "hard": 5, "unverified": 0}
+    keys = {"key", "messages", "recipients", "hard", "unverified", "share"}
+    assert data["rows"] and all(set(r) == keys for r in data["rows"])
 
 
 def test_cli_table(db: str) -> None:
     out = run("stats", "--db", db, "--by", "reason", "--since", "all")
     lines = out.splitlines()
     assert lines[0].startswith("recipients by reason, all time")
-    assert lines[1].split() == ["reason", "messages", "recipients", "hard", "share"]
-    assert lines[2].split() == ["userunknown", "6", "6", "6", "42.9%"]
+    assert lines[1].split() == ["reason", "messages", "recipients", "hard", "unverified", "share"]
+    assert lines[2].split() == ["userunknown", "6", "6", "6", "0", "42.9%"]
     assert lines[-1] == "total: 15 message(s), 14 recipient(s), 6 hard"
 
 

@@ -406,6 +406,44 @@ def test_callable_migration_rolls_back_on_failure(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.parametrize("version", [6, 7])
+def test_an_older_database_upgrades_to_signed_return_paths(db: Path, version: int) -> None:
+    # migrations 4-6 (look-alike flags, caps, the content-aware key) and 7 (reason_rule) came before signing's
+    # columns (8)
+    db.parent.mkdir()
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert [v for v, _ in MIGRATIONS[:version]] == list(range(1, version + 1))
+    migrate(conn, MIGRATIONS[:version])
+    conn.execute(
+        """INSERT INTO messages (received_at, kind, bounce_addresses, recipient_count, recipients_dropped, dedup_key)
+           VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'bounce', '["bounces@example.com"]', 1, 7, 'old-key')"""
+    )
+    conn.execute(
+        """INSERT INTO recipients (message_id, received_at, kind, address, domain, reason, hard, flags)
+           VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'bounce', 'old@example.org', 'example.org',
+                   'userunknown', 1, 'lookalike')"""
+    )
+    conn.close()
+    with Store(str(db)) as store:
+        assert store.record(meta(), hard_bounce(), "accept")[1]
+    assert rows(db, "SELECT MAX(version) FROM schema_version")[0][0] == MIGRATIONS[-1][0] >= 8  # 9: opt-outs (#11)
+    # the old row was not checked (NULL: counts as it always did) and keeps what 4-6 gave it
+    (old,) = rows(db, "SELECT verified, note, flags FROM recipients WHERE address = 'old@example.org'")
+    assert (old["verified"], old["note"], old["flags"]) == (None, "", "lookalike")
+    # the re-created views have both sides' columns
+    (view,) = rows(
+        db, "SELECT verified, note, flags, reason_rule FROM recent_bounces WHERE address = 'old@example.org'"
+    )
+    assert view["flags"] == "lookalike" and view["verified"] is None and view["reason_rule"] is None
+    (new,) = rows(db, "SELECT reason_rule, verified FROM recent_bounces WHERE address = 'alice@example.org'")
+    assert new["verified"] is None  # recorded without a verifier: not checked
+    day = rows(db, "SELECT SUM(recipients_dropped) AS dropped, SUM(unverified) AS unverified FROM daily_counts")
+    assert (day[0]["dropped"], day[0]["unverified"]) == (7, None)  # no row was checked
+    assert rows(db, "SELECT hard, unverified FROM domain_rates WHERE domain = 'example.org'")[0]["hard"] == 2
+    assert rows(db, "SELECT COUNT(*) AS n FROM sent")[0]["n"] == 0
+    assert rows(db, "SELECT COUNT(*) AS n FROM pending_suppressions")[0]["n"] == 0
+
+
 def test_hook_runs_in_the_same_transaction(store: Store, db: Path) -> None:
     seen: list[int] = []
 

@@ -81,7 +81,9 @@ def classify_message(msg: Message) -> Classification:
             _fill_from_text(msg, rows)
             evidence = f"{'message/global-delivery-status' if name == 'rfc6533' else 'message/delivery-status'} part"
             found = Detection(rows, evidence, reporting_mta=report.reporting_mta.split(" ", 1)[0])
-            return _finish(msg, name, found, report.envelope_id)
+            done = _finish(msg, name, found, report.envelope_id)
+            done.truncated = report.truncated
+            return done
 
     complaint = arf.detect_loose(msg)
     if complaint is not None:

@@ -37,6 +37,7 @@ _ACTIONS = {
 class DSNReport:
     per_message: dict[str, str] = field(default_factory=dict)
     groups: list[dict[str, str]] = field(default_factory=list)
+    truncated: bool = False  # the part was longer than what is read (mime.MAX_TEXT): more groups followed
 
     @property
     def envelope_id(self) -> str:
@@ -110,9 +111,11 @@ def dsn_text(part: Part) -> str:
 def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
     out: list[RecipientResult] = []
     for group in report.groups:
-        addr = clean_address(group.get("final-recipient", "")) or clean_address(
-            group.get("x-actual-recipient", "")
-        ) or clean_address(group.get("original-recipient", ""))
+        addr = (
+            clean_address(group.get("final-recipient", ""))
+            or clean_address(group.get("x-actual-recipient", ""))
+            or clean_address(group.get("original-recipient", ""))
+        )
         if addr and "." not in addr.rpartition("@")[2]:
             # A Final-Recipient in an internal, unroutable domain (a mailstore's own name) says
             # less than the address the sender used.
@@ -181,6 +184,11 @@ def parse_dsn(msg: Message, nested: bool = False) -> tuple[DSNReport, list[Recip
     if part is None:
         return None
     report = parse_fields(dsn_text(part))
+    if part.cut:
+        # the text stops somewhere inside a group: keep the groups before it, and say so
+        report.truncated = True
+        if len(report.groups) > 1:
+            report.groups.pop()
     return report, recipients_from_report(report)
 
 

@@ -3,8 +3,9 @@
 The standard library's `email` parser builds a full object tree and is several times slower
 than a bounce needs: a bounce is decided by its top headers, a short human-readable part, a
 `message/delivery-status` part and the headers of the original message. This reader splits
-exactly that much, never raises on malformed input, and looks at no more than `MAX_SCAN` bytes,
-so a 50 MB message with huge attachments costs the same as a small one.
+exactly that much, never raises on malformed input, and looks at no more than `MAX_SCAN` bytes:
+a bigger message is first skimmed by its MIME structure (`structure.skim`: headers and report
+parts kept, big bodies skipped), so a report part after a 50 MB attachment is still found.
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ class Part:
     body: bytes  # transfer-encoded body as found, LF line endings
     depth: int  # 0 for the outer message's own parts, +1 inside each message/rfc822
     _text: str | None = field(default=None, repr=False)
+    _cut: bool = field(default=False, repr=False)
 
     @property
     def charset(self) -> str:
@@ -234,8 +236,17 @@ class Part:
     def text(self) -> str:
         if self._text is None:
             # Cut before decoding: a character is at most 4 bytes in any charset that matters here.
-            self._text = normalise_text(decode_bytes(self.decoded_bytes()[: MAX_TEXT * 4], self.charset)[:MAX_TEXT])
+            raw = self.decoded_bytes()
+            full = decode_bytes(raw[: MAX_TEXT * 4], self.charset)
+            self._cut = len(raw) > MAX_TEXT * 4 or len(full) > MAX_TEXT
+            self._text = normalise_text(full[:MAX_TEXT])
         return self._text
+
+    @property
+    def cut(self) -> bool:
+        """`text` is only the first MAX_TEXT characters of the part."""
+        _ = self.text
+        return self._cut
 
 
 def normalise_text(text: str) -> str:
@@ -373,7 +384,12 @@ def parse_message(raw: bytes) -> Message:
     if not isinstance(raw, bytes):
         raw = _as_bytes(raw)
     size = len(raw)
-    data = normalise_newlines(raw[:MAX_SCAN])
+    if size > MAX_SCAN:  # by its structure: a report part after a big attachment is still found
+        from .structure import skim
+
+        data = normalise_newlines(skim(raw, MAX_SCAN))
+    else:
+        data = normalise_newlines(raw)
     if data.startswith(b"From ") and b"\n" in data:  # an mbox "From " line
         data = data.split(b"\n", 1)[1]
     head, body = split_head_body(data)

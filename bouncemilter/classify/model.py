@@ -65,6 +65,7 @@ class Classification:
     feedback: Feedback | None = None
     autoreply_markers: list[str] = field(default_factory=list)
     error: str = ""  # set only when classification itself failed
+    truncated: bool = False  # the report named more recipients than were read (the first ones are kept)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,4 +77,5 @@ class Classification:
             "feedback": asdict(self.feedback) if self.feedback else None,
             "autoreply_markers": list(self.autoreply_markers),
             "error": self.error,
+            "truncated": self.truncated,
         }

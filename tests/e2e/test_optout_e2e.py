@@ -64,6 +64,7 @@ class OptOutMilter(MilterProc):
 
     def write_config(self, auto_reply: str) -> Path:
         (self.base / "secret").write_bytes(SECRET)
+        (self.base / "secret").chmod(0o640)
         path = self.base / "bouncemilter-optout.toml"
         path.write_text(
             CONFIG.format(socket=self.socket_setting(), db=self.db, port=self.port, secret=self.base / "secret")
