@@ -136,6 +136,13 @@ def test_an_opt_out_never_expires_rebuilds_keep_it_and_only_unsuppress_lifts_it(
         assert sup.unsuppress(conn, "alice@example.org", "resubscribed", "ann")
     assert row(db, "alice@example.org")["state"] == "unsuppressed"  # type: ignore[index]
     assert [c["op"] for c in changes(db)[0]] == ["add", "remove"]
+    # once lifted it may be forgotten, and the feed's changes about it with it (the cursor never goes back)
+    deliver(store, request("bob@example.org", n=2))
+    _, cursor = changes(db)
+    prune(str(db), 30, with_suppressions=True, now=NOW + timedelta(days=800))
+    assert row(db, "alice@example.org") is None
+    assert [(c["op"], c["address"]) for c in changes(db)[0]] == [("add", "bob@example.org")]
+    assert changes(db, cursor) == ([], cursor)
 
 
 def test_an_opt_out_turns_another_suppression_into_an_opt_out(store: Store, db: Path) -> None:
