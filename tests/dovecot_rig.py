@@ -373,12 +373,19 @@ class Proxy:
         except OSError:
             pass
 
+    def cut_all(self) -> None:
+        """Every relayed connection goes away. shutdown() first: a bare close() does not end a connection
+        while a pump thread is blocked in recv() on it, so the client would never notice."""
+        for s in list(self._socks):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._server.close()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.close()
+        self.cut_all()
 
 
 def _world_readable_tempdir() -> Path:

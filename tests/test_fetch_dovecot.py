@@ -434,8 +434,7 @@ def test_watch_reconnects_with_backoff_after_the_server_goes_away(box: Box) -> N
     events = Events(proc)
     try:
         events.wait("fetch_watching", 30)
-        for s in list(proxy._socks):  # the server "goes away" under the idling connection
-            s.close()
+        proxy.cut_all()  # the server "goes away" under the idling connection
         error = events.wait("fetch_error", 30)
         assert error["retry_in_s"] == 1.0 and "connection lost" in error["msg"]
         box.deliver([message(1, "soft", tag=box.user)])
