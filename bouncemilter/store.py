@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .classify.address import canonical, lookalike
+from .schema_optout import migrate_v9
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -99,6 +100,7 @@ class MessageMeta:
     internal: bool = False  # Postfix's own (non_smtpd) path: not an outside client, no per-client cap
     body_digest: str = ""  # the report's content (`report_digest`): tells a retry from another report
     recipients_dropped: int = 0  # recipients past [limits] recipients_per_message: counted, not stored
+    unsubscribe: bool = False  # sent to an [unsubscribe] address: what is not a bounce or auto-reply is an opt-out
 
 
 BUSY_SLACK_MS = 50  # the busy timeout is reset only when the remaining time differs by more than this
@@ -374,7 +376,11 @@ _V8 = [
         FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
 ]
 
-MIGRATIONS: list[Migration] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8)]
+# Version 9 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
+# triggers), the webhook outbox and the opt-out views; see schema_optout.py.
+MIGRATIONS: list[Migration] = [
+    (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, migrate_v9)
+]  # fmt: skip
 
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -410,6 +416,9 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        # a schema change rewrites many pages once: fold them into the file step by step rather than let the WAL
+        # hold every step (a new database's WAL was larger than the database itself)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     return version
 
 
