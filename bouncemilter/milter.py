@@ -554,15 +554,11 @@ class BounceMilter(Milter.Base):
     def _start_message(self) -> None:
         if self._active or self._charged:
             self._finish_message()  # a previous message on this connection that ended without eom/abort
-        self._reset()
+        if self._t0:  # (a message came before on this connection; a new one or an aborted one is clean)
+            self._reset()
         self._active = True
         self._rt.inflight.enter()
         self._t0 = time.perf_counter()
-
-    def _begin_message(self) -> None:
-        if not self._active:
-            self._active = True
-            self._rt.inflight.enter()
 
     def _finish_message(self) -> None:
         if self._active:
@@ -1026,13 +1022,16 @@ class BounceMilter(Milter.Base):
         self._reset()
         return Milter.CONTINUE
 
-    @guarded()
     def close(self) -> int:
-        self._finish_message()
-        if self._connected:
-            self._connected = False
-            self._rt.budget.disconnect()
-        return Milter.CONTINUE
+        try:
+            if self._active or self._charged or self._buf or self._skim is not None:
+                self._finish_message()
+            if self._connected:
+                self._connected = False
+                self._rt.budget.disconnect()
+            return Milter.CONTINUE
+        except Exception:
+            return _failed(self, "close", 0)
 
 
 # -- running the milter ----------------------------------------------------------------------------

@@ -48,6 +48,8 @@ class AddressMatcher:
 
     def match_path(self, path: str) -> Match | None:
         """match() of an SMTP path as the MTA passes it (see `BounceMatcher.match_path`)."""
+        if not self.unsubscribe.patterns:  # (no [unsubscribe] addresses: one call less for every recipient)
+            return self.bounce.match_path(path)
         b = self.bounce.match_path(path) if self.bounce.patterns else None
         u = self.unsubscribe.match_path(path) if self.unsubscribe.patterns else None
         return self._either(b, u)
