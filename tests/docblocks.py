@@ -103,6 +103,23 @@ def cron_command(line: str) -> tuple[str, str] | None:
     return m.group("user"), m.group("command")
 
 
+def programs(command: str) -> list[str]:
+    """The programs a command line starts: the first word of each part of its pipelines, lists and $(...)."""
+    lexer = shlex.shlex(command.replace("$(", " ( "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    out, first = [], True
+    for word in lexer:
+        if word in ("|", "||", "&&", ";", "&", "(", ")", "|&", "do", "then", "else", "!"):
+            first = True
+        elif (
+            first and not re.match(r"^[A-Za-z_]\w*=", word) and word not in ("while", "if", "until", "{", "done", "fi")
+        ):
+            out.append(word.rsplit("/", 1)[-1])
+            first = False
+    return out
+
+
 def transcript(text: str) -> list[tuple[str, list[str]]]:
     """A console block: each `$ command` with the output lines shown after it (up to the next `$ `)."""
     out: list[tuple[str, list[str]]] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .docblocks import Block, blocks, commands, cron_command, localize, output_mismatch, transcript
+from .docblocks import Block, blocks, commands, cron_command, localize, output_mismatch, programs, transcript
 
 
 def test_blocks_are_found_with_their_info_string_line_and_indentation(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -67,3 +67,9 @@ def test_output_comparison() -> None:
     assert "the docs show" in (output_mismatch(shown, [*printed[:2], "4 new (4 bounce)"]) or "")
     assert output_mismatch(shown, [*printed[:2], "4 new (4 bounce)"], numbers=True) is None
     assert output_mismatch(["a b"], ["a  b  "]) is None  # blanks: table widths follow the data
+
+
+def test_programs_of_a_command_line() -> None:
+    line = "umask 027; X=1 openssl rand 32 > k && cat $(ls /x) | /usr/bin/jq . | while read -r l; do mail -s a b; done"
+    assert programs(line) == ["umask", "openssl", "cat", "ls", "jq", "read", "mail"]
+    assert programs("sudo apt-get install x  # not: apt-get") == ["sudo"]

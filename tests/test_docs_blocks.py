@@ -51,6 +51,7 @@ from .docblocks import (
     delocalize,
     json_shape,
     output_mismatch,
+    programs,
     transcript,
 )
 from .docs_sandbox import Sandbox
@@ -70,6 +71,13 @@ NOT_RUN = {
     "pip install datasette": "changes the environment; the [test] extra has datasette, and the next line runs it",
     "python3 -m venv /tmp/bench-venv": "a benchmark's own environment with flufl.bounce from the package index",
 }
+
+# Programs that change the host or reach outside it: a command using one must be in NOT_RUN (or get a safe form
+# here) - it is never run as written.
+SYSTEM = (
+    "apt", "apt-get", "dpkg", "systemctl", "service", "useradd", "usermod", "groupadd", "chown", "postfix",
+    "postconf", "sudo", "su", "git", "pip", "pip3", "curl", "wget", "swaks", "mount", "reboot", "crontab",
+)  # fmt: skip
 
 # Blocks that another test runs, because they need the private Postfix of tests/e2e.
 ELSEWHERE = {
@@ -264,6 +272,8 @@ def run_command(box: Sandbox, command: str, request: pytest.FixtureRequest) -> s
     if "postgresql://" in command:
         url = postgres(request)
         command = re.sub(r"postgresql://\S+", url, command)
+    system = set(programs(cron_command(command)[1] if cron_command(command) else command)) & set(SYSTEM)
+    assert not system, f"{command}: {sorted(system)} would change this host: give it a safe form or list it in NOT_RUN"
     cron = cron_command(command)
     if cron:
         _, cmd = cron
@@ -272,7 +282,7 @@ def run_command(box: Sandbox, command: str, request: pytest.FixtureRequest) -> s
         assert out.returncode == 0, f"{command}\n{out.stdout}"
         return out.stdout
     words = shlex.split(command, comments=True)
-    if len(words) > 1 and words[0].endswith("python") and words[1].startswith("bench/"):
+    if len(words) > 1 and re.search(r"python3?$", words[0]) and words[1].startswith("bench/"):
         return benchmark_help(box, words)
     if words[0].endswith("bouncemilter") and words[1] == "run":
         return run_milter(box, command)
