@@ -62,6 +62,7 @@ PARTS = [
     ("bouncemilter.ingest", "classify_safely", "classify"),
     ("bouncemilter.verdict", "Verifier.apply", "verdict"),
     ("bouncemilter.milter", "GroupCommit.record", "store transaction (without the policy)"),
+    ("bouncemilter.ingest", "action_for", "eom: action"),
     ("bouncemilter.suppressions", "SuppressionHook.__call__", "suppression policy"),
     ("bouncemilter.decide", "log_message", "log line"),
 ]

@@ -73,7 +73,7 @@ class NotStored(StoreError):
         self.prepared = prepared
 
 
-@dataclass(slots=True)
+@dataclass
 class Envelope:
     """What is known about a message besides its bytes. None means "read it from the message".
 
