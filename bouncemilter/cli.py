@@ -206,3 +206,7 @@ _register_admin(main)  # check-config, doctor, prune, backup
 
 if __name__ == "__main__":
     main()
+
+from .cli_store import register as _register_store  # noqa: E402
+
+_register_store(main)  # migrate-store, export

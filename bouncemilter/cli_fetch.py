@@ -25,7 +25,8 @@ from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
-from .store import Store, StoreError
+from .store import StoreError
+from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 from .verp import BounceMatcher
 
@@ -183,7 +184,7 @@ def fetch_cmd(
         _fail(mailbox, str(exc), EXIT_MAILBOX)
     matcher = BounceMatcher(list(settings.bounce_addresses), settings.verp_separator, settings.verp_encoding)
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except StoreError as exc:
         _fail(mailbox, str(exc), EXIT_STORE)
     store.suppressions.policy = Policy.from_settings(settings)

@@ -20,7 +20,8 @@ from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
-from .store import Store, StoreError
+from .store import StoreError
+from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 from .verp import BounceMatcher
 
@@ -131,7 +132,7 @@ def import_cmd(
             err=True,
         )
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None

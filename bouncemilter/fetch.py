@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import ingest
+from . import store as store_db
 from .classify import Classification
 from .store import Store, StoreError
 
@@ -301,7 +302,7 @@ class _StoredRows:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+            self._conn = store_db.connect(self.path, self.timeout)  # SQLite file or PostgreSQL URL
         return self._conn
 
     def close(self) -> None:

@@ -14,17 +14,37 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import store as store_db
 from .store import fmt_time
 
 PRUNE_BATCH = 1000  # messages per transaction
 
 
-def _connect(path: str, timeout: float) -> sqlite3.Connection:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such database (give --db or store.db in --config)")
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    return conn
+def _connect(path: str, timeout: float) -> Any:
+    try:
+        return store_db.connect(path, timeout)
+    except store_db.NoDatabase as exc:
+        raise FileNotFoundError(str(exc)) from None
+
+
+# The message ids that are evidence of a current suppression, into a temporary table `keep` (per engine: SQLite's
+# json_each, PostgreSQL's jsonb_array_elements_text; evidence is a JSON list of recipients.id in both).
+_KEEP = {
+    "sqlite": [
+        "CREATE TEMP TABLE IF NOT EXISTS keep (id INTEGER PRIMARY KEY)",
+        "DELETE FROM temp.keep",
+        """INSERT OR IGNORE INTO temp.keep SELECT r.message_id FROM recipients r WHERE r.id IN (
+               SELECT CAST(e.value AS INTEGER) FROM suppressions s, json_each(s.evidence) e
+               WHERE s.state = 'suppressed' AND json_valid(s.evidence))""",
+    ],
+    "postgres": [
+        "CREATE TEMP TABLE IF NOT EXISTS keep (id BIGINT PRIMARY KEY)",
+        "DELETE FROM pg_temp.keep",
+        """INSERT INTO pg_temp.keep SELECT DISTINCT r.message_id FROM recipients r WHERE r.id IN (
+               SELECT e.value::bigint FROM suppressions s, jsonb_array_elements_text(s.evidence::jsonb) e
+               WHERE s.state = 'suppressed' AND s.evidence LIKE '[%') ON CONFLICT DO NOTHING""",
+    ],
+}
 
 
 def prune(
@@ -55,19 +75,15 @@ def prune(
                 conn.execute("DELETE FROM suppressions WHERE updated_at < ?", (cutoff,))
                 conn.execute("DELETE FROM suppression_log WHERE at < ?", (cutoff,))
                 conn.execute("COMMIT")
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.keep")
-        conn.execute(
-            """INSERT OR IGNORE INTO temp.keep SELECT r.message_id FROM recipients r WHERE r.id IN (
-                   SELECT CAST(e.value AS INTEGER) FROM suppressions s, json_each(s.evidence) e
-                   WHERE s.state = 'suppressed' AND json_valid(s.evidence))"""
-        )
+        for sql in _KEEP[store_db.dialect(conn)]:
+            conn.execute(sql)
+        keep = "temp.keep" if store_db.dialect(conn) == "sqlite" else "pg_temp.keep"
         out["kept_as_evidence"] = conn.execute(
-            "SELECT COUNT(*) FROM messages WHERE received_at < ? AND id IN (SELECT id FROM temp.keep)", (cutoff,)
+            f"SELECT COUNT(*) FROM messages WHERE received_at < ? AND id IN (SELECT id FROM {keep})", (cutoff,)
         ).fetchone()[0]
-        doomed = "SELECT id FROM messages WHERE received_at < ? AND id NOT IN (SELECT id FROM temp.keep)"
+        doomed = f"SELECT id FROM messages WHERE received_at < ? AND id NOT IN (SELECT id FROM {keep})"
         if dry_run:
-            out["messages"] = conn.execute(f"SELECT COUNT(*) FROM ({doomed})", (cutoff,)).fetchone()[0]
+            out["messages"] = conn.execute(f"SELECT COUNT(*) FROM ({doomed}) AS d", (cutoff,)).fetchone()[0]
             out["recipients"] = conn.execute(
                 f"SELECT COUNT(*) FROM recipients WHERE message_id IN ({doomed})", (cutoff,)
             ).fetchone()[0]
@@ -103,6 +119,10 @@ def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -
     """
     if os.path.exists(dest) and not force:
         raise FileExistsError(f"{dest}: exists (give --force to replace it)")
+    if store_db.is_url(path):  # PostgreSQL: a SQLite snapshot of one read transaction (pg_dump is the other way)
+        from .store.transfer import export_sqlite
+
+        return export_sqlite(path, dest, timeout=timeout, force=force)
     t0 = time.perf_counter()
     src = _connect(path, timeout)
     tmp = f"{dest}.tmp-{os.getpid()}"

@@ -44,6 +44,7 @@ from .classify import Classification, classify
 from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError
+from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 
 MILTER_NAME = "bouncemilter"
@@ -1122,7 +1123,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         return 2
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except (StoreError, OSError) as exc:
         logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
         return 1

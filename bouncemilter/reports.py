@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .policy import parse_time
-from .store import fmt_time
+from .store import dialect, fmt_time, has_column, has_table
 
 BY_CHOICES: tuple[str, ...] = ("kind", "reason", "domain", "remote-mta", "hour", "day", "week", "month")
 # time groupings other than hour (which fills its quiet hours): SQL over messages m, in time order
@@ -37,6 +37,11 @@ _PERIOD_KEYS = {
     "day": "SUBSTR(m.received_at, 1, 10)",
     "week": "'week of ' || date(SUBSTR(m.received_at, 1, 10), '-6 days', 'weekday 1')",  # the Monday
     "month": "SUBSTR(m.received_at, 1, 7)",
+}
+# the same keys on PostgreSQL (date_trunc('week') is the Monday too)
+_PG_PERIOD_KEYS = {
+    **_PERIOD_KEYS,
+    "week": "'week of ' || to_char(date_trunc('week', SUBSTR(m.received_at, 1, 10)::date), 'YYYY-MM-DD')",
 }
 WHEN_FORMS = "24h, 7d, 30m, 2w (that long ago), an ISO date or time such as 2026-05-01 or 2026-05-01T12:00, or all"
 
@@ -137,7 +142,10 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     hi = fmt_time(now)
     window = (lo, hi)
     # a store not migrated to signed return paths yet (this connection is read-only) has no verified column
-    m_unv, r_unv = ("m.verified = 0", "r.verified = 0") if _has_verified(conn) else ("0", "0")
+    m_unv, r_unv = ("m.verified = 0", "r.verified = 0") if _has_verified(conn) else ("0 = 1", "0 = 1")
+    # a count of rows where a condition holds, the same in SQLite and PostgreSQL (whose SUM takes no boolean)
+    m_unv, r_unv = (f"CASE WHEN {m_unv} THEN 1 ELSE 0 END", f"CASE WHEN {r_unv} THEN 1 ELSE 0 END")
+    period_keys = _PG_PERIOD_KEYS if dialect(conn) == "postgres" else _PERIOD_KEYS
     totals = conn.execute(
         f"""SELECT COUNT(*), COALESCE(SUM(recipient_count), 0), COALESCE(SUM({m_unv}), 0) FROM messages m
             WHERE received_at >= ? AND received_at <= ?""",
@@ -150,7 +158,7 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     result = Stats(by, lo, hi, unit, [], int(totals[0]), int(totals[1]), int(total_hard), int(totals[2]))
 
     if by in ("kind", "hour", *_PERIOD_KEYS):
-        key = {"kind": "m.kind", "hour": "SUBSTR(m.received_at, 1, 13)", **_PERIOD_KEYS}[by]
+        key = {"kind": "m.kind", "hour": "SUBSTR(m.received_at, 1, 13)", **period_keys}[by]
         # recipients and hard per group from a per-message aggregate: a join would multiply the message count
         rows = conn.execute(
             f"""SELECT {key} AS k, COUNT(*), COALESCE(SUM(m.recipient_count), 0), COALESCE(SUM(h.hard), 0),
@@ -187,7 +195,7 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
 
 
 def _has_verified(conn: sqlite3.Connection) -> bool:
-    return any(r[1] == "verified" for r in conn.execute("PRAGMA table_info(messages)"))
+    return has_column(conn, "messages", "verified")
 
 
 def _fill_hours(items: list[StatsRow], since: datetime | None, now: datetime) -> list[StatsRow]:
@@ -283,7 +291,7 @@ def window_counts(conn: sqlite3.Connection, since: datetime, now: datetime) -> W
     lo, hi = fmt_time(since), fmt_time(now)
     marks = ", ".join("?" * len(BLOCK_REASONS))
     messages, complaints = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(kind = 'complaint'), 0) FROM messages
+        """SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), 0) FROM messages
            WHERE received_at >= ? AND received_at <= ?""",
         (lo, hi),
     ).fetchone()
@@ -323,10 +331,9 @@ def _show(v: float | None, rate: bool) -> str:
 
 
 def _pending_count(conn: sqlite3.Connection) -> int:
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
-    except sqlite3.OperationalError:  # a database from before migration 5
+    if not has_table(conn, "pending_suppressions"):  # a database from before migration 5
         return 0
+    return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
 
 
 def check(

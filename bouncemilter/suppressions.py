@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -28,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
 from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
-from .store import fmt_time, migrate, utc_now
+from .store.core import Store, dialect, fmt_time, has_column, has_table, utc_now
+from .store.db import NoDatabase, connect
 
 if TYPE_CHECKING:
     from .classify.model import Classification
-    from .store import MessageMeta
+    from .store.core import MessageMeta
 
 EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
 
@@ -226,6 +226,7 @@ def update_address(
 ) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
     With a `gate`, a new suppression past its caps is held as pending instead."""
+    _lock_address(conn, address)
     row = conn.execute("SELECT state, manual_at FROM suppressions WHERE address = ?", (address,)).fetchone()
     suppressed = row is not None and row[0] == "suppressed"
     pending = not suppressed and _pending_exists(conn, address)
@@ -234,7 +235,10 @@ def update_address(
         counted = [e for e in new if classify_event(e, policy) in ("hard", "complaint", "soft")]
         if counted:
             last = fmt_time(max(e.at for e in counted))
-            sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
+            if dialect(conn) == "postgres":
+                sql = _PG_ADD_PENDING_EVIDENCE if pending else _PG_ADD_EVIDENCE
+            else:
+                sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
             conn.executemany(sql, [(e.id, last, stamp, address) for e in counted])
         return
     now = max(e.at for e in new)
@@ -259,6 +263,23 @@ def update_address(
 
 
 _ADD_PENDING_EVIDENCE = _ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
+# The same on PostgreSQL (jsonb; evidence stays TEXT so that both engines have one schema). `jsonb - n` drops
+# element n, as json_remove does above.
+_PG_ADD_EVIDENCE = f"""UPDATE suppressions SET
+        evidence = ((CASE WHEN evidence LIKE '[%' THEN
+                        CASE WHEN jsonb_array_length(evidence::jsonb) >= {EVIDENCE_CAP}
+                             THEN evidence::jsonb - {EVIDENCE_CAP // 2} ELSE evidence::jsonb END
+                     ELSE '[]'::jsonb END) || to_jsonb(?::bigint))::text,
+        last_evidence_at = ?, updated_at = ?
+    WHERE address = ?"""
+_PG_ADD_PENDING_EVIDENCE = _PG_ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
+
+
+def _lock_address(conn: sqlite3.Connection, address: str) -> None:
+    """PostgreSQL: serialise policy updates of one address across hosts until this transaction ends (SQLite has
+    one writer at a time already). The second host then reads the first one's suppression and evidence."""
+    if dialect(conn) == "postgres":
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (address,))
 
 
 def _pending_exists(conn: sqlite3.Connection, address: str) -> bool:
@@ -492,28 +513,15 @@ class _transaction:
 # ------------------------------------------------------------------------------------------------ queries
 
 
-class NoDatabase(Exception):
-    pass
-
-
-def connect(path: str, timeout: float = 5.0, write: bool = False) -> sqlite3.Connection:
-    """An autocommit connection to an existing store; `write` also brings the schema up to date."""
-    if not os.path.exists(path):
-        raise NoDatabase(f"{path}: no such database (give --db or store.db in --config)")
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    if write:
-        migrate(conn)
-    return conn
-
-
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+    return has_table(conn, name)
 
 
 def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
-    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+    return has_column(conn, table, column)
+
+
+__all__ = ["NoDatabase", "connect"]
 
 
 def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
@@ -742,3 +750,9 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         "events": events,
         "log": log,
     }
+
+
+def open_store(db: str, timeout: float = 5.0, policy: Policy | None = None) -> Store:
+    """A Store (SQLite path or PostgreSQL URL) whose record() keeps the suppression list: the policy hook is
+    passed in here, so the store does not import the policy back."""
+    return Store(db, timeout, policy_hook=SuppressionHook(policy))

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from bouncemilter import config
 from bouncemilter.cli import main
 from bouncemilter.config import Settings, load_settings
+from bouncemilter.suppressions import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,7 +129,6 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
     from types import SimpleNamespace
 
     from bouncemilter.milter import retention_loop
-    from bouncemilter.store import Store
 
     records: list[logging.LogRecord] = []
     logger = logging.getLogger("bouncemilter.test.retention")
@@ -137,7 +137,7 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
     settings = load_settings(None, {"db": history_db})
     from dataclasses import replace
 
-    rt = SimpleNamespace(settings=replace(settings, retention_days=4), store=Store(history_db), logger=logger)
+    rt = SimpleNamespace(settings=replace(settings, retention_days=4), store=open_store(history_db), logger=logger)
     stop = threading.Event()
     worker = threading.Thread(target=retention_loop, args=(rt, stop, 0.0))
     worker.start()
@@ -156,10 +156,10 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
 WRITER = """
 import sys, time
 from bouncemilter.classify import classify
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from tests.conftest import make_meta
 from tests.e2e import messages as M
-store = Store(sys.argv[1], 5.0)
+store = open_store(sys.argv[1], 5.0)
 n = 0
 while True:  # what the milter does per bounce: one durable transaction, suppression hook included
     store.record(make_meta(100000 + n), classify(M.hard_bounce(f"w{n}", f"user{n}@example.org")), "accept")

@@ -15,7 +15,7 @@ from bouncemilter.cli import main
 from bouncemilter.config import load_settings
 from bouncemilter.ingest import Envelope, ingest
 from bouncemilter.policy import Policy
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 
 
 def dsn(token: str, recipients: list[str]) -> bytes:
@@ -53,7 +53,7 @@ class Env:
     def __init__(self, path: Path, **limits: int) -> None:
         self.path = str(path)
         self.settings = replace(load_settings(None, {"db": self.path}), **limits)
-        self.store = Store(self.path)
+        self.store = open_store(self.path)
         self.store.suppressions.policy = Policy.from_settings(self.settings)
 
     def send(self, token: str, recipients: list[str], client: str = "192.0.2.9", internal: bool = False) -> int:

@@ -19,7 +19,8 @@ from bouncemilter.classify import classify
 from bouncemilter.cli import main
 from bouncemilter.cli_import import ImportProgress
 from bouncemilter.config import load_settings
-from bouncemilter.store import MessageMeta, Store, StoreError
+from bouncemilter.store import MessageMeta, StoreError
+from bouncemilter.suppressions import open_store
 from bouncemilter.verp import BounceMatcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_import_matches_a_row_the_milter_recorded(tmp_path: Path) -> None:
     db = tmp_path / "b.db"
     settings = load_settings(None, {"db": str(db), "bounce_addresses": [VERP]})
     raw = bounce(3)
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         # what eom() knows: the SMTP envelope, Postfix's queue id, the client
         env = ingest.Envelope(
             queue_id="4Abc1",
@@ -189,7 +190,7 @@ def test_import_matches_a_row_the_milter_recorded(tmp_path: Path) -> None:
 
 def test_ingest_reports_a_store_failure_with_the_classification(tmp_path: Path) -> None:
     settings = load_settings(None, {"db": str(tmp_path / "b.db")})
-    store = Store(settings.db)
+    store = open_store(settings.db)
     store.close()
     with pytest.raises(ingest.NotStored) as info:
         ingest.ingest(bounce(4), ingest.Envelope(), settings, store)
@@ -295,7 +296,7 @@ def test_record_many_dedups_within_a_batch_and_runs_hooks(tmp_path: Path) -> Non
         MessageMeta("", "", "", "", "", ["bounces@example.com"], [], f"<m{n % 3}@x>", 1, 0.0, "2026-11-26T10:00:00Z")
         for n in range(7)
     ]
-    with Store(str(tmp_path / "b.db")) as store:
+    with open_store(str(tmp_path / "b.db")) as store:
         store.hooks.append(lambda conn, msg_id, meta, res, action: calls.append(msg_id))
         out = store.record_many([(m, result, "imported") for m in metas], batch_size=2)
         assert [inserted for _, inserted in out] == [True, True, True, False, False, False, False]

@@ -13,6 +13,7 @@ from bouncemilter import suppressions
 from bouncemilter.classify.model import Classification, Feedback, RecipientResult
 from bouncemilter.policy import Event, Policy, decide
 from bouncemilter.store import MessageMeta, Store, StoreError
+from bouncemilter.suppressions import open_store
 
 from .conftest import make_meta, query_rows
 
@@ -160,7 +161,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db: Path):
-    s = Store(str(db), timeout=1.0)
+    s = open_store(str(db), timeout=1.0)
     s.suppressions.clock = lambda: "2026-03-31T00:00:00.000Z"
     yield s
     s.close()

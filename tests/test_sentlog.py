@@ -16,6 +16,7 @@ from bouncemilter.milter import BounceMilter
 from bouncemilter.sentlog import SentLog, SentReader
 from bouncemilter.signing import KeyRing, Signer, sign
 from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from bouncemilter.verdict import Verifier
 from bouncemilter.verp import BounceMatcher, parse_bounce_address
 
@@ -34,7 +35,7 @@ SETTINGS = load_settings(None, {"bounce_addresses": [PATTERN]})
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = Store(str(tmp_path / "sent.db"))
+    s = open_store(str(tmp_path / "sent.db"))
     yield s
     s.close()
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from bouncemilter import classify
 from bouncemilter.cli import main
-from bouncemilter.store import MessageMeta, Store
-from bouncemilter.suppressions import fmt_time
+from bouncemilter.store import MessageMeta
+from bouncemilter.suppressions import fmt_time, open_store
 from tests import report_db
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -64,7 +64,7 @@ HISTORY: list[tuple[float, bytes]] = [
 
 
 def build_db(path: Path) -> Path:
-    with Store(str(path)) as store:
+    with open_store(str(path)) as store:
         for n, (days_ago, raw) in enumerate(HISTORY):
             result = classify(raw)
             assert result.kind in ("bounce", "delay", "complaint", "auto_reply"), result
@@ -196,7 +196,7 @@ def test_null_sender_mail_to_another_address_never_suppresses(db: str) -> None:
     # A DSN about an employee's own mail (MAIL FROM:<> to staff@, no bounce address): observed at most.
     raw = dsn(30, "friend@example.net", "5.1.1", "550 5.1.1 <friend@example.net>: User unknown")
     meta = MessageMeta("Q30", "192.0.2.20", "mx", "mx", "", [], [""], "<m30@mx>", len(raw), 0.1)
-    with Store(db) as store:
+    with open_store(db) as store:
         store.record(meta, classify(raw), "accept")
     assert "friend@example.net" not in suppressed_json(db)
     data = json.loads(run("history", "--db", db, "--format", "json", "friend@example.net"))
