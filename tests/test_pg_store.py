@@ -40,7 +40,7 @@ def run_threads(targets: list, timeout: float = 60) -> list[BaseException]:
         def run():
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
+            except BaseException as exc:
                 errors.append(exc)
 
         return run
@@ -197,7 +197,7 @@ def _up(server: PgServer) -> bool:
     try:
         server.sql("SELECT 1")
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
