@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -31,22 +32,33 @@ def main() -> None:
     show_default=True,
     help="table for people; json (one array) or jsonl (one object per line) for programs.",
 )
+@click.option(
+    "--unsubscribe-address",
+    "unsubscribe_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="An address of your List-Unsubscribe mailto: URLs (exact, unsubscribe+*@example.com or @domain): a "
+    "message sent to it (X-Original-To, Delivered-To, To, Cc) that is not a bounce or an auto-reply is an "
+    "opt-out. Repeatable.",
+)
 @click.argument("paths", nargs=-1, required=True)
-def classify_cmd(fmt: str, paths: tuple[str, ...]) -> None:
+def classify_cmd(fmt: str, unsubscribe_addresses: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Classify message files, directories, mbox files, Maildirs or - (stdin).
 
     \b
     Examples:
       bouncemilter classify bounce.eml
       bouncemilter classify --format jsonl ~/Maildir/.Bounces > bounces.jsonl
+      bouncemilter classify --unsubscribe-address 'unsubscribe+*@example.com' request.eml
     """
+    classifier = _unsubscribe_classifier(unsubscribe_addresses)
     errors: list[SourceError] = []
     entries = collect(paths, errors)
     progress = Progress(len(entries))
     out = _Output(fmt)
     try:
         for source, raw in read_messages(entries, errors, done=progress.file_done):
-            out.add({"source": source, **classify(raw).as_dict()})
+            out.add({"source": source, **classifier(raw).as_dict()})
             progress.message_done()
         progress.close()
         out.finish()
@@ -60,6 +72,33 @@ def classify_cmd(fmt: str, paths: tuple[str, ...]) -> None:
     if errors:
         click.echo(f"bouncemilter: {len(errors)} path(s) could not be read", err=True)
         sys.exit(1)
+
+
+def _unsubscribe_classifier(patterns: tuple[str, ...]) -> Callable[[bytes], Classification]:
+    """classify(), plus the opt-out rule for messages whose headers say they went to one of `patterns`."""
+    if not patterns:
+        return classify
+    from . import ingest
+    from .classify import optout
+    from .config import ConfigError, load_settings
+    from .unsubscribe import build_matcher, subscriber
+
+    try:  # the embedded defaults' VERP separator and encoding, as `run` would use them
+        settings = load_settings(None, {"unsubscribe_addresses": list(patterns)})
+    except ConfigError as exc:
+        message = str(exc).removeprefix("command line: --unsubscribe-address: ")
+        raise click.BadParameter(message, param_hint="--unsubscribe-address") from None
+    matcher = build_matcher(settings)
+
+    def run(raw: bytes) -> Classification:
+        result = classify(raw)
+        env = ingest.mailbox_envelope(raw, matcher)
+        if not env.unsubscribe:
+            return result
+        matches = [m for m in map(matcher.match, env.bounce_addresses) if m is not None]
+        return optout.for_unsubscribe_address(result, raw, subscriber(matches), env.envelope_from)
+
+    return run
 
 
 class _Output:
@@ -150,11 +189,19 @@ def describe(result: Classification) -> str:
     multiple=True,
     help="Return-path to watch: exact, VERP pattern (bounces+*@example.com) or @domain. Repeatable.",
 )
+@click.option(
+    "--unsubscribe-address",
+    "unsubscribe_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="List-Unsubscribe mailto: address to watch (exact, unsubscribe+*@example.com or @domain). Repeatable.",
+)
 def run_cmd(
     config_path: str | None,
     socket_spec: str | None,
     db_path: str | None,
     bounce_addresses: tuple[str, ...],
+    unsubscribe_addresses: tuple[str, ...],
 ) -> None:
     """Run the milter (foreground; stop with SIGTERM).
 
@@ -166,7 +213,12 @@ def run_cmd(
     from .config import ConfigError, load_settings
     from .milter import serve
 
-    overrides = {"socket": socket_spec, "db": db_path, "bounce_addresses": list(bounce_addresses)}
+    overrides = {
+        "socket": socket_spec,
+        "db": db_path,
+        "bounce_addresses": list(bounce_addresses),
+        "unsubscribe_addresses": list(unsubscribe_addresses),
+    }
     try:
         settings = load_settings(config_path, overrides)
     except ConfigError as exc:
@@ -202,6 +254,10 @@ _register_sign(main)  # sign, verify
 from .cli_admin import register as _register_admin  # noqa: E402
 
 _register_admin(main)  # check-config, doctor, prune, backup
+
+from .cli_optout import register as _register_optout  # noqa: E402
+
+_register_optout(main)  # import-suppressions, notify
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from .progress import Progress
 from .sentlog import SentReader
 from .store import StoreError
 from .suppressions import open_store
+from .unsubscribe import build_matcher
 from .verdict import make_domain_checker, make_verifier
-from .verp import BounceMatcher
 
 EXIT_MAILBOX = 1  # connection, TLS, login, folder, lost connection
 EXIT_STORE = 2  # the store failed (everything before it is committed and acted on)
@@ -102,8 +102,8 @@ def _summary_line(stats: fetch.Stats) -> str:
     metavar="CATEGORY=ACTION",
     multiple=True,
     help="What to do with a message once stored: leave, seen, delete or move:FOLDER, per category (hard, soft, "
-    "delay, complaint, auto_reply, delivered, unrecognised). Repeatable. Default: mark seen and move to "
-    "Bounces/Hard, Bounces/Soft, Bounces/Complaints or Bounces/Unrecognised.",
+    "delay, complaint, opt_out, auto_reply, delivered, unrecognised). Repeatable. Default: mark seen and move to "
+    "Bounces/Hard, Bounces/Soft, Bounces/Complaints, Bounces/OptOuts or Bounces/Unrecognised.",
 )
 @click.option("--batch-size", type=click.IntRange(1, 10000), help="Messages per fetch and transaction [default: 200].")
 @click.option(
@@ -182,7 +182,7 @@ def fetch_cmd(
         creds = fetch.credentials(*flags)
     except fetch.FetchError as exc:
         _fail(mailbox, str(exc), EXIT_MAILBOX)
-    matcher = BounceMatcher(list(settings.bounce_addresses), settings.verp_separator, settings.verp_encoding)
+    matcher = build_matcher(settings)
     try:
         store = open_store(settings.db, settings.store_timeout)
     except StoreError as exc:

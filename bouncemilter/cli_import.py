@@ -22,8 +22,8 @@ from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
 from .store import StoreError
 from .suppressions import open_store
+from .unsubscribe import AddressMatcher, build_matcher
 from .verdict import make_domain_checker, make_verifier
-from .verp import BounceMatcher
 
 
 class ImportProgress(Progress):
@@ -55,7 +55,7 @@ def _describe(exc: OSError) -> str:
 
 
 def read_mailbox(
-    entries: list[Entry], errors: list[SourceError], matcher: BounceMatcher, progress: ImportProgress
+    entries: list[Entry], errors: list[SourceError], matcher: AddressMatcher, progress: ImportProgress
 ) -> Iterator[tuple[bytes, ingest.Envelope]]:
     """(raw, envelope facts) per message; unreadable entries go to `errors` and the rest goes on."""
     for entry in entries:
@@ -79,9 +79,12 @@ def read_mailbox(
         progress.file_done()
 
 
-def _settings(config_path: str | None, db: str | None, bounce_addresses: tuple[str, ...]) -> Settings:
+def _settings(
+    config_path: str | None, db: str | None, bounce_addresses: tuple[str, ...], unsubscribe: tuple[str, ...] = ()
+) -> Settings:
     try:
-        return load_settings(config_path, {"db": db, "bounce_addresses": list(bounce_addresses)})
+        overrides = {"db": db, "bounce_addresses": list(bounce_addresses), "unsubscribe_addresses": list(unsubscribe)}
+        return load_settings(config_path, overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -96,6 +99,14 @@ def _settings(config_path: str | None, db: str | None, bounce_addresses: tuple[s
     help="Return-path the mailbox received for (exact, bounces+*@example.com or @domain), to decode VERP "
     "recipients; overrides the config file's list. Repeatable.",
 )
+@click.option(
+    "--unsubscribe-address",
+    "unsubscribe_addresses",
+    metavar="ADDR",
+    multiple=True,
+    help="List-Unsubscribe mailto: address the mailbox received for (exact, unsubscribe+*@example.com or "
+    "@domain): its mail is an opt-out unless a bounce or an auto-reply; overrides the config file's list.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option(
     "--batch-size",
@@ -109,6 +120,7 @@ def import_cmd(
     config_path: str | None,
     db: str | None,
     bounce_addresses: tuple[str, ...],
+    unsubscribe_addresses: tuple[str, ...],
     fmt: str,
     batch_size: int,
     paths: tuple[str, ...],
@@ -123,8 +135,8 @@ def import_cmd(
       bouncemilter import --config /etc/bouncemilter/bouncemilter.toml /var/mail/bounces
       bouncemilter import --db bounces.db --bounce-address 'bounces+*@example.com' ~/Maildir/.Bounces
     """
-    settings = _settings(config_path, db, bounce_addresses)
-    matcher = BounceMatcher(list(settings.bounce_addresses), settings.verp_separator, settings.verp_encoding)
+    settings = _settings(config_path, db, bounce_addresses, unsubscribe_addresses)
+    matcher = build_matcher(settings)
     if not matcher:
         click.echo(
             "bouncemilter: no bounce addresses configured (--bounce-address or [bounce] addresses): "

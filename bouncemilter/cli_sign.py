@@ -10,7 +10,7 @@ import click
 from . import signing
 from .cli_common import config_options, load
 from .config import ConfigError, Settings, read_keys
-from .verp import BounceMatcher
+from .unsubscribe import build_matcher
 
 
 def _keys(settings: Settings) -> signing.KeyRing:
@@ -25,8 +25,15 @@ def _keys(settings: Settings) -> signing.KeyRing:
 @click.command("sign")
 @config_options
 @click.option("--sender", metavar="ADDR", help="The envelope sender: picks the VERP pattern of its domain.")
+@click.option(
+    "--unsubscribe",
+    is_flag=True,
+    help="Sign an unsubscribe address for List-Unsubscribe (the first VERP pattern of [unsubscribe] addresses).",
+)
 @click.argument("recipient", required=False)
-def sign_cmd(config_path: str | None, db: str | None, sender: str | None, recipient: str | None) -> None:
+def sign_cmd(
+    config_path: str | None, db: str | None, sender: str | None, unsubscribe: bool, recipient: str | None
+) -> None:
     """Print a signed return path for RECIPIENT (VERP + token); without RECIPIENT a message token, for mail
     to several recipients. For applications that set their own return path.
 
@@ -34,9 +41,19 @@ def sign_cmd(config_path: str | None, db: str | None, sender: str | None, recipi
     Examples:
       bouncemilter sign --config /etc/bouncemilter/bouncemilter.toml alice@example.org
       sendmail -f "$(bouncemilter sign --config /etc/bouncemilter/bouncemilter.toml alice@example.org)" ...
+      bouncemilter sign --unsubscribe alice@example.org    # for List-Unsubscribe: <mailto:...?subject=unsubscribe>
     """
     settings = load(config_path, db)
     keys = _keys(settings)
+    if unsubscribe:  # the same tokens as a return path's (issue #11): verified the same way when the request comes
+        patterns = [a.pattern for a in settings.unsubscribe_addresses if a.kind == "verp"]
+        if not patterns:
+            raise click.ClickException("no VERP pattern to sign with: add one to [unsubscribe] addresses")
+        if recipient is None or "@" not in recipient:
+            raise click.BadParameter("an unsubscribe address names its subscriber", param_hint="RECIPIENT")
+        click.echo(signing.sign(keys, patterns[0], recipient, separator=settings.verp_separator,
+                                encoding=settings.verp_encoding))  # fmt: skip
+        return
     addresses = settings.signing_addresses()
     if not addresses:
         raise click.ClickException("no VERP pattern to sign with: add one to [bounce] addresses or [signing] address")
@@ -65,10 +82,9 @@ def verify_cmd(config_path: str | None, db: str | None, fmt: str, address: str) 
     """
     settings = load(config_path, db)
     keys = _keys(settings)
-    matcher = BounceMatcher(list(settings.bounce_addresses), settings.verp_separator, settings.verp_encoding)
-    match = matcher.match(address)
+    match = build_matcher(settings).match(address)  # an unsubscribe address verifies like a return path
     if match is None:
-        check = signing.Check(signing.UNSIGNED, "not one of the configured bounce addresses")
+        check = signing.Check(signing.UNSIGNED, "not one of the configured bounce or unsubscribe addresses")
     else:
         check = signing.verify(keys, match.token, match.verp_recipient, max_age_days=settings.signing_max_age_days)
     if fmt == "json":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import getpass
+import json
 import os
 import re
 import sqlite3
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 
+from . import feed
 from . import suppressions as sup
 from .classify.address import canonical, show
 from .cli_common import config_options, echo_json, echo_table, load, printable
@@ -20,6 +22,7 @@ from .config import Settings
 from .policy import Policy, parse_time
 from .reports import WHEN_FORMS
 
+CATEGORIES = ("hard", "soft", "complaint", "opt-out", "manual")  # suppressions.category
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # what a Postfix access map key may safely be: one token, no comment sign, one "@"
@@ -75,8 +78,21 @@ def _address(value: str) -> str:
 @click.option(
     "--skip-invalid", is_flag=True, help="With -: leave out lines that are not addresses (else nothing is saved)."
 )
+@click.option(
+    "--source",
+    type=click.Choice(sup.SOURCES),
+    default="manual",
+    show_default=True,
+    help="opt-out: the subscriber asked (a one-click unsubscribe, a request by phone): category opt-out.",
+)
 def suppress_cmd(
-    config_path: str | None, db: str | None, address: str, reason: str, by: str | None, skip_invalid: bool
+    config_path: str | None,
+    db: str | None,
+    address: str,
+    reason: str,
+    by: str | None,
+    skip_invalid: bool,
+    source: str,
 ) -> None:
     """Suppress ADDRESS by hand (kept by rebuild-suppressions until unsuppressed). ADDRESS - reads one address
     per line from standard input (blank lines and # comments skipped) and saves them in one transaction.
@@ -85,21 +101,22 @@ def suppress_cmd(
     Examples:
       bouncemilter suppress alice@example.org --reason "asked by phone" --by ann
       bouncemilter suppress - --reason "unsubscribed at the old ESP" < unsubscribed.txt
+      bouncemilter suppress alice@example.org --source opt-out --reason "one-click (RFC 8058)" --by web
     """
     settings = load(config_path, db)
     if address == "-":
-        _suppress_stdin(settings, reason, by, skip_invalid)
+        _suppress_stdin(settings, reason, by, skip_invalid, source)
         return
     addr = _address(address)
     conn = _connect(settings, write=True)
     try:
-        changed = sup.suppress(conn, addr, reason, _who(by))
+        changed = sup.suppress(conn, addr, reason, _who(by), source=source)
     finally:
         conn.close()
     click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
 
 
-def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool) -> None:
+def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool, source: str) -> None:
     addresses: dict[str, None] = {}  # ordered, without repeats
     bad: list[tuple[int, str]] = []
     for n, line in enumerate(sys.stdin, 1):
@@ -116,7 +133,7 @@ def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invali
         raise click.ClickException(f"{len(bad)} line(s) are not addresses; nothing saved (or give --skip-invalid)")
     conn = _connect(settings, write=True)
     try:
-        changed = sup.suppress_many(conn, addresses, reason, _who(by))
+        changed = sup.suppress_many(conn, addresses, reason, _who(by), source=source)
     except sqlite3.Error as exc:
         raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
     finally:
@@ -226,17 +243,38 @@ _PENDING_CSV_COLUMNS = (
     help="List the suppressions held by a cap ([limits]) instead, waiting for approve or reject.",
 )
 @click.option(
+    "--category",
+    type=click.Choice(CATEGORIES),
+    help="Only this category (opt-out: the subscriber asked; complaint: a spam complaint).",
+)
+@click.option(
+    "--changes-since",
+    "changes_since",
+    metavar="CURSOR",
+    help="The feed: additions, removals and updates after CURSOR (0 = from the start), then the next cursor.",
+)
+@click.option("--limit", type=click.IntRange(1), help="With --changes-since: at most this many changes.")
+@click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "csv", "json", "postfix"]),
+    type=click.Choice(["table", "csv", "json", "jsonl", "postfix"]),
     default="table",
     show_default=True,
-    help="postfix: an access map for check_recipient_access (postmap it).",
+    help="postfix: an access map for check_recipient_access (postmap it); jsonl: one JSON object per line.",
 )
 def suppressed_cmd(
-    config_path: str | None, db: str | None, since: str | None, recorded_since: str | None, pending: bool, fmt: str
+    config_path: str | None,
+    db: str | None,
+    since: str | None,
+    recorded_since: str | None,
+    pending: bool,
+    category: str | None,
+    changes_since: str | None,
+    limit: int | None,
+    fmt: str,
 ) -> None:
-    """List suppressed addresses (with --pending: the suppressions held by a cap).
+    """List suppressed addresses (with --pending: the suppressions held by a cap; with --changes-since: the
+    changes of the list since a cursor).
 
     \b
     Examples:
@@ -244,8 +282,15 @@ def suppressed_cmd(
       bouncemilter suppressed --recorded-since 24h --format csv
       bouncemilter suppressed --format postfix > /etc/postfix/suppressed && postmap /etc/postfix/suppressed
       bouncemilter suppressed --pending
+      bouncemilter suppressed --category opt-out
+      bouncemilter suppressed --changes-since 0 --format jsonl     # last line: {"next_cursor": N}
     """
     settings = load(config_path, db)
+    if changes_since is not None:
+        _print_changes(settings, changes_since, limit, category or "", fmt, since or recorded_since or pending)
+        return
+    if limit is not None:
+        raise click.BadParameter("only with --changes-since", param_hint="--limit")
     lower = parse_since(since)
     recorded = parse_since(recorded_since)
     if pending and fmt == "postfix":
@@ -257,6 +302,8 @@ def suppressed_cmd(
         rows = sup.pending(conn, lower) if pending else sup.suppressed(conn, lower, recorded)
     finally:
         conn.close()
+    if category:
+        rows = [r for r in rows if r["category"] == category]
     if pending:
         _print_pending(rows, fmt)
         return
@@ -264,6 +311,9 @@ def suppressed_cmd(
         r["evidence_count"] = len(r["evidence"])
     if fmt == "json":
         echo_json(rows)
+    elif fmt == "jsonl":
+        for r in rows:
+            click.echo(json.dumps(r, ensure_ascii=False))
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(_CSV_COLUMNS)
@@ -287,6 +337,43 @@ def suppressed_cmd(
             ],
         )
         click.echo(f"\n{len(rows)} suppressed address(es)")
+
+
+def _print_changes(settings: Settings, since: str, limit: int | None, category: str, fmt: str, other: Any) -> None:
+    """The feed (bouncemilter.feed): the changes after a cursor, and the next cursor to keep."""
+    if other:
+        raise click.BadParameter("not with --since, --recorded-since or --pending", param_hint="--changes-since")
+    if fmt not in ("table", "json", "jsonl"):
+        raise click.BadParameter("the feed is table, json or jsonl", param_hint="--format")
+    try:
+        cursor = feed.parse_cursor(since)
+    except feed.CursorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--changes-since") from None
+    conn = _connect(settings, write=False)
+    try:
+        if not feed.has_feed(conn):
+            raise click.ClickException(f"{settings.db}: no feed yet (a bouncemilter run or any write command adds it)")
+        rows, next_cursor = feed.changes(conn, cursor, limit or 0, category)
+    except feed.CursorError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        conn.close()
+    records = [feed.as_record(r) for r in rows]
+    if fmt == "jsonl":
+        for rec in records:
+            click.echo(json.dumps(rec, ensure_ascii=False))
+        click.echo(json.dumps({"next_cursor": next_cursor, "changes": len(records)}))
+    elif fmt == "json":
+        echo_json({"changes": records, "next_cursor": next_cursor})
+    else:
+        echo_table(
+            ("CURSOR", "AT", "OP", "ADDRESS", "CATEGORY", "SOURCE", "WHY"),
+            [
+                (r["cursor"], (r["at"] or "")[:19], r["op"], r["address"], r["category"], r["source"], r["summary"])
+                for r in records
+            ],
+        )
+        click.echo(f"\n{len(records)} change(s); next cursor: {next_cursor}")
 
 
 def _print_pending(rows: list[dict[str, Any]], fmt: str) -> None:

@@ -23,7 +23,7 @@ from .policy import SENDER_REASONS
 from .signing import BadKey, KeyRing
 from .verp import BounceAddress, parse_bounce_address
 
-KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "auto_reply", "delivered", "not_bounce")
+KINDS: tuple[str, ...] = ("bounce", "delay", "complaint", "opt_out", "auto_reply", "delivered", "not_bounce")
 ACTIONS: tuple[str, ...] = ("accept", "discard")
 LOG_TARGETS: tuple[str, ...] = ("stderr", "syslog", "none")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
@@ -148,6 +148,15 @@ class Settings:
     dns_timeout_ms: int = 40
     dns_lookup_timeout: float = 3.0
     dns_cache_seconds: int = 3600
+    # unsubscribe requests by mail (issue #11): mail to these is an opt-out unless a bounce or an auto-reply
+    unsubscribe_addresses: tuple[BounceAddress, ...] = ()
+    # the suppression webhook (bouncemilter.notify): each new suppression POSTed, HMAC-signed, from an outbox
+    notify_url: str = ""
+    notify_secret_file: str = ""
+    notify_timeout: float = 10.0
+    notify_interval: float = 5.0
+    notify_retry_min: float = 30.0
+    notify_retry_max: float = 3600.0
 
     @property
     def signing_enabled(self) -> bool:
@@ -367,6 +376,17 @@ def _fetch_url(v: Any) -> str:
     return v.strip()
 
 
+def _notify_url(v: Any) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("must be an http:// or https:// URL, e.g. 'https://app.example.com/hooks/suppressions'")
+    parts = urlsplit(v.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{v!r}: must be an http:// or https:// URL with a host")
+    return v.strip()
+
+
 def _fetch_after(v: Any) -> Mapping[str, str]:
     from .fetch import after_map
 
@@ -431,12 +451,25 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "fetch.max_size": ("fetch_max_size", _int_range(1024, 1 << 30)),
     "fetch.timeout": ("fetch_timeout", _float_range(1.0, 3600.0)),
     "fetch.after": ("fetch_after", _fetch_after),
+    "unsubscribe.addresses": ("unsubscribe_addresses", _bounce_addresses),
+    "notify.url": ("notify_url", _notify_url),
+    "notify.secret_file": ("notify_secret_file", _nonempty_str),
+    "notify.timeout": ("notify_timeout", _float_range(1.0, 300.0)),
+    "notify.interval": ("notify_interval", _float_range(0.1, 3600.0)),
+    "notify.retry_min": ("notify_retry_min", _float_range(0.1, 86400.0)),
+    "notify.retry_max": ("notify_retry_max", _float_range(0.1, 604800.0)),
 }
 # [actions] holds one key per kind
 ACTION_KEYS = {f"actions.{kind}": kind for kind in KINDS}
 FIELD_VALIDATORS: dict[str, Validator] = {name: check for name, check in KEYS.values()}
 # the flag each override comes from, for error messages
-OVERRIDE_NAMES = {"socket": "--socket", "db": "--db", "bounce_addresses": "--bounce-address"}
+OVERRIDE_NAMES = {
+    "socket": "--socket",
+    "db": "--db",
+    "bounce_addresses": "--bounce-address",
+    "unsubscribe_addresses": "--unsubscribe-address",
+}
+_LIST_OVERRIDES = ("bounce_addresses", "unsubscribe_addresses")  # an empty list = the flag was not given
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -494,6 +527,21 @@ def _cross_check(settings: Settings, source: str) -> None:
                 f"{source}: bounce.addresses: {addr.pattern!r}: the character before '*' must be the VERP "
                 f"separator {settings.verp_separator!r} (bounce.verp_separator)"
             )
+    for addr in settings.unsubscribe_addresses:
+        if addr.kind == "verp" and addr.pattern.rpartition("@")[0][-2] != settings.verp_separator:
+            raise ConfigError(
+                f"{source}: unsubscribe.addresses: {addr.pattern!r}: the character before '*' must be the VERP "
+                f"separator {settings.verp_separator!r} (bounce.verp_separator)"
+            )
+        if addr in settings.bounce_addresses:
+            raise ConfigError(
+                f"{source}: unsubscribe.addresses: {addr.pattern!r} is also in bounce.addresses; an address is "
+                "either a return path or an unsubscribe address"
+            )
+    if settings.notify_url and not settings.notify_secret_file:
+        raise ConfigError(f"{source}: notify.secret_file: required with notify.url (the body is HMAC-signed)")
+    if settings.notify_retry_min > settings.notify_retry_max:
+        raise ConfigError(f"{source}: notify.retry_min: must not exceed notify.retry_max")
     if settings.socket_mode is not None and not settings.socket.startswith(("unix:", "local:")):
         raise ConfigError(f"{source}: milter.socket_mode: only applies to a unix socket, not {settings.socket!r}")
     if settings.socket_group is not None and not settings.socket.startswith(("unix:", "local:")):
@@ -587,7 +635,7 @@ def load_settings(path: str | None = None, overrides: Mapping[str, object] | Non
             flag = OVERRIDE_NAMES.get(name, name)
             if name not in known:
                 raise ConfigError(f"command line: {flag}: unknown setting")
-            if value is None or (name == "bounce_addresses" and isinstance(value, list | tuple) and not value):
+            if value is None or (name in _LIST_OVERRIDES and isinstance(value, list | tuple) and not value):
                 continue
             check = FIELD_VALIDATORS.get(name)
             try:

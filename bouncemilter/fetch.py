@@ -53,12 +53,15 @@ SCHEMES: dict[str, tuple[str, bool, int]] = {  # scheme -> (protocol, TLS from t
 }
 
 # What happens on the server to a message once its rows are committed, per category (`category()`).
-CATEGORIES: tuple[str, ...] = ("hard", "soft", "delay", "complaint", "auto_reply", "delivered", "unrecognised")
+CATEGORIES: tuple[str, ...] = (
+    "hard", "soft", "delay", "complaint", "opt_out", "auto_reply", "delivered", "unrecognised"
+)  # fmt: skip
 AFTER_DEFAULTS: dict[str, str] = {
     "hard": "move:Bounces/Hard",
     "soft": "move:Bounces/Soft",
     "delay": "move:Bounces/Soft",  # a delay warning is a soft, passing failure
     "complaint": "move:Bounces/Complaints",
+    "opt_out": "move:Bounces/OptOuts",  # unsubscribe requests (issue #11): kept, the suppression is recorded
     "auto_reply": "move:Bounces/Unrecognised",  # not a failure of the address: out of the way, kept for a look
     "delivered": "move:Bounces/Unrecognised",
     "unrecognised": "move:Bounces/Unrecognised",
@@ -558,7 +561,7 @@ def start_service(settings: Any, store: Store, logger: Any, verifier: Any = None
     import logging
 
     from . import logjson
-    from .verp import BounceMatcher
+    from .unsubscribe import build_matcher
 
     global warn
     url = parse_url(settings.fetch_url)
@@ -568,7 +571,7 @@ def start_service(settings: Any, store: Store, logger: Any, verifier: Any = None
         settings.fetch_oauth2_token_file or None,
     )
     warn = lambda msg: logjson.event(logger, logging.WARNING, "fetch_warning", msg, mailbox=str(url))  # noqa: E731
-    matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
+    matcher = build_matcher(settings)
     recorder = Recorder(store, settings, matcher, verifier)
 
     def on_pass(stats: Stats) -> None:

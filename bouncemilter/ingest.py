@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from . import store as store_db
-from .classify import Classification, classify
+from .classify import Classification, classify, optout
 from .store import MessageMeta, Store, StoreError, dedup_key
 
 HEADER_BLOCK_MAX = 256 * 1024  # a header block longer than this is read no further (hostile or broken input)
@@ -90,6 +90,7 @@ class Envelope:
     received_at: str = ""  # ISO-8601 UTC; "" = now (the store fills it in)
     digest: str | None = None  # idempotency key without a Message-ID; None: content_digest(raw) when needed
     internal: bool = False  # Postfix's own (non_smtpd) path (the milter knows; see milter.internal_path)
+    unsubscribe: bool = False  # a recipient is an [unsubscribe] address (classify.optout.for_unsubscribe_address)
 
 
 @dataclass
@@ -150,6 +151,7 @@ def build_meta(raw: bytes, env: Envelope) -> MessageMeta:
         digest=digest,
         internal=env.internal,
         body_digest=report_digest(raw) if message_id else "",
+        unsubscribe=env.unsubscribe,
     )
 
 
@@ -176,6 +178,10 @@ def _classified(
 ) -> Prepared:
     t0 = time.perf_counter()
     result = classify_safely(raw, classifier)
+    if meta.unsubscribe:  # mail to an unsubscribe address: what is not a bounce or an auto-reply is an opt-out
+        verps = set(meta.verp_recipients)
+        subscriber = verps.pop() if len(verps) == 1 else ""
+        result = optout.for_unsubscribe_address(result, raw, subscriber, meta.envelope_from)
     # a report naming thousands of recipients is stored with the first recipients_per_message (Postfix's own
     # smtpd_recipient_limit is 1000); the rest is counted on the row and in the log
     cap = getattr(settings, "limit_recipients_per_message", RECIPIENTS_PER_MESSAGE)
@@ -365,6 +371,7 @@ def mailbox_envelope(raw: bytes, matcher: Any, from_line: bytes = b"", now: date
         verp_recipients=[m.verp_recipient for m in matches if m.verp_recipient],
         message_id=one_line(_first(fields, b"message-id"), 998),
         received_at=_received_at(fields, now or datetime.now(UTC)),
+        unsubscribe=any(getattr(m, "unsubscribe", False) for m in matches),
     )
 
 

@@ -18,6 +18,7 @@ from . import store as store_db
 from .store import fmt_time
 
 PRUNE_BATCH = 1000  # messages per transaction
+_OPT_OUT = "'opt-out' IN (source, category)"
 
 
 def _connect(path: str, timeout: float) -> Any:
@@ -68,12 +69,23 @@ def prune(
     out = {"cutoff": cutoff, "messages": 0, "recipients": 0, "kept_as_evidence": 0, "suppressions": 0}
     try:
         if with_suppressions:
-            n = conn.execute("SELECT COUNT(*) FROM suppressions WHERE updated_at < ?", (cutoff,)).fetchone()[0]
+            # an opt-out never expires: the subscriber asked, and only unsuppress lifts it (issue #11)
+            old = f"updated_at < ? AND NOT (state = 'suppressed' AND {_OPT_OUT})"
+            n = conn.execute(f"SELECT COUNT(*) FROM suppressions WHERE {old}", (cutoff,)).fetchone()[0]
             out["suppressions"] = int(n)
             if not dry_run:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute("DELETE FROM suppressions WHERE updated_at < ?", (cutoff,))
+                conn.execute(f"DELETE FROM suppressions WHERE {old}", (cutoff,))
                 conn.execute("DELETE FROM suppression_log WHERE at < ?", (cutoff,))
+                # the feed's old changes of addresses no longer suppressed, and delivered webhook bodies (the
+                # cursor ids are never reused, so a consumer misses nothing it still needs)
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'suppression_changes'").fetchone():
+                    conn.execute(
+                        """DELETE FROM suppression_changes WHERE at < ? AND address NOT IN
+                               (SELECT address FROM suppressions WHERE state = 'suppressed')""",
+                        (cutoff,),
+                    )
+                    conn.execute("DELETE FROM notify_outbox WHERE delivered_at < ?", (cutoff,))
                 conn.execute("COMMIT")
         for sql in _KEEP[store_db.dialect(conn)]:
             conn.execute(sql)

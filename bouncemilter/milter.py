@@ -771,6 +771,7 @@ class BounceMilter(Milter.Base):
             # identifies a retry of a message without Message-ID (Postfix passes no Received: of its own)
             digest="" if self._message_id else hashlib.sha256(raw).hexdigest(),
             internal=self._internal,
+            unsubscribe=any(m.unsubscribe for _, m in self._matched),
         )
         stored = True
         store_error = ""
@@ -1114,7 +1115,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     """What the milter needs before it listens: logger, socket spec, store (with the suppression
     policy), metrics and the bounce-address matcher. An int is the exit status of a failed start."""
     from .policy import Policy
-    from .verp import BounceMatcher
+    from .unsubscribe import build_matcher
 
     logger = logjson.setup(settings.log_target, settings.log_level)
     try:
@@ -1139,7 +1140,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
             logjson.event(logger, logging.ERROR, "start_failed", f"metrics on {settings.metrics_listen}: {exc}")
             store.close()
             return 1
-    matcher = BounceMatcher(settings.bounce_addresses, settings.verp_separator, settings.verp_encoding)
+    matcher = build_matcher(settings)
     loggers = [logger]  # the runtime's logger once it exists (a reload may set up a new one)
     try:
         trust = make_trust(settings, matcher, store, lambda: loggers[-1], metrics)
@@ -1162,7 +1163,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     loggers.append(rt.logger)
     if metrics is not None:
         metrics.track_budget(rt.budget)
-    if not settings.bounce_addresses and not settings.match_null_sender:
+    if not matcher and not settings.match_null_sender:
         logjson.event(logger, logging.WARNING, "config", "no bounce addresses and match_null_sender off: nothing to do")
     return rt, spec
 
@@ -1266,6 +1267,7 @@ RESTART_ONLY = (
     "metrics_enabled",
     "metrics_listen",
     "metrics_allow_remote",
+    "notify_url",  # the webhook's thread starts with the milter (its other [notify] settings reload)
 )
 # Called with (runtime, new settings) after a reload applied the rest, e.g. to load new signing keys; an
 # exception keeps the old settings (the reload fails as a whole).
@@ -1282,14 +1284,14 @@ def reload_runtime(rt: Runtime, new: Any) -> dict[str, list[str]]:
     from dataclasses import fields, replace
 
     from .policy import Policy
-    from .verp import BounceMatcher
+    from .unsubscribe import build_matcher
 
     old = rt.settings
     changed = [f.name for f in fields(new) if getattr(new, f.name) != getattr(old, f.name)]
     # the [fetch] watcher holds its mailbox connection and settings from the start
     ignored = [name for name in changed if name in RESTART_ONLY or name.startswith("fetch_")]
     live = replace(new, **{name: getattr(old, name) for name in ignored})
-    matcher = BounceMatcher(live.bounce_addresses, live.verp_separator, live.verp_encoding)
+    matcher = build_matcher(live)
     policy = Policy.from_settings(live)
     previous = (rt.settings, rt.matcher, rt.store.suppressions.policy)
     rt.settings, rt.matcher, rt.store.suppressions.policy = live, matcher, policy
@@ -1325,6 +1327,24 @@ def retention_loop(rt: Runtime, stop: threading.Event, first: float = RETENTION_
             logjson.event(rt.logger, logging.ERROR, "prune_failed", str(exc), retention_days=days)
         else:
             logjson.event(rt.logger, logging.INFO, "prune", retention_days=days, **out)
+
+
+def start_notifier(rt: Runtime) -> tuple[threading.Event, threading.Thread | None]:
+    """[notify] url: the webhook's outbox worker (bouncemilter.notify), a thread beside libmilter, never on the
+    SMTP path. Its position in the feed is set before the milter listens."""
+    stop = threading.Event()
+    if not getattr(rt.settings, "notify_url", ""):
+        return stop, None
+    from .notify import Notifier
+
+    notifier = Notifier(rt.store.path, lambda: rt.settings, rt.logger, db_timeout=rt.store.timeout)
+    try:
+        notifier.start()
+    except Exception as exc:  # the loop retries; the suppressions wait in the feed
+        logjson.event(rt.logger, logging.ERROR, "notify_failed", f"cannot start the webhook outbox: {exc}")
+    thread = threading.Thread(target=notifier.loop, args=(stop,), name="notify", daemon=True)
+    thread.start()
+    return stop, thread
 
 
 def _start_fetch(rt: Runtime) -> Callable[[], None] | int | None:
@@ -1439,6 +1459,7 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
+    notify_stop, notifier_thread = start_notifier(rt)  # before libmilter takes the first session
     worker = threading.Thread(target=run_libmilter, name="libmilter", daemon=True)
     worker.start()
     threading.Thread(target=retention_loop, args=(rt, stop), name="retention", daemon=True).start()
@@ -1449,6 +1470,8 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
         socket=spec.libmilter,
         db=str(settings.db),
         bounce_addresses=[str(getattr(b, "pattern", b)) for b in settings.bounce_addresses],
+        unsubscribe_addresses=[b.pattern for b in getattr(settings, "unsubscribe_addresses", ())],
+        notify_url=getattr(settings, "notify_url", "") or None,
         tcp_nodelay=bool(nodelay),
         pid=os.getpid(),
     )
@@ -1481,6 +1504,9 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     if stop_fetch is not None:
         with contextlib.suppress(Exception):
             stop_fetch()
+    notify_stop.set()
+    if notifier_thread is not None:  # a POST in flight gets its answer recorded, so it is not posted again
+        notifier_thread.join(float(rt.settings.notify_timeout) + 1.0)
     if rt.sent_log is not None:
         with contextlib.suppress(Exception):
             rt.sent_log.close()  # writes what is queued

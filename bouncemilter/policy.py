@@ -11,6 +11,9 @@ Rules, applied to one address's events in time order (`decide`):
   3) within ``soft_window_days`` (default 30), with no quiet gap longer than ``soft_stale_days`` (default 7)
   between two of those days: after such a gap the score is stale and starts again at 1 (Mailman's
   bounce_info_stale_after).
+- **opt-out** (kind ``opt_out``: an unsubscribe request by mail, or an ARF ``opt-out`` report): suppress at once
+  with category ``opt-out`` (source ``opt-out``: the subscriber's own decision, which a rebuild keeps like a
+  manual one). It never expires; only an explicit ``unsuppress`` (the subscriber came back) lifts it.
 - **never counted**: delays, delivery reports, auto-replies, not_bounce, and bounces whose reason is the
   *sender's* problem (`SENDER_REASONS`: blocklists, reputation, spam/virus/content filters, SPF/DKIM/DMARC,
   rate limits, relaying, the message itself being too big or malformed). Those say nothing about whether the
@@ -55,7 +58,9 @@ SENDER_REASONS: frozenset[str] = frozenset(
 )
 # Feedback types of an ARF report that are not a subscriber's complaint.
 NOT_COMPLAINTS: frozenset[str] = frozenset({"not-spam", "auth-failure"})
-COUNTING_KINDS: tuple[str, ...] = ("bounce", "complaint")
+COUNTING_KINDS: tuple[str, ...] = ("bounce", "complaint", "opt_out")
+# Categories of events that count toward a suppression (classify_event); "opt-out" suppresses at once, like "hard".
+COUNTED: tuple[str, ...] = ("hard", "complaint", "soft", "opt-out")
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ class Verdict:
 @dataclass
 class Decision:
     suppress: bool = False
-    category: str = ""  # what triggered it: hard | complaint | soft
+    category: str = ""  # what triggered it: hard | complaint | soft | opt-out
     reason: str = ""  # the triggering event's reason (userunknown, feedback type, mailboxfull ...)
     status: str = ""
     suppressed_at: datetime | None = None  # time of the event that triggered it
@@ -132,6 +137,8 @@ class Decision:
             return f"soft bounces on {len(self.soft_days) or self.soft_score} days ({self.reason})"
         if self.category == "complaint":
             return f"complaint ({self.reason or 'abuse'})"
+        if self.category == "opt-out":
+            return "opt-out: the subscriber asked to be removed (unsubscribe request)"
         return f"hard bounce ({self.reason}{' ' + self.status if self.status else ''})"
 
 
@@ -144,9 +151,11 @@ def parse_time(value: str | datetime) -> datetime:
 
 
 def classify_event(event: Event, policy: Policy) -> str:
-    """hard | complaint | soft | sender | ignored | not-a-complaint | unverified (before any scoring)."""
+    """hard | complaint | soft | opt-out | sender | ignored | not-a-complaint | unverified (before any scoring)."""
     if event.verified is False and event.kind in COUNTING_KINDS:
         return "unverified"
+    if event.kind == "opt_out":
+        return "opt-out"
     if event.kind == "complaint":
         if event.feedback_type.strip().lower() in NOT_COMPLAINTS:
             return "not-a-complaint"
@@ -167,7 +176,7 @@ def decide(events: Iterable[Event], policy: Policy, now: datetime, after: dateti
     run: list[tuple[date, list[int], datetime]] = []
     for ev in ordered:
         category = classify_event(ev, policy)
-        if after is not None and ev.at <= after and category in ("hard", "complaint", "soft"):
+        if after is not None and ev.at <= after and category in COUNTED:
             note = "before the manual unsuppression: not counted"
             d.verdicts.append(Verdict(ev.id, "before-unsuppress", False, note))
             continue
@@ -190,9 +199,9 @@ def decide(events: Iterable[Event], policy: Policy, now: datetime, after: dateti
             d.last_evidence_at = ev.at
             d.verdicts.append(Verdict(ev.id, category, True, f"{category}: already suppressed, added as evidence"))
             continue
-        if category in ("hard", "complaint"):
+        if category in ("hard", "complaint", "opt-out"):
             _trigger(d, category, ev, [ev.id], ev.at)
-            what = "hard bounce" if category == "hard" else "complaint"
+            what = {"hard": "hard bounce", "complaint": "complaint", "opt-out": "unsubscribe request"}[category]
             d.verdicts.append(Verdict(ev.id, category, True, f"{what}: suppresses at once"))
             continue
         day = ev.at.astimezone(UTC).date()
@@ -223,6 +232,8 @@ def _trigger(d: Decision, category: str, ev: Event, ids: list[int], first_at: da
     d.category = category
     if category == "complaint":
         d.reason = ev.feedback_type or "abuse"
+    elif category == "opt-out":
+        d.reason = ev.reason or "opt-out"
     else:
         d.reason = ev.reason or "undefined"
     d.status = ev.status

@@ -13,6 +13,8 @@ Definitions (the README repeats them):
   It is only judged when the window holds at least ``min_bounces`` bounce recipients: one hard bounce out of
   one is not an incident.
 - *complaints*: complaint messages (ARF/JMRP feedback reports) in the window.
+- *opt-outs*: unsubscribe requests (kind ``opt_out``) in the window, counted apart from complaints: a
+  subscriber leaving is no sign of spam.
 - *blocked*: bounce recipients whose reason says the receiving site refused *us* (`BLOCK_REASONS`: blocklists,
   reputation, spam filters, SPF/DKIM/DMARC, missing PTR, policy): the sign of a blocklisting.
 - *unverified* (`stats`): with signed return paths on, messages (or recipients) that did not prove they answer
@@ -281,6 +283,7 @@ class Window:
     complaints: int  # complaint messages
     blocked: int  # bounce recipients with a BLOCK_REASONS reason
     blocked_by_reason: dict[str, int]
+    opt_outs: int = 0  # unsubscribe request messages (never counted as complaints)
 
     @property
     def hard_rate(self) -> float:
@@ -290,8 +293,9 @@ class Window:
 def window_counts(conn: sqlite3.Connection, since: datetime, now: datetime) -> Window:
     lo, hi = fmt_time(since), fmt_time(now)
     marks = ", ".join("?" * len(BLOCK_REASONS))
-    messages, complaints = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), 0) FROM messages
+    messages, complaints, opt_outs = conn.execute(
+        """SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), 0),
+                  COALESCE(SUM(CASE WHEN kind = 'opt_out' THEN 1 ELSE 0 END), 0) FROM messages
            WHERE received_at >= ? AND received_at <= ?""",
         (lo, hi),
     ).fetchone()
@@ -308,7 +312,9 @@ def window_counts(conn: sqlite3.Connection, since: datetime, now: datetime) -> W
             (lo, hi, *BLOCK_REASONS),
         ).fetchall()
     )
-    return Window(lo, hi, int(messages), int(bounces), int(hard), int(complaints), sum(blocked.values()), blocked)
+    return Window(
+        lo, hi, int(messages), int(bounces), int(hard), int(complaints), sum(blocked.values()), blocked, int(opt_outs)
+    )
 
 
 @dataclass
@@ -334,6 +340,14 @@ def _pending_count(conn: sqlite3.Connection) -> int:
     if not has_table(conn, "pending_suppressions"):  # a database from before migration 5
         return 0
     return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
+
+
+def _notify_stuck(conn: sqlite3.Connection, now: datetime) -> int:
+    try:
+        sql = "SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL AND created_at < ?"
+        return int(conn.execute(sql, (fmt_time(now - timedelta(hours=1)),)).fetchone()[0])
+    except sqlite3.OperationalError:  # a database from before migration 9
+        return 0
 
 
 def check(
@@ -385,6 +399,17 @@ def check(
             )
         )
 
+    # the webhook ([notify] url) failing for an hour: the application is not told of new suppressions
+    stuck = _notify_stuck(conn, now)
+    if stuck:
+        breaches.append(
+            (
+                WARNING,
+                f"{stuck} new suppression(s) not delivered to [notify] url for over an hour "
+                "(bouncemilter notify --status)",
+            )
+        )
+
     state = max((b[0] for b in breaches), default=OK)
     perf = " ".join(
         [
@@ -392,6 +417,7 @@ def check(
             f"hard={w.hard};;;0",
             f"bounces={w.bounces};;;0",
             f"complaints={w.complaints};{_limit(complaints.warn)};{_limit(complaints.crit)};0",
+            f"opt_outs={w.opt_outs};;;0",
             f"blocked={w.blocked};{_limit(blocked.warn)};{_limit(blocked.crit)};0",
             f"messages={w.messages};;;0",
             f"pending={held};;;0",
@@ -403,7 +429,7 @@ def check(
     else:
         summary = (
             f"{w.messages} message(s){span}: hard rate {w.hard_rate * 100:.1f}% ({w.hard}/{w.bounces}), "
-            f"{w.complaints} complaint(s), {w.blocked} blocked"
+            f"{w.complaints} complaint(s), {w.opt_outs} opt-out(s), {w.blocked} blocked"
         )
     lines = [f"BOUNCEMILTER {STATE_NAMES[state]} - {summary} | {perf}"]
     lines += [f"{STATE_NAMES[st]}: {text}" for st, text in sorted(breaches, key=lambda b: -b[0])]

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
-from .policy import COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
+from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
 from .store.core import Store, dialect, fmt_time, has_column, has_table, utc_now
 from .store.db import NoDatabase, connect
 
@@ -107,13 +107,19 @@ def address_flags(address: str) -> str:
     return "lookalike" if lookalike(address) else ""
 
 
+def source_of(category: str) -> str:
+    """The suppression's source for a policy decision: an opt-out is the subscriber's own (issue #11)."""
+    return "opt-out" if category == "opt-out" else "policy"
+
+
 def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
     """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
     conn.execute(
         """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary, suppressed_at,
                first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at, flags)
-           VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy', category = excluded.category,
+           VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
+               category = excluded.category,
                reason = excluded.reason, status = excluded.status, summary = excluded.summary,
                suppressed_at = excluded.suppressed_at, first_evidence_at = excluded.first_evidence_at,
                last_evidence_at = excluded.last_evidence_at, evidence = excluded.evidence,
@@ -122,6 +128,7 @@ def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: st
         (
             address,
             address.rpartition("@")[2],
+            source_of(d.category),
             d.category,
             d.reason,
             d.status,
@@ -232,7 +239,7 @@ def update_address(
     pending = not suppressed and _pending_exists(conn, address)
     if suppressed or pending:
         # sticky (and a held suppression stays held until decided): further counting events only add evidence
-        counted = [e for e in new if classify_event(e, policy) in ("hard", "complaint", "soft")]
+        counted = [e for e in new if classify_event(e, policy) in COUNTED]
         if counted:
             last = fmt_time(max(e.at for e in counted))
             if dialect(conn) == "postgres":
@@ -240,6 +247,8 @@ def update_address(
             else:
                 sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
             conn.executemany(sql, [(e.id, last, stamp, address) for e in counted])
+        if suppressed and any(e.kind == "opt_out" for e in counted):
+            _opt_out_over(conn, address, stamp)
         return
     now = max(e.at for e in new)
     after = parse_time(row[1]) if row is not None and row[1] else None
@@ -260,6 +269,19 @@ def update_address(
     _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=gate.client if gate else "")
     if gate is not None:
         gate.suppressed()
+
+
+def _opt_out_over(conn: sqlite3.Connection, address: str, stamp: str) -> None:
+    """An address suppressed for another reason asks to be removed: the suppression becomes an opt-out (the
+    subscriber's own decision, kept by rebuilds and announced in the feed as an update)."""
+    summary = Decision(suppress=True, category="opt-out").summary
+    cur = conn.execute(
+        """UPDATE suppressions SET source = 'opt-out', category = 'opt-out', reason = 'opt-out', status = '',
+               summary = ?, updated_at = ? WHERE address = ? AND source != 'opt-out'""",
+        (summary, stamp, address),
+    )
+    if cur.rowcount:
+        _log(conn, address, stamp, "suppress", "opt-out", why=summary)
 
 
 _ADD_PENDING_EVIDENCE = _ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
@@ -320,49 +342,79 @@ def _write_pending(
 # ------------------------------------------------------------------------------------------------ manual changes
 
 
-def suppress(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None) -> bool:
-    """Manual suppression (survives rebuilds); False if it already was manually suppressed."""
-    return suppress_many(conn, [address], reason, by, stamp) == 1
+def suppress(
+    conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str | None = None, source: str = "manual"
+) -> bool:
+    """Manual suppression (survives rebuilds); False if it already was suppressed so by hand.
+
+    `source` "opt-out": the subscriber asked (a one-click unsubscribe, a request by phone), category opt-out."""
+    return suppress_many(conn, [address], reason, by, stamp, source) == 1
+
+
+SOURCES = ("manual", "opt-out")  # what `suppress --source` may say
 
 
 def suppress_many(
-    conn: sqlite3.Connection, addresses: Iterable[str], reason: str, by: str, stamp: str | None = None
+    conn: sqlite3.Connection,
+    addresses: Iterable[str],
+    reason: str,
+    by: str,
+    stamp: str | None = None,
+    source: str = "manual",
 ) -> int:
     """suppress() for many addresses in one transaction (all or none); returns how many changed."""
+    if source not in SOURCES:
+        raise ValueError(f"{source!r}: must be one of {', '.join(SOURCES)}")
     stamp = stamp or utc_now()
-    reason = reason.strip() or "manual"
+    reason = reason.strip() or source
     changed = 0
     with _transaction(conn):
         for address in addresses:
-            changed += _suppress_one(conn, canonical(address).address or address.strip().lower(), reason, by, stamp)
+            addr = canonical(address).address or address.strip().lower()
+            changed += _suppress_one(conn, addr, reason, by, stamp, source)
     return changed
 
 
-def _suppress_one(conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str) -> bool:
-    """One manual suppression inside the caller's transaction; False if it already was manually suppressed."""
+def _suppress_one(
+    conn: sqlite3.Connection, address: str, reason: str, by: str, stamp: str, source: str = "manual"
+) -> bool:
+    """One manual suppression inside the caller's transaction; False if it already was suppressed so by hand."""
     row = get_row(conn, address)
-    changed = not (row and row["state"] == "suppressed" and row["source"] == "manual")
-    if row is not None and row["state"] == "suppressed":
+    # an opt-out already holds: a manual suppression adds nothing to the subscriber's own decision
+    changed = not (row and row["state"] == "suppressed" and row["source"] in (source, "opt-out"))
+    category = "opt-out" if source == "opt-out" else "manual"
+    summary = f"opted out: {reason}" if source == "opt-out" else f"suppressed manually: {reason}"
+    if row is not None and row["state"] == "suppressed" and source == "manual":
         # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
         conn.execute(
             """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
-                   manual_at = ? WHERE address = ?""",
+                   manual_at = ? WHERE address = ? AND source != 'opt-out'""",
             (stamp, by, reason, stamp, address),
+        )
+    elif row is not None and row["state"] == "suppressed":
+        # the subscriber's own request: whatever suppressed it before, it is an opt-out now (evidence kept)
+        conn.execute(
+            """UPDATE suppressions SET source = 'opt-out', category = 'opt-out', reason = ?, summary = ?,
+                   updated_at = ?, manual_by = ?, manual_reason = ?, manual_at = ? WHERE address = ?""",
+            (reason, summary, stamp, by, reason, stamp, address),
         )
     else:
         conn.execute(
             """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
                    suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
-               VALUES (?, ?, 'suppressed', 'manual', 'manual', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'manual', category = 'manual',
-                   reason = excluded.reason, summary = excluded.summary, suppressed_at = excluded.suppressed_at,
-                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+               VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
+                   category = excluded.category, reason = excluded.reason, summary = excluded.summary,
+                   suppressed_at = excluded.suppressed_at, updated_at = excluded.updated_at,
+                   manual_by = excluded.manual_by, manual_reason = excluded.manual_reason,
+                   manual_at = excluded.manual_at""",
             (
                 address,
                 address.rpartition("@")[2],
+                source,
+                category,
                 reason,
-                f"suppressed manually: {reason}",
+                summary,
                 stamp,
                 stamp,
                 stamp,
@@ -372,7 +424,7 @@ def _suppress_one(conn: sqlite3.Connection, address: str, reason: str, by: str, 
                 address_flags(address),
             ),
         )
-    _log(conn, address, stamp, "suppress", "manual", by, reason)
+    _log(conn, address, stamp, "suppress", source, by, reason)
     conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
     return changed
 
@@ -451,6 +503,12 @@ def _rebuild_one(
 ) -> None:
     if row is not None and row["state"] == "suppressed" and row["source"] == "manual":
         counts["manual"] += 1
+        counts["suppressed"] += 1
+        return
+    if row is not None and row["state"] == "suppressed" and "opt-out" in (row["source"], row["category"]):
+        # the subscriber's own decision: it never expires, whatever the evidence left (a CSV import, a one-click
+        # unsubscribe, or a request whose message was pruned); only unsuppress lifts it
+        counts["opt_out"] = counts.get("opt_out", 0) + 1
         counts["suppressed"] += 1
         return
     after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
@@ -613,8 +671,8 @@ def approve(
                 """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary,
                        suppressed_at, first_evidence_at, last_evidence_at, evidence, soft_score, soft_days,
                        created_at, updated_at, flags)
-                   VALUES (?, ?, 'suppressed', 'policy', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = 'policy',
+                   VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
                        category = excluded.category, reason = excluded.reason, status = excluded.status,
                        summary = excluded.summary, suppressed_at = excluded.suppressed_at,
                        first_evidence_at = excluded.first_evidence_at, last_evidence_at = excluded.last_evidence_at,
@@ -623,6 +681,7 @@ def approve(
                 (
                     row["address"],
                     row["domain"],
+                    source_of(row["category"]),
                     row["category"],
                     row["reason"],
                     row["status"],

@@ -49,6 +49,7 @@ class Match:
     pattern: str  # the BounceAddress.pattern that matched
     verp_recipient: str  # decoded VERP recipient, "" when the address carries none
     token: str = ""  # the signed-return-path token at the end of the local part (bouncemilter.signing), if any
+    unsubscribe: bool = False  # one of the [unsubscribe] addresses (bouncemilter.unsubscribe), not a return path
 
 
 def _check_domain(domain: str, spec: str) -> None:

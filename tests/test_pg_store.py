@@ -157,11 +157,11 @@ def test_password_from_url_env_and_passfile(pg_server: PgServer, tmp_path: Path,
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
     with pytest.raises(StoreError) as info:
-        Store(base + opts, 2.0)
+        open_store(base + opts, 2.0)
     assert password not in str(info.value)
-    Store(f"postgresql://{user}:{password}@127.0.0.1:{pg_server.port}/bm{opts}", 2.0).close()
+    open_store(f"postgresql://{user}:{password}@127.0.0.1:{pg_server.port}/bm{opts}", 2.0).close()
     monkeypatch.setenv("PGPASSWORD", password)
-    Store(base + opts, 2.0).close()
+    open_store(base + opts, 2.0).close()
     monkeypatch.delenv("PGPASSWORD")
     passfile = tmp_path / "pgpass"
     passfile.write_text(f"127.0.0.1:{pg_server.port}:bm:{user}:{password}\n")

@@ -1,7 +1,7 @@
 """Bounce classification: raw message bytes in, a typed `Classification` out. No I/O.
 
 Order of decision, first match wins:
-1. RFC 5965 feedback report, JMRP complaint     -> complaint
+1. RFC 5965 feedback report, JMRP complaint     -> complaint (Feedback-Type: opt-out -> opt_out)
 2. a non-standard format detector (formats/)    -> bounce / delay / delivered
 3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
 4. a feedback report that is not RFC 5965 (X-ARF, complaint forwards, SpamCop reports, ARF
@@ -10,16 +10,19 @@ Order of decision, first match wins:
    "whitelist me" request                       -> auto_reply
 6. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
-7. RFC 3834 / non-standard auto-reply markers   -> auto_reply
-8. anything else                                -> not_bounce
+7. an unsubscribe request recognisable alone    -> opt_out (Apple's X-Apple-Unsubscribe; optout.py)
+8. RFC 3834 / non-standard auto-reply markers   -> auto_reply
+9. anything else                                -> not_bounce
 A bounce is never an auto-reply: bounces carry Auto-Submitted too, so markers are checked last.
+Mail to a configured unsubscribe address gets one more rule after this order, from whoever knows the envelope
+(`optout.for_unsubscribe_address`): what is still not_bounce is an opt-out.
 """
 
 from __future__ import annotations
 
 import re
 
-from . import address, arf, autoreply, challenge, reasons, stage
+from . import address, arf, autoreply, challenge, optout, reasons, stage
 from .dsn import parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
@@ -109,6 +112,10 @@ def classify_message(msg: Message) -> Classification:
                 kind="bounce", detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
             )
 
+    request = optout.detect(msg)
+    if request is not None:
+        return request
+
     found_markers = autoreply.markers(msg)
     if autoreply.is_auto_reply(found_markers):
         sender = find_addresses(msg.headers.get("from"))
@@ -127,6 +134,8 @@ def classify_message(msg: Message) -> Classification:
 
 def _complaint(msg: Message, complaint: tuple[Feedback, list[RecipientResult], str]) -> Classification:
     feedback, rows, evidence = complaint
+    if optout.is_opt_out_feedback(feedback):  # an unsubscribe request relayed by a provider, not a complaint
+        return optout.from_feedback(feedback, rows, evidence, _original(msg, ""))
     for row in rows:
         row.reason_rule = f"feedback:{evidence}"
     return Classification(

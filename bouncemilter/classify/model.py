@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["bounce", "delay", "delivered", "complaint", "auto_reply", "not_bounce"]
-KINDS: tuple[str, ...] = ("bounce", "delay", "delivered", "complaint", "auto_reply", "not_bounce")
+Kind = Literal["bounce", "delay", "delivered", "complaint", "opt_out", "auto_reply", "not_bounce"]
+KINDS: tuple[str, ...] = ("bounce", "delay", "delivered", "complaint", "opt_out", "auto_reply", "not_bounce")
 
 
 @dataclass(slots=True)

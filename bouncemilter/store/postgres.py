@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from ..classify.model import Classification
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+WRITE_LOCK = 7310317  # the advisory lock key of the store's write lock (see PgConnection.begin)
+_BEGINS = {"BEGIN": False, "BEGIN IMMEDIATE": True, "BEGIN EXCLUSIVE": True, "BEGIN DEFERRED": False}
 DIALECT = "postgres"
 # tables whose single-row INSERT returns its new id (sqlite3's lastrowid)
 _ID_TABLES = {
@@ -88,21 +90,34 @@ def redact(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def translate(sql: str) -> str:
-    """sqlite3 statement text -> psycopg text: ? marks become %s (a literal % doubles), BEGIN IMMEDIATE is
-    BEGIN, and a single-row INSERT into a table with an id returns it (for lastrowid)."""
-    out = []
-    for i, part in enumerate(re.split(r"('(?:[^']|'')*')", sql)):
-        if i % 2:  # a quoted literal: keep, only escape %
-            out.append(part.replace("%", "%%"))
-        else:
-            out.append(part.replace("%", "%%").replace("?", "%s"))
-    text = "".join(out)
+def translate(sql: str, params: bool = True) -> str:
+    """sqlite3 statement text -> psycopg text: ? marks become %s (a literal % doubles) when the statement has
+    parameters, BEGIN IMMEDIATE is BEGIN, INSERT OR IGNORE is ON CONFLICT DO NOTHING, and a single-row INSERT
+    into a table with an id returns it (for lastrowid)."""
+    if params:
+        out = []
+        for i, part in enumerate(re.split(r"('(?:[^']|'')*')", sql)):
+            if i % 2:  # a quoted literal: keep, only escape %
+                out.append(part.replace("%", "%%"))
+            else:
+                out.append(part.replace("%", "%%").replace("?", "%s"))
+        text = "".join(out)
+    else:
+        text = sql  # sent as it is (psycopg reads no placeholders in a statement without parameters)
+    ignore = re.match(r"(?is)\s*INSERT\s+OR\s+IGNORE\s+INTO\b", text)
+    if ignore:  # SQLite's INSERT OR IGNORE: skip a row that breaks a unique constraint
+        text = "INSERT INTO" + text[ignore.end() :].rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
     stripped = text.strip()
     if re.fullmatch(r"(?i)BEGIN(\s+(IMMEDIATE|DEFERRED|EXCLUSIVE))?", stripped):
         return "BEGIN"
     m = re.match(r"(?is)\s*INSERT\s+INTO\s+(\w+)\b", text)
-    if m and m.group(1) in _ID_TABLES and not re.search(r"(?i)\bRETURNING\b", text) and "SELECT" not in text:
+    if (
+        m
+        and m.group(1) in _ID_TABLES
+        and not ignore
+        and not re.search(r"(?i)\bRETURNING\b", text)
+        and "SELECT" not in text
+    ):
         text = text.rstrip().rstrip(";") + " RETURNING id"
     return text
 
@@ -167,22 +182,39 @@ class PgConnection:
         self.statement_timeout_ms = 0  # >0: BEGIN also sets it for the transaction
 
     def execute(self, sql: str, params: Sequence[Any] | None = None, prepare: bool | None = None) -> Cursor:
+        if sql in _BEGINS:
+            return self.begin(exclusive=_BEGINS[sql])
         try:
-            return self._execute(translate(sql), params, prepare)
+            return self._execute(translate(sql, params is not None), params, prepare)
         except psycopg.Error as exc:
             raise as_sqlite_error(exc) from exc
 
     def _execute(self, text: str, params: Sequence[Any] | None, prepare: bool | None) -> Cursor:
         cur = self.raw.cursor(row_factory=_row_factory)
-        if text == "BEGIN" and self.statement_timeout_ms > 0:
-            cur.execute(f"BEGIN; SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
-            return Cursor(cur, None)
         cur.execute(text, tuple(params) if params is not None else None, prepare=prepare)
         lastrowid = None
         if text.endswith(" RETURNING id") and cur.description:
             row = cur.fetchone()
             lastrowid = int(row[0]) if row is not None else None
         return Cursor(cur, lastrowid)
+
+    def begin(self, exclusive: bool) -> Cursor:
+        """BEGIN, in one round trip with what the transaction needs first: the statement timeout (the rest of the
+        caller's deadline), and the store's write lock. SQLite's BEGIN IMMEDIATE takes the one write lock: code
+        written for it (manual changes, rebuild, approve, imports, the webhook outbox, prune) reads, decides and
+        writes as if alone. Here it takes the exclusive side of one advisory lock, whose shared side every
+        milter transaction (plain BEGIN) takes: milters on many hosts write side by side (per-address locks and
+        the unique key keep them apart), and an admin command still has the store to itself while it runs."""
+        steps = ["BEGIN"]
+        if self.statement_timeout_ms > 0:
+            steps.append(f"SET LOCAL statement_timeout = {int(self.statement_timeout_ms)}")
+        steps.append(f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}({WRITE_LOCK})")
+        cur = self.raw.cursor()
+        try:
+            cur.execute("; ".join(steps))
+        except psycopg.Error as exc:
+            raise as_sqlite_error(exc) from exc
+        return Cursor(cur, None)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
         text = translate(sql)

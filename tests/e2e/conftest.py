@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,16 @@ class MilterProc:
                 if name is None or rec.get("event") == name:
                     out.append(rec)
         return out
+
+    def wait_events(self, name: str, match: Callable[[dict], bool], timeout: float = 10) -> list[dict]:
+        """The `name` events that `match`, once there is one: the milter commits a row before it writes the
+        message's log line, so a test that waited for the row may read the log a moment too early."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events(name) if match(e)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
 
 class E2E:

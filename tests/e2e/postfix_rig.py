@@ -120,6 +120,7 @@ class Rig:
     filter_bounces: bool = True
     extra_main_cf: dict[str, str] = field(default_factory=dict)
     extra_transport: str = ""  # more "domain nexthop" lines
+    extra_aliases: str = ""  # more "name target" lines (e.g. "unsubscribe bounces")
     sinks: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -214,6 +215,7 @@ class Rig:
         (self.etc / "aliases").write_text(
             "postmaster bounces\nMAILER-DAEMON bounces\nroot bounces\n"
             f"bounces {self.root}/mail/bounces/\nuser {self.root}/mail/user/\nsender {self.root}/mail/sender/\n"
+            + self.extra_aliases
         )
         (self.etc / "transport").write_text(
             f"sink.test smtp:[127.0.0.1]:{self.sink_ok_port}\n"

@@ -81,5 +81,5 @@ def test_postfix_own_bounce_over_tcp_is_internal(e2e: E2E, tcp: E2E, token: str)
     e2e.rig.sendmail(BOUNCES, ["nosuch@test.example"], M.ordinary(token))
     row = tcp.wait_message_row(token, column="original_message_id")
     assert (row["kind"], row["envelope_from"], row["action"]) == ("bounce", "", "accept")
-    logged = [e for e in tcp.milter.events("message") if e.get("queue_id") == row["queue_id"]]
+    logged = tcp.milter.wait_events("message", lambda e: e.get("queue_id") == row["queue_id"])
     assert logged and logged[0]["internal"] is True  # {client_port} 0: never rejected or deferred there
