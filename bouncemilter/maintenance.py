@@ -79,7 +79,7 @@ def prune(
                 conn.execute("DELETE FROM suppression_log WHERE at < ?", (cutoff,))
                 # the feed's old changes of addresses no longer suppressed, and delivered webhook bodies (the
                 # cursor ids are never reused, so a consumer misses nothing it still needs)
-                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'suppression_changes'").fetchone():
+                if store_db.has_table(conn, "suppression_changes"):
                     conn.execute(
                         """DELETE FROM suppression_changes WHERE at < ? AND address NOT IN
                                (SELECT address FROM suppressions WHERE state = 'suppressed')""",

@@ -114,3 +114,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test is about SQLite files; no PostgreSQL variant")
+
+
+def db_connect(db: Path | str, timeout: float = 5.0):
+    """A plain connection to a store on either backend, as a test reads or tampers with it (sqlite3 for a file;
+    for PostgreSQL the store's adapter, which takes the same statements and returns tuples)."""
+    if is_pg(db):
+        from bouncemilter.store import connect
+
+        return connect(str(db), timeout)
+    return sqlite3.connect(db, timeout=timeout, isolation_level=None)

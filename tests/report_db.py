@@ -153,7 +153,7 @@ EVENTS: list[tuple[timedelta, bytes]] = [
 ]
 
 
-def build(path: Path, now: datetime) -> Path:
+def build(path: Path | str, now: datetime) -> Path | str:
     with open_store(str(path)) as store:
         for n, (age, raw) in enumerate(EVENTS):
             result = classify(raw)

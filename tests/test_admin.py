@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from click.testing import CliRunner
 from bouncemilter import config
 from bouncemilter.cli import main
 from bouncemilter.config import Settings, load_settings
+from bouncemilter.store import fmt_time
 from bouncemilter.suppressions import open_store
+from tests.conftest import db_connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,10 +71,12 @@ def test_default_config_path_and_environment(tmp_path: Path, monkeypatch: pytest
 # ------------------------------------------------------------------------------------------------ prune
 
 
-@pytest.fixture
-def history_db(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.test_suppress_cli import build_db
 
+    if request.param == "postgres":
+        return str(build_db(request.getfixturevalue("pg_url")))
     return str(build_db(tmp_path / "bounces.db"))
 
 
@@ -86,7 +91,7 @@ def test_prune_deletes_old_rows_but_keeps_the_evidence_of_suppressions(history_d
 
     db = history_db
     old = _count(
-        db, "SELECT COUNT(*) FROM messages WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-4 days')"
+        db, f"SELECT COUNT(*) FROM messages WHERE received_at < '{fmt_time(datetime.now(UTC) - timedelta(days=4))}'"
     )
     total = _count(db, "SELECT COUNT(*) FROM messages")
     before = {r["address"] for r in json.loads(cli("suppressed", "--db", db, "--format", "json").output)}
@@ -103,7 +108,7 @@ def test_prune_deletes_old_rows_but_keeps_the_evidence_of_suppressions(history_d
     after = {r["address"] for r in json.loads(cli("suppressed", "--db", db, "--format", "json").output)}
     assert after == before and after
     # asked to: suppressions last changed before the cutoff go too, and then their evidence
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     conn.execute("UPDATE suppressions SET updated_at = '2020-01-01T00:00:00.000Z' WHERE address = 'dead@example.org'")
     conn.commit()
     conn.close()

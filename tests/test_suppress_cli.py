@@ -63,7 +63,7 @@ HISTORY: list[tuple[float, bytes]] = [
 ]
 
 
-def build_db(path: Path) -> Path:
+def build_db(path: Path | str) -> Path | str:
     with open_store(str(path)) as store:
         for n, (days_ago, raw) in enumerate(HISTORY):
             result = classify(raw)
@@ -91,8 +91,14 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_db(tmp_path_factory.mktemp("db") / "template.db")
 
 
-@pytest.fixture
-def db(template_db: Path, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The history in a SQLite file (a copy of the module's template), then in PostgreSQL (built afresh)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        build_db(url)
+        return url
+    template_db = request.getfixturevalue("template_db")
     path = tmp_path / "bounces.db"
     path.write_bytes(template_db.read_bytes())  # the store checkpoints on close: one file is the whole database
     return str(path)
