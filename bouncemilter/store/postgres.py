@@ -141,9 +141,15 @@ class Row(tuple):
         return list(self._index)
 
 
+def _names(cursor: Any) -> dict[str, int]:
+    """Column name -> index of the cursor's result, straight from the result (psycopg's Column objects cost
+    more than the query on the milter's path)."""
+    res = cursor.pgresult
+    return {res.fname(i).decode(): i for i in range(res.nfields)} if res is not None else {}
+
+
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    desc = cursor.description or []
-    index = {c.name: i for i, c in enumerate(desc)}
+    index = _names(cursor)
     return lambda values: Row(values, index)
 
 
@@ -151,20 +157,29 @@ class Cursor:
     """What sqlite3's cursor gives the store's callers: fetchone, fetchall, iteration, description, rowcount,
     lastrowid."""
 
+    __slots__ = ("_cur", "lastrowid", "rowcount")
+
     def __init__(self, cur: Any, lastrowid: int | None) -> None:
         self._cur = cur
         self.lastrowid = lastrowid
         self.rowcount = cur.rowcount
-        self.description = [(c.name, None, None, None, None, None, None) for c in cur.description or []]
+
+    @property
+    def description(self) -> list[tuple]:
+        return [(name, None, None, None, None, None, None) for name in _names(self._cur)]
+
+    def _has_rows(self) -> bool:
+        res = self._cur.pgresult
+        return res is not None and res.nfields > 0
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._cur.description else None
+        return self._cur.fetchone() if self._has_rows() else None
 
     def fetchmany(self, size: int) -> list[Any]:
-        return self._cur.fetchmany(size) if self._cur.description else []
+        return self._cur.fetchmany(size) if self._has_rows() else []
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._cur.description else []
+        return self._cur.fetchall() if self._has_rows() else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -193,7 +208,7 @@ class PgConnection:
         cur = self.raw.cursor(row_factory=_row_factory)
         cur.execute(text, tuple(params) if params is not None else None, prepare=prepare)
         lastrowid = None
-        if text.endswith(" RETURNING id") and cur.description:
+        if text.endswith(" RETURNING id"):
             row = cur.fetchone()
             lastrowid = int(row[0]) if row is not None else None
         return Cursor(cur, lastrowid)
