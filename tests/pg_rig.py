@@ -94,6 +94,14 @@ class PgServer:
         )  # fmt: skip
         return out.stdout.strip()
 
+    def psql_file(self, path: str, db: str = "postgres") -> str:
+        out = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+             "-v", "ON_ERROR_STOP=1", "-q", "-f", path],
+            check=True, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        return out.stdout
+
     def start(self) -> None:
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
