@@ -85,6 +85,42 @@ def run(db: str, writers: int, messages: int, offset: int) -> dict:
     }
 
 
+def sqlite_utils_cost(rows: int = 3000) -> tuple[float, float]:
+    """Microseconds per messages row: plain sqlite3 (the milter's write path) vs sqlite-utils' Table.insert,
+    same rows, same database settings, in one transaction each (so the fsync is not what is compared)."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from bouncemilter.store import INSERT_MESSAGE, Store
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
+        for way in ("sqlite3", "sqlite-utils"):
+            path = str(Path(tmp) / f"{way}.db")
+            Store(path).close()
+            conn = sqlite3.connect(path, isolation_level=None)
+            names = [c.strip() for c in INSERT_MESSAGE.split("(", 1)[1].split(")", 1)[0].split(",")]
+            params = [
+                tuple(f"k{i}" if n == "dedup_key" else (0 if n in ("size", "verified") else "x") for n in names)
+                for i in range(rows)
+            ]
+            db = sqlite_utils.Database(conn)
+            table = db["messages"]
+            conn.execute("BEGIN")
+            t0 = time.perf_counter()
+            if way == "sqlite3":
+                for p in params:
+                    conn.execute(INSERT_MESSAGE, p)
+            else:
+                for p in params:
+                    table.insert(dict(zip(names, p, strict=True)))
+            out.append((time.perf_counter() - t0) / rows * 1e6)
+            conn.execute("COMMIT")
+            conn.close()
+    return out[0], out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=2000, help="bounces per backend and writer count")
@@ -105,6 +141,8 @@ def main() -> None:
     print(f"{'backend':<11} {'writers':>7} {'records':>8} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
     for backend, writers, r in rows:
         print(f"{backend:<11} {writers:>7} {r['records']:>8} {r['per_s']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    plain, utils = sqlite_utils_cost()
+    print(f"SQLite hot path, one messages row: plain sqlite3 {plain:.1f} us, sqlite-utils Table.insert {utils:.1f} us")
     print("(one record() = one transaction with the suppression policy, timed until COMMIT returned; "
           "SQLite synchronous=FULL, PostgreSQL fsync=on, loopback TCP)")  # fmt: skip
 

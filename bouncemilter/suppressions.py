@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
 from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
-from .store.core import Store, dialect, fmt_time, has_column, has_table, utc_now
+from .store.core import Store, fmt_time, has_column, has_table, utc_now
 from .store.db import NoDatabase, connect
 
 if TYPE_CHECKING:
@@ -233,16 +233,18 @@ def update_address(
 ) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
     With a `gate`, a new suppression past its caps is held as pending instead."""
-    _lock_address(conn, address)
-    row = conn.execute("SELECT state, manual_at FROM suppressions WHERE address = ?", (address,)).fetchone()
-    suppressed = row is not None and row[0] == "suppressed"
-    pending = not suppressed and _pending_exists(conn, address)
+    pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
+    if pg:
+        _lock_address(conn, address)
+    row = conn.execute(_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    suppressed = row[0] == "suppressed"
+    pending = not suppressed and bool(row[2])
     if suppressed or pending:
         # sticky (and a held suppression stays held until decided): further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in COUNTED]
         if counted:
             last = fmt_time(max(e.at for e in counted))
-            if dialect(conn) == "postgres":
+            if pg:
                 sql = _PG_ADD_PENDING_EVIDENCE if pending else _PG_ADD_EVIDENCE
             else:
                 sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
@@ -251,7 +253,7 @@ def update_address(
             _opt_out_over(conn, address, stamp)
         return
     now = max(e.at for e in new)
-    after = parse_time(row[1]) if row is not None and row[1] else None
+    after = parse_time(row[1]) if row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
     lower = now - timedelta(days=policy.soft_window_days + 1)
     if after is not None and after > lower:
@@ -300,12 +302,13 @@ _PG_ADD_PENDING_EVIDENCE = _PG_ADD_EVIDENCE.replace("UPDATE suppressions SET", "
 def _lock_address(conn: sqlite3.Connection, address: str) -> None:
     """PostgreSQL: serialise policy updates of one address across hosts until this transaction ends (SQLite has
     one writer at a time already). The second host then reads the first one's suppression and evidence."""
-    if dialect(conn) == "postgres":
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (address,))
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (address,))
 
 
-def _pending_exists(conn: sqlite3.Connection, address: str) -> bool:
-    return conn.execute("SELECT 1 FROM pending_suppressions WHERE address = ?", (address,)).fetchone() is not None
+# An address's suppression state, its last manual action and whether a held suppression waits for it, in one
+# statement (one row even when there is no suppression: state NULL).
+_STATE = """SELECT s.state, s.manual_at, EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = ?)
+    FROM (SELECT 1 AS one) AS one LEFT JOIN suppressions s ON s.address = ?"""
 
 
 def _write_pending(

@@ -671,3 +671,44 @@ def test_busy_writer_lock_times_out(store: Store) -> None:
         t.join()
     store.hooks.clear()
     assert store.record(meta(2), hard_bounce(), "accept")[1]
+
+
+def test_postgresql_schema_matches_sqlite(tmp_path: Path, pg_url: str) -> None:
+    """Both backends have the same tables, columns, views and latest version (MIGRATIONS and PG_MIGRATIONS are
+    kept side by side: a migration added to one and not the other fails here)."""
+    from bouncemilter.store import PG_MIGRATIONS
+
+    assert max(v for v, _ in PG_MIGRATIONS) == max(v for v, _ in MIGRATIONS)
+    lite = str(tmp_path / "s.db")
+    open_store(lite).close()
+    open_store(pg_url).close()
+    conn = store_connect(lite)
+    try:
+        objects = conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+        lite_schema = {
+            (kind, name): sorted(r[1] for r in conn.execute(f"PRAGMA table_info({name})"))
+            for kind, name in objects
+            if not name.startswith("sqlite_")
+        }
+    finally:
+        conn.close()
+    conn = store_connect(pg_url)
+    try:
+        rows = conn.execute(
+            """SELECT CASE t.table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END, c.table_name, c.column_name
+               FROM information_schema.columns c JOIN information_schema.tables t
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+               WHERE c.table_schema = current_schema()"""
+        ).fetchall()
+    finally:
+        conn.close()
+    pg_schema: dict[tuple[str, str], list[str]] = {}
+    for kind, table, column in rows:
+        pg_schema.setdefault((kind, table), []).append(column)
+    assert {k: sorted(v) for k, v in pg_schema.items()} == lite_schema
+    versions = []
+    for db in (lite, pg_url):
+        conn = store_connect(db)
+        versions.append(current_version(conn))
+        conn.close()
+    assert versions[0] == versions[1]
