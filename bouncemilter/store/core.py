@@ -682,6 +682,7 @@ def last_feed_id(conn: Any) -> int:
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'suppression_changes'").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
+
 SCHEMA_VERSION_DDL = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
 

@@ -155,14 +155,25 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 
 class Cursor:
     """What sqlite3's cursor gives the store's callers: fetchone, fetchall, iteration, description, rowcount,
-    lastrowid."""
+    lastrowid (read from the statement's RETURNING id when asked)."""
 
-    __slots__ = ("_cur", "lastrowid", "rowcount")
+    __slots__ = ("_conn", "_cur", "_returning")
 
-    def __init__(self, cur: Any, lastrowid: int | None) -> None:
+    def __init__(self, conn: PgConnection, cur: Any, returning: bool) -> None:
+        self._conn = conn
         self._cur = cur
-        self.lastrowid = lastrowid
-        self.rowcount = cur.rowcount
+        self._returning = returning
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        if not self._returning:
+            return None
+        row = self._cur.fetchone()
+        return int(row[0]) if row is not None else None
 
     @property
     def description(self) -> list[tuple]:
@@ -207,11 +218,7 @@ class PgConnection:
     def _execute(self, text: str, params: Sequence[Any] | None, prepare: bool | None) -> Cursor:
         cur = self.raw.cursor(row_factory=_row_factory)
         cur.execute(text, tuple(params) if params is not None else None, prepare=prepare)
-        lastrowid = None
-        if text.endswith(" RETURNING id"):
-            row = cur.fetchone()
-            lastrowid = int(row[0]) if row is not None else None
-        return Cursor(cur, lastrowid)
+        return Cursor(self, cur, text.endswith(" RETURNING id"))
 
     def begin(self, exclusive: bool) -> Cursor:
         """BEGIN, in one round trip with what the transaction needs first: the statement timeout (the rest of the
@@ -229,7 +236,7 @@ class PgConnection:
             cur.execute("; ".join(steps))
         except psycopg.Error as exc:
             raise as_sqlite_error(exc) from exc
-        return Cursor(cur, None)
+        return Cursor(self, cur, False)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
         text = translate(sql)
@@ -242,7 +249,7 @@ class PgConnection:
                 cur.executemany(text, rows)
         except psycopg.Error as exc:
             raise as_sqlite_error(exc) from exc
-        return Cursor(cur, None)
+        return Cursor(self, cur, False)
 
     @property
     def in_transaction(self) -> bool:
