@@ -335,9 +335,11 @@ class Notifier:
                     self._release(conn, rest)
                     self._settle(
                         conn,
-                        """UPDATE notify_outbox SET next_attempt_at = MAX(next_attempt_at, ?)
+                        # the later of the two, in SQL both engines speak (SQLite's MAX(a, b) is GREATEST there)
+                        """UPDATE notify_outbox
+                           SET next_attempt_at = CASE WHEN next_attempt_at > ? THEN next_attempt_at ELSE ? END
                            WHERE delivered_at IS NULL AND id != ?""",
-                        (later, row["id"]),
+                        (later, later, row["id"]),
                     )
                     self.failures += 1
                 out.failed += 1
