@@ -33,9 +33,10 @@ MATCHER = BounceMatcher([parse_bounce_address(PATTERN)])
 SETTINGS = load_settings(None, {"bounce_addresses": [PATTERN]})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(str(tmp_path / "sent.db"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else str(tmp_path / "sent.db")
+    s = open_store(db)
     yield s
     s.close()
 

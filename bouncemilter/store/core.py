@@ -1105,7 +1105,9 @@ class Store:
     def _sent_write(
         conn: sqlite3.Connection, rows: list[tuple] | None, prune: tuple[str, list[int]] | None
     ) -> list[tuple[int, bool]]:
-        conn.execute("BEGIN IMMEDIATE")
+        # PostgreSQL: the sent log's rows are its own, so it takes the shared side of the store's write lock like
+        # the milter's bounces (BEGIN IMMEDIATE there would wait for every host's transactions in flight)
+        conn.execute("BEGIN IMMEDIATE" if dialect(conn) == "sqlite" else "BEGIN")
         try:
             if rows:
                 conn.executemany(
