@@ -70,7 +70,7 @@ def prune_cmd(
             settings.db, days, with_suppressions=with_suppressions, dry_run=dry_run, timeout=settings.store_timeout
         )
     except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from exc
     if fmt == "json":
         echo_json({"dry_run": dry_run, "older_than_days": days, **out})
         return

@@ -25,7 +25,7 @@ from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
-from .store import StoreError
+from .store import StoreError, display_name
 from .suppressions import open_store
 from .unsubscribe import build_matcher
 from .verdict import make_domain_checker, make_verifier
@@ -202,7 +202,7 @@ def fetch_cmd(
         if watch:
             _watch(mailbox, creds, opts, recorder, interval or settings.fetch_interval)
         else:
-            _once(mailbox, creds, opts, recorder, fmt, settings.db)
+            _once(mailbox, creds, opts, recorder, fmt, display_name(settings.db))
     finally:
         recorder.close()
         store.close()

@@ -20,7 +20,7 @@ from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
-from .store import StoreError
+from .store import StoreError, display_name
 from .suppressions import open_store
 from .unsubscribe import AddressMatcher, build_matcher
 from .verdict import make_domain_checker, make_verifier
@@ -199,7 +199,7 @@ def import_cmd(
         "unverified": unverified,  # signed return paths: not proven to answer our mail
         "seconds": round(seconds, 3),
         "errors": [{"source": e.source, "message": e.message} for e in errors],
-        "db": settings.db,
+        "db": display_name(settings.db),
     }
     if fmt == "json":
         echo_json(summary)

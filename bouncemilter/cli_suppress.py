@@ -138,7 +138,7 @@ def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invali
     try:
         changed = sup.suppress_many(conn, addresses, reason, _who(by), source=source)
     except sqlite3.Error as exc:
-        raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}; nothing saved") from exc
     finally:
         conn.close()
     click.echo(
@@ -355,7 +355,9 @@ def _print_changes(settings: Settings, since: str, limit: int | None, category: 
     conn = _connect(settings, write=False)
     try:
         if not feed.has_feed(conn):
-            raise click.ClickException(f"{settings.db}: no feed yet (a bouncemilter run or any write command adds it)")
+            raise click.ClickException(
+                f"{display_name(settings.db)}: no feed yet (a bouncemilter run or any write command adds it)"
+            )
         rows, next_cursor = feed.changes(conn, cursor, limit or 0, category)
     except feed.CursorError as exc:
         raise click.ClickException(str(exc)) from None

@@ -372,7 +372,7 @@ class Recorder:
         try:
             cats = {i: _stored_category(k, e, h) for i, k, e, h in self.rows._db().execute(sql, ids)}
         except sqlite3.Error as exc:
-            raise FetchStoreError(f"{self.store.path}: cannot read the store: {exc}") from None
+            raise FetchStoreError(f"{store_db.display_name(self.store.path)}: cannot read the store: {exc}") from None
         return {ref: cats.get(row, "unrecognised") for ref, row in refs.items()}
 
     def close(self) -> None:

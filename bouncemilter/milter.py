@@ -43,7 +43,7 @@ from . import decide, logjson
 from .classify import Classification, classify
 from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
-from .store import Store, StoreError
+from .store import Store, StoreError, display_name
 from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 
@@ -1126,7 +1126,9 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
     try:
         store = open_store(settings.db, settings.store_timeout)
     except (StoreError, OSError) as exc:
-        logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
+        logjson.event(
+            logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=display_name(str(settings.db))
+        )
         return 1
     store.suppressions.policy = Policy.from_settings(settings)
     metrics = None
