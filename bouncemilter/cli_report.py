@@ -14,6 +14,7 @@ from . import reports
 from . import store as store_db
 from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import ConfigError, load_settings
+from .store import sql as Q
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -29,7 +30,7 @@ def _read_only(db: str, timeout: float) -> Any:
         conn = store_db.connect(db, timeout, read_only=True)
     except store_db.NoDatabase as exc:
         raise FileNotFoundError(str(exc)) from None
-    conn.execute("SELECT 1 FROM messages LIMIT 1")  # fails early when it is not a bouncemilter database
+    conn.execute(Q.IS_A_STORE)  # fails early when it is not a bouncemilter database
     return conn
 
 

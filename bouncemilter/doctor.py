@@ -24,6 +24,7 @@ from typing import Any
 
 from . import store as store_db
 from .milter import SocketSpec, parse_socket
+from .store import sql as Q
 
 
 @dataclass
@@ -307,7 +308,7 @@ def _send_check(settings: Any, smtp: tuple[str, int], timeout: float) -> Check:
             conn2 = store_db.connect(settings.db, 5, read_only=True)
             try:
                 row = conn2.execute(
-                    "SELECT kind FROM messages WHERE message_id = ?", (f"<doctor-{token}@bouncemilter.invalid>",)
+                    Q.MESSAGE_KIND_BY_MESSAGE_ID, (f"<doctor-{token}@bouncemilter.invalid>",)
                 ).fetchone()
             finally:
                 conn2.close()

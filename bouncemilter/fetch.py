@@ -365,10 +365,7 @@ class Recorder:
 
     def _by_row(self, refs: Mapping[Any, int]) -> dict[Any, str]:
         ids = sorted(set(refs.values()))
-        sql = (
-            "SELECT m.id, m.kind, m.error, COALESCE(MAX(r.hard), 0) FROM messages m LEFT JOIN recipients r "
-            f"ON r.message_id = m.id WHERE m.id IN ({','.join('?' * len(ids))}) GROUP BY m.id"
-        )
+        sql = store_db.sql.stored_categories(len(ids))
         try:
             cats = {i: _stored_category(k, e, h) for i, k, e, h in self.rows._db().execute(sql, ids)}
         except sqlite3.Error as exc:

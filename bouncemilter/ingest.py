@@ -328,8 +328,7 @@ class _KeyReader:
             found: dict[str, int] = {}
             for start in range(0, len(wanted), self.CHUNK):
                 chunk = wanted[start : start + self.CHUNK]
-                sql = f"SELECT dedup_key, id FROM messages WHERE dedup_key IN ({','.join('?' * len(chunk))})"
-                found.update((k, int(i)) for k, i in self._conn.execute(sql, chunk))
+                found.update((k, int(i)) for k, i in self._conn.execute(store_db.sql.stored_keys(len(chunk)), chunk))
             return found
         except (sqlite3.Error, store_db.NoDatabase):
             return {}  # only an optimisation: record_many() checks every key again anyway

@@ -47,7 +47,8 @@ class SentReader:
             try:
                 if self._conn is None:
                     self._conn = store_db.connect(self.path, self.timeout)  # SQLite file or PostgreSQL URL
-                rows = self._conn.execute(f"SELECT recipients FROM sent WHERE {column} = ? LIMIT 100", (value,))
+                query = store_db.sql.SENT_BY_TOKEN if column == "token" else store_db.sql.SENT_BY_MESSAGE_ID
+                rows = self._conn.execute(query, (value,))
                 out = [{str(a).lower() for a in json.loads(r[0] or "[]")} for r in rows]
             except (sqlite3.Error, store_db.NoDatabase, ValueError):
                 self.close_locked()

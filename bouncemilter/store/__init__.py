@@ -7,6 +7,7 @@ idempotency key. The suppression policy is passed in (`policy_hook`; `suppressio
 store does not import the policy that uses it. `connect()` opens a connection for readers and the CLI, on either.
 """
 
+from . import sql
 from .core import *  # noqa: F403
 from .core import (
     FIELD_CAP,
@@ -54,6 +55,7 @@ __all__ = [
     "last_feed_id",
     "legacy_dedup_key",
     "migrate",
+    "sql",
     "utc_now",
     "verp_addresses",
 ]

@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..classify.address import canonical, lookalike
-from ..schema_optout import migrate_v9
+from .schema_optout import migrate_v9
 
 if TYPE_CHECKING:
     import sqlite_utils
