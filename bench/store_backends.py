@@ -98,13 +98,13 @@ def sqlite_utils_cost(rows: int = 3000) -> tuple[float, float]:
 
     import sqlite_utils
 
-    from bouncemilter.store import INSERT_MESSAGE, Store
+    from bouncemilter.store import INSERT_MESSAGE
 
     out = []
     with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
         for way in ("sqlite3", "sqlite-utils"):
             path = str(Path(tmp) / f"{way}.db")
-            Store(path).close()
+            open_store(path).close()
             conn = sqlite3.connect(path, isolation_level=None)
             names = [c.strip() for c in INSERT_MESSAGE.split("(", 1)[1].split(")", 1)[0].split(",")]
             params = [

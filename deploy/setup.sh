@@ -56,7 +56,10 @@ fi
 install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
 if [ ! -e "$ETC/bouncemilter.toml" ]; then
-    install -m 0640 -o root -g "$USER_NAME" conf/bouncemilter.toml "$ETC/bouncemilter.toml"
+    # the database by its full path: the unit runs in $STATE, but an admin's `bouncemilter stats` runs anywhere
+    sed "s#^db = \"bouncemilter.db\"#db = \"$STATE/bouncemilter.db\"#" conf/bouncemilter.toml >"$ETC/bouncemilter.toml.new"
+    install -m 0640 -o root -g "$USER_NAME" "$ETC/bouncemilter.toml.new" "$ETC/bouncemilter.toml"
+    rm -f "$ETC/bouncemilter.toml.new"
 fi
 "$PREFIX/venv/bin/bouncemilter" check-config --config "$ETC/bouncemilter.toml" >/dev/null
 

@@ -236,38 +236,3 @@ def test_every_documented_command_line_parses() -> None:
             pass
         except click.UsageError as exc:
             raise AssertionError(f"{args}: {exc}") from None
-
-
-def test_the_readme_classify_example_is_what_the_command_prints() -> None:
-    import subprocess
-    import sys
-
-    (text,) = [t for info, t in code_blocks(REPO / "README.md") if info == "console" and "classify bouncemilter/" in t]
-    command, *expected = text.strip().splitlines()
-    argv = command.removeprefix("$ ").split()
-    out = subprocess.run(
-        [sys.executable, "-m", "bouncemilter.cli", *argv[1:]], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.splitlines()[: len(expected)] == expected
-
-
-def test_the_readme_jq_alerting_recipe_survives_a_non_json_line(tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-
-    import pytest
-
-    if shutil.which("jq") is None:
-        pytest.skip("jq not installed")
-    block = next(t for _, t in code_blocks(REPO / "README.md") if "journalctl -u bouncemilter --since -1h" in t)
-    first = next(line for line in block.splitlines() if line.startswith("journalctl"))
-    jq = first.partition("| ")[2]
-    log = tmp_path / "journal"
-    log.write_text(
-        "bouncemilter: something that is not JSON\n"
-        '{"event": "message", "hard": true, "queue_id": "A1"}\n'
-        '{"event": "message", "hard": false, "queue_id": "A2"}\n'
-        '{"level": "error", "event": "config_error", "msg": "x"}\n'
-    )
-    out = subprocess.run(f"cat {log} | {jq}", shell=True, capture_output=True, text=True, check=True)
-    assert [line for line in out.stdout.splitlines() if line] == ['{"event":"message","hard":true,"queue_id":"A1"}']
