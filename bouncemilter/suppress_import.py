@@ -291,9 +291,7 @@ def _last_change(conn: sqlite3.Connection) -> int:
 
 
 def _one(conn: sqlite3.Connection, row: Row, source_name: str, by: str, stamp: str, out: Outcome) -> None:
-    found = conn.execute(
-        Q.IMPORT_ROW, (row.address,)
-    ).fetchone()
+    found = conn.execute(Q.IMPORT_ROW, (row.address,)).fetchone()
     since = fmt_time(row.date) if row.date else stamp
     reason = row.reason or f"from {source_name}"
     why = f"{source_name} line {row.line}: {row.reason or '(no reason given)'}"
