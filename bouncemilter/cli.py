@@ -262,3 +262,7 @@ _register_optout(main)  # import-suppressions, notify
 
 if __name__ == "__main__":
     main()
+
+from .cli_store import register as _register_store  # noqa: E402
+
+_register_store(main)  # migrate-store, export

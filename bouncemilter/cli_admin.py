@@ -10,6 +10,7 @@ import click
 
 from .cli_common import config_options, echo_json, load, resolve_config
 from .config import ConfigError, load_settings, render
+from .store import display_name
 
 
 @click.command("check-config")
@@ -69,7 +70,7 @@ def prune_cmd(
             settings.db, days, with_suppressions=with_suppressions, dry_run=dry_run, timeout=settings.store_timeout
         )
     except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from exc
     if fmt == "json":
         echo_json({"dry_run": dry_run, "older_than_days": days, **out})
         return
@@ -98,7 +99,7 @@ def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) 
     try:
         out = backup(settings.db, dest, timeout=settings.store_timeout, force=force)
     except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(f"{settings.db} -> {dest}: {exc}") from exc
+        raise click.ClickException(f"{display_name(settings.db)} -> {dest}: {exc}") from exc
     click.echo(
         f"{dest}: {out['messages']} messages, {out['recipients']} recipients, {out['suppressions']} suppressions "
         f"({out['bytes']:,} bytes, {out['seconds']:.2f} s)"

@@ -15,9 +15,12 @@ FORMATS_DATA = ("table", "json")
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--config FILE and --db PATH (overriding the file's [store] db)."""
-    func = click.option("--db", "db", metavar="PATH", help="SQLite database (overrides the config file's store.db).")(
-        func
-    )
+    func = click.option(
+        "--db",
+        "db",
+        metavar="PATH",
+        help="The store: a SQLite file or a PostgreSQL URL postgresql://... (overrides the config file's store.db).",
+    )(func)
     func = click.option(
         "--config",
         "config_path",

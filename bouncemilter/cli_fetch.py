@@ -25,7 +25,8 @@ from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
-from .store import Store, StoreError
+from .store import StoreError, display_name
+from .suppressions import open_store
 from .unsubscribe import build_matcher
 from .verdict import make_domain_checker, make_verifier
 
@@ -183,7 +184,7 @@ def fetch_cmd(
         _fail(mailbox, str(exc), EXIT_MAILBOX)
     matcher = build_matcher(settings)
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except StoreError as exc:
         _fail(mailbox, str(exc), EXIT_STORE)
     store.suppressions.policy = Policy.from_settings(settings)
@@ -201,7 +202,7 @@ def fetch_cmd(
         if watch:
             _watch(mailbox, creds, opts, recorder, interval or settings.fetch_interval)
         else:
-            _once(mailbox, creds, opts, recorder, fmt, settings.db)
+            _once(mailbox, creds, opts, recorder, fmt, display_name(settings.db))
     finally:
         recorder.close()
         store.close()

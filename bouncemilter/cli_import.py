@@ -20,7 +20,8 @@ from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
 from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
-from .store import Store, StoreError
+from .store import StoreError, display_name
+from .suppressions import open_store
 from .unsubscribe import AddressMatcher, build_matcher
 from .verdict import make_domain_checker, make_verifier
 
@@ -143,7 +144,7 @@ def import_cmd(
             err=True,
         )
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     sent = SentReader(settings.db, settings.store_timeout) if settings.signing_log_sent else None
@@ -198,7 +199,7 @@ def import_cmd(
         "unverified": unverified,  # signed return paths: not proven to answer our mail
         "seconds": round(seconds, 3),
         "errors": [{"source": e.source, "message": e.message} for e in errors],
-        "db": settings.db,
+        "db": display_name(settings.db),
     }
     if fmt == "json":
         echo_json(summary)

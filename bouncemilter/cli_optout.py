@@ -16,7 +16,7 @@ from . import notify as nt
 from . import suppress_import as si
 from .cli_common import config_options, echo_json, load, printable
 from .cli_suppress import _connect, _who
-from .store import Store, StoreError
+from .store import Store, StoreError, display_name
 
 SHOWN = 50  # skipped rows listed on stderr; --rejects has them all
 
@@ -85,7 +85,7 @@ def import_suppressions_cmd(
         )
     except sqlite3.Error as exc:
         raise click.ClickException(
-            f"{settings.db}: {exc}; the batches before it are saved, run the same import again to finish"
+            f"{display_name(settings.db)}: {exc}; the batches before it are saved, run the same import again to finish"
         ) from None
     finally:
         conn.close()
@@ -202,7 +202,7 @@ def notify_cmd(
         click.echo(f"bouncemilter: {exc}; nothing sent, nothing lost", err=True)
         sys.exit(2)
     except sqlite3.Error as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from None
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from None
     if fmt == "json":
         echo_json({k: v for k, v in result.__dict__.items() if k != "delivered_ids"})
     else:

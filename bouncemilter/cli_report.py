@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import sys
@@ -12,8 +11,10 @@ from typing import Any, NoReturn
 import click
 
 from . import reports
+from . import store as store_db
 from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import ConfigError, load_settings
+from .store import sql as Q
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -22,14 +23,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _read_only(path: str, timeout: float) -> sqlite3.Connection:
-    """A read-only connection (mode=ro: a typo in --db must not create an empty database)."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such database (give --db or store.db in --config)")
-    uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout)
-    conn.execute("SELECT 1 FROM messages LIMIT 1")  # fails early when it is not a bouncemilter database
+def _read_only(db: str, timeout: float) -> Any:
+    """A read-only connection (SQLite mode=ro: a typo in --db must not create an empty database; PostgreSQL:
+    read-only transactions). Raises FileNotFoundError when there is no store, sqlite3.Error on either engine."""
+    try:
+        conn = store_db.connect(db, timeout, read_only=True)
+    except store_db.NoDatabase as exc:
+        raise FileNotFoundError(str(exc)) from None
+    conn.execute(Q.IS_A_STORE)  # fails early when it is not a bouncemilter database
     return conn
+
+
+def _unreachable(db: str, exc: BaseException) -> bool:
+    """A PostgreSQL store that cannot be reached (down, refusing, timing out), as opposed to a bad --db."""
+    return store_db.is_url(db) and isinstance(exc, sqlite3.OperationalError)
 
 
 # ------------------------------------------------------------------------------------------------------ stats
@@ -158,7 +165,7 @@ def stats_cmd(
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from exc
+        raise click.ClickException(f"{store_db.display_name(settings.db)}: {exc}") from exc
     if png:
         write_png(st, png)
     if fmt == "json":
@@ -282,7 +289,10 @@ def check_cmd(
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:
-        _unknown(f"cannot read {settings.db}: {exc}")
+        if _unreachable(settings.db, exc):  # the milter cannot store bounces either: it answers 4xx
+            click.echo(f"BOUNCEMILTER CRITICAL - store unreachable: {' '.join(str(exc).split())}")
+            sys.exit(reports.CRITICAL)
+        _unknown(f"cannot read {store_db.display_name(settings.db)}: {exc}")
     click.echo(result.text)
     sys.exit(result.state)
 

@@ -21,6 +21,7 @@ from .cli_common import config_options, echo_json, echo_table, load, printable
 from .config import Settings
 from .policy import Policy, parse_time
 from .reports import WHEN_FORMS
+from .store import display_name
 
 CATEGORIES = ("hard", "soft", "complaint", "opt-out", "manual")  # suppressions.category
 _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
@@ -50,7 +51,7 @@ def _connect(settings: Settings, write: bool) -> sqlite3.Connection:
     except sup.NoDatabase as exc:
         raise click.ClickException(str(exc)) from exc
     except sqlite3.Error as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from exc
 
 
 def _who(by: str | None) -> str:
@@ -111,6 +112,8 @@ def suppress_cmd(
     conn = _connect(settings, write=True)
     try:
         changed = sup.suppress(conn, addr, reason, _who(by), source=source)
+    except sqlite3.Error as exc:  # e.g. a read-only file, or a PostgreSQL role without the right to write
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from exc
     finally:
         conn.close()
     click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
@@ -135,7 +138,7 @@ def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invali
     try:
         changed = sup.suppress_many(conn, addresses, reason, _who(by), source=source)
     except sqlite3.Error as exc:
-        raise click.ClickException(f"{settings.db}: {exc}; nothing saved") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}; nothing saved") from exc
     finally:
         conn.close()
     click.echo(
@@ -185,7 +188,7 @@ def rebuild_cmd(config_path: str | None, db: str | None, fmt: str) -> None:
     try:
         counts = sup.rebuild(conn, Policy.from_settings(settings))
     except sqlite3.Error as exc:
-        raise click.ClickException(f"{settings.db}: {exc}") from exc
+        raise click.ClickException(f"{display_name(settings.db)}: {exc}") from exc
     finally:
         conn.close()
     if fmt == "json":
@@ -352,7 +355,9 @@ def _print_changes(settings: Settings, since: str, limit: int | None, category: 
     conn = _connect(settings, write=False)
     try:
         if not feed.has_feed(conn):
-            raise click.ClickException(f"{settings.db}: no feed yet (a bouncemilter run or any write command adds it)")
+            raise click.ClickException(
+                f"{display_name(settings.db)}: no feed yet (a bouncemilter run or any write command adds it)"
+            )
         rows, next_cursor = feed.changes(conn, cursor, limit or 0, category)
     except feed.CursorError as exc:
         raise click.ClickException(str(exc)) from None

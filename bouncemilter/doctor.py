@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import store as store_db
 from .milter import SocketSpec, parse_socket
+from .store import sql as Q
 
 
 @dataclass
@@ -244,6 +246,19 @@ def _smtpd_chrooted(postconf: Postconf) -> bool:
 
 
 def _db_check(settings: Any, user: str) -> Check:
+    if store_db.is_url(settings.db):  # PostgreSQL: no file to own; the store must answer within its timeout
+        name = store_db.display_name(settings.db)
+        try:
+            store_db.connect(settings.db, settings.store_timeout, write=True).close()
+        except (sqlite3.Error, store_db.NoDatabase) as exc:
+            return Check(
+                "the store (PostgreSQL) answers and its schema is up to date",
+                False,
+                f"{name}: {' '.join(str(exc).split())}",
+                "start PostgreSQL or fix [store] db (host, port, sslmode, the password in ~/.pgpass or PGPASSWORD); "
+                "deploy/postgres/ has the roles and grants",
+            )
+        return Check("the store (PostgreSQL) answers and its schema is up to date", True, name, "")
     db = os.path.abspath(settings.db)
     folder = os.path.dirname(db)
 
@@ -289,11 +304,11 @@ def _send_check(settings: Any, smtp: tuple[str, int], timeout: float) -> Check:
         return Check(name, False, f"MAIL FROM:<> RCPT TO:<{to}> answered {reply}", fix)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.Error, OSError):
-            conn2 = sqlite3.connect(f"file:{os.path.abspath(settings.db)}?mode=ro", uri=True, timeout=5)
+        with contextlib.suppress(sqlite3.Error, OSError, store_db.NoDatabase):
+            conn2 = store_db.connect(settings.db, 5, read_only=True)
             try:
                 row = conn2.execute(
-                    "SELECT kind FROM messages WHERE message_id = ?", (f"<doctor-{token}@bouncemilter.invalid>",)
+                    Q.MESSAGE_KIND_BY_MESSAGE_ID, (f"<doctor-{token}@bouncemilter.invalid>",)
                 ).fetchone()
             finally:
                 conn2.close()
@@ -303,6 +318,7 @@ def _send_check(settings: Any, smtp: tuple[str, int], timeout: float) -> Check:
     return Check(
         name,
         False,
-        f"Postfix accepted the report for {to}, but it is not in {settings.db} after {timeout:g} s",
+        f"Postfix accepted the report for {to}, but it is not in {store_db.display_name(settings.db)} after "
+        f"{timeout:g} s",
         "smtpd_milters must name this milter's socket; check Postfix's log for 'milter'",
     )

@@ -1,9 +1,10 @@
 """The suppression list as a feed: every change since a cursor (`bouncemilter suppressed --changes-since`).
 
-Triggers on ``suppressions`` (store migration 9, schema_optout.py) write one ``suppression_changes`` row per
+Triggers on ``suppressions`` (store migration 9, store/schema_optout.py) write one ``suppression_changes`` row per
 addition, removal, or change of source/category of a suppressed address, whatever changed it. Its id is the
-cursor: AUTOINCREMENT ids are never reused, and SQLite's single writer commits them in order, so a reader that
-saw id N has seen every change up to N. A consumer keeps the last cursor it processed and asks for what came
+cursor: AUTOINCREMENT ids are never reused, and SQLite's single writer commits them in order (on PostgreSQL the
+feed's trigger takes a lock so that the hosts' changes commit in id order too), so a reader that saw id N has
+seen every change up to N. A consumer keeps the last cursor it processed and asks for what came
 after; the answer ends with the next cursor to keep. Cursor 0 is the beginning (the migration seeded an
 addition for every address suppressed at the time).
 """
@@ -13,8 +14,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from .store import sql as Q
+from .store.core import has_table, last_feed_id
+
 OPS = ("add", "remove", "update")
-COLUMNS = ("id", "at", "op", "address", "source", "category", "reason", "summary", "suppressed_at")
+COLUMNS = Q.FEED_COLUMNS
 
 
 class CursorError(ValueError):
@@ -30,13 +34,11 @@ def parse_cursor(text: str | int) -> int:
 
 def last_id(conn: sqlite3.Connection) -> int:
     """The greatest cursor this database ever gave (0 before its first change)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'suppression_changes'").fetchone()
-    return int(row[0]) if row else 0
+    return last_feed_id(conn)
 
 
 def has_feed(conn: sqlite3.Connection) -> bool:
-    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'suppression_changes'"
-    return conn.execute(sql).fetchone() is not None
+    return has_table(conn, "suppression_changes")
 
 
 def changes(
@@ -52,11 +54,8 @@ def changes(
             f"cursor {cursor} is ahead of this database's feed (its last change is {newest}): another database, or "
             "one restored from a backup; sync everything again from cursor 0"
         )
-    sql = f"SELECT {', '.join(COLUMNS)} FROM suppression_changes WHERE id > ? ORDER BY id"
-    params: list[Any] = [cursor]
-    if limit:
-        sql += " LIMIT ?"
-        params.append(limit)
+    sql = Q.feed_changes(bool(limit))
+    params: list[Any] = [cursor, limit] if limit else [cursor]
     # one statement: one snapshot of the database, however long the consumer takes to read it
     rows = [dict(zip(COLUMNS, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
     next_cursor = rows[-1]["id"] if rows else cursor

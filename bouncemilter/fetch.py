@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import ingest
+from . import store as store_db
 from .classify import Classification
 from .store import Store, StoreError
 
@@ -304,7 +305,7 @@ class _StoredRows:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+            self._conn = store_db.connect(self.path, self.timeout)  # SQLite file or PostgreSQL URL
         return self._conn
 
     def close(self) -> None:
@@ -364,14 +365,11 @@ class Recorder:
 
     def _by_row(self, refs: Mapping[Any, int]) -> dict[Any, str]:
         ids = sorted(set(refs.values()))
-        sql = (
-            "SELECT m.id, m.kind, m.error, COALESCE(MAX(r.hard), 0) FROM messages m LEFT JOIN recipients r "
-            f"ON r.message_id = m.id WHERE m.id IN ({','.join('?' * len(ids))}) GROUP BY m.id"
-        )
+        sql = store_db.sql.stored_categories(len(ids))
         try:
             cats = {i: _stored_category(k, e, h) for i, k, e, h in self.rows._db().execute(sql, ids)}
         except sqlite3.Error as exc:
-            raise FetchStoreError(f"{self.store.path}: cannot read the store: {exc}") from None
+            raise FetchStoreError(f"{store_db.display_name(self.store.path)}: cannot read the store: {exc}") from None
         return {ref: cats.get(row, "unrecognised") for ref, row in refs.items()}
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+from . import store as store_db
 from .classify import Classification, classify, optout
 from .store import MessageMeta, Store, StoreError, dedup_key
 
@@ -326,14 +327,13 @@ class _KeyReader:
             return {}
         try:
             if self._conn is None:
-                self._conn = sqlite3.connect(self.path, timeout=self.timeout)
+                self._conn = store_db.connect(self.path, self.timeout)  # SQLite file or PostgreSQL URL
             found: dict[str, int] = {}
             for start in range(0, len(wanted), self.CHUNK):
                 chunk = wanted[start : start + self.CHUNK]
-                sql = f"SELECT dedup_key, id FROM messages WHERE dedup_key IN ({','.join('?' * len(chunk))})"
-                found.update((k, int(i)) for k, i in self._conn.execute(sql, chunk))
+                found.update((k, int(i)) for k, i in self._conn.execute(store_db.sql.stored_keys(len(chunk)), chunk))
             return found
-        except sqlite3.Error:
+        except (sqlite3.Error, store_db.NoDatabase):
             return {}  # only an optimisation: record_many() checks every key again anyway
 
     def close(self) -> None:

@@ -14,18 +14,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import store as store_db
 from .store import fmt_time
+from .store import sql as Q
 
 PRUNE_BATCH = 1000  # messages per transaction
-_OPT_OUT = "'opt-out' IN (source, category)"
 
 
-def _connect(path: str, timeout: float) -> sqlite3.Connection:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such database (give --db or store.db in --config)")
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    return conn
+def _connect(path: str, timeout: float) -> Any:
+    try:
+        return store_db.connect(path, timeout)
+    except store_db.NoDatabase as exc:
+        raise FileNotFoundError(str(exc)) from None
 
 
 def prune(
@@ -49,51 +49,39 @@ def prune(
     out = {"cutoff": cutoff, "messages": 0, "recipients": 0, "kept_as_evidence": 0, "suppressions": 0}
     try:
         if with_suppressions:
-            # an opt-out never expires: the subscriber asked, and only unsuppress lifts it (issue #11)
-            old = f"updated_at < ? AND NOT (state = 'suppressed' AND {_OPT_OUT})"
-            n = conn.execute(f"SELECT COUNT(*) FROM suppressions WHERE {old}", (cutoff,)).fetchone()[0]
+            n = conn.execute(Q.PRUNE_COUNT_SUPPRESSIONS, (cutoff,)).fetchone()[0]  # opt-outs never expire
             out["suppressions"] = int(n)
             if not dry_run:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute(f"DELETE FROM suppressions WHERE {old}", (cutoff,))
-                conn.execute("DELETE FROM suppression_log WHERE at < ?", (cutoff,))
+                conn.execute(Q.PRUNE_SUPPRESSIONS, (cutoff,))
+                conn.execute(Q.PRUNE_SUPPRESSION_LOG, (cutoff,))
                 # the feed's old changes of addresses no longer suppressed, and delivered webhook bodies (the
                 # cursor ids are never reused, so a consumer misses nothing it still needs)
-                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'suppression_changes'").fetchone():
+                if store_db.has_table(conn, "suppression_changes"):
                     conn.execute(
-                        """DELETE FROM suppression_changes WHERE at < ? AND address NOT IN
-                               (SELECT address FROM suppressions WHERE state = 'suppressed')""",
+                        Q.PRUNE_FEED,
                         (cutoff,),
                     )
-                    conn.execute("DELETE FROM notify_outbox WHERE delivered_at < ?", (cutoff,))
+                    conn.execute(Q.PRUNE_OUTBOX, (cutoff,))
                 conn.execute("COMMIT")
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.keep")
-        conn.execute(
-            """INSERT OR IGNORE INTO temp.keep SELECT r.message_id FROM recipients r WHERE r.id IN (
-                   SELECT CAST(e.value AS INTEGER) FROM suppressions s, json_each(s.evidence) e
-                   WHERE s.state = 'suppressed' AND json_valid(s.evidence))"""
-        )
-        out["kept_as_evidence"] = conn.execute(
-            "SELECT COUNT(*) FROM messages WHERE received_at < ? AND id IN (SELECT id FROM temp.keep)", (cutoff,)
-        ).fetchone()[0]
-        doomed = "SELECT id FROM messages WHERE received_at < ? AND id NOT IN (SELECT id FROM temp.keep)"
+        pg = store_db.dialect(conn) == "postgres"
+        for sql in Q.PG_PRUNE_KEEP if pg else Q.PRUNE_KEEP:
+            conn.execute(sql)
+        out["kept_as_evidence"] = conn.execute(Q.PG_PRUNE_KEPT if pg else Q.PRUNE_KEPT, (cutoff,)).fetchone()[0]
         if dry_run:
-            out["messages"] = conn.execute(f"SELECT COUNT(*) FROM ({doomed})", (cutoff,)).fetchone()[0]
-            out["recipients"] = conn.execute(
-                f"SELECT COUNT(*) FROM recipients WHERE message_id IN ({doomed})", (cutoff,)
-            ).fetchone()[0]
+            count = Q.PG_PRUNE_COUNT_MESSAGES if pg else Q.PRUNE_COUNT_MESSAGES
+            out["messages"] = conn.execute(count, (cutoff,)).fetchone()[0]
+            count = Q.PG_PRUNE_COUNT_RECIPIENTS if pg else Q.PRUNE_COUNT_RECIPIENTS
+            out["recipients"] = conn.execute(count, (cutoff,)).fetchone()[0]
             return out
+        next_batch = Q.PG_PRUNE_NEXT_BATCH if pg else Q.PRUNE_NEXT_BATCH
         while True:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                ids = [r[0] for r in conn.execute(f"{doomed} LIMIT ?", (cutoff, batch))]
+                ids = [r[0] for r in conn.execute(next_batch, (cutoff, batch))]
                 if ids:
-                    marks = ",".join("?" * len(ids))
-                    out["recipients"] += conn.execute(
-                        f"DELETE FROM recipients WHERE message_id IN ({marks})", ids
-                    ).rowcount
-                    out["messages"] += conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids).rowcount
+                    out["recipients"] += conn.execute(Q.prune_recipients(len(ids)), ids).rowcount
+                    out["messages"] += conn.execute(Q.prune_messages(len(ids)), ids).rowcount
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -115,6 +103,10 @@ def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -
     """
     if os.path.exists(dest) and not force:
         raise FileExistsError(f"{dest}: exists (give --force to replace it)")
+    if store_db.is_url(path):  # PostgreSQL: a SQLite snapshot of one read transaction (pg_dump is the other way)
+        from .store.transfer import export_sqlite
+
+        return export_sqlite(path, dest, timeout=timeout, force=force)
     t0 = time.perf_counter()
     src = _connect(path, timeout)
     tmp = f"{dest}.tmp-{os.getpid()}"
@@ -126,12 +118,12 @@ def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -
         dst = sqlite3.connect(tmp, isolation_level=None)
         try:
             src.backup(dst)  # pages=-1: the whole database in one step, i.e. one read snapshot
-            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            dst.execute(Q.SQLITE_SELF_CONTAINED)  # one self-contained file
+            check = dst.execute(Q.SQLITE_QUICK_CHECK).fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"the copy fails its check: {check}")
             counts = {
-                table: dst.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                table: dst.execute(Q.count_rows(table)).fetchone()[0]
                 for table in ("messages", "recipients", "suppressions")
             }
         finally:

@@ -43,7 +43,8 @@ from . import decide, logjson
 from .classify import Classification, classify
 from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
-from .store import Store, StoreError
+from .store import Store, StoreError, display_name
+from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 
 MILTER_NAME = "bouncemilter"
@@ -1233,9 +1234,11 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logjson.event(logger, logging.ERROR, "start_failed", str(exc))
         return 2
     try:
-        store = Store(settings.db, settings.store_timeout)
+        store = open_store(settings.db, settings.store_timeout)
     except (StoreError, OSError) as exc:
-        logjson.event(logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=str(settings.db))
+        logjson.event(
+            logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=display_name(str(settings.db))
+        )
         return 1
     store.suppressions.policy = Policy.from_settings(settings)
     metrics = None

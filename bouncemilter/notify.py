@@ -45,7 +45,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import __version__, logjson
+from . import store as store_db
 from .store import fmt_time
+from .store import sql as Q
 
 SECRET_MIN = 16  # bytes of HMAC key
 BATCH = 200  # rows claimed per pass
@@ -155,9 +157,7 @@ class Notifier:
     # -- database steps (short transactions) ------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db, timeout=self.db_timeout, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        return conn
+        return store_db.connect(self.db, self.db_timeout)  # a SQLite file or a PostgreSQL URL
 
     @property
     def settings(self) -> Any:
@@ -183,12 +183,11 @@ class Notifier:
 
     def _position(self, conn: sqlite3.Connection) -> int:
         """Inside the caller's transaction: the position, created at the end of the feed when there is none."""
-        row = conn.execute("SELECT value FROM notify_state WHERE name = 'cursor'").fetchone()
+        row = conn.execute(Q.NOTIFY_CURSOR).fetchone()
         if row is not None:
             return int(row[0])
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'suppression_changes'").fetchone()
-        position = int(seq[0]) if seq else 0
-        conn.execute("INSERT INTO notify_state (name, value) VALUES ('cursor', ?)", (str(position),))
+        position = store_db.last_feed_id(conn)
+        conn.execute(Q.NOTIFY_CURSOR_INSERT, (str(position),))
         logjson.event(
             self.logger,
             logging.INFO,
@@ -205,8 +204,7 @@ class Notifier:
         try:
             position = self._position(conn)
             changes = conn.execute(
-                """SELECT id, at, op, address, source, category, reason, summary, suppressed_at, notify
-                   FROM suppression_changes WHERE id > ? ORDER BY id LIMIT 1000""",
+                Q.FEED_TO_NOTIFY,
                 (position,),
             ).fetchall()
             queued = 0
@@ -229,14 +227,12 @@ class Notifier:
                     separators=(",", ":"),
                 )
                 queued += conn.execute(
-                    """INSERT OR IGNORE INTO notify_outbox (id, address, body, created_at, next_attempt_at)
-                       VALUES (?, ?, ?, ?, ?)""",
+                    Q.OUTBOX_ADD,
                     (c["id"], c["address"], body, now, now),
                 ).rowcount
             if changes:
                 conn.execute(
-                    "INSERT INTO notify_state (name, value) VALUES ('cursor', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    Q.NOTIFY_CURSOR_SET,
                     (str(changes[-1]["id"]),),
                 )
             conn.execute("COMMIT")
@@ -250,18 +246,12 @@ class Notifier:
         now = self.clock()
         stamp = fmt_time(now)
         until = fmt_time(now + timedelta(seconds=float(self.settings.notify_timeout) + CLAIM_SLACK))
-        due = "" if retry_now else "AND next_attempt_at <= ?"
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute(
-                f"""SELECT id, address, body, attempts FROM notify_outbox
-                    WHERE delivered_at IS NULL {due} AND (claimed_until IS NULL OR claimed_until < ?)
-                    ORDER BY id LIMIT ?""",
-                (stamp, stamp, BATCH) if not retry_now else (stamp, BATCH),
+                Q.outbox_claimable(retry_now), (stamp, stamp, BATCH) if not retry_now else (stamp, BATCH)
             ).fetchall()
-            conn.executemany(
-                "UPDATE notify_outbox SET claimed_until = ? WHERE id = ?", [(until, r["id"]) for r in rows]
-            )
+            conn.executemany(Q.OUTBOX_CLAIM, [(until, r["id"]) for r in rows])
             conn.execute("COMMIT")
             return rows
         except BaseException:
@@ -281,8 +271,7 @@ class Notifier:
 
     def _release(self, conn: sqlite3.Connection, ids: list[int]) -> None:
         if ids:
-            marks = ",".join("?" * len(ids))
-            self._settle(conn, f"UPDATE notify_outbox SET claimed_until = NULL WHERE id IN ({marks})", tuple(ids))
+            self._settle(conn, Q.outbox_release(len(ids)), tuple(ids))
 
     # -- one pass -----------------------------------------------------------------------------------------------
 
@@ -304,8 +293,7 @@ class Notifier:
                 if not error:
                     self._settle(
                         conn,
-                        """UPDATE notify_outbox SET delivered_at = ?, last_attempt_at = ?, attempts = attempts + 1,
-                               claimed_until = NULL, last_error = '' WHERE id = ?""",
+                        Q.OUTBOX_DELIVERED,
                         (fmt_time(now), fmt_time(now), row["id"]),
                     )
                     self.failures = 0
@@ -325,8 +313,7 @@ class Notifier:
                 later = fmt_time(now + timedelta(seconds=wait))
                 self._settle(
                     conn,
-                    """UPDATE notify_outbox SET attempts = ?, last_attempt_at = ?, last_error = ?, next_attempt_at = ?,
-                           claimed_until = NULL WHERE id = ?""",
+                    Q.OUTBOX_FAILED,
                     (attempts, fmt_time(now), error[:500], later, row["id"]),
                 )
                 down = _receiver_down(error)
@@ -337,9 +324,8 @@ class Notifier:
                     self._release(conn, rest)
                     self._settle(
                         conn,
-                        """UPDATE notify_outbox SET next_attempt_at = MAX(next_attempt_at, ?)
-                           WHERE delivered_at IS NULL AND id != ?""",
-                        (later, row["id"]),
+                        Q.OUTBOX_DEFER_OTHERS,
+                        (later, later, row["id"]),
                     )
                     self.failures += 1
                 out.failed += 1
@@ -387,7 +373,7 @@ class Notifier:
 
     @staticmethod
     def waiting(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL").fetchone()[0])
+        return int(conn.execute(Q.OUTBOX_WAITING).fetchone()[0])
 
     def pause(self) -> float:
         """Seconds to wait before the next pass: the interval, or the backoff after failures."""
@@ -416,19 +402,11 @@ class Notifier:
 
 def status(conn: sqlite3.Connection) -> dict[str, Any]:
     """The outbox at a glance (`bouncemilter notify --status`)."""
-    row = conn.execute(
-        """SELECT COUNT(*) AS total, COALESCE(SUM(delivered_at IS NOT NULL), 0) AS delivered,
-                  COALESCE(SUM(delivered_at IS NULL), 0) AS waiting,
-                  MIN(CASE WHEN delivered_at IS NULL THEN created_at END) AS oldest_waiting
-           FROM notify_outbox"""
-    ).fetchone()
-    cur = conn.execute(
-        """SELECT id, address, attempts, last_attempt_at, last_error, next_attempt_at FROM notify_outbox
-           WHERE delivered_at IS NULL AND last_error != '' ORDER BY last_attempt_at DESC LIMIT 1"""
-    )
+    row = conn.execute(Q.OUTBOX_STATUS).fetchone()
+    cur = conn.execute(Q.OUTBOX_WAITING_ROWS)
     found = cur.fetchone()
     last = dict(zip([c[0] for c in cur.description], found, strict=True)) if found is not None else None
-    position = conn.execute("SELECT value FROM notify_state WHERE name = 'cursor'").fetchone()
+    position = conn.execute(Q.NOTIFY_CURSOR).fetchone()
     return {
         "queued_total": int(row[0]),
         "delivered": int(row[1]),

@@ -31,15 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .policy import parse_time
-from .store import fmt_time
+from .store import dialect, fmt_time, has_column, has_table
+from .store import sql as Q
 
 BY_CHOICES: tuple[str, ...] = ("kind", "reason", "domain", "remote-mta", "hour", "day", "week", "month")
-# time groupings other than hour (which fills its quiet hours): SQL over messages m, in time order
-_PERIOD_KEYS = {
-    "day": "SUBSTR(m.received_at, 1, 10)",
-    "week": "'week of ' || date(SUBSTR(m.received_at, 1, 10), '-6 days', 'weekday 1')",  # the Monday
-    "month": "SUBSTR(m.received_at, 1, 7)",
-}
+_PERIOD_KEYS = Q.PERIOD_KEYS
 WHEN_FORMS = "24h, 7d, 30m, 2w (that long ago), an ISO date or time such as 2026-05-01 or 2026-05-01T12:00, or all"
 
 BLOCK_REASONS: tuple[str, ...] = (
@@ -127,10 +123,6 @@ class Stats:
         return row.messages if self.unit == "messages" else row.recipients
 
 
-# recipient-level groupings: (SQL expression over recipients r)
-_RECIPIENT_KEYS = {"reason": "r.reason", "domain": "r.domain", "remote-mta": "LOWER(r.remote_mta)"}
-
-
 def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: datetime) -> Stats:
     """Counts in [since, now] grouped `by` one of BY_CHOICES; rows ordered by their measure (hour: by time)."""
     if by not in BY_CHOICES:
@@ -139,39 +131,17 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
     hi = fmt_time(now)
     window = (lo, hi)
     # a store not migrated to signed return paths yet (this connection is read-only) has no verified column
-    m_unv, r_unv = ("m.verified = 0", "r.verified = 0") if _has_verified(conn) else ("0", "0")
-    totals = conn.execute(
-        f"""SELECT COUNT(*), COALESCE(SUM(recipient_count), 0), COALESCE(SUM({m_unv}), 0) FROM messages m
-            WHERE received_at >= ? AND received_at <= ?""",
-        window,
-    ).fetchone()
-    total_hard = conn.execute(
-        "SELECT COALESCE(SUM(hard), 0) FROM recipients WHERE received_at >= ? AND received_at <= ?", window
-    ).fetchone()[0]
+    signed = _has_verified(conn)
+    totals = conn.execute(Q.stats_totals(signed), window).fetchone()
+    total_hard = conn.execute(Q.STATS_TOTAL_HARD, window).fetchone()[0]
     unit = "messages" if by in ("kind", "hour", *_PERIOD_KEYS) else "recipients"
     result = Stats(by, lo, hi, unit, [], int(totals[0]), int(totals[1]), int(total_hard), int(totals[2]))
 
     if by in ("kind", "hour", *_PERIOD_KEYS):
-        key = {"kind": "m.kind", "hour": "SUBSTR(m.received_at, 1, 13)", **_PERIOD_KEYS}[by]
-        # recipients and hard per group from a per-message aggregate: a join would multiply the message count
-        rows = conn.execute(
-            f"""SELECT {key} AS k, COUNT(*), COALESCE(SUM(m.recipient_count), 0), COALESCE(SUM(h.hard), 0),
-                       COALESCE(SUM({m_unv}), 0)
-                FROM messages m
-                LEFT JOIN (SELECT message_id, SUM(hard) AS hard FROM recipients
-                           WHERE received_at >= ? AND received_at <= ? GROUP BY message_id) h ON h.message_id = m.id
-                WHERE m.received_at >= ? AND m.received_at <= ?
-                GROUP BY k""",
-            window + window,
-        ).fetchall()
+        key = (Q.PG_MESSAGE_KEYS if dialect(conn) == "postgres" else Q.MESSAGE_KEYS)[by]
+        rows = conn.execute(Q.stats_by_message(key, signed), window + window).fetchall()
     else:
-        key = _RECIPIENT_KEYS[by]
-        rows = conn.execute(
-            f"""SELECT {key} AS k, COUNT(DISTINCT r.message_id), COUNT(*), COALESCE(SUM(r.hard), 0),
-                       COALESCE(SUM({r_unv}), 0)
-                FROM recipients r WHERE r.received_at >= ? AND r.received_at <= ? GROUP BY k""",
-            window,
-        ).fetchall()
+        rows = conn.execute(Q.stats_by_recipient(Q.RECIPIENT_KEYS[by], signed), window).fetchall()
     items = [StatsRow(str(k) if k else NONE_LABEL, int(m), int(r), int(h), 0.0, int(u)) for k, m, r, h, u in rows]
     if by == "hour":
         items = _fill_hours(items, since, now)
@@ -189,7 +159,7 @@ def stats(conn: sqlite3.Connection, by: str, since: datetime | None, now: dateti
 
 
 def _has_verified(conn: sqlite3.Connection) -> bool:
-    return any(r[1] == "verified" for r in conn.execute("PRAGMA table_info(messages)"))
+    return has_column(conn, "messages", "verified")
 
 
 def _fill_hours(items: list[StatsRow], since: datetime | None, now: datetime) -> list[StatsRow]:
@@ -284,25 +254,15 @@ class Window:
 
 def window_counts(conn: sqlite3.Connection, since: datetime, now: datetime) -> Window:
     lo, hi = fmt_time(since), fmt_time(now)
-    marks = ", ".join("?" * len(BLOCK_REASONS))
     messages, complaints, opt_outs = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(kind = 'complaint'), 0), COALESCE(SUM(kind = 'opt_out'), 0) FROM messages
-           WHERE received_at >= ? AND received_at <= ?""",
+        Q.WINDOW_MESSAGES,
         (lo, hi),
     ).fetchone()
     bounces, hard = conn.execute(
-        """SELECT COUNT(*), COALESCE(SUM(hard), 0) FROM recipients
-           WHERE kind = 'bounce' AND received_at >= ? AND received_at <= ?""",
+        Q.WINDOW_BOUNCES,
         (lo, hi),
     ).fetchone()
-    blocked = dict(
-        conn.execute(
-            f"""SELECT reason, COUNT(*) FROM recipients
-                WHERE kind = 'bounce' AND received_at >= ? AND received_at <= ? AND reason IN ({marks})
-                GROUP BY reason ORDER BY COUNT(*) DESC, reason""",
-            (lo, hi, *BLOCK_REASONS),
-        ).fetchall()
-    )
+    blocked = dict(conn.execute(Q.window_blocked(len(BLOCK_REASONS)), (lo, hi, *BLOCK_REASONS)).fetchall())
     return Window(
         lo, hi, int(messages), int(bounces), int(hard), int(complaints), sum(blocked.values()), blocked, int(opt_outs)
     )
@@ -328,16 +288,14 @@ def _show(v: float | None, rate: bool) -> str:
 
 
 def _pending_count(conn: sqlite3.Connection) -> int:
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
-    except sqlite3.OperationalError:  # a database from before migration 5
+    if not has_table(conn, "pending_suppressions"):  # a database from before migration 5
         return 0
+    return int(conn.execute(Q.PENDING_COUNT).fetchone()[0])
 
 
 def _notify_stuck(conn: sqlite3.Connection, now: datetime) -> int:
     try:
-        sql = "SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL AND created_at < ?"
-        return int(conn.execute(sql, (fmt_time(now - timedelta(hours=1)),)).fetchone()[0])
+        return int(conn.execute(Q.NOTIFY_STUCK, (fmt_time(now - timedelta(hours=1)),)).fetchone()[0])
     except sqlite3.OperationalError:  # a database from before migration 9
         return 0
 

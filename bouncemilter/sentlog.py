@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import logjson
+from . import store as store_db
 from .store import fmt_time, utc_now
 
 BATCH = 500  # rows per transaction at most
@@ -45,10 +46,11 @@ class SentReader:
         with self._lock:
             try:
                 if self._conn is None:
-                    self._conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
-                rows = self._conn.execute(f"SELECT recipients FROM sent WHERE {column} = ? LIMIT 100", (value,))
+                    self._conn = store_db.connect(self.path, self.timeout)  # SQLite file or PostgreSQL URL
+                query = store_db.sql.SENT_BY_TOKEN if column == "token" else store_db.sql.SENT_BY_MESSAGE_ID
+                rows = self._conn.execute(query, (value,))
                 out = [{str(a).lower() for a in json.loads(r[0] or "[]")} for r in rows]
-            except (sqlite3.Error, ValueError):
+            except (sqlite3.Error, store_db.NoDatabase, ValueError):
                 self.close_locked()
                 return None  # evidence unavailable: the bounce is judged without it
         return out or None

@@ -31,6 +31,8 @@ from email.utils import parsedate_to_datetime
 
 from .classify.address import canonical, show
 from .store import fmt_time, utc_now
+from .store import sql as Q
+from .store.core import last_feed_id
 from .suppressions import address_flags
 
 BATCH = 2000
@@ -275,7 +277,7 @@ def write(
             for row in chunk:
                 _one(conn, row, source_name, by, stamp, out)
             if not notify:  # the receiver already has these (it is where the list came from)
-                conn.execute("UPDATE suppression_changes SET notify = 0 WHERE id > ?", (before,))
+                conn.execute(Q.IMPORT_QUIET_FEED, (before,))
             conn.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -285,14 +287,11 @@ def write(
 
 
 def _last_change(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'suppression_changes'").fetchone()
-    return int(row[0]) if row else 0
+    return last_feed_id(conn)
 
 
 def _one(conn: sqlite3.Connection, row: Row, source_name: str, by: str, stamp: str, out: Outcome) -> None:
-    found = conn.execute(
-        "SELECT state, source, category, manual_at FROM suppressions WHERE address = ?", (row.address,)
-    ).fetchone()
+    found = conn.execute(Q.IMPORT_ROW, (row.address,)).fetchone()
     since = fmt_time(row.date) if row.date else stamp
     reason = row.reason or f"from {source_name}"
     why = f"{source_name} line {row.line}: {row.reason or '(no reason given)'}"
@@ -301,13 +300,11 @@ def _one(conn: sqlite3.Connection, row: Row, source_name: str, by: str, stamp: s
     if found is not None and found[0] == "suppressed":
         if row.category == "opt-out" and found[1] != "opt-out":
             conn.execute(
-                """UPDATE suppressions SET source = 'opt-out', category = 'opt-out', reason = ?, summary = ?,
-                       updated_at = ?, manual_by = ?, manual_reason = ?, manual_at = ? WHERE address = ?""",
+                Q.IMPORT_OPT_OUT_OVER,
                 (reason, summary, stamp, by, why, stamp, row.address),
             )
             conn.execute(
-                "INSERT INTO suppression_log (address, at, action, source, by, why) VALUES (?, ?, 'suppress', "
-                "'import', ?, ?)",
+                Q.IMPORT_LOG,
                 (row.address, stamp, by[:200], why[:1000]),
             )
             out.opted_out += 1
@@ -321,13 +318,7 @@ def _one(conn: sqlite3.Connection, row: Row, source_name: str, by: str, stamp: s
         )
         return
     conn.execute(
-        """INSERT INTO suppressions (address, domain, state, source, category, reason, summary, suppressed_at,
-               created_at, updated_at, manual_by, manual_reason, manual_at, flags)
-           VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
-               category = excluded.category, reason = excluded.reason, summary = excluded.summary,
-               suppressed_at = excluded.suppressed_at, updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-               manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+        Q.IMPORT_SUPPRESS,
         (
             row.address,
             row.address.rpartition("@")[2],
@@ -345,9 +336,9 @@ def _one(conn: sqlite3.Connection, row: Row, source_name: str, by: str, stamp: s
         ),
     )
     conn.execute(
-        "INSERT INTO suppression_log (address, at, action, source, by, why) VALUES (?, ?, 'suppress', 'import', ?, ?)",
+        Q.IMPORT_LOG,
         (row.address, stamp, by[:200], why[:1000]),
     )
-    conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (row.address,))  # decided by the import
+    conn.execute(Q.DELETE_PENDING_ADDRESS, (row.address,))  # decided by the import
     out.suppressed += 1
     out.by_category[row.category] = out.by_category.get(row.category, 0) + 1

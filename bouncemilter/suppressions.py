@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -28,20 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
 from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
-from .store import fmt_time, migrate, utc_now
+from .store import sql as Q
+from .store.core import Store, fmt_time, has_column, has_table, utc_now
+from .store.db import NoDatabase, connect
 
 if TYPE_CHECKING:
     from .classify.model import Classification
-    from .store import MessageMeta
+    from .store.core import MessageMeta
 
-EVIDENCE_CAP = 200  # ids kept per address: the trigger first, then the most recent
-
-_EVENT_COLUMNS = """r.id, r.received_at, r.kind, r.reason, r.hard, r.status, m.feedback_type, r.verified"""
-# Only mail to a configured bounce address may move the suppression list. Null-sender mail to anyone else
-# (match_null_sender) is a DSN about an employee's own mail: recorded at most, never evidence against the
-# addresses it names.
-_TO_BOUNCE_ADDRESS = "m.bounce_addresses != '[]'"
-_KINDS_SQL = "(" + ", ".join(f"'{k}'" for k in COUNTING_KINDS) + ")"
+EVIDENCE_CAP = Q.EVIDENCE_CAP  # ids kept per address: the trigger first, then the most recent
 
 
 def _event(row: Iterable[Any]) -> Event:
@@ -51,17 +45,12 @@ def _event(row: Iterable[Any]) -> Event:
 
 
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
-    rows = conn.execute(
-        f"""SELECT {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-            WHERE r.address = ? AND r.kind IN {_KINDS_SQL} AND r.received_at >= ? AND {_TO_BOUNCE_ADDRESS}
-            ORDER BY r.received_at, r.id""",
-        (address, since),
-    ).fetchall()
+    rows = conn.execute(Q.LOAD_EVENTS, (address, since)).fetchall()
     return [_event(r) for r in rows]
 
 
 def get_row(conn: sqlite3.Connection, address: str) -> dict[str, Any] | None:
-    cur = conn.execute("SELECT * FROM suppressions WHERE address = ?", (address,))
+    cur = conn.execute(Q.SUPPRESSION_ROW, (address,))
     row = cur.fetchone()
     if row is None:
         return None
@@ -91,13 +80,12 @@ def _log(
 ) -> None:
     if client:  # the SMTP client the evidence came from: the per-client cap counts these (migration 5)
         conn.execute(
-            "INSERT INTO suppression_log (address, at, action, source, by, why, client_addr)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            Q.LOG_WITH_CLIENT,
             (address, at, action, source, by[:200], why[:1000], client[:100]),
         )
         return
     conn.execute(
-        "INSERT INTO suppression_log (address, at, action, source, by, why) VALUES (?, ?, ?, ?, ?, ?)",
+        Q.LOG,
         (address, at, action, source, by[:200], why[:1000]),
     )
 
@@ -115,16 +103,7 @@ def source_of(category: str) -> str:
 def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
     """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
     conn.execute(
-        """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary, suppressed_at,
-               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, created_at, updated_at, flags)
-           VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
-               category = excluded.category,
-               reason = excluded.reason, status = excluded.status, summary = excluded.summary,
-               suppressed_at = excluded.suppressed_at, first_evidence_at = excluded.first_evidence_at,
-               last_evidence_at = excluded.last_evidence_at, evidence = excluded.evidence,
-               soft_score = excluded.soft_score, soft_days = excluded.soft_days, updated_at = excluded.updated_at,
-               flags = excluded.flags""",
+        Q.WRITE_POLICY,
         (
             address,
             address.rpartition("@")[2],
@@ -161,11 +140,7 @@ class SuppressionHook:
     ) -> None:
         if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
-        rows = conn.execute(
-            f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-                WHERE r.message_id = ? AND r.address != '' ORDER BY r.id""",
-            (msg_id,),
-        ).fetchall()
+        rows = conn.execute(Q.HOOK_ROWS, (msg_id,)).fetchall()
         stamp = self.clock()
         gate = Gate(conn, self.policy, "" if meta.internal else meta.client_addr, msg_id, stamp)
         for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
@@ -200,8 +175,7 @@ class Gate:
             if self._client_count is None:
                 since = fmt_time(parse_time(self.stamp) - timedelta(hours=1))
                 self._client_count = self.conn.execute(
-                    """SELECT COUNT(*) FROM suppression_log WHERE client_addr = ? AND at >= ? AND action = 'suppress'
-                           AND source = 'policy'""",
+                    Q.CLIENT_SUPPRESSIONS_SINCE,
                     (self.client, since),
                 ).fetchone()[0]
             if self._client_count >= per_client:
@@ -214,40 +188,32 @@ class Gate:
             self._client_count += 1
 
 
-# One more evidence id for a suppressed address, in SQL: the list _cap(old + [id]) gives (at the cap, the id after
-# the first half goes and the new one is appended), without decoding and encoding up to EVIDENCE_CAP ids in Python
-# for every further bounce. A value that is not a JSON list starts over.
-_ADD_EVIDENCE = f"""UPDATE suppressions SET
-        evidence = json_insert(
-            CASE WHEN json_valid(evidence) AND json_type(evidence) = 'array'
-                THEN CASE WHEN json_array_length(evidence) >= {EVIDENCE_CAP}
-                          THEN json_remove(evidence, '$[{EVIDENCE_CAP // 2}]') ELSE evidence END
-                ELSE '[]' END,
-            '$[#]', ?),
-        last_evidence_at = ?, updated_at = ?
-    WHERE address = ?"""
-
-
 def update_address(
     conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str, gate: Gate | None = None
 ) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
     With a `gate`, a new suppression past its caps is held as pending instead."""
-    row = conn.execute("SELECT state, manual_at FROM suppressions WHERE address = ?", (address,)).fetchone()
-    suppressed = row is not None and row[0] == "suppressed"
-    pending = not suppressed and _pending_exists(conn, address)
+    pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
+    if pg:
+        _lock_address(conn, address)
+    row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    suppressed = row[0] == "suppressed"
+    pending = not suppressed and bool(row[2])
     if suppressed or pending:
         # sticky (and a held suppression stays held until decided): further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in COUNTED]
         if counted:
             last = fmt_time(max(e.at for e in counted))
-            sql = _ADD_PENDING_EVIDENCE if pending else _ADD_EVIDENCE
+            if pg:
+                sql = Q.PG_ADD_PENDING_EVIDENCE if pending else Q.PG_ADD_EVIDENCE
+            else:
+                sql = Q.ADD_PENDING_EVIDENCE if pending else Q.ADD_EVIDENCE
             conn.executemany(sql, [(e.id, last, stamp, address) for e in counted])
         if suppressed and any(e.kind == "opt_out" for e in counted):
             _opt_out_over(conn, address, stamp)
         return
     now = max(e.at for e in new)
-    after = parse_time(row[1]) if row is not None and row[1] else None
+    after = parse_time(row[1]) if row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
     lower = now - timedelta(days=policy.soft_window_days + 1)
     if after is not None and after > lower:
@@ -272,29 +238,24 @@ def _opt_out_over(conn: sqlite3.Connection, address: str, stamp: str) -> None:
     subscriber's own decision, kept by rebuilds and announced in the feed as an update)."""
     summary = Decision(suppress=True, category="opt-out").summary
     cur = conn.execute(
-        """UPDATE suppressions SET source = 'opt-out', category = 'opt-out', reason = 'opt-out', status = '',
-               summary = ?, updated_at = ? WHERE address = ? AND source != 'opt-out'""",
+        Q.OPT_OUT_OVER,
         (summary, stamp, address),
     )
     if cur.rowcount:
         _log(conn, address, stamp, "suppress", "opt-out", why=summary)
 
 
-_ADD_PENDING_EVIDENCE = _ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
-
-
-def _pending_exists(conn: sqlite3.Connection, address: str) -> bool:
-    return conn.execute("SELECT 1 FROM pending_suppressions WHERE address = ?", (address,)).fetchone() is not None
+def _lock_address(conn: sqlite3.Connection, address: str) -> None:
+    """PostgreSQL: serialise policy updates of one address across hosts until this transaction ends (SQLite has
+    one writer at a time already). The second host then reads the first one's suppression and evidence."""
+    conn.execute(Q.LOCK_ADDRESS, (address,))
 
 
 def _write_pending(
     conn: sqlite3.Connection, address: str, d: Decision, stamp: str, held: str, client: str, msg_id: int
 ) -> None:
     conn.execute(
-        """INSERT INTO pending_suppressions (address, domain, category, reason, status, summary, suppressed_at,
-               first_evidence_at, last_evidence_at, evidence, soft_score, soft_days, held_because, client_addr,
-               message_row, flags, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        Q.WRITE_PENDING,
         (
             address,
             address.rpartition("@")[2],
@@ -366,27 +327,18 @@ def _suppress_one(
     if row is not None and row["state"] == "suppressed" and source == "manual":
         # already suppressed by the policy: keep its evidence, make it manual so that rebuilds keep it
         conn.execute(
-            """UPDATE suppressions SET source = 'manual', updated_at = ?, manual_by = ?, manual_reason = ?,
-                   manual_at = ? WHERE address = ? AND source != 'opt-out'""",
+            Q.MANUAL_OVER_POLICY,
             (stamp, by, reason, stamp, address),
         )
     elif row is not None and row["state"] == "suppressed":
         # the subscriber's own request: whatever suppressed it before, it is an opt-out now (evidence kept)
         conn.execute(
-            """UPDATE suppressions SET source = 'opt-out', category = 'opt-out', reason = ?, summary = ?,
-                   updated_at = ?, manual_by = ?, manual_reason = ?, manual_at = ? WHERE address = ?""",
+            Q.OPT_OUT_OVER_MANUAL,
             (reason, summary, stamp, by, reason, stamp, address),
         )
     else:
         conn.execute(
-            """INSERT INTO suppressions (address, domain, state, source, category, reason, summary,
-                   suppressed_at, created_at, updated_at, manual_by, manual_reason, manual_at, flags)
-               VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
-                   category = excluded.category, reason = excluded.reason, summary = excluded.summary,
-                   suppressed_at = excluded.suppressed_at, updated_at = excluded.updated_at,
-                   manual_by = excluded.manual_by, manual_reason = excluded.manual_reason,
-                   manual_at = excluded.manual_at""",
+            Q.SUPPRESS_MANUAL,
             (
                 address,
                 address.rpartition("@")[2],
@@ -404,7 +356,7 @@ def _suppress_one(
             ),
         )
     _log(conn, address, stamp, "suppress", source, by, reason)
-    conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
+    conn.execute(Q.DELETE_PENDING_ADDRESS, (address,))  # decided by hand
     return changed
 
 
@@ -416,16 +368,11 @@ def unsuppress(conn: sqlite3.Connection, address: str, reason: str, by: str, sta
         row = get_row(conn, address)
         changed = row is not None and row["state"] == "suppressed"
         conn.execute(
-            """INSERT INTO suppressions (address, domain, state, source, created_at, updated_at, manual_by,
-                   manual_reason, manual_at)
-               VALUES (?, ?, 'unsuppressed', 'manual', ?, ?, ?, ?, ?)
-               ON CONFLICT (address) DO UPDATE SET state = 'unsuppressed', source = 'manual',
-                   updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                   manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+            Q.UNSUPPRESS,
             (address, address.rpartition("@")[2], stamp, stamp, by, reason.strip(), stamp),
         )
         _log(conn, address, stamp, "unsuppress", "manual", by, reason.strip())
-        conn.execute("DELETE FROM pending_suppressions WHERE address = ?", (address,))  # decided by hand
+        conn.execute(Q.DELETE_PENDING_ADDRESS, (address,))  # decided by hand
     return changed
 
 
@@ -444,18 +391,14 @@ def rebuild(conn: sqlite3.Connection, policy: Policy, now: datetime | None = Non
     now = parse_time(now or stamp)
     counts = {"suppressed": 0, "added": 0, "removed": 0, "changed": 0, "unchanged": 0, "manual": 0}
     with _transaction(conn):
-        cur = conn.execute("SELECT * FROM suppressions")
+        cur = conn.execute(Q.ALL_SUPPRESSIONS)
         names = [c[0] for c in cur.description]
         existing = {r[0 + names.index("address")]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
         # held by a cap: only approve/reject decides them (a rebuild applies no caps)
-        held = {r[0] for r in conn.execute("SELECT address FROM pending_suppressions")}
+        held = {r[0] for r in conn.execute(Q.PENDING_ADDRESSES)}
         if held:
             counts["pending"] = len(held)
-        cur = conn.execute(
-            f"""SELECT r.address, {_EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
-                WHERE r.address != '' AND r.kind IN {_KINDS_SQL} AND {_TO_BOUNCE_ADDRESS}
-                ORDER BY r.address, r.received_at, r.id"""
-        )
+        cur = conn.execute(Q.REBUILD_EVENTS)
         seen: set[str] = set()
         for address, group in itertools.groupby(cur, key=lambda r: r[0]):
             seen.add(address)
@@ -509,11 +452,11 @@ def _rebuild_one(
         counts["removed"] += 1
         if row is not None and row["manual_at"]:
             conn.execute(
-                "UPDATE suppressions SET state = 'unsuppressed', source = 'manual', updated_at = ? WHERE address = ?",
+                Q.REBUILD_LIFT_TO_MANUAL,
                 (stamp, address),
             )
         else:
-            conn.execute("DELETE FROM suppressions WHERE address = ?", (address,))
+            conn.execute(Q.REBUILD_DELETE, (address,))
         _log(conn, address, stamp, "lift", "rebuild", why="the policy no longer suppresses it")
 
 
@@ -550,28 +493,15 @@ class _transaction:
 # ------------------------------------------------------------------------------------------------ queries
 
 
-class NoDatabase(Exception):
-    pass
-
-
-def connect(path: str, timeout: float = 5.0, write: bool = False) -> sqlite3.Connection:
-    """An autocommit connection to an existing store; `write` also brings the schema up to date."""
-    if not os.path.exists(path):
-        raise NoDatabase(f"{path}: no such database (give --db or store.db in --config)")
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    if write:
-        migrate(conn)
-    return conn
-
-
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+    return has_table(conn, name)
 
 
 def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
-    return any(r[1] == column for r in conn.execute(f"PRAGMA table_info({table})"))
+    return has_column(conn, table, column)
+
+
+__all__ = ["NoDatabase", "connect"]
 
 
 def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = "") -> list[dict[str, Any]]:
@@ -579,16 +509,8 @@ def suppressed(conn: sqlite3.Connection, since: str = "", recorded_since: str = 
     `recorded_since`, put on the list (the suppression log's time: when we recorded it) at or after it."""
     if not _has_table(conn, "suppressions"):
         return []
-    recorded = ""
-    if recorded_since:
-        recorded = """AND (SELECT MAX(l.at) FROM suppression_log l
-                           WHERE l.address = suppressions.address AND l.action = 'suppress') >= ?"""
     rows = conn.execute(
-        f"""SELECT address, domain, source, category, reason, status, summary, suppressed_at, first_evidence_at,
-                  last_evidence_at, evidence, soft_score, soft_days, manual_by, manual_reason, manual_at, flags
-           FROM suppressions WHERE state = 'suppressed' AND COALESCE(suppressed_at, created_at) >= ? {recorded}
-           ORDER BY suppressed_at, address""",
-        (since, recorded_since) if recorded_since else (since,),
+        Q.suppressed_list(bool(recorded_since)), (since, recorded_since) if recorded_since else (since,)
     ).fetchall()
     out = []
     for r in rows:
@@ -604,10 +526,7 @@ def pending(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
     if not _has_table(conn, "pending_suppressions"):
         return []
     rows = conn.execute(
-        """SELECT address, domain, category, reason, status, summary, suppressed_at, first_evidence_at,
-                  last_evidence_at, evidence, soft_score, soft_days, held_because, client_addr, message_row, flags,
-                  created_at
-           FROM pending_suppressions WHERE created_at >= ? ORDER BY created_at, id""",
+        Q.PENDING_LIST,
         (since,),
     ).fetchall()
     out = []
@@ -622,22 +541,21 @@ def pending(conn: sqlite3.Connection, since: str = "") -> list[dict[str, Any]]:
 def pending_count(conn: sqlite3.Connection) -> int:
     if not _has_table(conn, "pending_suppressions"):
         return 0
-    return int(conn.execute("SELECT COUNT(*) FROM pending_suppressions").fetchone()[0])
+    return int(conn.execute(Q.PENDING_COUNT).fetchone()[0])
 
 
 def _select_pending(
     conn: sqlite3.Connection, addresses: Iterable[str], client: str | None, message_row: int | None, every: bool
 ) -> list[dict[str, Any]]:
     if every:
-        cur = conn.execute("SELECT * FROM pending_suppressions ORDER BY id")
+        cur = conn.execute(Q.PENDING_ALL)
     elif client is not None:
-        cur = conn.execute("SELECT * FROM pending_suppressions WHERE client_addr = ? ORDER BY id", (client,))
+        cur = conn.execute(Q.PENDING_BY_CLIENT, (client,))
     elif message_row is not None:
-        cur = conn.execute("SELECT * FROM pending_suppressions WHERE message_row = ? ORDER BY id", (message_row,))
+        cur = conn.execute(Q.PENDING_BY_MESSAGE, (message_row,))
     else:
         wanted = [canonical(a).address or a.strip().lower() for a in addresses]
-        marks = ",".join("?" * len(wanted))
-        cur = conn.execute(f"SELECT * FROM pending_suppressions WHERE address IN ({marks}) ORDER BY id", wanted)
+        cur = conn.execute(Q.pending_by_addresses(len(wanted)), wanted)
     names = [c[0] for c in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -660,16 +578,7 @@ def approve(
     with _transaction(conn):
         for row in _select_pending(conn, addresses, client, message_row, every):
             conn.execute(
-                """INSERT INTO suppressions (address, domain, state, source, category, reason, status, summary,
-                       suppressed_at, first_evidence_at, last_evidence_at, evidence, soft_score, soft_days,
-                       created_at, updated_at, flags)
-                   VALUES (?, ?, 'suppressed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (address) DO UPDATE SET state = 'suppressed', source = excluded.source,
-                       category = excluded.category, reason = excluded.reason, status = excluded.status,
-                       summary = excluded.summary, suppressed_at = excluded.suppressed_at,
-                       first_evidence_at = excluded.first_evidence_at, last_evidence_at = excluded.last_evidence_at,
-                       evidence = excluded.evidence, soft_score = excluded.soft_score, soft_days = excluded.soft_days,
-                       updated_at = excluded.updated_at, flags = excluded.flags""",
+                Q.APPROVE,
                 (
                     row["address"],
                     row["domain"],
@@ -689,7 +598,7 @@ def approve(
                     row["flags"],
                 ),
             )
-            conn.execute("DELETE FROM pending_suppressions WHERE id = ?", (row["id"],))
+            conn.execute(Q.DELETE_PENDING_ID, (row["id"],))
             why = "; ".join(x for x in (row["summary"], reason.strip()) if x)
             _log(conn, row["address"], stamp, "approve", "manual", by, why, client=row["client_addr"])
             done.append(row["address"])
@@ -718,15 +627,10 @@ def reject(
             current = get_row(conn, address)
             if current is None or current["state"] != "suppressed":
                 conn.execute(
-                    """INSERT INTO suppressions (address, domain, state, source, created_at, updated_at, manual_by,
-                           manual_reason, manual_at, flags)
-                       VALUES (?, ?, 'unsuppressed', 'manual', ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (address) DO UPDATE SET state = 'unsuppressed', source = 'manual',
-                           updated_at = excluded.updated_at, manual_by = excluded.manual_by,
-                           manual_reason = excluded.manual_reason, manual_at = excluded.manual_at""",
+                    Q.REJECT,
                     (address, row["domain"], stamp, stamp, by, why, stamp, row["flags"]),
                 )
-            conn.execute("DELETE FROM pending_suppressions WHERE id = ?", (row["id"],))
+            conn.execute(Q.DELETE_PENDING_ID, (row["id"],))
             _log(conn, address, stamp, "reject", "manual", by, why, client=row["client_addr"])
             done.append(address)
     return done
@@ -735,20 +639,9 @@ def reject(
 def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetime) -> dict[str, Any]:
     """Every recorded event for `address` (as subscriber or as the reported address), with the policy's verdict."""
     address = canonical(address).address or address.strip().lower()
-    rows = conn.execute(
-        """SELECT r.id, r.received_at, r.kind, r.address, r.reported_address, r.verp_address, r.action, r.status,
-                  r.reply_code, r.reason, r.hard, r.diagnostic, r.remote_mta, m.id AS message_row, m.feedback_type,
-                  m.detector, m.evidence AS detector_evidence, m.queue_id, m.message_id AS report_message_id,
-                  m.original_subject, m.client_addr, m.bounce_addresses, {signed}
-           FROM recipients r JOIN messages m ON m.id = r.message_id
-           WHERE r.address = ? OR r.reported_address = ? ORDER BY r.received_at, r.id""".format(
-            # a store not migrated yet (read-only commands do not migrate) has no signing columns
-            signed="r.verified, r.note, m.verification"
-            if _has_column(conn, "recipients", "verified")
-            else "NULL AS verified, '' AS note, '' AS verification"
-        ),
-        (address, address),
-    ).fetchall()
+    # a store not migrated yet (read-only commands do not migrate) has no signing columns
+    signed = _has_column(conn, "recipients", "verified")
+    rows = conn.execute(Q.history(signed), (address, address)).fetchall()
     row = get_row(conn, address) if _has_table(conn, "suppressions") else None
     manual_hold = row is not None and row["state"] == "suppressed" and row["source"] == "manual"
     after = parse_time(row["manual_at"]) if row and row["manual_at"] and not manual_hold else None
@@ -778,18 +671,13 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         events.append(item)
     log = []
     if _has_table(conn, "suppression_log"):
-        log = [
-            dict(x)
-            for x in conn.execute(
-                "SELECT at, action, source, by, why FROM suppression_log WHERE address = ? ORDER BY at, id", (address,)
-            )
-        ]
+        log = [dict(x) for x in conn.execute(Q.SUPPRESSION_LOG_OF, (address,))]
     if row:
         row["evidence"] = json.loads(row["evidence"] or "[]")
         row["soft_days"] = json.loads(row["soft_days"] or "[]")
     held = None
     if _has_table(conn, "pending_suppressions"):
-        cur = conn.execute("SELECT * FROM pending_suppressions WHERE address = ?", (address,))
+        cur = conn.execute(Q.PENDING_ROW, (address,))
         found = cur.fetchone()
         held = dict(zip([c[0] for c in cur.description], found, strict=True)) if found else None
     return {
@@ -801,3 +689,9 @@ def history(conn: sqlite3.Connection, address: str, policy: Policy, now: datetim
         "events": events,
         "log": log,
     }
+
+
+def open_store(db: str, timeout: float = 5.0, policy: Policy | None = None) -> Store:
+    """A Store (SQLite path or PostgreSQL URL) whose record() keeps the suppression list: the policy hook is
+    passed in here, so the store does not import the policy back."""
+    return Store(db, timeout, policy_hook=SuppressionHook(policy))

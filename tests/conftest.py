@@ -50,9 +50,77 @@ def make_meta(n: int = 1, **kw: object) -> MessageMeta:
 
 def query_rows(db: Path | str, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
     """Rows of one query on a store file, from a connection of its own (as any reader of the store)."""
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
+    if is_pg(db):
+        from bouncemilter.store import connect
+
+        conn = connect(str(db))
+    else:
+        conn = sqlite3.connect(db)
+        conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------------------------------- both backends
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One private PostgreSQL for the session (tests/pg_rig.py), torn down after."""
+    from tests.pg_rig import PgServer, bin_dir
+
+    if bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: tests/run.sh installs the postgresql package")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; tests/run.sh does)")
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A URL to an empty schema of its own on the session's PostgreSQL."""
+    return pg_server.new_schema()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store to test on: a SQLite file, then a PostgreSQL URL (every store and CLI test runs on both)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "bounces.db")
+    return request.getfixturevalue("pg_url")
+
+
+def is_pg(db: object) -> bool:
+    return isinstance(db, str) and db.startswith("postgresql://")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked sqlite_only (database files, file modes, SQLite locks) runs on the SQLite backend only: its
+    PostgreSQL variant is not collected."""
+    keep = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("sqlite_only") and "postgres" in params.values():
+            continue
+        keep.append(item)
+    items[:] = keep
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: the test is about SQLite files; no PostgreSQL variant")
+
+
+def db_connect(db: Path | str, timeout: float = 5.0):
+    """A plain connection to a store on either backend, as a test reads or tampers with it (sqlite3 for a file;
+    for PostgreSQL the store's adapter, which takes the same statements and returns tuples)."""
+    if is_pg(db):
+        from bouncemilter.store import connect
+
+        return connect(str(db), timeout)
+    return sqlite3.connect(db, timeout=timeout, isolation_level=None)

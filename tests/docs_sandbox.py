@@ -41,7 +41,7 @@ from pathlib import Path
 from bouncemilter.config import load_settings
 from bouncemilter.ingest import ingest, mailbox_envelope
 from bouncemilter.policy import Policy
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from bouncemilter.unsubscribe import build_matcher
 
 from .docblocks import REPO, Block, localize
@@ -335,7 +335,7 @@ def populate(box: Sandbox) -> None:
         unsubscribe_request("o0", "o0@example.net", when(minutes=20)),
     ]
     matcher = build_matcher(settings)
-    with Store(str(box.db)) as store:
+    with open_store(str(box.db)) as store:
         store.suppressions.policy = Policy.from_settings(settings)
         for raw in [*old, *recent]:
             ingest(raw, mailbox_envelope(raw, matcher), settings, store)
@@ -345,7 +345,7 @@ def populate(box: Sandbox) -> None:
     out = box.sh("bouncemilter suppress - --reason 'old ESP'", input=pad)
     assert out.returncode == 0, out.stderr
     raw = unsubscribe_request("o1", "o1@example.net", when(minutes=10))
-    with Store(str(box.db)) as store:
+    with open_store(str(box.db)) as store:
         store.suppressions.policy = Policy.from_settings(settings)
         ingest(raw, mailbox_envelope(raw, matcher), settings, store)
     out = box.sh("bouncemilter unsuppress bob@example.org --reason 'mailbox fixed' --by ann")

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bouncemilter import classify
-from bouncemilter.store import MessageMeta, Store
-from bouncemilter.suppressions import fmt_time
+from bouncemilter.store import MessageMeta
+from bouncemilter.suppressions import fmt_time, open_store
 
 
 def dsn(n: int, rcpt: str, status: str, diagnostic: str, remote: str, action: str = "failed") -> bytes:
@@ -153,8 +153,8 @@ EVENTS: list[tuple[timedelta, bytes]] = [
 ]
 
 
-def build(path: Path, now: datetime) -> Path:
-    with Store(str(path)) as store:
+def build(path: Path | str, now: datetime) -> Path | str:
+    with open_store(str(path)) as store:
         for n, (age, raw) in enumerate(EVENTS):
             result = classify(raw)
             meta = MessageMeta(

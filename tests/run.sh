@@ -7,6 +7,9 @@
 #   - e2fsprogs, mount, util-linux: chattr, mount and setpriv for the store's fault tests;
 #   - dovecot-imapd, dovecot-pop3d, openssl: the fetch tests run a private Dovecot with a test certificate
 #     on loopback ports, config and base_dir of their own (a system Dovecot on 143/993 never clashes);
+#   - postgresql: every store and CLI test also runs on PostgreSQL; the tests initdb a private server into a
+#     temp dir (as the postgres user when run as root), on a loopback port, torn down after. The package's
+#     own cluster is not started (no init system here, and the tests never use it);
 #   - jq, sqlite3: the docs' recipes use them, and tests/test_docs_blocks.py runs every block of the docs;
 #   - .venv with the package (editable) and its test tools.
 # Then: .venv/bin/python -m pytest with any arguments given here. Re-running it is cheap.
@@ -23,7 +26,7 @@ other_mta() {
 
 need=()
 pkgs=(libmilter-dev gcc python3-dev python3-venv swaks e2fsprogs mount util-linux dovecot-imapd dovecot-pop3d openssl
-      jq sqlite3)
+      jq sqlite3 postgresql)
 if mta=$(other_mta); then
     echo "tests/run.sh: $mta provides the MTA here: Postfix is not installed, the Postfix tests will skip" >&2
 else

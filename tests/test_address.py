@@ -11,6 +11,7 @@ from bouncemilter.classify import classify
 from bouncemilter.classify.address import canonical, check_result, show
 from bouncemilter.classify.model import Classification, RecipientResult
 from bouncemilter.classify.text import clean_address, find_addresses
+from bouncemilter.suppressions import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INVISIBLES = ["\u200b", "\u200d", "\u202e", "\u2066", "\ufeff", "\u00ad", "\x1b", "\x1f", "\x00", "\x85"]
@@ -181,9 +182,9 @@ def test_no_detector_splits_an_address_at_an_invisible_character(path: Path) -> 
 
 
 def _record(db: Path, raw: bytes, n: int, verp: str = "") -> None:
-    from bouncemilter.store import MessageMeta, Store
+    from bouncemilter.store import MessageMeta
 
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         meta = MessageMeta("Q", "192.0.2.1", "mx", "mx", "", ["bounces@example.com"], [verp], f"<{n}@x>", 1, 0.1)
         store.record(meta, classify(raw), "accept")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from click.testing import CliRunner
 from bouncemilter import config
 from bouncemilter.cli import main
 from bouncemilter.config import Settings, load_settings
+from bouncemilter.store import fmt_time
+from bouncemilter.suppressions import open_store
+from tests.conftest import db_connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,10 +71,12 @@ def test_default_config_path_and_environment(tmp_path: Path, monkeypatch: pytest
 # ------------------------------------------------------------------------------------------------ prune
 
 
-@pytest.fixture
-def history_db(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.test_suppress_cli import build_db
 
+    if request.param == "postgres":
+        return str(build_db(request.getfixturevalue("pg_url")))
     return str(build_db(tmp_path / "bounces.db"))
 
 
@@ -85,7 +91,7 @@ def test_prune_deletes_old_rows_but_keeps_the_evidence_of_suppressions(history_d
 
     db = history_db
     old = _count(
-        db, "SELECT COUNT(*) FROM messages WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-4 days')"
+        db, f"SELECT COUNT(*) FROM messages WHERE received_at < '{fmt_time(datetime.now(UTC) - timedelta(days=4))}'"
     )
     total = _count(db, "SELECT COUNT(*) FROM messages")
     before = {r["address"] for r in json.loads(cli("suppressed", "--db", db, "--format", "json").output)}
@@ -102,7 +108,7 @@ def test_prune_deletes_old_rows_but_keeps_the_evidence_of_suppressions(history_d
     after = {r["address"] for r in json.loads(cli("suppressed", "--db", db, "--format", "json").output)}
     assert after == before and after
     # asked to: suppressions last changed before the cutoff go too, and then their evidence
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     conn.execute("UPDATE suppressions SET updated_at = '2020-01-01T00:00:00.000Z' WHERE address = 'dead@example.org'")
     conn.commit()
     conn.close()
@@ -128,7 +134,6 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
     from types import SimpleNamespace
 
     from bouncemilter.milter import retention_loop
-    from bouncemilter.store import Store
 
     records: list[logging.LogRecord] = []
     logger = logging.getLogger("bouncemilter.test.retention")
@@ -137,7 +142,7 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
     settings = load_settings(None, {"db": history_db})
     from dataclasses import replace
 
-    rt = SimpleNamespace(settings=replace(settings, retention_days=4), store=Store(history_db), logger=logger)
+    rt = SimpleNamespace(settings=replace(settings, retention_days=4), store=open_store(history_db), logger=logger)
     stop = threading.Event()
     worker = threading.Thread(target=retention_loop, args=(rt, stop, 0.0))
     worker.start()
@@ -156,10 +161,10 @@ def test_the_milter_prunes_by_retention_days(history_db: str) -> None:
 WRITER = """
 import sys, time
 from bouncemilter.classify import classify
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from tests.conftest import make_meta
 from tests.e2e import messages as M
-store = Store(sys.argv[1], 5.0)
+store = open_store(sys.argv[1], 5.0)
 n = 0
 while True:  # what the milter does per bounce: one durable transaction, suppression hook included
     store.record(make_meta(100000 + n), classify(M.hard_bounce(f"w{n}", f"user{n}@example.org")), "accept")

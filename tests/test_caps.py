@@ -4,7 +4,6 @@ as pending past the caps, decided by approve/reject; recipients per message are 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from bouncemilter.cli import main
 from bouncemilter.config import load_settings
 from bouncemilter.ingest import Envelope, ingest
 from bouncemilter.policy import Policy
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
+from tests.conftest import db_connect
 
 
 def dsn(token: str, recipients: list[str]) -> bytes:
@@ -50,10 +50,10 @@ def names(prefix: str, n: int) -> list[str]:
 
 
 class Env:
-    def __init__(self, path: Path, **limits: int) -> None:
+    def __init__(self, path: Path | str, **limits: int) -> None:
         self.path = str(path)
         self.settings = replace(load_settings(None, {"db": self.path}), **limits)
-        self.store = Store(self.path)
+        self.store = open_store(self.path)
         self.store.suppressions.policy = Policy.from_settings(self.settings)
 
     def send(self, token: str, recipients: list[str], client: str = "192.0.2.9", internal: bool = False) -> int:
@@ -61,7 +61,7 @@ class Env:
         return ingest(dsn(token, recipients), env, self.settings, self.store).row_id
 
     def count(self, sql: str, *params: object) -> int:
-        conn = sqlite3.connect(self.path)
+        conn = db_connect(self.path)
         try:
             return conn.execute(sql, params).fetchone()[0]
         finally:
@@ -80,9 +80,14 @@ def cli(*args: str, code: int = 0) -> str:
     return res.output
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "caps.db"
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Env:
-    e = Env(tmp_path / "caps.db")
+def env(db: Path | str) -> Env:
+    e = Env(db)
     yield e
     e.store.close()
 
@@ -116,8 +121,8 @@ def test_one_report_suppresses_at_most_the_per_message_cap(env: Env) -> None:
     assert env.suppressed() == 101 and env.pending() == 0
 
 
-def test_per_client_hourly_cap_and_who_it_spares(tmp_path: Path) -> None:
-    env = Env(tmp_path / "c.db", limit_suppressions_per_client_hour=5)
+def test_per_client_hourly_cap_and_who_it_spares(db: Path | str) -> None:
+    env = Env(db, limit_suppressions_per_client_hour=5)
     for i in range(8):
         env.send(f"c{i}", [f"c{i}@example.org"], client="203.0.113.9")
     assert env.suppressed() == 5 and env.pending() == 3
@@ -141,15 +146,15 @@ def test_per_client_hourly_cap_and_who_it_spares(tmp_path: Path) -> None:
     env.store.close()
 
 
-def test_caps_of_zero_mean_no_cap(tmp_path: Path) -> None:
-    env = Env(tmp_path / "z.db", limit_suppressions_per_message=0, limit_suppressions_per_client_hour=0)
+def test_caps_of_zero_mean_no_cap(db: Path | str) -> None:
+    env = Env(db, limit_suppressions_per_message=0, limit_suppressions_per_client_hour=0)
     env.send("all", names("z", 150))
     assert env.suppressed() == 150 and env.pending() == 0
     env.store.close()
 
 
-def test_recipients_per_message_are_capped_and_counted(tmp_path: Path) -> None:
-    env = Env(tmp_path / "r.db", limit_recipients_per_message=1000, limit_suppressions_per_message=0)
+def test_recipients_per_message_are_capped_and_counted(db: Path | str) -> None:
+    env = Env(db, limit_recipients_per_message=1000, limit_suppressions_per_message=0)
     row = env.send("huge", names("h", 1500))
     assert env.count("SELECT COUNT(*) FROM recipients WHERE message_id = ?", row) == 1000
     assert env.count("SELECT recipients_dropped FROM messages WHERE id = ?", row) == 500

@@ -22,8 +22,10 @@ HOUR = timedelta(hours=1)
 # the last hour of tests/report_db.py: 6 bounced recipients, 3 hard (rate 0.5), 1 complaint, 2 blocked
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "postgres":
+        return str(build(request.getfixturevalue("pg_server").new_schema(), NOW))
     return str(build(tmp_path_factory.mktemp("check") / "bounces.db", NOW))
 
 

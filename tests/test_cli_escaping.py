@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from bouncemilter.classify import classify
 from bouncemilter.cli import main
 from bouncemilter.cli_common import printable
-from bouncemilter.store import MessageMeta, Store
+from bouncemilter.store import MessageMeta
+from bouncemilter.suppressions import open_store
 
 CLEAR = "\x1b[2J"
 HIDE = "\x1b[1A\x1b[2K"  # cursor up, erase line: hides the row above
@@ -55,7 +56,7 @@ Diagnostic-Code: smtp; 550 5.1.1 {diagnostic}
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     path = tmp_path / "esc.db"
-    with Store(str(path)) as store:
+    with open_store(str(path)) as store:
         for n, (rcpt, diag, mta) in enumerate(
             [
                 ("dead@example.org", f"user unknown{CLEAR}", f"mx{TITLE}.example.org"),

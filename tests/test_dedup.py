@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from bouncemilter.classify import classify
 from bouncemilter.config import load_settings
 from bouncemilter.ingest import Envelope, build_meta, ingest, ingest_many, report_digest
-from bouncemilter.store import MIGRATIONS, Store, dedup_key, legacy_dedup_key, migrate
+from bouncemilter.store import MIGRATIONS, dedup_key, legacy_dedup_key, migrate
+from bouncemilter.suppressions import open_store
 
 SETTINGS = load_settings(None, {})
 ENV = Envelope(client_addr="192.0.2.1", envelope_from="", bounce_addresses=["bounces@example.com"])
@@ -55,7 +56,7 @@ def rows(db: Path) -> list[tuple]:
 
 def test_a_different_report_with_the_same_message_id_is_stored_and_a_retry_is_not(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         first = ingest(dsn("alice@example.org"), ENV, SETTINGS, store)
         other = ingest(dsn("bob@example.org"), ENV, SETTINGS, store)
         again = ingest(dsn("alice@example.org"), ENV, SETTINGS, store)
@@ -87,7 +88,7 @@ def test_the_digest_survives_what_mailboxes_and_hops_do_to_a_message() -> None:
 def test_import_stays_idempotent_and_sees_both_reports(tmp_path: Path) -> None:
     db = tmp_path / "i.db"
     items = [(dsn("alice@example.org"), ENV), (dsn("bob@example.org"), ENV), (dsn("alice@example.org"), ENV)]
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         first = [o.inserted for o in ingest_many(items, SETTINGS, store)]
         second = [o.inserted for o in ingest_many(items, SETTINGS, store)]
     assert first == [True, True, False] and second == [False, False, False]
@@ -105,14 +106,14 @@ def test_a_database_from_before_the_new_key_still_recognises_retries(tmp_path: P
          '["bounces@example.com"]'),
     )  # fmt: skip
     conn.close()
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         assert store._legacy_last == 1
         retry = ingest(dsn("alice@example.org"), ENV, SETTINGS, store)
         assert not retry.inserted and retry.row_id == 1  # found by the old key
         new = ingest(dsn("carol@example.org", mid="<new@mx.example.net>"), ENV, SETTINGS, store)
         again = ingest(dsn("carol@example.org", mid="<new@mx.example.net>"), ENV, SETTINGS, store)
     assert new.inserted and not again.inserted and again.row_id == new.row_id
-    with Store(str(tmp_path / "fresh.db")) as fresh:
+    with open_store(str(tmp_path / "fresh.db")) as fresh:
         assert fresh._legacy_last == 0  # a new database never looks up old keys
 
 

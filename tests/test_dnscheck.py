@@ -15,6 +15,7 @@ from bouncemilter.dnscheck import ALIVE, DEAD, UNKNOWN, DomainChecker, parse_nam
 from bouncemilter.ingest import Envelope, ingest
 from bouncemilter.signing import KeyRing
 from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from bouncemilter.verdict import Verifier
 from bouncemilter.verp import BounceMatcher, parse_bounce_address
 
@@ -148,7 +149,7 @@ def test_dns_settings(tmp_path: Path) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(str(tmp_path / "dns.db"))
+    s = open_store(str(tmp_path / "dns.db"))
     yield s
     s.close()
 

@@ -10,7 +10,6 @@ import itertools
 import json
 import queue
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 
 from bouncemilter.cli import main
 from bouncemilter.fetch_imap import ImapSession
+from tests.conftest import db_connect
 
 from .conftest import query_rows
 from .dovecot_rig import PASSWORD, Dovecot, Proxy, dovecot_available, free_port
@@ -59,8 +59,16 @@ def box(rig: Dovecot, tmp_path: Path):
     return Box(rig, user, pw, tmp_path / "bounces.db")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_box(request: pytest.FixtureRequest, box: Box) -> Box:
+    """The same, storing into SQLite and then into PostgreSQL (fetch works on both backends)."""
+    if request.param == "postgres":
+        box.db = request.getfixturevalue("pg_url")
+    return box
+
+
 class Box:
-    def __init__(self, rig: Dovecot, user: str, pw: Path, db: Path) -> None:
+    def __init__(self, rig: Dovecot, user: str, pw: Path, db: Path | str) -> None:
         self.rig, self.user, self.pw, self.db = rig, user, pw, db
 
     def url(self, scheme: str = "imaps", folder: str = "INBOX", port: int | None = None) -> str:
@@ -82,7 +90,7 @@ class Box:
         self.rig.deliver(messages, self.user)
 
     def stored_ids(self) -> list[str]:
-        if not self.db.exists():
+        if isinstance(self.db, Path) and not self.db.exists():
             return []
         return [r[0] for r in query_rows(self.db, "SELECT message_id FROM messages ORDER BY id")]
 
@@ -94,9 +102,12 @@ class Box:
         return out
 
 
-def snapshot(db: Path) -> list:
-    with sqlite3.connect(db) as conn:
-        return [conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("messages", "recipients")]
+def snapshot(db: Path | str) -> list:
+    conn = db_connect(db)
+    try:
+        return [[tuple(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY id")] for t in ("messages", "recipients")]
+    finally:
+        conn.close()
 
 
 def where_expected(messages: list[tuple[str, bytes]]) -> dict[str, set[str]]:
@@ -109,7 +120,8 @@ def where_expected(messages: list[tuple[str, bytes]]) -> dict[str, set[str]]:
 # ------------------------------------------------------------------------------------------- 200 bounces
 
 
-def test_imap_mailbox_of_200_stored_once_sorted_into_folders_and_refetch_adds_nothing(box: Box) -> None:
+def test_imap_mailbox_of_200_stored_once_sorted_into_folders_and_refetch_adds_nothing(any_box: Box) -> None:
+    box = any_box
     messages = mailbox(200, tag=box.user)
     box.deliver([raw for _, raw in messages])
 
@@ -138,7 +150,8 @@ def test_imap_mailbox_of_200_stored_once_sorted_into_folders_and_refetch_adds_no
     assert (code, out.split(";")[0].strip()) == (0, "0 new, 0 already stored")
 
 
-def test_pop3_mailbox_of_200_stored_once_and_refetch_adds_nothing(box: Box) -> None:
+def test_pop3_mailbox_of_200_stored_once_and_refetch_adds_nothing(any_box: Box) -> None:
+    box = any_box
     messages = mailbox(200, tag=box.user)
     box.deliver([raw for _, raw in messages])
 

@@ -19,8 +19,10 @@ from bouncemilter.classify import classify
 from bouncemilter.cli import main
 from bouncemilter.cli_import import ImportProgress
 from bouncemilter.config import load_settings
-from bouncemilter.store import MessageMeta, Store, StoreError
+from bouncemilter.store import MessageMeta, StoreError
+from bouncemilter.suppressions import open_store
 from bouncemilter.verp import BounceMatcher
+from tests.conftest import db_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,25 +37,39 @@ def _bench():
     return module
 
 
-def run(db: Path, *args: str, stdin: bytes | None = None):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Every import test runs into a SQLite file and into PostgreSQL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return tmp_path / "b.db"
+
+
+def run(db: Path | str, *args: str, stdin: bytes | None = None):
     result = CliRunner().invoke(main, ["import", "--db", str(db), "--bounce-address", VERP, *args], input=stdin)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
 
 
-def query(db: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
+def query(db: Path | str, sql: str, *params: object) -> list[tuple]:
+    conn = db_connect(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()
 
 
 def snapshot(db: Path) -> str:
     """A hash of every row of the tables an import writes."""
     h = hashlib.sha256()
-    with sqlite3.connect(db) as conn:
+    conn = db_connect(db)
+    try:
         for table in ("messages", "recipients", "suppressions", "suppression_log"):
             for row in conn.execute(f"SELECT * FROM {table} ORDER BY id"):
-                h.update(repr(row).encode())
+                h.update(repr(tuple(row)).encode())
+    finally:
+        conn.close()
     return h.hexdigest()
 
 
@@ -104,10 +120,9 @@ DELIVERED = (
 # ------------------------------------------------------------------------------------------------ envelope facts
 
 
-def test_envelope_facts_from_the_mailbox_headers(tmp_path: Path) -> None:
+def test_envelope_facts_from_the_mailbox_headers(db: Path | str, tmp_path: Path) -> None:
     msg = tmp_path / "one.eml"
     msg.write_bytes(bounce(1, top=DELIVERED))
-    db = tmp_path / "b.db"
     result = run(db, str(msg))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "1 new, 0 already stored, 0 unreadable (1 bounce)"
@@ -161,12 +176,11 @@ def test_mailbox_envelope_fallbacks() -> None:
     assert ingest.mailbox_envelope(raw, BounceMatcher([])).bounce_addresses == []
 
 
-def test_import_matches_a_row_the_milter_recorded(tmp_path: Path) -> None:
+def test_import_matches_a_row_the_milter_recorded(db: Path | str, tmp_path: Path) -> None:
     """The milter's row and the mailbox copy of the same message share the idempotency key."""
-    db = tmp_path / "b.db"
     settings = load_settings(None, {"db": str(db), "bounce_addresses": [VERP]})
     raw = bounce(3)
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         # what eom() knows: the SMTP envelope, Postfix's queue id, the client
         env = ingest.Envelope(
             queue_id="4Abc1",
@@ -189,7 +203,7 @@ def test_import_matches_a_row_the_milter_recorded(tmp_path: Path) -> None:
 
 def test_ingest_reports_a_store_failure_with_the_classification(tmp_path: Path) -> None:
     settings = load_settings(None, {"db": str(tmp_path / "b.db")})
-    store = Store(settings.db)
+    store = open_store(settings.db)
     store.close()
     with pytest.raises(ingest.NotStored) as info:
         ingest.ingest(bounce(4), ingest.Envelope(), settings, store)
@@ -201,7 +215,7 @@ def test_ingest_reports_a_store_failure_with_the_classification(tmp_path: Path) 
 # ------------------------------------------------------------------------------------------------ sources
 
 
-def test_maildir_and_maildirpp_folders(tmp_path: Path) -> None:
+def test_maildir_and_maildirpp_folders(db: Path | str, tmp_path: Path) -> None:
     maildir = tmp_path / "Maildir"
     for folder in (maildir, maildir / ".Bounces"):
         for part in ("cur", "new", "tmp"):
@@ -211,7 +225,6 @@ def test_maildir_and_maildirpp_folders(tmp_path: Path) -> None:
     (maildir / ".Bounces" / "cur" / "1700000002.3.host:2,").write_bytes(bounce(12, "c@example.net"))
     (maildir / "tmp" / "1700000003.4.host").write_bytes(bounce(13, "d@example.net"))  # still being delivered
     (maildir / "dovecot-uidlist").write_text("3 V1 N4\n")
-    db = tmp_path / "b.db"
     result = run(db, str(maildir))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "3 new, 0 already stored, 0 unreadable (3 bounce)"
@@ -225,8 +238,7 @@ def test_maildir_and_maildirpp_folders(tmp_path: Path) -> None:
     assert snapshot(db) == before
 
 
-def test_directory_of_eml_files_and_stdin(tmp_path: Path) -> None:
-    db = tmp_path / "b.db"
+def test_directory_of_eml_files_and_stdin(db: Path | str, tmp_path: Path) -> None:
     result = run(db, str(FIXTURES / "mta"))
     assert result.exit_code == 0, result.stderr
     count = len(list((FIXTURES / "mta").glob("*.eml")))
@@ -237,8 +249,7 @@ def test_directory_of_eml_files_and_stdin(tmp_path: Path) -> None:
     assert again.stdout.strip() == "0 new, 1 already stored, 0 unreadable"
 
 
-def test_without_message_id_a_digest_keeps_it_idempotent(tmp_path: Path) -> None:
-    db = tmp_path / "b.db"
+def test_without_message_id_a_digest_keeps_it_idempotent(db: Path | str, tmp_path: Path) -> None:
     first = tmp_path / "first.mbox"
     first.write_bytes(b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n" + bounce(20, message_id=False))
     assert run(db, str(first)).stdout.strip() == "1 new, 0 already stored, 0 unreadable (1 bounce)"
@@ -251,13 +262,12 @@ def test_without_message_id_a_digest_keeps_it_idempotent(tmp_path: Path) -> None
     assert run(db, str(other)).stdout.strip() == "1 new, 0 already stored, 0 unreadable (1 bounce)"
 
 
-def test_unreadable_paths_are_reported_and_the_rest_imported(tmp_path: Path) -> None:
+def test_unreadable_paths_are_reported_and_the_rest_imported(db: Path | str, tmp_path: Path) -> None:
     folder = tmp_path / "mail"
     folder.mkdir()
     (folder / "good.eml").write_bytes(bounce(30))
     (folder / "gone.eml").symlink_to(tmp_path / "nowhere")  # a broken link
     (folder / "empty.eml").write_bytes(b"\n")
-    db = tmp_path / "b.db"
     result = run(db, str(tmp_path / "missing.mbox"), str(folder), "--format", "json")
     assert result.exit_code == 1
     data = json.loads(result.stdout)
@@ -295,7 +305,7 @@ def test_record_many_dedups_within_a_batch_and_runs_hooks(tmp_path: Path) -> Non
         MessageMeta("", "", "", "", "", ["bounces@example.com"], [], f"<m{n % 3}@x>", 1, 0.0, "2026-11-26T10:00:00Z")
         for n in range(7)
     ]
-    with Store(str(tmp_path / "b.db")) as store:
+    with open_store(str(tmp_path / "b.db")) as store:
         store.hooks.append(lambda conn, msg_id, meta, res, action: calls.append(msg_id))
         out = store.record_many([(m, result, "imported") for m in metas], batch_size=2)
         assert [inserted for _, inserted in out] == [True, True, True, False, False, False, False]
@@ -319,10 +329,9 @@ def test_record_many_dedups_within_a_batch_and_runs_hooks(tmp_path: Path) -> Non
 # ------------------------------------------------------------------------------------------------ 10,000 messages
 
 
-def test_ten_thousand_message_mbox_fast_and_idempotent(tmp_path: Path) -> None:
+def test_ten_thousand_message_mbox_fast_and_idempotent(db: Path | str, tmp_path: Path) -> None:
     mbox = tmp_path / "bounces.mbox"
     _bench().build_mbox(mbox, 10_000)
-    db = tmp_path / "b.db"
     t0 = time.perf_counter()
     result = run(db, str(mbox))
     seconds = time.perf_counter() - t0
@@ -342,11 +351,12 @@ def test_ten_thousand_message_mbox_fast_and_idempotent(tmp_path: Path) -> None:
     assert snapshot(db) == before
 
 
-def test_a_growing_mailbox_imports_only_what_is_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_growing_mailbox_imports_only_what_is_new(
+    db: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     envelope = b"From MAILER-DAEMON Thu Nov 26 10:00:00 2026\n"
     mbox = tmp_path / "bounces.mbox"
     mbox.write_bytes(b"\n".join(envelope + bounce(n) for n in (50, 51, 50)))  # a duplicate in the same batch
-    db = tmp_path / "b.db"
     assert run(db, str(mbox)).stdout.strip() == "2 new, 1 already stored, 0 unreadable (2 bounce)"
     # new mail arrived; messages already stored are not classified again
     mbox.write_bytes(b"\n".join(envelope + bounce(n) for n in (50, 51, 52)))
@@ -356,7 +366,7 @@ def test_a_growing_mailbox_imports_only_what_is_new(tmp_path: Path, monkeypatch:
     assert len(classified) == 1 and b"<dsn-52@" in classified[0]
 
 
-def test_compressed_mailboxes_are_read_and_junk_is_unreadable(tmp_path: Path) -> None:
+def test_compressed_mailboxes_are_read_and_junk_is_unreadable(db: Path | str, tmp_path: Path) -> None:
     import bz2
     import gzip
     import lzma
@@ -370,7 +380,6 @@ def test_compressed_mailboxes_are_read_and_junk_is_unreadable(tmp_path: Path) ->
     (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     (folder / "random.bin").write_bytes(hashlib.sha512(b"x").digest() * 8)
     (folder / "broken.gz").write_bytes(gzip.compress(bounce(52))[:30])
-    db = tmp_path / "b.db"
     result = run(db, str(folder), "--format", "json")
     assert result.exit_code == 1  # junk changes the exit status
     data = json.loads(result.stdout)
@@ -383,3 +392,27 @@ def test_compressed_mailboxes_are_read_and_junk_is_unreadable(tmp_path: Path) ->
     # stdin too
     piped = run(tmp_path / "c.db", "-", stdin=gzip.compress(bounce(53)))
     assert piped.exit_code == 0 and piped.stdout.startswith("1 new")
+
+
+def test_the_same_import_into_sqlite_and_postgresql_suppresses_the_same_addresses(tmp_path: Path, pg_url: str) -> None:
+    """`import --db postgresql://... DIR` then `suppressed --format json` lists what the same import into SQLite
+    lists: the same addresses, categories, reasons and evidence counts."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for n in range(30):  # hard bounces, some for the same address, and the fixtures of every MTA
+        (folder / f"b{n}.eml").write_bytes(bounce(n, f"user{n % 17}@example.net"))
+    for f in sorted((FIXTURES / "mta").glob("*.eml")):
+        (folder / f.name).write_bytes(f.read_bytes())
+    lists = []
+    for db in (str(tmp_path / "b.db"), pg_url):
+        assert run(db, str(folder)).exit_code == 0
+        out = CliRunner().invoke(main, ["suppressed", "--db", db, "--format", "json"])
+        assert out.exit_code == 0, out.output
+        lists.append(
+            sorted(
+                (r["address"], r["category"], r["reason"], r["status"], len(r["evidence"]))
+                for r in json.loads(out.output)
+            )
+        )
+    assert len(lists[0]) >= 17
+    assert lists[0] == lists[1]

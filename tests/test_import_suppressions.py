@@ -16,15 +16,16 @@ from bouncemilter import suppress_import as si
 from bouncemilter import suppressions as sup
 from bouncemilter.cli import main
 from bouncemilter.policy import Policy
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
+from tests.conftest import db_connect
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "b.db"
-    Store(str(path)).close()
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    path = request.getfixturevalue("pg_url") if request.param == "postgres" else tmp_path / "b.db"
+    open_store(str(path)).close()
     return path
 
 
@@ -34,7 +35,7 @@ def run(db: Path, path: Path, *args: str) -> tuple[int, str, str]:
 
 
 def rows(db: Path) -> dict[str, dict]:
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     conn.row_factory = sqlite3.Row
     try:
         return {r["address"]: dict(r) for r in conn.execute("SELECT * FROM suppressions WHERE state = 'suppressed'")}
@@ -82,7 +83,7 @@ def test_esp_exports_are_read_with_their_own_column_names(db: Path, tmp_path: Pa
     assert run(db, tmp_path / "sg.csv")[1].startswith("3 row(s): 0 suppressed, 3 already suppressed, 0 skipped")
     assert rows(db) == before
     # rebuilds keep them: there is no evidence to replay
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = db_connect(db)
     try:
         counts = sup.rebuild(conn, Policy())
     finally:
@@ -165,7 +166,7 @@ def test_a_file_that_cannot_be_imported_saves_nothing(db: Path, tmp_path: Path) 
 
 
 def test_a_newer_unsuppress_wins_over_an_older_row(db: Path, tmp_path: Path) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = db_connect(db)
     try:
         sup.suppress(conn, "back@example.org", "x", "ann", stamp="2025-06-01T00:00:00.000Z")
         sup.unsuppress(conn, "back@example.org", "resubscribed", "ann", stamp="2025-07-01T00:00:00.000Z")
@@ -188,7 +189,7 @@ def test_dry_run_json_and_no_notify(db: Path, tmp_path: Path) -> None:
     assert (summary["suppressed"], summary["dry_run"], summary["by_category"]) == (2, True, {"hard": 1, "opt-out": 1})
     assert rows(db) == {}
     assert run(db, tmp_path / "a.csv", "--no-notify")[0] == 0
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     try:
         assert conn.execute("SELECT COUNT(*), SUM(notify) FROM suppression_changes").fetchone() == (2, 0)
     finally:

@@ -27,6 +27,7 @@ from bouncemilter.classify import Classification
 from bouncemilter.config import load_settings
 from bouncemilter.milter import BounceMilter, Runtime, parse_socket, set_listener_nodelay
 from bouncemilter.store import StoreError
+from bouncemilter.suppressions import open_store
 from bouncemilter.verp import BounceMatcher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,9 +318,8 @@ def test_draining_tempfails_smtp_even_with_a_bare_sender_but_not_postfix_itself(
 
 
 def test_after_the_store_closed_a_bare_sender_gets_4xx(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from bouncemilter.store import Store
 
-    store = Store(str(tmp_path / "closed.db"), timeout=0.2)
+    store = open_store(str(tmp_path / "closed.db"), timeout=0.2)
     store.close()
     _, cap = setup(store=store)
     rc, _ = feed(M.hard_bounce("t10d"), sender="x@evil.example", rcpts=("bounces@test.example",))
@@ -746,9 +746,8 @@ def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() ->
 
 
 def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from bouncemilter.store import Store
 
-    store = Store(str(tmp_path / "dup.db"))
+    store = open_store(str(tmp_path / "dup.db"))
     try:
         _, cap = setup(store=store)
         assert feed(M.hard_bounce("t15"))[0] == Milter.ACCEPT

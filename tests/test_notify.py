@@ -19,7 +19,8 @@ from bouncemilter import notify as nt
 from bouncemilter import suppressions as sup
 from bouncemilter.cli import main
 from bouncemilter.config import load_settings
-from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
+from tests.conftest import db_connect
 from tests.webhook_receiver import Receiver
 
 SECRET = b"0123456789abcdef-test-secret"
@@ -38,13 +39,13 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-def config(tmp_path: Path, port: int, **more: object) -> Path:
+def config(tmp_path: Path, port: int, db: str = "", **more: object) -> Path:
     (tmp_path / "secret").write_bytes(SECRET + b"\n")
     (tmp_path / "secret").chmod(0o600)
     extra = "".join(f"{k} = {v}\n" for k, v in more.items())
     path = tmp_path / "b.toml"
     path.write_text(
-        f'[store]\ndb = "{tmp_path / "b.db"}"\n[notify]\nurl = "http://127.0.0.1:{port}/hooks/suppressions"\n'
+        f'[store]\ndb = "{db or tmp_path / "b.db"}"\n[notify]\nurl = "http://127.0.0.1:{port}/hooks/suppressions"\n'
         f'secret_file = "{tmp_path / "secret"}"\nretry_min = 1.0\nretry_max = 8.0\ntimeout = 5.0\n{extra}'
     )
     return path
@@ -61,16 +62,17 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture
-def setup(tmp_path: Path, receiver: Receiver):
-    path = config(tmp_path, receiver.port)
+@pytest.fixture(params=["sqlite", "postgres"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver):
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    path = config(tmp_path, receiver.port, db)
     settings = load_settings(str(path))
-    Store(settings.db).close()  # the schema
+    open_store(settings.db).close()  # the schema
     return settings
 
 
 def suppress(db: str, *addresses: str, source: str = "opt-out") -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = db_connect(db)
     try:
         sup.suppress_many(conn, addresses, "one-click", "web", source=source)
     finally:
@@ -82,7 +84,7 @@ def notifier(settings, clock: Clock | None = None, logger: logging.Logger | None
 
 
 def outbox(db: str) -> list[dict]:
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     conn.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in conn.execute("SELECT * FROM notify_outbox ORDER BY id")]
@@ -106,7 +108,7 @@ def test_each_new_suppression_is_posted_once_signed(setup, receiver: Receiver) -
     assert first["event"] == "suppression.added"
     assert (first["category"], first["source"], first["reason"]) == ("opt-out", "opt-out", "one-click")
     # nothing more to say, however often it runs; a removal is not a new suppression
-    conn = sqlite3.connect(setup.db, isolation_level=None)
+    conn = db_connect(setup.db)
     sup.unsuppress(conn, "alice@example.org", "back", "ann")
     conn.close()
     assert n.run_once().delivered == 0 and len(receiver.posts) == 2
@@ -117,7 +119,7 @@ def test_an_unreachable_receiver_loses_nothing_and_gets_a_clear_message(
 ) -> None:
     port = free_port()  # nobody listens there yet
     settings = load_settings(str(config(tmp_path, port)))
-    Store(settings.db).close()
+    open_store(settings.db).close()
     clock = Clock()
     n = notifier(settings, clock)
     n.start()
@@ -185,7 +187,7 @@ def test_a_claimed_row_is_not_posted_by_a_second_sender(setup, receiver: Receive
     one, two = notifier(setup, clock), notifier(setup, clock)
     one.start()
     suppress(setup.db, "alice@example.org")
-    conn = sqlite3.connect(setup.db, isolation_level=None)
+    conn = db_connect(setup.db)
     conn.row_factory = sqlite3.Row
     try:
         one.enqueue(conn)
@@ -249,7 +251,7 @@ def test_the_loop_keeps_going_and_stops_on_request(setup, receiver: Receiver) ->
 def test_cli_notify_status_and_exit_codes(tmp_path: Path, receiver: Receiver) -> None:
     path = config(tmp_path, receiver.port)
     settings = load_settings(str(path))
-    Store(settings.db).close()
+    open_store(settings.db).close()
 
     def run(*args: str) -> tuple[int, str]:
         res = CliRunner().invoke(main, ["notify", "--config", str(path), *args], catch_exceptions=False)

@@ -20,8 +20,10 @@ from bouncemilter.maintenance import prune
 from bouncemilter.metrics import Metrics
 from bouncemilter.policy import Event, Policy, decide
 from bouncemilter.store import MIGRATIONS, Store, fmt_time, migrate
+from bouncemilter.suppressions import open_store
 from bouncemilter.unsubscribe import build_matcher
 from tests import report_db
+from tests.conftest import db_connect, is_pg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "optout"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -50,20 +52,22 @@ def bounce(store: Store, rcpt: str, n: int, days_ago: float = 0) -> None:
     deliver(store, data, days_ago)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
     return tmp_path / "b.db"
 
 
 @pytest.fixture
 def store(db: Path):
-    s = Store(str(db), timeout=2.0)
+    s = open_store(str(db), timeout=2.0)
     yield s
     s.close()
 
 
 def conn_of(db: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = db_connect(db)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -306,7 +310,7 @@ def test_migration_seeds_the_feed_with_the_list_and_widens_the_source(tmp_path: 
                '2025-01-01', '2025-01-01')"""
     )
     conn.close()
-    with Store(str(path)) as s:  # opening migrates
+    with open_store(str(path)) as s:  # opening migrates
         deliver(s, request("alice@example.org"))
     rows, _ = changes(path)
     assert [(c["op"], c["address"], c["source"]) for c in rows] == [
@@ -359,7 +363,7 @@ def test_signed_unsubscribe_addresses_follow_the_rules_of_signed_return_paths(st
     # an unsigned (forgeable) request is recorded, unverified, and suppresses nobody
     unsigned = send("unsubscribe+alice=example.org@lists.example.com", 1)
     assert unsigned.classification is not None and unsigned.classification.kind == "opt_out"
-    db = Path(store.path)
+    db = store.path if is_pg(store.path) else Path(store.path)
     assert row(db, "alice@example.org") is None
     (m,) = query(db, "SELECT verified, verification FROM messages WHERE id = ?", unsigned.row_id)
     assert m[0] == 0 and "unsigned" in m[1]
@@ -378,5 +382,5 @@ def test_signed_unsubscribe_addresses_follow_the_rules_of_signed_return_paths(st
 
 
 def query(db: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
+    with db_connect(db) as conn:
         return conn.execute(sql, params).fetchall()

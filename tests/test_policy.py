@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +12,9 @@ from bouncemilter import suppressions
 from bouncemilter.classify.model import Classification, Feedback, RecipientResult
 from bouncemilter.policy import Event, Policy, decide
 from bouncemilter.store import MessageMeta, Store, StoreError
+from bouncemilter.suppressions import open_store
 
-from .conftest import make_meta, query_rows
+from .conftest import db_connect, is_pg, make_meta, query_rows
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = Policy()
@@ -153,14 +153,16 @@ def complaint(addr: str) -> Classification:
 q = query_rows
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
     return tmp_path / "bounces.db"
 
 
 @pytest.fixture
 def store(db: Path):
-    s = Store(str(db), timeout=1.0)
+    s = open_store(str(db), timeout=1.0)
     s.suppressions.clock = lambda: "2026-03-31T00:00:00.000Z"
     yield s
     s.close()
@@ -182,8 +184,8 @@ def test_hook_suppresses_in_the_same_commit(store: Store, db: Path) -> None:
 
 
 def test_hook_failure_rolls_back_the_bounce(store: Store, db: Path) -> None:
-    conn = sqlite3.connect(db)
-    conn.execute("DROP TABLE suppressions")  # the policy's own write now fails inside record()
+    conn = db_connect(db)
+    conn.execute("DROP TABLE suppressions" + (" CASCADE" if is_pg(db) else ""))  # the policy's own write now fails
     conn.commit()
     conn.close()
     with pytest.raises(StoreError):
@@ -220,7 +222,7 @@ def test_sticky_evidence_keeps_the_trigger_half_and_the_most_recent_half(store: 
 
 def test_sticky_evidence_that_is_not_a_json_list_starts_over(store: Store, db: Path) -> None:
     store.record(meta(1, T0), bounce("dead@example.org"), "accept")
-    conn = sqlite3.connect(db)
+    conn = db_connect(db)
     conn.execute("UPDATE suppressions SET evidence = 'not json'")
     conn.commit()
     conn.close()

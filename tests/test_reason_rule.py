@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from bouncemilter.classify import classify
 from bouncemilter.classify.model import Classification, RecipientResult
 from bouncemilter.cli import main
-from bouncemilter.store import MIGRATIONS, Store, migrate
+from bouncemilter.store import MIGRATIONS, migrate
+from bouncemilter.suppressions import open_store
 
 from .conftest import make_meta, query_rows
 
@@ -52,7 +53,7 @@ def test_rule_in_the_json_output() -> None:
 
 def test_rule_stored_per_recipient(tmp_path: Path) -> None:
     db = tmp_path / "bounces.db"
-    with Store(str(db), timeout=0.5) as store:
+    with open_store(str(db), timeout=0.5) as store:
         result = classify(BOUNCE.read_bytes())
         store.record(make_meta(1), result, "accept")
         # a report that names nobody stores its VERP address with no rule (NULL)
@@ -75,7 +76,7 @@ def test_rule_column_added_to_an_existing_store(tmp_path: Path) -> None:
         "VALUES (1, '2026-01-01T00:00:00.000Z', 'bounce', 'old@example.org', 'userunknown')"
     )
     conn.close()
-    with Store(str(db), timeout=0.5) as store:
+    with open_store(str(db), timeout=0.5) as store:
         row = RecipientResult(recipient="new@example.org", action="failed", status="5.2.2", reason="mailboxfull")
         row.reason_rule = "status:5.2.2"
         store.record(make_meta(3), Classification(kind="bounce", recipients=[row], detector="rfc3464"), "accept")

@@ -18,8 +18,10 @@ from tests.report_db import build
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "postgres":
+        return str(build(request.getfixturevalue("pg_server").new_schema(), NOW))
     return str(build(tmp_path_factory.mktemp("reports") / "bounces.db", NOW))
 
 

@@ -16,6 +16,7 @@ from bouncemilter.milter import BounceMilter
 from bouncemilter.sentlog import SentLog, SentReader
 from bouncemilter.signing import KeyRing, Signer, sign
 from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from bouncemilter.verdict import Verifier
 from bouncemilter.verp import BounceMatcher, parse_bounce_address
 
@@ -32,9 +33,10 @@ MATCHER = BounceMatcher([parse_bounce_address(PATTERN)])
 SETTINGS = load_settings(None, {"bounce_addresses": [PATTERN]})
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(str(tmp_path / "sent.db"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" else str(tmp_path / "sent.db")
+    s = open_store(db)
     yield s
     s.close()
 

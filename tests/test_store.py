@@ -17,6 +17,8 @@ import pytest
 
 from bouncemilter.classify.model import Classification, Feedback, OriginalMessage, RecipientResult
 from bouncemilter.store import MIGRATIONS, Store, StoreError, current_version, dedup_key, migrate
+from bouncemilter.store import connect as store_connect
+from bouncemilter.suppressions import open_store
 
 from .conftest import make_meta, query_rows
 
@@ -50,15 +52,23 @@ def hard_bounce(addr: str = "alice@example.org") -> Classification:
 rows = query_rows
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Each test runs on a SQLite file and on PostgreSQL, except those marked sqlite_only (files, locks, WAL)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
     return tmp_path / "data" / "bounces.db"
 
 
+def _mkdir(db: Path | str) -> None:
+    if isinstance(db, Path):
+        db.parent.mkdir()
+
+
 @pytest.fixture
-def store(db: Path):
-    db.parent.mkdir()
-    s = Store(str(db), timeout=0.5)
+def store(db: Path | str):
+    _mkdir(db)
+    s = open_store(str(db), timeout=0.5)
     yield s
     s.close()
 
@@ -67,6 +77,7 @@ def chattr(flag: str, path: Path) -> None:
     subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
 
 
+@pytest.mark.sqlite_only
 def test_schema_created_in_wal_mode(store: Store, db: Path) -> None:
     assert rows(db, "PRAGMA journal_mode")[0][0] == "wal"
     tables = {r[0] for r in rows(db, "SELECT name FROM sqlite_master WHERE type='table'")}
@@ -205,8 +216,8 @@ def test_without_message_id_queue_id_and_digest_decide(store: Store, db: Path) -
 
 
 def test_idempotent_across_store_instances(db: Path) -> None:
-    db.parent.mkdir()
-    with Store(str(db)) as a, Store(str(db)) as b:
+    _mkdir(db)
+    with open_store(str(db)) as a, open_store(str(db)) as b:
         assert a.record(meta(), hard_bounce(), "accept")[1]
         assert b.record(meta(), hard_bounce(), "accept") == (1, False)
 
@@ -214,6 +225,7 @@ def test_idempotent_across_store_instances(db: Path) -> None:
 # ------------------------------------------------------------------------------------------------ faults
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_raises_then_retry_stores_once(store: Store, db: Path) -> None:
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -230,9 +242,10 @@ def test_locked_database_raises_then_retry_stores_once(store: Store, db: Path) -
     assert rows(db, "SELECT COUNT(*) FROM recipients")[0][0] == 1
 
 
+@pytest.mark.sqlite_only
 def test_lock_released_within_timeout_is_waited_for(db: Path) -> None:
-    db.parent.mkdir()
-    with Store(str(db), timeout=5.0) as store:
+    _mkdir(db)
+    with open_store(str(db), timeout=5.0) as store:
         blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
         blocker.execute("BEGIN EXCLUSIVE")
         timer = threading.Timer(0.3, lambda: blocker.execute("ROLLBACK"))
@@ -242,6 +255,7 @@ def test_lock_released_within_timeout_is_waited_for(db: Path) -> None:
         blocker.close()
 
 
+@pytest.mark.sqlite_only
 def test_directory_removed_raises_then_repaired_directory_stores(store: Store, db: Path) -> None:
     store.record(meta(1), hard_bounce(), "accept")
     shutil.rmtree(db.parent)
@@ -255,6 +269,7 @@ def test_directory_removed_raises_then_repaired_directory_stores(store: Store, d
     assert rows(db, "SELECT COUNT(*) FROM messages")[0][0] == 1
 
 
+@pytest.mark.sqlite_only
 def test_database_file_replaced_is_reopened(store: Store, db: Path) -> None:
     store.record(meta(1), hard_bounce(), "accept")
     moved = db.parent / "old.db"
@@ -268,9 +283,10 @@ def test_database_file_replaced_is_reopened(store: Store, db: Path) -> None:
 
 def test_new_store_in_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
-        Store(str(tmp_path / "nope" / "x.db"))
+        open_store(str(tmp_path / "nope" / "x.db"))
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.skipif(not shutil.which("chattr") or not IS_ROOT, reason="needs chattr as root")
 def test_immutable_database_file_raises_then_stores_once(store: Store, db: Path) -> None:
     store.record(meta(1), hard_bounce(), "accept")
@@ -297,11 +313,12 @@ def test_read_only_directory_new_store_raises(tmp_path: Path) -> None:
         pytest.skip("filesystem does not support chattr +i")
     try:
         with pytest.raises(StoreError):
-            Store(str(d / "x.db"))
+            open_store(str(d / "x.db"))
     finally:
         chattr("-i", d)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.skipif(IS_ROOT, reason="root ignores file modes")
 def test_read_only_file_mode_raises(store: Store, db: Path) -> None:
     store.record(meta(1), hard_bounce(), "accept")
@@ -314,6 +331,7 @@ def test_read_only_file_mode_raises(store: Store, db: Path) -> None:
     assert store.record(meta(2), hard_bounce(), "accept")[1]
 
 
+@pytest.mark.sqlite_only
 def test_disk_full_raises_and_rolls_back(store: Store, db: Path) -> None:
     # SQLITE_FULL as a disk-full file system reports it; the message must not be half-written
     store.record(meta(1), hard_bounce(), "accept")
@@ -336,7 +354,7 @@ def test_real_full_file_system(tmp_path: Path) -> None:
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        store = Store(str(mnt / "x.db"), timeout=0.5)
+        store = open_store(str(mnt / "x.db"), timeout=0.5)
         filler = mnt / "filler"
         with contextlib.suppress(OSError), open(filler, "wb") as fh:
             while True:
@@ -356,30 +374,33 @@ def test_real_full_file_system(tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema_refused(db: Path) -> None:
-    db.parent.mkdir()
-    Store(str(db)).close()
+    _mkdir(db)
+    open_store(str(db)).close()
     conn = sqlite3.connect(db)
     conn.execute("INSERT INTO schema_version VALUES (999, 'future')")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer"):
-        Store(str(db))
+        open_store(str(db))
 
 
 # ------------------------------------------------------------------------------------------------ migrations
 
 
+@pytest.mark.sqlite_only
 def test_migrates_an_empty_file(db: Path) -> None:
-    db.parent.mkdir()
+    _mkdir(db)
     db.write_bytes(b"")
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         assert store.record(meta(), hard_bounce(), "accept")[1]
     assert rows(db, "SELECT MAX(version) FROM schema_version")[0][0] == MIGRATIONS[-1][0]
 
 
+@pytest.mark.sqlite_only
 def test_later_migration_applied_once(db: Path) -> None:
-    db.parent.mkdir()
+    _mkdir(db)
     conn = sqlite3.connect(db, isolation_level=None)
     migrate(conn, MIGRATIONS[:1])
     extra = [*MIGRATIONS[:1], (2, ["CREATE TABLE later (address TEXT PRIMARY KEY, reason TEXT)"])]
@@ -390,8 +411,9 @@ def test_later_migration_applied_once(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_callable_migration_rolls_back_on_failure(db: Path) -> None:
-    db.parent.mkdir()
+    _mkdir(db)
 
     def broken(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE half (x)")
@@ -406,11 +428,12 @@ def test_callable_migration_rolls_back_on_failure(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("version", [6, 7])
 def test_an_older_database_upgrades_to_signed_return_paths(db: Path, version: int) -> None:
     # migrations 4-6 (look-alike flags, caps, the content-aware key) and 7 (reason_rule) came before signing's
     # columns (8)
-    db.parent.mkdir()
+    _mkdir(db)
     conn = sqlite3.connect(db, isolation_level=None)
     assert [v for v, _ in MIGRATIONS[:version]] == list(range(1, version + 1))
     migrate(conn, MIGRATIONS[:version])
@@ -424,7 +447,7 @@ def test_an_older_database_upgrades_to_signed_return_paths(db: Path, version: in
                    'userunknown', 1, 'lookalike')"""
     )
     conn.close()
-    with Store(str(db)) as store:
+    with open_store(str(db)) as store:
         assert store.record(meta(), hard_bounce(), "accept")[1]
     assert rows(db, "SELECT MAX(version) FROM schema_version")[0][0] == MIGRATIONS[-1][0] >= 8  # 9: opt-outs (#11)
     # the old row was not checked (NULL: counts as it always did) and keeps what 4-6 gave it
@@ -480,7 +503,7 @@ def test_concurrent_writers_and_readers(store: Store, db: Path) -> None:
 
     def read() -> None:
         # a reader (sqlite3 CLI, Datasette) must never be blocked or see a half-written message
-        conn = sqlite3.connect(db, timeout=0.2)
+        conn = store_connect(str(db), 0.2)
         try:
             while not stop.is_set():
                 m, r = conn.execute(
@@ -508,6 +531,7 @@ def test_concurrent_writers_and_readers(store: Store, db: Path) -> None:
     assert rows(db, "SELECT COUNT(DISTINCT address) FROM recipients")[0][0] == writers * per_writer
 
 
+@pytest.mark.sqlite_only
 def test_reader_in_another_process_while_writing(store: Store, db: Path) -> None:
     store.record(meta(1), hard_bounce(), "accept")
     if not shutil.which("sqlite3"):
@@ -541,12 +565,13 @@ def test_record_after_close_raises(store: Store) -> None:
 
 _AS_USER = """
 import os, sys, time
-from bouncemilter.store import Store, StoreError, MessageMeta
+from bouncemilter.store import StoreError, MessageMeta
+from bouncemilter.suppressions import open_store
 from bouncemilter.classify.model import Classification, RecipientResult
 db = sys.argv[1]
 m = lambda n: MessageMeta(f"Q{n}", "", "", "", "", ["b@example.com"], [], f"<{n}@x>", 1, 1.0)
 c = Classification("bounce", [RecipientResult("a@example.org")])
-s = Store(db, timeout=0.5)
+s = open_store(db, timeout=0.5)
 assert s.record(m(1), c, "accept") == (1, True)
 print("ready", flush=True)
 sys.stdin.readline()  # the test makes the file read-only
@@ -618,6 +643,7 @@ def test_huge_fields_are_capped_and_json_stays_valid(store: Store, db: Path) -> 
     assert len(rows(db, "SELECT diagnostic FROM recipients")[0][0]) == FIELD_CAP
 
 
+@pytest.mark.sqlite_only
 def test_open_reader(store: Store) -> None:
     store.record(meta(), hard_bounce(), "accept")
     reader = store.open_reader()
@@ -628,6 +654,7 @@ def test_open_reader(store: Store) -> None:
         reader.conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_busy_writer_lock_times_out(store: Store) -> None:
     release = threading.Event()
     store.hooks.append(lambda *args: release.wait(5))
@@ -644,3 +671,44 @@ def test_busy_writer_lock_times_out(store: Store) -> None:
         t.join()
     store.hooks.clear()
     assert store.record(meta(2), hard_bounce(), "accept")[1]
+
+
+def test_postgresql_schema_matches_sqlite(tmp_path: Path, pg_url: str) -> None:
+    """Both backends have the same tables, columns, views and latest version (MIGRATIONS and PG_MIGRATIONS are
+    kept side by side: a migration added to one and not the other fails here)."""
+    from bouncemilter.store import PG_MIGRATIONS
+
+    assert max(v for v, _ in PG_MIGRATIONS) == max(v for v, _ in MIGRATIONS)
+    lite = str(tmp_path / "s.db")
+    open_store(lite).close()
+    open_store(pg_url).close()
+    conn = store_connect(lite)
+    try:
+        objects = conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+        lite_schema = {
+            (kind, name): sorted(r[1] for r in conn.execute(f"PRAGMA table_info({name})"))
+            for kind, name in objects
+            if not name.startswith("sqlite_")
+        }
+    finally:
+        conn.close()
+    conn = store_connect(pg_url)
+    try:
+        rows = conn.execute(
+            """SELECT CASE t.table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END, c.table_name, c.column_name
+               FROM information_schema.columns c JOIN information_schema.tables t
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+               WHERE c.table_schema = current_schema()"""
+        ).fetchall()
+    finally:
+        conn.close()
+    pg_schema: dict[tuple[str, str], list[str]] = {}
+    for kind, table, column in rows:
+        pg_schema.setdefault((kind, table), []).append(column)
+    assert {k: sorted(v) for k, v in pg_schema.items()} == lite_schema
+    versions = []
+    for db in (lite, pg_url):
+        conn = store_connect(db)
+        versions.append(current_version(conn))
+        conn.close()
+    assert versions[0] == versions[1]

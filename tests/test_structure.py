@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bouncemilter.classify import classify
 from bouncemilter.classify.mime import MAX_SCAN, parse_message
 from bouncemilter.classify.structure import MAX_LINE, Skimmer, skim
+from bouncemilter.suppressions import open_store
 
 from . import test_milter
 from .e2e import messages as M
@@ -186,11 +187,10 @@ def test_milter_logs_and_stores_a_truncated_report(setup, tmp_path) -> None:  # 
 def test_store_keeps_the_truncated_flag(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from bouncemilter.config import load_settings
     from bouncemilter.ingest import Envelope, ingest
-    from bouncemilter.store import Store
 
     from .conftest import query_rows
 
-    with Store(str(tmp_path / "t.db")) as store:
+    with open_store(str(tmp_path / "t.db")) as store:
         out = ingest(S.dsn_many("st", 3000), Envelope(), load_settings(None), store)
         (row,) = query_rows(store.path, "SELECT truncated, recipient_count FROM messages WHERE id = ?", (out.row_id,))
         assert row["truncated"] == 1 and row["recipient_count"] == len(out.classification.recipients)

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from bouncemilter import classify
 from bouncemilter.cli import main
-from bouncemilter.store import MessageMeta, Store
-from bouncemilter.suppressions import fmt_time
+from bouncemilter.store import MessageMeta
+from bouncemilter.suppressions import fmt_time, open_store
 from tests import report_db
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -63,8 +63,8 @@ HISTORY: list[tuple[float, bytes]] = [
 ]
 
 
-def build_db(path: Path) -> Path:
-    with Store(str(path)) as store:
+def build_db(path: Path | str) -> Path | str:
+    with open_store(str(path)) as store:
         for n, (days_ago, raw) in enumerate(HISTORY):
             result = classify(raw)
             assert result.kind in ("bounce", "delay", "complaint", "auto_reply"), result
@@ -91,8 +91,14 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_db(tmp_path_factory.mktemp("db") / "template.db")
 
 
-@pytest.fixture
-def db(template_db: Path, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The history in a SQLite file (a copy of the module's template), then in PostgreSQL (built afresh)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        build_db(url)
+        return url
+    template_db = request.getfixturevalue("template_db")
     path = tmp_path / "bounces.db"
     path.write_bytes(template_db.read_bytes())  # the store checkpoints on close: one file is the whole database
     return str(path)
@@ -196,7 +202,7 @@ def test_null_sender_mail_to_another_address_never_suppresses(db: str) -> None:
     # A DSN about an employee's own mail (MAIL FROM:<> to staff@, no bounce address): observed at most.
     raw = dsn(30, "friend@example.net", "5.1.1", "550 5.1.1 <friend@example.net>: User unknown")
     meta = MessageMeta("Q30", "192.0.2.20", "mx", "mx", "", [], [""], "<m30@mx>", len(raw), 0.1)
-    with Store(db) as store:
+    with open_store(db) as store:
         store.record(meta, classify(raw), "accept")
     assert "friend@example.net" not in suppressed_json(db)
     data = json.loads(run("history", "--db", db, "--format", "json", "friend@example.net"))

@@ -17,6 +17,7 @@ from bouncemilter.policy import Policy
 from bouncemilter.reports import stats
 from bouncemilter.signing import KeyRing, make_token, sign
 from bouncemilter.store import Store
+from bouncemilter.suppressions import open_store
 from bouncemilter.verdict import Verifier
 from bouncemilter.verp import BounceMatcher, parse_bounce_address
 
@@ -36,7 +37,7 @@ SETTINGS = load_settings(None, {"bounce_addresses": [PATTERN]})
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = Store(str(tmp_path / "v.db"))
+    s = open_store(str(tmp_path / "v.db"))
     yield s
     s.close()
 

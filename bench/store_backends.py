@@ -1,0 +1,160 @@
+"""Records per second and commit latency of the two store backends, SQLite and PostgreSQL, in one run.
+
+    .venv/bin/python bench/store_backends.py [--messages 2000] [--writers 1,10]
+
+For each backend and each number of concurrent writers (threads sharing one Store, as the milter's sessions
+do), every writer records its share of distinct hard bounces with `Store.record()` (one transaction per
+bounce, the suppression policy included), and the time each record() takes until COMMIT returned is its commit
+latency. The "group commit" rows write the same way the milter does, through its GroupCommit: writers that
+arrive together share one transaction, each still returning only after its rows are committed. The
+classification is done before the clock starts: this measures the store only.
+
+SQLite: a file in a temp dir (WAL, synchronous=FULL). PostgreSQL: a private server (tests/pg_rig.py) started
+for the run with fsync ON and synchronous_commit on (the durable settings), on a loopback TCP port.
+Target (issue #10): PostgreSQL p99 <= 10 ms per bounce at 10 writers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bouncemilter.classify import classify  # noqa: E402
+from bouncemilter.milter import GroupCommit  # noqa: E402
+from bouncemilter.suppressions import open_store  # noqa: E402
+from tests.conftest import make_meta  # noqa: E402
+from tests.e2e import messages as M  # noqa: E402
+from tests.pg_rig import PgServer  # noqa: E402
+
+
+def workload(n: int, offset: int) -> list[tuple]:
+    template = classify(M.hard_bounce("bench", recipient="user@example.org"))
+    out = []
+    for i in range(n):
+        k = offset + i
+        result = classify(M.hard_bounce(f"bench{k}", recipient=f"user{k}@example.org")) if i < 50 else None
+        if result is None:  # same shape as a classified bounce, another address (classify is not under test)
+            result = _retarget(template, f"user{k}@example.org")
+        out.append((make_meta(k), result, "accept"))
+    return out
+
+
+def _retarget(template, address: str):
+    import dataclasses
+
+    rcpt = dataclasses.replace(template.recipients[0], recipient=address)
+    return dataclasses.replace(template, recipients=[rcpt])
+
+
+def run(db: str, writers: int, messages: int, offset: int, group: bool = False) -> dict:
+    store = open_store(db, timeout=10.0)
+    # group: through the milter's GroupCommit, as the milter writes (sessions that reach end of message together
+    # share one transaction); else each writer calls Store.record() itself, one transaction per bounce
+    sink = GroupCommit(store, 10.0) if group else store
+    per = messages // writers
+    jobs = [workload(per, offset + w * per) for w in range(writers)]
+    store.record(*workload(1, offset + 10**7)[0])  # connect and warm up outside the clock
+    latencies: list[list[float]] = [[] for _ in range(writers)]
+    start = threading.Barrier(writers + 1)
+
+    def writer(w: int) -> None:
+        start.wait()
+        lat = latencies[w]
+        for item in jobs[w]:
+            t0 = time.perf_counter()
+            sink.record(*item)
+            lat.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    store.close()
+    lat = sorted(x * 1000 for one in latencies for x in one)
+    return {
+        "records": len(lat),
+        "per_s": len(lat) / elapsed,
+        "p50": statistics.median(lat),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+    }
+
+
+def sqlite_utils_cost(rows: int = 3000) -> tuple[float, float]:
+    """Microseconds per messages row: plain sqlite3 (the milter's write path) vs sqlite-utils' Table.insert,
+    same rows, same database settings, in one transaction each (so the fsync is not what is compared)."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from bouncemilter.store import INSERT_MESSAGE
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
+        for way in ("sqlite3", "sqlite-utils"):
+            path = str(Path(tmp) / f"{way}.db")
+            open_store(path).close()
+            conn = sqlite3.connect(path, isolation_level=None)
+            names = [c.strip() for c in INSERT_MESSAGE.split("(", 1)[1].split(")", 1)[0].split(",")]
+            params = [
+                tuple(f"k{i}" if n == "dedup_key" else (0 if n in ("size", "verified") else "x") for n in names)
+                for i in range(rows)
+            ]
+            db = sqlite_utils.Database(conn)
+            table = db["messages"]
+            conn.execute("BEGIN")
+            t0 = time.perf_counter()
+            if way == "sqlite3":
+                for p in params:
+                    conn.execute(INSERT_MESSAGE, p)
+            else:
+                for p in params:
+                    table.insert(dict(zip(names, p, strict=True)))
+            out.append((time.perf_counter() - t0) / rows * 1e6)
+            conn.execute("COMMIT")
+            conn.close()
+    return out[0], out[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=2000, help="bounces per backend and writer count")
+    ap.add_argument("--writers", default="1,10", help="comma-separated numbers of concurrent writers")
+    args = ap.parse_args()
+    counts = [int(x) for x in args.writers.split(",")]
+    pg = PgServer(durable=True)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
+            for group in (False, True):
+                for i, writers in enumerate(counts):
+                    if group and writers == 1:
+                        continue  # one writer: the group commit is the direct call
+                    for backend in ("sqlite", "postgresql"):
+                        db = str(Path(tmp) / f"b{i}{group}.db") if backend == "sqlite" else pg.new_schema()
+                        r = run(db, writers, args.messages, offset=i * 10**6 + group * 10**5, group=group)
+                        rows.append((backend + (" (group commit)" if group else ""), writers, r))
+    finally:
+        pg.close()
+    print(f"{'backend':<28} {'writers':>7} {'records':>8} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for backend, writers, r in rows:
+        print(f"{backend:<28} {writers:>7} {r['records']:>8} {r['per_s']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    plain, utils = sqlite_utils_cost()
+    print(f"SQLite hot path, one messages row: plain sqlite3 {plain:.1f} us, sqlite-utils Table.insert {utils:.1f} us")
+    print("(one record() = one transaction with the suppression policy, timed until COMMIT returned; "
+          "SQLite synchronous=FULL, PostgreSQL fsync=on, loopback TCP)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

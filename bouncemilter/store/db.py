@@ -1,0 +1,61 @@
+"""Connections for the store's readers and the CLI, on either backend (the milter writes through `Store`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from .core import StoreError, has_table, is_url, migrate
+
+
+class NoDatabase(Exception):
+    """--db names no store: a missing SQLite file, or a PostgreSQL database without the bouncemilter schema."""
+
+
+def display_name(db: str) -> str:
+    """How messages name the store: the path, or the URL without its password."""
+    if is_url(db):
+        from .postgres import redact
+
+        return redact(db)
+    return db
+
+
+def connect(db: str, timeout: float = 5.0, write: bool = False, read_only: bool = False) -> Any:
+    """An autocommit connection to an existing store (rows by index and by name); `write` also brings the schema
+    up to date, `read_only` refuses writes (SQLite mode=ro; PostgreSQL default_transaction_read_only).
+
+    Errors are sqlite3.Error on both backends (the PostgreSQL adapter raises its errors as the sqlite3 kinds),
+    so callers handle one family; a PostgreSQL server that cannot be reached raises sqlite3.OperationalError."""
+    if is_url(db):
+        from .postgres import connect as pg_connect
+
+        conn = pg_connect(db, timeout, read_only=read_only)
+        try:
+            if write:
+                migrate(conn)
+            elif not has_table(conn, "messages"):
+                raise NoDatabase(
+                    f"{display_name(db)}: no bouncemilter store in this database (run the milter or "
+                    "`bouncemilter import` with this --db first)"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    if not os.path.exists(db):
+        raise NoDatabase(f"{db}: no such database (give --db or store.db in --config)")
+    if read_only:
+        uri = "file:" + os.path.abspath(db).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(db, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    if write:
+        migrate(conn)
+    return conn
+
+
+__all__ = ["NoDatabase", "StoreError", "connect", "display_name"]
