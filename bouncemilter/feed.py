@@ -2,9 +2,10 @@
 
 Triggers on ``suppressions`` (store migration 9, store/schema_optout.py) write one ``suppression_changes`` row per
 addition, removal, or change of source/category of a suppressed address, whatever changed it. Its id is the
-cursor: AUTOINCREMENT ids are never reused, and SQLite's single writer commits them in order (on PostgreSQL the
-feed's trigger takes a lock so that the hosts' changes commit in id order too), so a reader that saw id N has
-seen every change up to N. A consumer keeps the last cursor it processed and asks for what came
+cursor: AUTOINCREMENT ids are never reused, and SQLite's single writer commits them in order; on PostgreSQL the
+hosts commit theirs side by side, and a reader reads no further than the last id whose transaction and every
+earlier one's is over (`store.core.last_feed_id`, store migration 10). So a reader that saw id N has seen every
+change up to N. A consumer keeps the last cursor it processed and asks for what came
 after; the answer ends with the next cursor to keep. Cursor 0 is the beginning (the migration seeded an
 addition for every address suppressed at the time).
 """
@@ -55,7 +56,8 @@ def changes(
             "one restored from a backup; sync everything again from cursor 0"
         )
     sql = Q.feed_changes(bool(limit))
-    params: list[Any] = [cursor, limit] if limit else [cursor]
+    # no further than `newest`: every id up to it is final, a later one may still have a smaller one in flight
+    params: list[Any] = [cursor, newest, limit] if limit else [cursor, newest]
     # one statement: one snapshot of the database, however long the consumer takes to read it
     rows = [dict(zip(COLUMNS, r, strict=True)) for r in conn.execute(sql, params).fetchall()]
     next_cursor = rows[-1]["id"] if rows else cursor

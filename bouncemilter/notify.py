@@ -205,7 +205,7 @@ class Notifier:
             position = self._position(conn)
             changes = conn.execute(
                 Q.FEED_TO_NOTIFY,
-                (position,),
+                (position, store_db.last_feed_id(conn)),  # ids up to it are final (see feed.py)
             ).fetchall()
             queued = 0
             for c in changes:

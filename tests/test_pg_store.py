@@ -129,6 +129,35 @@ def test_group_commit_of_a_batch_with_duplicates_and_a_key_another_host_has(pg_u
     assert query_rows(pg_url, "SELECT COUNT(*) FROM messages")[0][0] == 3
 
 
+def test_the_feed_never_hands_out_a_cursor_past_a_change_still_in_flight(pg_url: str) -> None:
+    """Hosts change the list side by side: A draws feed id N and has not committed when B commits N+1. B must not
+    wait for A (the writers do not serialise), and a reader must not answer N+1 with cursor N+1 while N may
+    still commit: it waits for A, then gets both, in order."""
+    from bouncemilter import feed
+
+    open_store(pg_url).close()
+    insert = """INSERT INTO suppressions (address, domain, state, source, created_at, updated_at)
+                VALUES (?, 'example.org', 'suppressed', 'manual', '2026-05-09T07:35:25Z', '2026-05-09T07:35:25Z')"""
+    a, b, reader = (store_connect(pg_url, 10) for _ in range(3))
+    got: list = []
+    try:
+        a.execute("BEGIN")  # as a milter's transaction: the shared side of the write lock
+        a.execute(insert, ("first@example.org",))
+        b.execute(insert, ("second@example.org",))  # commits at once (lock_timeout 10 s if it had to wait)
+        t = threading.Thread(target=lambda: got.append(feed.changes(reader, 0)))
+        t.start()
+        t.join(0.5)  # time for a reader that does not wait to answer early (it would answer [second])
+        a.execute("COMMIT")
+        t.join(10)
+        assert not t.is_alive()
+    finally:
+        for conn in (a, b, reader):
+            conn.close()
+    ((rows, cursor),) = got
+    assert [r["address"] for r in rows] == ["first@example.org", "second@example.org"]
+    assert cursor == rows[-1]["id"] > rows[0]["id"]
+
+
 # ------------------------------------------------------------------------------------------------- the adapter
 
 

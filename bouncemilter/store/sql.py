@@ -193,7 +193,7 @@ NOTIFY_CURSOR = "SELECT value FROM notify_state WHERE name = 'cursor'"
 NOTIFY_CURSOR_SET = """INSERT INTO notify_state (name, value) VALUES ('cursor', ?)
     ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
 FEED_TO_NOTIFY = """SELECT id, at, op, address, source, category, reason, summary, suppressed_at, notify
-                   FROM suppression_changes WHERE id > ? ORDER BY id LIMIT 1000"""
+                   FROM suppression_changes WHERE id > ? AND id <= ? ORDER BY id LIMIT 1000"""
 OUTBOX_ADD = """INSERT OR IGNORE INTO notify_outbox (id, address, body, created_at, next_attempt_at)
                        VALUES (?, ?, ?, ?, ?)"""
 OUTBOX_WAITING = "SELECT COUNT(*) FROM notify_outbox WHERE delivered_at IS NULL"
@@ -343,8 +343,9 @@ FEED_COLUMNS = ("id", "at", "op", "address", "source", "category", "reason", "su
 
 
 def feed_changes(limit: bool) -> str:
-    """The feed's changes after a cursor, oldest first (`limit`: at most ? of them)."""
-    sql = f"SELECT {', '.join(FEED_COLUMNS)} FROM suppression_changes WHERE id > ? ORDER BY id"
+    """The feed's changes after a cursor up to the last final id (`core.last_feed_id`), oldest first (`limit`: at
+    most ? of them)."""
+    sql = f"SELECT {', '.join(FEED_COLUMNS)} FROM suppression_changes WHERE id > ? AND id <= ? ORDER BY id"
     return sql + " LIMIT ?" if limit else sql
 
 
