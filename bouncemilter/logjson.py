@@ -67,6 +67,10 @@ class JsonStreamHandler(logging.StreamHandler):
         out: dict[str, Any] = {"time": _iso(time.time()), "level": _LEVEL_NAMES[level], "event": name, **fields}
         if msg:
             out["msg"] = msg
+        self.put(level, name, msg, out)
+
+    def put(self, level: int, name: str, msg: str, out: dict[str, Any]) -> None:
+        """Write a line whose fields are all there, `time`, `level` and `event` first (see `direct()`)."""
         try:
             data: bytes | None = orjson.dumps(out, default=str, option=_ORJSON_LINE)
         except TypeError:  # orjson.JSONEncodeError: the text layer writes what orjson refused, as before
@@ -150,20 +154,33 @@ def write(
     logger: logging.Logger, level: int, name: str, fields: Mapping[str, Any], msg: str = "", exc_info: bool = False
 ) -> None:
     """`event()` with the fields as a mapping (the caller checked `logger.isEnabledFor(level)`)."""
+    handler = None if exc_info else direct(logger, level)
+    if handler is not None:
+        handler.line(level, name, msg, fields)
+    else:
+        logger.log(level, msg, extra={"event": name, "fields": fields}, exc_info=exc_info)
+
+
+def direct(logger: logging.Logger, level: int) -> JsonStreamHandler | None:
+    """Our own stream handler when a line at `level` goes to it alone and nothing else would see the record: the
+    line is then written without a LogRecord (`JsonStreamHandler.line`, or `.put` for a caller that builds the whole
+    line itself, as the milter's message line does); None when the line must go through the logging module."""
     handlers = logger.handlers
-    # the same line, without a LogRecord, where nothing but our own stream handler would see the record
     if (
         len(handlers) == 1
         and type(handlers[0]) is JsonStreamHandler
         and level in _LEVEL_NAMES
-        and not exc_info
         and not logger.filters
         and not handlers[0].filters
         and level >= handlers[0].level
     ):
-        handlers[0].line(level, name, msg, fields)
-    else:
-        logger.log(level, msg, extra={"event": name, "fields": fields}, exc_info=exc_info)
+        return handlers[0]
+    return None
+
+
+def head(level: int) -> tuple[str, str]:
+    """(`time`, `level`) of a line written now, for `JsonStreamHandler.put`."""
+    return _iso(time.time()), _LEVEL_NAMES[level]
 
 
 def message_record(
@@ -190,7 +207,7 @@ def message_record(
         "ms": round(ms, 3),
     }
     for key, value in more.items():
-        if (value is None or (not value and type(value) in _EMPTY_TYPES)) and key not in ALWAYS:
+        if (value is None or (not value and type(value) in EMPTY_TYPES)) and key not in ALWAYS:
             continue
         out[key] = value
     return out
@@ -198,4 +215,4 @@ def message_record(
 
 # written even when empty ("verified": null says "not checked")
 ALWAYS = frozenset({"total_ms", "detector", "envelope_from", "bounce_addresses", "message_id", "verified"})
-_EMPTY_TYPES = (str, list, dict, tuple)
+EMPTY_TYPES = (str, list, dict, tuple)

@@ -916,11 +916,8 @@ class BounceMilter(Milter.Base):
                     result,
                     "tempfail",
                     t_eom,
-                    level=logging.ERROR,
-                    stored=False,
-                    store_error=store_error,
-                    **trust,
-                    **more,
+                    logging.ERROR,
+                    {"stored": False, "store_error": store_error, **trust, **more},
                 )
                 self._finish_message()
                 return Milter.TEMPFAIL
@@ -936,18 +933,15 @@ class BounceMilter(Milter.Base):
         if rc != Milter.DISCARD and settings.add_headers:
             self._add_headers(result)
         level = logging.INFO if stored else logging.ERROR
-        self._log(
-            result,
-            action,
-            t_eom,
-            level=level,
-            stored=stored and "duplicate" not in more,
-            store_error=store_error,
-            classify_ms=round(processing_ms, 3),
-            store_ms=round(store_ms, 3),
+        facts = {
+            "stored": stored and "duplicate" not in more,
+            "store_error": store_error,
+            "classify_ms": decide.ms3(processing_ms),
+            "store_ms": decide.ms3(store_ms),
             **trust,
             **more,
-        )
+        }
+        self._log(result, action, t_eom, level, facts)
         self._finish_message()
         return rc
 
@@ -999,7 +993,7 @@ class BounceMilter(Milter.Base):
         for name, value in decide.bounce_headers(result, self._rt.settings.header_prefix):
             self.addheader(name, value)
 
-    def _log(self, result: Classification, action: str, t_eom: float, *, level: int, **more: Any) -> None:
+    def _log(self, result: Classification, action: str, t_eom: float, level: int, facts: dict[str, Any]) -> None:
         decide.log_message(
             self._rt.logger,
             level,
@@ -1014,7 +1008,7 @@ class BounceMilter(Milter.Base):
             size=self._size,
             truncated=self._truncated,
             internal=self._internal,
-            **more,
+            facts=facts,
         )
 
     @guarded()

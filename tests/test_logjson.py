@@ -131,3 +131,65 @@ def test_a_line_that_cannot_be_written_does_not_raise(logger, capsys) -> None:  
     finally:
         logging.raiseExceptions = raise_exceptions
     assert sys.stderr is not None
+
+
+def test_message_line_is_message_record_on_both_paths(logger) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter.classify import Classification, RecipientResult
+    from bouncemilter.decide import log_message
+    from bouncemilter.verp import Match
+
+    result = Classification(
+        kind="bounce",
+        detector="postfix",
+        recipients=[
+            RecipientResult(recipient="a@example.org", status="4.2.2"),
+            RecipientResult(recipient="b@example.org", reason="userunknown", hard=True, status="5.1.1"),
+        ],
+    )
+    matches = [Match("bounces@sink.test", "@sink.test", ""), Match("b+x=y.test@sink.test", "@sink.test", "x@y.test")]
+    more = {"stored": True, "store_error": "", "verified": None, "notes": {}, "recipients_dropped": 0}
+
+    def log() -> None:
+        log_message(
+            logger, logging.INFO, result, "accept", t_eom=0.0, t0=0.0, queue_id="Q1", envelope_from="",
+            matches=matches, message_id="", size=1, truncated=False, internal=False, facts=more,
+        )  # fmt: skip
+
+    log()
+    logger.addFilter(lambda record: True)  # through the logging module: LogRecord, JsonFormatter
+    try:
+        log()
+    finally:
+        logger.filters.clear()
+    direct, via_logging = lines(logger)
+    recipients = [
+        {"recipient": "a@example.org", "reason": "", "hard": False, "status": "4.2.2"},
+        {"recipient": "b@example.org", "reason": "userunknown", "hard": True, "status": "5.1.1"},
+    ]
+    facts = {
+        "total_ms": direct["total_ms"],
+        "detector": "postfix",
+        "envelope_from": "",
+        "bounce_addresses": ["bounces@sink.test", "b+x=y.test@sink.test"],
+        "verp_recipients": ["x@y.test"],
+        "message_id": "",
+        "size": 1,
+        "truncated": False,
+        "internal": False,
+        **more,
+    }
+    expected = logjson.message_record("Q1", "bounce", recipients, "accept", direct["ms"], facts)
+    for line in (direct, via_logging):
+        assert line.pop("time") and line.pop("level") == "info" and line.pop("event") == "message"
+        line["ms"], line["total_ms"] = direct["ms"], direct["total_ms"]
+        assert list(line.items()) == list(expected.items())  # the same fields in the same order
+    assert "store_error" not in expected and "notes" not in expected and expected["recipients_dropped"] == 0
+
+
+def test_ms3_gives_three_decimals_like_round() -> None:
+    from bouncemilter.decide import ms3
+
+    for ms in (0.0, 0.0004, 0.0006, 1.23456, 2.5, 987.6543, 40000.1234567):
+        assert abs(ms3(ms) - round(ms, 3)) <= 0.0005 + 1e-12
+        assert len(repr(ms3(ms)).partition(".")[2]) <= 3
+    assert ms3(1.23456) == 1.235 and ms3(0.0) == 0.0
