@@ -324,3 +324,35 @@ def test_address_under_a_this_address_heading() -> None:
         b'Delivery of email to this address\n\t\t\n"mia@example.org"\n\t\t\nhas been postponed due to a full mailbox.\n'
     )
     assert [r.recipient for r in classify(raw).recipients] == ["mia@example.org"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the address alone under a cue that ends the line above it
+        "Your message to:\n\tjudy@example.org\n\nhas not yet been delivered because the recipient server did not "
+        "respond.\n",
+        "This is a delivery failure notification message indicating that\nan email bounces@example.com addressed "
+        "to email address :\n-- judy@example.org\n\nWith subject hello\ncould not be delivered.\n",
+        "Your message could not be delivered to\n  judy@example.org\n",
+        # named by "Your message to" on its own line, with words no list of error words had
+        "Your message to judy@example.org has reached our local address\n"
+        "judy@example.org, but this email address is wrong or no longer valid.\n",
+    ],
+)
+def test_generic_reader_takes_an_address_cued_on_the_line_above(text: str) -> None:
+    raw = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\nTo: bounces@example.com\n"
+        f"Subject: Warning: message has not yet been delivered\n\n{text}"
+    ).encode()
+    assert [r.recipient for r in classify(raw).recipients] == ["judy@example.org"]
+
+
+def test_generic_reader_leaves_an_address_on_a_line_after_unrelated_words() -> None:
+    # an address under a line that does not name it as the failed one is not taken for one
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Mail delivery failed\n\n"
+        b"For questions write to:\n  helpdesk@example.net\n\n"
+        b"X-Failed-Recipients says nothing here.\n"
+    )
+    assert [r.recipient for r in classify(raw).recipients] == []

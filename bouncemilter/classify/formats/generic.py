@@ -67,16 +67,21 @@ _INLINE_CUE = re.compile(
     r"(?:message|mail|e-?mail))?(?: to)?|not (?:be )?delivered to|delivery (?:to|failed for)|"
     r"originally addressed to|undeliverable (?:address|recipient|to)|did not reach(?: the following)? recipients?|"
     r"(?:intended|failed|invalid|unknown|bad|original|final|rejected) (?:recipient|address)(?:es|s)?|"
-    r"recipient address(?:es)?|unknown user)\s*[:=]?\s*[\"'<(\[]*$",
+    r"recipient address(?:es)?|unknown user|"
+    # "Your message to a@b has reached our local address ..." (a university's own mail server),
+    # "... addressed to email address :" (a hosted relay's failure notice, the address on the next line)
+    r"your message to|addressed to(?: (?:the )?(?:e-?mail )?address)?)\s*[:=]?\s*[\"'<(\[]*$",
     re.I,
 )
+# What may stand before an address that is alone on its line under such a cue: bullets, quotes, brackets.
+_LEAD = re.compile(r"^[\s\-*>\"'<(\[]*$")
 # "<a@b>:" alone on a line: the qmail/Postfix shape, the reason follows on the next lines.
 _ALONE_WITH_COLON = re.compile(r"^[ \t]*<[^<>\s]{1,254}>:[ \t]*$")
 _ERROR_WORDS = re.compile(
     r"(?:unknown|not exist|no such|invalid|rejected|refused|denied|full|over ?quota|failed|failure|"
     r"unavailable|disabled|inactive|not found|unrouteable|unreachable|timed? ?out|expired|blocked|"
     r"spam|policy|too (?:large|big|many)|exceeded|not allowed|does not|cannot|could not|unable|"
-    r"error|problem|suspended|deactivated|relay)",
+    r"error|problem|suspended|deactivated|relay|wrong|no longer (?:valid|exists?|active|in use|available))",
     re.I,
 )
 _SKIP_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "nobody", "root", "noreply", "no-reply")
@@ -165,14 +170,25 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             continue
         rest = line[m.end() :].lstrip(">\"' ").lstrip(":.,;").strip()
         block = _block(lines, i, rest)
-        cued = _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None or bool(
-            _ALONE_WITH_COLON.match(line)
+        cued = (
+            _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None
+            or bool(_ALONE_WITH_COLON.match(line))
+            or _cued_above(lines, i, line[: m.start()])
         )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
             rows[addr] = _row(addr, block)
         if len(rows) >= 50:
             break
     return list(rows.values())
+
+
+def _cued_above(lines: list[str], i: int, lead: str) -> bool:
+    """An address alone at the start of its line whose cue ends the line above ("Your message to:",
+    "could not be delivered to", "addressed to email address :")."""
+    if i == 0 or not _LEAD.match(lead):
+        return False
+    above = lines[i - 1].rstrip()
+    return bool(above) and _INLINE_CUE.search(above[-80:]) is not None
 
 
 def _block(lines: list[str], i: int, rest: str) -> str:
