@@ -224,3 +224,13 @@ def test_base64_encoded_attached_message() -> None:
     )
     headers = parse_message(raw).original_headers()
     assert headers is not None and headers.get("subject") == "inner"
+
+
+def test_header_names_are_found_in_any_case_however_often_asked() -> None:
+    h = parse_header_block(b"X-Mixed-Case: one\nSubject: two\nsubject: three")
+    for _ in range(2):  # the second round runs with the lower-case names remembered
+        assert h.get("x-mixed-case") == h.get("X-MIXED-CASE") == "one"
+        assert h.get_all("subject") == h.get_all("SUBJECT") == ["two", "three"]
+        assert "x-mixed-case" in h and "X-Mixed-CASE" in h
+        assert "x-absent" not in h and "X-Absent" not in h
+        assert h.get("x-absent", "d") == h.get("X-ABSENT", "d") == "d" and h.get_all("x-absent") == []

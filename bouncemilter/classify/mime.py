@@ -116,22 +116,29 @@ class Headers:
                 index.setdefault(name.lower(), []).append(value)
         self._index = index
 
-    # Detectors ask for dozens of headers per message, nearly always by a lower-case name: look
-    # that up first and lower-case only on a miss.
+    # Detectors ask for dozens of headers per message, nearly always by a lower-case name, and most of
+    # them are absent: look the name up as given, and on a miss lower-case it only when it is not known
+    # to be lower case already (a str method call costs several set lookups).
     def get(self, name: str, default: str = "") -> str:
         values = self._index.get(name)
         if values is None:
-            values = self._index.get(name.lower())
+            if name in _LOWER_NAMES:
+                return default
+            values = self._index.get(_lower(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         values = self._index.get(name)
         if values is None:
-            values = self._index.get(name.lower(), [])
+            if name in _LOWER_NAMES:
+                return []
+            values = self._index.get(_lower(name), [])
         return values
 
     def __contains__(self, name: str) -> bool:
-        return name in self._index or name.lower() in self._index
+        if name in self._index:
+            return True
+        return name not in _LOWER_NAMES and _lower(name) in self._index
 
     def __len__(self) -> int:
         return len(self.items)
@@ -142,6 +149,17 @@ class Headers:
         if value is None:
             value = self._decoded[name] = " ".join(decode_words(self.get(name)).split())
         return value
+
+
+_LOWER_NAMES: set[str] = set()  # header names asked for that are lower case already (see Headers.get)
+_LOWER_NAMES_MAX = 4096  # names come from the code, but a caller may ask by names a message carries
+
+
+def _lower(name: str) -> str:
+    low = name.lower()
+    if low == name and len(_LOWER_NAMES) < _LOWER_NAMES_MAX:
+        _LOWER_NAMES.add(name)
+    return low
 
 
 def parse_header_block(block: bytes) -> Headers:
