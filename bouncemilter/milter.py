@@ -746,6 +746,8 @@ class BounceMilter(Milter.Base):
         examine = self._examine
         settings = self._rt.settings
         prefix = settings.header_prefix.lower().encode() if settings.add_headers else None
+        if prefix is None and examine and self._read_block(fields):
+            return
         lines = []
         for name, value in fields:
             if isinstance(value, str):
@@ -767,6 +769,37 @@ class BounceMilter(Milter.Base):
             block = b"".join(lines)
             self._size += len(block)
             self._append(block)
+
+    def _read_block(self, fields: list[tuple[str, bytes | str]]) -> bool:
+        """_read_fields() of an examined message (no header prefix to watch) in a few operations for the whole
+        block rather than a dozen per field (eoh() took ~45,000 instructions for a bounce's 8 fields); False, with
+        nothing done, for fields it cannot take as they are (names must be text, values bytes, as pymilter gives)."""
+        n = len(fields)
+        if not n:
+            return True
+        try:
+            names, values = zip(*fields, strict=True)
+            joined = "\0".join(names)
+            parts: list[bytes] = [b""] * (4 * n)
+            parts[0::4] = joined.encode("ascii", "replace").split(b"\0")
+            parts[1::4] = [b": "] * n
+            parts[2::4] = values
+            parts[3::4] = [b"\r\n"] * n
+            block = b"".join(parts)
+        except (TypeError, ValueError):  # a value that is not bytes, a name that is not text (or holds a NUL)
+            return False
+        if block.count(b"\n") != n:
+            # Folded values arrive with bare LF (Postfix) or CRLF: store CRLF like the wire format (the same as
+            # doing it value by value: each separator is one CRLF already).
+            block = block.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if not self._message_id:
+            lowered = joined.lower().split("\0")
+            if "message-id" in lowered:
+                value = values[lowered.index("message-id")]
+                self._message_id = _one_line(value.decode("utf-8", "replace"), 998)  # type: ignore[union-attr]
+        self._size += len(block)
+        self._append(block)
+        return True
 
     @guarded()
     def body(self, chunk: bytes) -> int:
