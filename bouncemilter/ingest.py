@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from . import store as store_db
 from .classify import Classification, classify, optout
+from .classify.mime import crlf_to_lf
 from .store import MessageMeta, Store, StoreError, dedup_key
 
 HEADER_BLOCK_MAX = 256 * 1024  # a header block longer than this is read no further (hostile or broken input)
@@ -463,7 +464,7 @@ def _normalised(body: bytes) -> bytes:
     """LF line ends, no ">From " quoting, no trailing blanks: each step only where it can change something (a
     bounce seldom has mbox quoting or trailing blanks: the regex alone cost 72,000 instructions on a 1.3 KB
     bounce, the line loop 22,000)."""
-    body = body.replace(b"\r\n", b"\n")
+    body = crlf_to_lf(body)
     if b">From " in body:
         body = _MBOX_QUOTE.sub(b"", body)
     if _trailing_blank(body):
