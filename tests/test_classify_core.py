@@ -356,3 +356,38 @@ def test_generic_reader_leaves_an_address_on_a_line_after_unrelated_words() -> N
         b"X-Failed-Recipients says nothing here.\n"
     )
     assert [r.recipient for r in classify(raw).recipients] == []
+
+
+def _aliased(final: str, original: str) -> bytes:
+    from tests.e2e import messages
+
+    raw = messages.hard_bounce("alias-1", final)
+    return raw.replace(
+        f"Original-Recipient: rfc822;{final}".encode(), f"Original-Recipient: rfc822;{original}".encode()
+    )
+
+
+def test_original_recipient_of_an_alias_that_failed() -> None:
+    # Postfix's own DSN (the Postfix format detector reads it): neko@ was aliased to postmaster@, which failed
+    [row] = classify(_aliased("postmaster@example.org", "Neko@Example.ORG")).recipients
+    assert (row.recipient, row.original_recipient) == ("postmaster@example.org", "neko@example.org")
+
+
+def test_original_recipient_from_a_plain_dsn() -> None:
+    raw = dsn("failed", "5.1.1", "550 5.1.1 unknown").replace(
+        b"Final-Recipient: rfc822; <Bob@Example.ORG>",
+        b"Final-Recipient: rfc822;bob@mailstore.example.org\r\nOriginal-Recipient: rfc822;bob@example.org",
+    )
+    result = classify(raw)
+    assert result.detector == "rfc3464"
+    assert [(r.recipient, r.original_recipient) for r in result.recipients] == [
+        ("bob@mailstore.example.org", "bob@example.org")
+    ]
+
+
+@pytest.mark.parametrize(
+    "original", ["alice@example.org", "ALICE@example.org", '"alice"@example.org', "not an address"]
+)
+def test_original_recipient_empty_when_it_names_the_same_address_or_none(original: str) -> None:
+    [row] = classify(_aliased("alice@example.org", original)).recipients
+    assert (row.recipient, row.original_recipient) == ("alice@example.org", "")

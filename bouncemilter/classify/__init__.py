@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from . import address, arf, autoreply, challenge, optout, reasons, stage
-from .dsn import parse_dsn, parse_inline_fields
+from .dsn import original_recipients, parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
 from .formats.generic import detect as generic_detect
@@ -192,6 +192,11 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
             reporter=reporter,
         )
         row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
+    if detector not in ("rfc3464", "rfc6533") and msg.find("message/delivery-status", "message/global-delivery-status"):
+        originals = original_recipients(msg)  # a format detector's rows: the report's Original-Recipient
+        for row in found.recipients:
+            if not row.original_recipient and originals.get(row.recipient, row.recipient) != row.recipient:
+                row.original_recipient = originals[row.recipient]
     kind = found.kind or _kind_from_actions(found.recipients)
     original = found.original or _original(msg, envelope_id)
     return Classification(
