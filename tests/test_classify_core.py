@@ -391,3 +391,44 @@ def test_original_recipient_from_a_plain_dsn() -> None:
 def test_original_recipient_empty_when_it_names_the_same_address_or_none(original: str) -> None:
     [row] = classify(_aliased("alice@example.org", original)).recipients
     assert (row.recipient, row.original_recipient) == ("alice@example.org", "")
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        (
+            "Delivery failure notification",  # a virus-scanning gateway's wording
+            "Your message with Subject: hello\ncould not be delivered to the following recipients:\n\n"
+            "judy@example.org\n\nPlease do not resend your original message.\n"
+            "Delivery attempts will continue to be made for 5 day(s).\n",
+        ),
+        (
+            "Warning: message delayed 2 days",
+            "A message that you sent has not yet been delivered to one or more of\nits recipients after 2 days.\n\n"
+            "The message has not yet been delivered to the following addresses:\n\n  <judy@example.org>\n"
+            "    host mx.example.org: connection to mail exchanger failed\n",
+        ),
+        (
+            "Mail Delivery Warning",
+            'This is an advisory-only email.\n\nDelivery of email to this address\n\n"judy@example.org"\n\n'
+            "has been postponed due to a full mailbox.\n",
+        ),
+    ],
+)
+def test_generic_warning_is_a_delay(subject: str, text: str) -> None:
+    head = "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\nTo: bounces@example.com\n"
+    raw = f"{head}Subject: {subject}\n\n{text}"
+    result = classify(raw.encode())
+    assert result.kind == "delay"
+    assert [(r.recipient, r.action, r.hard) for r in result.recipients] == [("judy@example.org", "delayed", False)]
+
+
+def test_generic_report_that_gave_up_is_not_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Undelivered Mail\n\n"
+        b"Delivery attempts will continue to be made for 5 day(s) is what we said before.\n"
+        b"Now we have given up: this is a permanent error.\n\n  judy@example.org\n    550 unknown user\n"
+    )
+    result = classify(raw)
+    assert result.kind == "bounce"
+    assert [(r.recipient, r.action) for r in result.recipients] == [("judy@example.org", "failed")]
