@@ -356,3 +356,79 @@ def test_generic_reader_leaves_an_address_on_a_line_after_unrelated_words() -> N
         b"X-Failed-Recipients says nothing here.\n"
     )
     assert [r.recipient for r in classify(raw).recipients] == []
+
+
+def _aliased(final: str, original: str) -> bytes:
+    from tests.e2e import messages
+
+    raw = messages.hard_bounce("alias-1", final)
+    return raw.replace(
+        f"Original-Recipient: rfc822;{final}".encode(), f"Original-Recipient: rfc822;{original}".encode()
+    )
+
+
+def test_original_recipient_of_an_alias_that_failed() -> None:
+    # Postfix's own DSN (the Postfix format detector reads it): neko@ was aliased to postmaster@, which failed
+    [row] = classify(_aliased("postmaster@example.org", "Neko@Example.ORG")).recipients
+    assert (row.recipient, row.original_recipient) == ("postmaster@example.org", "neko@example.org")
+
+
+def test_original_recipient_from_a_plain_dsn() -> None:
+    raw = dsn("failed", "5.1.1", "550 5.1.1 unknown").replace(
+        b"Final-Recipient: rfc822; <Bob@Example.ORG>",
+        b"Final-Recipient: rfc822;bob@mailstore.example.org\r\nOriginal-Recipient: rfc822;bob@example.org",
+    )
+    result = classify(raw)
+    assert result.detector == "rfc3464"
+    assert [(r.recipient, r.original_recipient) for r in result.recipients] == [
+        ("bob@mailstore.example.org", "bob@example.org")
+    ]
+
+
+@pytest.mark.parametrize(
+    "original", ["alice@example.org", "ALICE@example.org", '"alice"@example.org', "not an address"]
+)
+def test_original_recipient_empty_when_it_names_the_same_address_or_none(original: str) -> None:
+    [row] = classify(_aliased("alice@example.org", original)).recipients
+    assert (row.recipient, row.original_recipient) == ("alice@example.org", "")
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        (
+            "Delivery failure notification",  # a virus-scanning gateway's wording
+            "Your message with Subject: hello\ncould not be delivered to the following recipients:\n\n"
+            "judy@example.org\n\nPlease do not resend your original message.\n"
+            "Delivery attempts will continue to be made for 5 day(s).\n",
+        ),
+        (
+            "Warning: message delayed 2 days",
+            "A message that you sent has not yet been delivered to one or more of\nits recipients after 2 days.\n\n"
+            "The message has not yet been delivered to the following addresses:\n\n  <judy@example.org>\n"
+            "    host mx.example.org: connection to mail exchanger failed\n",
+        ),
+        (
+            "Mail Delivery Warning",
+            'This is an advisory-only email.\n\nDelivery of email to this address\n\n"judy@example.org"\n\n'
+            "has been postponed due to a full mailbox.\n",
+        ),
+    ],
+)
+def test_generic_warning_is_a_delay(subject: str, text: str) -> None:
+    head = "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\nTo: bounces@example.com\n"
+    raw = f"{head}Subject: {subject}\n\n{text}"
+    result = classify(raw.encode())
+    assert result.kind == "delay"
+    assert [(r.recipient, r.action, r.hard) for r in result.recipients] == [("judy@example.org", "delayed", False)]
+
+
+def test_generic_report_that_gave_up_is_not_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Undelivered Mail\n\n"
+        b"Delivery attempts will continue to be made for 5 day(s) is what we said before.\n"
+        b"Now we have given up: this is a permanent error.\n\n  judy@example.org\n    550 unknown user\n"
+    )
+    result = classify(raw)
+    assert result.kind == "bounce"
+    assert [(r.recipient, r.action) for r in result.recipients] == [("judy@example.org", "failed")]

@@ -84,6 +84,17 @@ _ERROR_WORDS = re.compile(
     r"error|problem|suspended|deactivated|relay|wrong|no longer (?:valid|exists?|active|in use|available))",
     re.I,
 )
+# A warning that delivery is still being tried, in a report of no known format (Exim's and Sendmail's
+# "Warning: message delayed" texts, Symantec's gateway "Delivery attempts will continue to be made for 5 day(s)",
+# hosted "Delivery of email to this address has been postponed"): a delay, never a failure of the address.
+_STILL_TRYING = re.compile(
+    r"delivery attempts will continue|will continue to (?:try|attempt)|(?:has|have) not yet been delivered|"
+    r"has been postponed|this is (?:just )?a warning|advisory[- ]only|no action is required on your part|"
+    r"this warning may be repeated|(?:is|are) still (?:trying|being retried)|will (?:keep trying|retry)",
+    re.I,
+)
+# ... unless it also says it gave up: then the attempts it speaks of are over.
+_GAVE_UP = re.compile(r"(?:gave|given) up|permanent (?:error|failure)|fatal error|will not be retried", re.I)
 _SKIP_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "nobody", "root", "noreply", "no-reply")
 _MAX_TEXT = 16_384
 
@@ -148,7 +159,16 @@ def detect(msg: Message) -> Detection | None:
         return Detection(rows, f"X-Failed-Recipients: {', '.join(failed_header)[:120]}")
     if not rows:
         return None
+    if still_trying(text):
+        for row in rows:
+            row.action = row.action or "delayed"
+        return Detection(rows, "delayed address in a delivery warning's text", kind="delay")
     return Detection(rows, "failed address with an error in the bounce text")
+
+
+def still_trying(text: str) -> bool:
+    """Whether a report's text is a warning that delivery is still being tried."""
+    return _STILL_TRYING.search(text) is not None and _GAVE_UP.search(text) is None
 
 
 def _scan(text: str, own: set[str]) -> list[RecipientResult]:
