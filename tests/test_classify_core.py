@@ -432,3 +432,12 @@ def test_generic_report_that_gave_up_is_not_a_delay() -> None:
     result = classify(raw)
     assert result.kind == "bounce"
     assert [(r.recipient, r.action) for r in result.recipients] == [("judy@example.org", "failed")]
+
+
+def test_unreadable_warning_is_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Warning: message delayed\n\n"
+        b"Your message has not yet been delivered. Delivery attempts will continue for 5 days.\n"
+    )
+    result = classify(raw)
+    assert (result.kind, result.detector, result.recipients) == ("delay", "unreadable-bounce", [])

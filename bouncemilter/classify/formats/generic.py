@@ -30,7 +30,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"could not be delivered|not (?:be )?delivered|non[- ]?deliver|nondeliverable|mail failed|"
     r"message (?:not delivered|delivery failed|rejected|could not be delivered|blocked)|"
     r"unable to deliver|cannot be delivered|permanent (?:error|failure)|rejected:|"
-    r"warning: (?:could not send|message .{0,60} delayed)|delayed mail|delivery delayed|"
+    r"warning: (?:could not send|message (?:.{0,60} )?delayed)|delayed mail|delivery delayed|delivery warning|"
+    r"not yet been delivered|"
     r"unzustellbar|nicht zugestellt|non remis|non distribuable|no entregado|non recapitato|"
     r"niet (?:afgeleverd|bezorgd)|onbestelbaar|não entregue|不達|配信(?:エラー|不能|失敗)|未達|送信エラー|"
     r"mail system error|mail error|error sending|delivery notification|user unknown|unknown user|no such user",
