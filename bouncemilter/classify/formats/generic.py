@@ -177,11 +177,13 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
     lines = text.split("\n")
     rows: dict[str, RecipientResult] = {}
     under_heading = False
+    heading = ""
     for i, line in enumerate(lines):
         if not line.strip() or line.startswith(">"):  # quoted text is somebody else's report
             continue
         if _LIST_HEADING.search(line) and not ADDRESS.search(line):
             under_heading = True
+            heading = line.strip()
             continue
         m = ADDRESS.search(line)
         if not m:
@@ -197,10 +199,20 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             or _cued_above(lines, i, line[: m.start()])
         )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
-            rows[addr] = _row(addr, block)
+            # no words of its own: the report's words about it are the line that named it, or its heading
+            rows[addr] = _row(addr, block or _naming_words(lines, i, line, m.start()) or heading)
         if len(rows) >= 50:
             break
     return list(rows.values())
+
+
+def _naming_words(lines: list[str], i: int, line: str, start: int) -> str:
+    """The words before the address on its line ("Did not reach the following recipient:"), else the line above
+    when the address stands alone under it."""
+    before = line[:start].strip(" \t<\"'([-*:")
+    if before:
+        return before
+    return lines[i - 1].strip() if i and _cued_above(lines, i, line[:start]) else ""
 
 
 def _cued_above(lines: list[str], i: int, lead: str) -> bool:
