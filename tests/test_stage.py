@@ -50,3 +50,16 @@ def test_generic_row_without_words_keeps_the_line_that_named_it() -> None:
     assert row.recipient == "judy@example.org"
     assert row.diagnostic == "Delivery to the following recipients failed."
     assert (row.reason, row.hard) == ("onhold", False)
+
+
+def test_generic_row_takes_the_words_after_the_address_when_its_sentence_goes_on() -> None:
+    raw = (
+        b"From: Postmaster <postmaster@mx.example.net>\nTo: bounces@example.com\nSubject: Mail Delivery Warning\n\n"
+        b"Delivery of email to this address\n\n\"judy@example.org\"\n\nhas been postponed due to a full mailbox.\n\n"
+        b"We will continue to try to deliver your message over the next few days.\n"
+    )
+    result = classify(raw)
+    assert result.kind == "delay"
+    [row] = result.recipients
+    assert row.diagnostic == "has been postponed due to a full mailbox."
+    assert (row.reason, row.hard) == ("mailboxfull", False)

@@ -200,10 +200,21 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
         )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
             # no words of its own: the report's words about it are the line that named it, or its heading
-            rows[addr] = _row(addr, block or _naming_words(lines, i, line, m.start()) or heading)
+            words = block or _sentence_goes_on(lines, i) or _naming_words(lines, i, line, m.start()) or heading
+            rows[addr] = _row(addr, words)
         if len(rows) >= 50:
             break
     return list(rows.values())
+
+
+def _sentence_goes_on(lines: list[str], i: int) -> str:
+    """The rest of a sentence the address stands in the middle of, past a blank line ("Delivery of email to this
+    address / "a@b" / has been postponed due to a full mailbox."): a next line that starts in lower case."""
+    for nxt in lines[i + 1 : i + 4]:
+        text = nxt.strip()
+        if text:
+            return text if text[0].islower() and not ADDRESS.search(text) else ""
+    return ""
 
 
 def _naming_words(lines: list[str], i: int, line: str, start: int) -> str:
