@@ -456,3 +456,12 @@ def test_original_recipients_read_once_are_what_a_fresh_parse_reads() -> None:
     assert original_recipients(msg) == fresh
     (row,) = classify(raw).recipients
     assert (row.recipient, row.original_recipient) == ("final@example.org", "alias@example.org")
+
+
+def test_unreadable_warning_is_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Warning: message delayed\n\n"
+        b"Your message has not yet been delivered. Delivery attempts will continue for 5 days.\n"
+    )
+    result = classify(raw)
+    assert (result.kind, result.detector, result.recipients) == ("delay", "unreadable-bounce", [])

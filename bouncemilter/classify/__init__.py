@@ -28,7 +28,7 @@ from .dsn import original_recipients, parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
 from .formats.generic import detect as generic_detect
-from .formats.generic import looks_like_bounce, unmistakable_bounce
+from .formats.generic import looks_like_bounce, report_text, still_trying, unmistakable_bounce
 from .mime import Headers, Message, parse_message
 from .model import (
     KINDS,
@@ -116,8 +116,9 @@ def classify_message(msg: Message) -> Classification:
         # the milter can still record it (and name the recipient from a VERP address).
         evidence = unmistakable_bounce(msg)
         if evidence:
+            kind: Kind = "delay" if still_trying(report_text(msg)) else "bounce"  # a warning names no failure
             return Classification(
-                kind="bounce", detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
+                kind=kind, detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
             )
 
     request = optout.detect(msg)

@@ -30,7 +30,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"could not be delivered|not (?:be )?delivered|non[- ]?deliver|nondeliverable|mail failed|"
     r"message (?:not delivered|delivery failed|rejected|could not be delivered|blocked)|"
     r"unable to deliver|cannot be delivered|permanent (?:error|failure)|rejected:|"
-    r"warning: (?:could not send|message .{0,60} delayed)|delayed mail|delivery delayed|"
+    r"warning: (?:could not send|message (?:.{0,60} )?delayed)|delayed mail|delivery delayed|delivery warning|"
+    r"not yet been delivered|"
     r"unzustellbar|nicht zugestellt|non remis|non distribuable|no entregado|non recapitato|"
     r"niet (?:afgeleverd|bezorgd)|onbestelbaar|não entregue|不達|配信(?:エラー|不能|失敗)|未達|送信エラー|"
     r"mail system error|mail error|error sending|delivery notification|user unknown|unknown user|no such user",
@@ -176,11 +177,13 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
     lines = text.split("\n")
     rows: dict[str, RecipientResult] = {}
     under_heading = False
+    heading = ""
     for i, line in enumerate(lines):
         if not line.strip() or line.startswith(">"):  # quoted text is somebody else's report
             continue
         if _LIST_HEADING.search(line) and not ADDRESS.search(line):
             under_heading = True
+            heading = line.strip()
             continue
         m = ADDRESS.search(line)
         if not m:
@@ -196,10 +199,31 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             or _cued_above(lines, i, line[: m.start()])
         )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
-            rows[addr] = _row(addr, block)
+            # no words of its own: the report's words about it are the line that named it, or its heading
+            words = block or _sentence_goes_on(lines, i) or _naming_words(lines, i, line, m.start()) or heading
+            rows[addr] = _row(addr, words)
         if len(rows) >= 50:
             break
     return list(rows.values())
+
+
+def _sentence_goes_on(lines: list[str], i: int) -> str:
+    """The rest of a sentence the address stands in the middle of, past a blank line ("Delivery of email to this
+    address / "a@b" / has been postponed due to a full mailbox."): a next line that starts in lower case."""
+    for nxt in lines[i + 1 : i + 4]:
+        text = nxt.strip()
+        if text:
+            return text if text[0].islower() and not ADDRESS.search(text) else ""
+    return ""
+
+
+def _naming_words(lines: list[str], i: int, line: str, start: int) -> str:
+    """The words before the address on its line ("Did not reach the following recipient:"), else the line above
+    when the address stands alone under it."""
+    before = line[:start].strip(" \t<\"'([-*:")
+    if before:
+        return before
+    return lines[i - 1].strip() if i and _cued_above(lines, i, line[:start]) else ""
 
 
 def _cued_above(lines: list[str], i: int, lead: str) -> bool:
