@@ -23,7 +23,7 @@ import pytest
 from Milter import testctx
 
 from bouncemilter import logjson
-from bouncemilter.classify import Classification
+from bouncemilter.classify import Classification, classify
 from bouncemilter.config import load_settings
 from bouncemilter.milter import BounceMilter, Runtime, parse_socket, set_listener_nodelay
 from bouncemilter.store import StoreError
@@ -833,3 +833,28 @@ def test_memory_budget_in_metrics() -> None:
     assert "bouncemilter_memory_used_bytes 6000.0" in text
     assert "bouncemilter_connections 1.0" in text
     assert "bouncemilter_memory_refused_total 1.0" in text
+
+
+def test_header_block_is_buffered_the_same_with_or_without_a_prefix_to_watch(setup) -> None:  # type: ignore[no-untyped-def]
+    # Without [headers] add the fields are read as one block (BounceMilter._read_block), with it one by one;
+    # both must buffer the same bytes: CRLF folds from Postfix's bare-LF ones, a lone CR kept, the first
+    # Message-ID whatever its case.
+    raw = M.hard_bounce("fold1").replace(
+        b"Subject: Undelivered Mail Returned to Sender\r\n",
+        b"Subject: Undelivered Mail\r\n\tReturned\r\n  to Sender\r\nX-Odd: a\rb\r\nMessage-Id: <first@x>\r\n"
+        b"Message-ID: <second@x>\r\nX-Empty:\r\n",
+    )
+    buffered = []
+
+    def keep(data: bytes):  # type: ignore[no-untyped-def]
+        buffered.append(data)
+        return classify(data)
+
+    for add in (False, True):
+        store, _ = setup(classifier=keep, add_headers=add)
+        rc, _ = feed(raw)
+        assert rc == Milter.ACCEPT
+        assert store.records[0][0].message_id == "<first@x>"
+    fast, slow = buffered
+    assert fast == slow
+    assert b"Subject: Undelivered Mail\r\n\tReturned\r\n  to Sender\r\nX-Odd: a\rb\r\n" in fast
