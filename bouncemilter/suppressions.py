@@ -129,7 +129,11 @@ def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: st
 
 
 class SuppressionHook:
-    """`Store.hooks` entry: applies the policy to the addresses of each recorded bounce or complaint."""
+    """`Store.hooks` entry: applies the policy to the addresses of each recorded bounce or complaint.
+
+    The store calls `recorded` with the message's recipients as the policy reads them (the values it just
+    inserted, so nothing is read back). On PostgreSQL it first calls `prefetch` before it waits for its
+    INSERT's answer: the reads the policy needs go to the server in the same round trip (pipeline mode)."""
 
     def __init__(self, policy: Policy | None = None, clock: Callable[[], str] = utc_now) -> None:
         self.policy = policy or Policy()
@@ -138,13 +142,76 @@ class SuppressionHook:
     def __call__(
         self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
     ) -> None:
+        """The hook called plainly: reads the message's recipients back (`recorded` is what the store calls)."""
+        if result.kind in COUNTING_KINDS and meta.bounce_addresses:
+            self.recorded(conn, msg_id, meta, result, conn.execute(Q.HOOK_ROWS, (msg_id,)).fetchall())
+
+    def prefetch(
+        self,
+        conn: sqlite3.Connection,
+        meta: MessageMeta,
+        result: Classification,
+        addresses: list[str],
+        at: str,
+        batch: dict[str, int] | None = None,
+    ) -> Prefetched | None:
+        """PostgreSQL, pipeline mode: send what `recorded` will read for `addresses` (sorted) of a message received
+        `at` - each address's lock, state and recent events, and the client's count for the cap - as one statement
+        (sql.PG_POLICY_READS), without waiting for its answer. Sent after the INSERT of the rows, so the events
+        read include them. `batch`: the reads of several messages went out before any of their writes (they share
+        no address): per client, the suppressions the batch made since, which the count read cannot see."""
+        if result.kind not in COUNTING_KINDS or not meta.bounce_addresses or not addresses:
+            return None
+        stamp = self.clock()
+        client = "" if meta.internal else meta.client_addr
+        if not self.policy.max_new_per_client_hour:
+            client = ""  # no per-client cap: nothing to count
+        since = fmt_time(parse_time(at) - timedelta(days=self.policy.soft_window_days + 1))
+        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, _hour_before(stamp)), prepare=True)
+        return Prefetched(stamp, addresses, cur, batch)
+
+    def recorded(
+        self,
+        conn: sqlite3.Connection,
+        msg_id: int,
+        meta: MessageMeta,
+        result: Classification,
+        rows: list[tuple],
+        pre: Prefetched | None = None,
+    ) -> None:
+        """Apply the policy after message `msg_id` was inserted; `rows`: its recipients (address, then the
+        columns of sql.EVENT_COLUMNS) in id order; `pre`: what `prefetch` sent for them."""
         if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
-        rows = conn.execute(Q.HOOK_ROWS, (msg_id,)).fetchall()
-        stamp = self.clock()
-        gate = Gate(conn, self.policy, "" if meta.internal else meta.client_addr, msg_id, stamp)
+        client = "" if meta.internal else meta.client_addr
+        reads: dict[str, Any] = {}
+        if pre is None:
+            stamp = self.clock()
+            gate = Gate(conn, self.policy, client, msg_id, stamp)
+        else:
+            stamp = pre.stamp
+            count, found = pre.cursor.fetchone()[0]
+            reads = dict(zip(pre.addresses, found, strict=True))
+            gate = Gate(conn, self.policy, client, msg_id, stamp, count)
         for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
-            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate)
+            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate, reads.get(address))
+
+
+class Prefetched:
+    """The reads `SuppressionHook.prefetch` sent: the policy's clock, the addresses, and the cursor whose answer
+    comes with the next sync."""
+
+    __slots__ = ("addresses", "batch", "cursor", "stamp")
+
+    def __init__(self, stamp: str, addresses: list[str], cursor: Any, batch: dict[str, int] | None) -> None:
+        self.stamp = stamp
+        self.addresses = addresses
+        self.cursor = cursor
+        self.batch = batch
+
+
+def _hour_before(stamp: str) -> str:
+    return fmt_time(parse_time(stamp) - timedelta(hours=1))
 
 
 class Gate:
@@ -157,14 +224,17 @@ class Gate:
     mailboxes have no client (""): only the per-message cap applies to them.
     """
 
-    def __init__(self, conn: sqlite3.Connection, policy: Policy, client: str, msg_id: int, stamp: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, policy: Policy, client: str, msg_id: int, stamp: str, count: Any = None
+    ) -> None:
         self.conn = conn
         self.policy = policy
         self.client = client
         self.msg_id = msg_id
         self.stamp = stamp
         self.new = 0  # suppressions this message made
-        self._client_count: int | None = None  # the client's suppressions in the last hour (read when needed)
+        # the client's suppressions in the last hour (read when needed, or given: PostgreSQL's prefetch)
+        self._client_count: int | None = count
 
     def held_because(self) -> str:
         """Why the next new suppression must wait for an admin ("" = it may happen now)."""
@@ -173,10 +243,8 @@ class Gate:
             return f"per-message cap: more than {per_message} new suppressions from one report"
         if self.client and per_client:
             if self._client_count is None:
-                since = fmt_time(parse_time(self.stamp) - timedelta(hours=1))
                 self._client_count = self.conn.execute(
-                    Q.CLIENT_SUPPRESSIONS_SINCE,
-                    (self.client, since),
+                    Q.CLIENT_SUPPRESSIONS_SINCE, (self.client, _hour_before(self.stamp))
                 ).fetchone()[0]
             if self._client_count >= per_client:
                 return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
@@ -189,14 +257,24 @@ class Gate:
 
 
 def update_address(
-    conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str, gate: Gate | None = None
+    conn: sqlite3.Connection,
+    address: str,
+    new: list[Event],
+    policy: Policy,
+    stamp: str,
+    gate: Gate | None = None,
+    pre: list[Any] | None = None,
 ) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
-    With a `gate`, a new suppression past its caps is held as pending instead."""
+    With a `gate`, a new suppression past its caps is held as pending instead. `pre`: what PG_POLICY_READS read
+    for the address under its lock (state, manual_at, held, its events since the soft window's start)."""
     pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
-    if pg:
-        _lock_address(conn, address)
-    row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    if pre is not None:
+        row = pre
+    else:
+        if pg:
+            _lock_address(conn, address)
+        row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
     suppressed = row[0] == "suppressed"
     pending = not suppressed and bool(row[2])
     if suppressed or pending:
@@ -218,7 +296,12 @@ def update_address(
     lower = now - timedelta(days=policy.soft_window_days + 1)
     if after is not None and after > lower:
         lower = after
-    d = decide(load_events(conn, address, fmt_time(lower)), policy, now, after)
+    if pre is not None:  # read from the soft window's start: keep what load_events() would read
+        since = fmt_time(lower)
+        events = [_event(r) for r in pre[3] if r[1] >= since]
+    else:
+        events = load_events(conn, address, fmt_time(lower))
+    d = decide(events, policy, now, after)
     if not d.suppress:
         return
     held = gate.held_because() if gate is not None else ""
