@@ -245,6 +245,26 @@ def warn_once(msg: str) -> None:
 # ----------------------------------------------------------------------------------------------- the outcome
 
 
+def in_batches(
+    items: Sequence[Any],
+    size: int,
+    handle: Callable[[Sequence[Any]], None],
+    progress: Any = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Hand `items` to `handle` `size` at a time, the batch loop both protocols share: each batch is one store
+    transaction, so a stop request is honoured between batches, never inside one."""
+    if progress is not None:
+        progress.add_total(len(items))
+    for start in range(0, len(items), size):
+        if stop is not None and stop.is_set():
+            return
+        batch = items[start : start + size]
+        handle(batch)
+        if progress is not None:
+            progress.advance(len(batch))
+
+
 def category(result: Classification) -> str:
     """Which of CATEGORIES a classified message belongs to (decides what happens to it on the server)."""
     if result.error or result.kind == "not_bounce":

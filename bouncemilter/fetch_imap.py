@@ -25,6 +25,7 @@ from .fetch import (
     Recorder,
     Stats,
     describe,
+    in_batches,
     is_loopback,
     server_text,
     tls_context,
@@ -242,16 +243,12 @@ class ImapSession:
     ) -> None:
         uids = self.pending()
         stats.listed += len(uids)
-        if progress is not None:
-            progress.add_total(len(uids))
-        for start in range(0, len(uids), self.opts.batch):
-            if stop is not None and stop.is_set():
-                return
-            batch = uids[start : start + self.opts.batch]
+
+        def handle(batch: Sequence[int]) -> None:
             self._batch(batch, recorder, stats)
             self.last_uid = batch[-1]
-            if progress is not None:
-                progress.advance(len(batch))
+
+        in_batches(uids, self.opts.batch, handle, progress, stop)
 
     def _fetch(self, uids: Sequence[int], items: str) -> dict[int, tuple[bytes, int]]:
         conn = self.conn

@@ -25,6 +25,7 @@ from .fetch import (
     Recorder,
     Stats,
     describe,
+    in_batches,
     is_loopback,
     parse_after,
     server_text,
@@ -162,15 +163,7 @@ class Pop3Session:
     ) -> None:
         msgs = self.pending()
         stats.listed += len(msgs)
-        if progress is not None:
-            progress.add_total(len(msgs))
-        for start in range(0, len(msgs), self.opts.batch):
-            if stop is not None and stop.is_set():
-                return
-            batch = msgs[start : start + self.opts.batch]
-            self._batch(batch, recorder, stats)
-            if progress is not None:
-                progress.advance(len(batch))
+        in_batches(msgs, self.opts.batch, lambda batch: self._batch(batch, recorder, stats), progress, stop)
 
     def _batch(self, batch: Sequence[tuple[int, str, int]], recorder: Recorder, stats: Stats) -> None:
         messages = []

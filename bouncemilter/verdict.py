@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import signing
 from .classify.address import canonical
 from .dnscheck import normalise_domain
-from .store import verp_addresses
+from .store import row_address, verp_addresses
 
 if TYPE_CHECKING:
     from .classify.model import Classification
@@ -205,7 +205,7 @@ def _addresses(meta: MessageMeta, result: Classification) -> list[str]:
     """The `recipients.address` of each of result.recipients (store._recipient_rows decides the same way)."""
     verps = verp_addresses(meta)
     verp = verps[0] if len(verps) == 1 else ""
-    return [verp or (r.recipient or "").strip().lower() for r in result.recipients]
+    return [row_address(r, verp) for r in result.recipients]
 
 
 def row_addresses(meta: MessageMeta, result: Classification) -> list[str]:

@@ -242,3 +242,21 @@ def test_cli_takes_the_address_in_any_spelling_of_its_domain(tmp_path: Path) -> 
     assert "SUPPRESSED" in out
     res = CliRunner().invoke(main, ["suppress", "--db", str(db), "vic\u200btim@gmail.example"])
     assert res.exit_code == 2 and "\\u200b" in res.output
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('"alice"@example.org', "alice@example.org"),  # quotes a dot-atom does not need
+        ('"Alice.Smith"@Example.org', "alice.smith@example.org"),
+        ('"a..b"@example.org', '"a..b"@example.org'),  # a dot-atom cannot say a..b: the quotes stay
+        ('"a b"@example.org', '"a b"@example.org'),
+    ],
+)
+def test_quoted_local_part_unquoted_only_when_a_dot_atom_says_the_same(raw: str, expected: str) -> None:
+    assert canonical(raw).address == expected
+
+
+def test_clean_address_keeps_the_opening_quote_of_a_quoted_local_part() -> None:
+    assert clean_address('rfc822; <"a..b"@example.org>') == '"a..b"@example.org'
+    assert clean_address('rfc822;"alice"@example.org') == '"alice"@example.org'

@@ -324,3 +324,120 @@ def test_address_under_a_this_address_heading() -> None:
         b'Delivery of email to this address\n\t\t\n"mia@example.org"\n\t\t\nhas been postponed due to a full mailbox.\n'
     )
     assert [r.recipient for r in classify(raw).recipients] == ["mia@example.org"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the address alone under a cue that ends the line above it
+        "Your message to:\n\tjudy@example.org\n\nhas not yet been delivered because the recipient server did not "
+        "respond.\n",
+        "This is a delivery failure notification message indicating that\nan email bounces@example.com addressed "
+        "to email address :\n-- judy@example.org\n\nWith subject hello\ncould not be delivered.\n",
+        "Your message could not be delivered to\n  judy@example.org\n",
+        # named by "Your message to" on its own line, with words no list of error words had
+        "Your message to judy@example.org has reached our local address\n"
+        "judy@example.org, but this email address is wrong or no longer valid.\n",
+    ],
+)
+def test_generic_reader_takes_an_address_cued_on_the_line_above(text: str) -> None:
+    raw = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\nTo: bounces@example.com\n"
+        f"Subject: Warning: message has not yet been delivered\n\n{text}"
+    ).encode()
+    assert [r.recipient for r in classify(raw).recipients] == ["judy@example.org"]
+
+
+def test_generic_reader_leaves_an_address_on_a_line_after_unrelated_words() -> None:
+    # an address under a line that does not name it as the failed one is not taken for one
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Mail delivery failed\n\n"
+        b"For questions write to:\n  helpdesk@example.net\n\n"
+        b"X-Failed-Recipients says nothing here.\n"
+    )
+    assert [r.recipient for r in classify(raw).recipients] == []
+
+
+def _aliased(final: str, original: str) -> bytes:
+    from tests.e2e import messages
+
+    raw = messages.hard_bounce("alias-1", final)
+    return raw.replace(
+        f"Original-Recipient: rfc822;{final}".encode(), f"Original-Recipient: rfc822;{original}".encode()
+    )
+
+
+def test_original_recipient_of_an_alias_that_failed() -> None:
+    # Postfix's own DSN (the Postfix format detector reads it): neko@ was aliased to postmaster@, which failed
+    [row] = classify(_aliased("postmaster@example.org", "Neko@Example.ORG")).recipients
+    assert (row.recipient, row.original_recipient) == ("postmaster@example.org", "neko@example.org")
+
+
+def test_original_recipient_from_a_plain_dsn() -> None:
+    raw = dsn("failed", "5.1.1", "550 5.1.1 unknown").replace(
+        b"Final-Recipient: rfc822; <Bob@Example.ORG>",
+        b"Final-Recipient: rfc822;bob@mailstore.example.org\r\nOriginal-Recipient: rfc822;bob@example.org",
+    )
+    result = classify(raw)
+    assert result.detector == "rfc3464"
+    assert [(r.recipient, r.original_recipient) for r in result.recipients] == [
+        ("bob@mailstore.example.org", "bob@example.org")
+    ]
+
+
+@pytest.mark.parametrize(
+    "original", ["alice@example.org", "ALICE@example.org", '"alice"@example.org', "not an address"]
+)
+def test_original_recipient_empty_when_it_names_the_same_address_or_none(original: str) -> None:
+    [row] = classify(_aliased("alice@example.org", original)).recipients
+    assert (row.recipient, row.original_recipient) == ("alice@example.org", "")
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        (
+            "Delivery failure notification",  # a virus-scanning gateway's wording
+            "Your message with Subject: hello\ncould not be delivered to the following recipients:\n\n"
+            "judy@example.org\n\nPlease do not resend your original message.\n"
+            "Delivery attempts will continue to be made for 5 day(s).\n",
+        ),
+        (
+            "Warning: message delayed 2 days",
+            "A message that you sent has not yet been delivered to one or more of\nits recipients after 2 days.\n\n"
+            "The message has not yet been delivered to the following addresses:\n\n  <judy@example.org>\n"
+            "    host mx.example.org: connection to mail exchanger failed\n",
+        ),
+        (
+            "Mail Delivery Warning",
+            'This is an advisory-only email.\n\nDelivery of email to this address\n\n"judy@example.org"\n\n'
+            "has been postponed due to a full mailbox.\n",
+        ),
+    ],
+)
+def test_generic_warning_is_a_delay(subject: str, text: str) -> None:
+    head = "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\nTo: bounces@example.com\n"
+    raw = f"{head}Subject: {subject}\n\n{text}"
+    result = classify(raw.encode())
+    assert result.kind == "delay"
+    assert [(r.recipient, r.action, r.hard) for r in result.recipients] == [("judy@example.org", "delayed", False)]
+
+
+def test_generic_report_that_gave_up_is_not_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Undelivered Mail\n\n"
+        b"Delivery attempts will continue to be made for 5 day(s) is what we said before.\n"
+        b"Now we have given up: this is a permanent error.\n\n  judy@example.org\n    550 unknown user\n"
+    )
+    result = classify(raw)
+    assert result.kind == "bounce"
+    assert [(r.recipient, r.action) for r in result.recipients] == [("judy@example.org", "failed")]
+
+
+def test_unreadable_warning_is_a_delay() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Warning: message delayed\n\n"
+        b"Your message has not yet been delivered. Delivery attempts will continue for 5 days.\n"
+    )
+    result = classify(raw)
+    assert (result.kind, result.detector, result.recipients) == ("delay", "unreadable-bounce", [])

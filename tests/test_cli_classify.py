@@ -15,7 +15,7 @@ from bouncemilter.progress import Progress
 
 CLI = Path(__file__).parent / "fixtures" / "cli"
 RECIPIENT_FIELDS = {"recipient", "action", "status", "reply_code", "diagnostic", "remote_mta", "reason", "hard"}
-RECIPIENT_FIELDS |= {"smtp_command", "diagnostic_type", "reason_rule"}
+RECIPIENT_FIELDS |= {"smtp_command", "diagnostic_type", "reason_rule", "original_recipient"}
 TOP_FIELDS = {"source", "kind", "detector", "evidence", "recipients", "original", "feedback", "autoreply_markers"}
 TOP_FIELDS |= {"error", "truncated"}
 

@@ -258,3 +258,23 @@ def test_notaccept_without_a_code_but_with_temporary_wording_is_soft() -> None:
     assert not is_hard("notaccept", "", "", "Domain temporarily does not accept mail")
     assert not is_hard("notaccept", "", "", "4.3.2 Persistent transient failure: system not accepting messages")
     assert is_hard("notaccept", "", "", "Null MX: the domain does not accept mail")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "diag", "expected"),
+    [
+        # older Postfix typed a remote server's reply X-Postfix: the remote server decides
+        ("X-Postfix", "550 unknown user <bob@example.org>", "userunknown"),
+        ("X-Postfix", "552 5.2.2 mailbox full", "mailboxfull"),
+        # its own failures keep the type's meaning
+        ("X-Postfix", "Command died with status 17: /usr/sbin/amavis", "mailererror"),
+        ("X-Unix", "maildrop: unable to open mailbox", "mailererror"),
+    ],
+)
+def test_x_postfix_type_with_a_remote_reply_is_the_reply(dtype: str, diag: str, expected: str) -> None:
+    from bouncemilter.classify.reasons import decide
+
+    assert (
+        decide("5.0.0", diag[:3] if diag[:1].isdigit() else "", diag, smtp_command="RCPT", diagnostic_type=dtype).reason
+        == expected
+    )

@@ -140,6 +140,28 @@ def test_verp_address_names_the_subscriber_when_report_differs(store: Store, db:
     assert tuple(rcpt) == ("bob@example.org", "bob@forward.example.net", "bob@example.org", "example.org")
 
 
+def test_original_recipient_names_the_subscriber_when_an_alias_failed(store: Store, db: Path) -> None:
+    # the sender mailed neko@; an alias turned it into postmaster@, which failed: the sender's address is the row's
+    # (and the suppression's) address, the report's final one is kept as reported
+    result = hard_bounce("postmaster@example.org")
+    result.recipients[0].original_recipient = "neko@example.org"
+    store.record(meta(), result, "accept")
+    rcpt = rows(db, "SELECT address, reported_address, verp_address, domain FROM recipients")[0]
+    assert tuple(rcpt) == ("neko@example.org", "postmaster@example.org", "", "example.org")
+    assert [r[0] for r in rows(db, "SELECT address FROM suppressions WHERE state = 'suppressed'")] == [
+        "neko@example.org"
+    ]
+
+
+def test_verp_address_wins_over_the_original_recipient(store: Store, db: Path) -> None:
+    result = hard_bounce("postmaster@example.org")
+    result.recipients[0].original_recipient = "neko@example.org"
+    m = meta(bounce_addresses=["bounces+bob=example.org@example.com"], verp_recipients=["bob@example.org"])
+    store.record(m, result, "accept")
+    rcpt = rows(db, "SELECT address, reported_address, verp_address FROM recipients")[0]
+    assert tuple(rcpt) == ("bob@example.org", "postmaster@example.org", "bob@example.org")
+
+
 def test_recipient_without_address_gets_verp(store: Store, db: Path) -> None:
     m = meta(bounce_addresses=["bounces+bob=example.org@example.com"], verp_recipients=["Bob@Example.org"])
     store.record(m, hard_bounce(""), "accept")

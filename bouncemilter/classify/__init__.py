@@ -6,7 +6,8 @@ Order of decision, first match wins:
 3. an RFC 3464 / RFC 6533 delivery-status part  -> bounce / delay / delivered
 4. a feedback report that is not RFC 5965 (X-ARF, complaint forwards, SpamCop reports, ARF
    fields in the text)                          -> complaint
-5. a read receipt (RFC 8098 MDN, Outlook "Read:"), a challenge-response / sender-verification /
+5. a rejection sent as an MDN (RFC 5429 Sieve reject, Dovecot) -> bounce; then a read receipt (RFC 8098 MDN,
+   Outlook "Read:"), a challenge-response / sender-verification /
    "whitelist me" request                       -> auto_reply
 6. DSN fields written as text, then the generic text reader (only for mail that looks like
    a bounce: null-sender style From or a bounce subject)
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import re
 
-from . import address, arf, autoreply, challenge, optout, reasons, stage
-from .dsn import parse_dsn, parse_inline_fields
+from . import address, arf, autoreply, challenge, mdn_reject, optout, reasons, stage
+from .dsn import original_recipients, parse_dsn, parse_inline_fields
 from .formats import DETECTORS
 from .formats.base import Detection
 from .formats.generic import detect as generic_detect
-from .formats.generic import looks_like_bounce, unmistakable_bounce
+from .formats.generic import looks_like_bounce, report_text, still_trying, unmistakable_bounce
 from .mime import Headers, Message, parse_message
 from .model import (
     KINDS,
@@ -88,6 +89,13 @@ def classify_message(msg: Message) -> Classification:
     complaint = arf.detect_loose(msg)
     if complaint is not None:
         return _complaint(msg, complaint)
+    rejection = mdn_reject.detect(msg)
+    if rejection is not None:  # a Sieve / delivery-agent rejection sent as an MDN (RFC 5429)
+        done = _finish(msg, "mdn-reject", rejection)
+        for row in done.recipients:
+            if row.reason in ("onhold", "undefined"):  # no words for a cause: the recipient's filter said no
+                row.reason, row.reason_rule, row.hard = "filtered", mdn_reject.REASON_RULE, False
+        return done
     receipt = challenge.read_receipt(msg)
     if receipt:
         return _not_a_failure(msg, "mdn", receipt)
@@ -108,8 +116,9 @@ def classify_message(msg: Message) -> Classification:
         # the milter can still record it (and name the recipient from a VERP address).
         evidence = unmistakable_bounce(msg)
         if evidence:
+            kind: Kind = "delay" if still_trying(report_text(msg)) else "bounce"  # a warning names no failure
             return Classification(
-                kind="bounce", detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
+                kind=kind, detector="unreadable-bounce", evidence=evidence, original=_original(msg, "")
             )
 
     request = optout.detect(msg)
@@ -192,6 +201,11 @@ def _finish(msg: Message, detector: str, found: Detection, envelope_id: str = ""
             reporter=reporter,
         )
         row.hard = reasons.is_hard(row.reason, row.status, row.reply_code, row.diagnostic)
+    if detector not in ("rfc3464", "rfc6533") and msg.find("message/delivery-status", "message/global-delivery-status"):
+        originals = original_recipients(msg)  # a format detector's rows: the report's Original-Recipient
+        for row in found.recipients:
+            if not row.original_recipient and originals.get(row.recipient, row.recipient) != row.recipient:
+                row.original_recipient = originals[row.recipient]
     kind = found.kind or _kind_from_actions(found.recipients)
     original = found.original or _original(msg, envelope_id)
     return Classification(

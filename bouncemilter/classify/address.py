@@ -29,6 +29,7 @@ Rules, and why:
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,6 +106,8 @@ def _canonical(value: str) -> Checked:
     if " " in value and not (local.startswith('"') and local.endswith('"') and " " not in domain):
         return _reject(value, "space outside a quoted local part")
     local = local.lower()
+    if len(local) > 2 and local[0] == '"' == local[-1] and _DOT_ATOM.fullmatch(local[1:-1]):
+        local = local[1:-1]  # RFC 5321 4.1.2: "alice"@ is alice@; quotes only where a dot-atom cannot say it
     domain = domain.lower().rstrip(".")
     if domain.startswith("[") and domain.endswith("]"):
         ascii_domain = domain
@@ -127,6 +130,9 @@ def _canonical(value: str) -> Checked:
     if (value.isascii() and "xn--" not in ascii_domain) or not _mixed_script(local, ascii_domain):
         return Checked(address)
     return Checked(address, f"mixed-script look-alike: {show(value)}", lookalike=True)
+
+
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")  # RFC 5322 3.2.3
 
 
 def _reject(value: str, why: str) -> Checked:
@@ -183,6 +189,10 @@ def check_rows(rows: list[RecipientResult]) -> list[str]:
         row.recipient = checked.address
         if checked.note:
             notes.append(checked.note)
+        if row.original_recipient:  # the same check, silently: a rejected one leaves the final recipient alone
+            original = canonical(row.original_recipient).address
+            same = original.replace('"', "") == row.recipient.replace('"', "")  # "a..b"@x is a..b@x
+            row.original_recipient = "" if same else original
     return notes
 
 

@@ -120,6 +120,7 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
             # A Final-Recipient in an internal, unroutable domain (a mailstore's own name) says
             # less than the address the sender used.
             addr = clean_address(group.get("original-recipient", "")) or addr
+        original = clean_address(group.get("original-recipient", ""))
         raw_diagnostic = group.get("diagnostic-code", "")
         diagnostic = one_line(strip_diagnostic_type(raw_diagnostic))
         status = find_status(group.get("status", "")) or find_status(diagnostic)
@@ -129,6 +130,7 @@ def recipients_from_report(report: DSNReport) -> list[RecipientResult]:
         out.append(
             RecipientResult(
                 recipient=addr,
+                original_recipient=original if original != addr else "",
                 action=action,
                 status=status,
                 reply_code=find_reply_code(diagnostic),
@@ -199,3 +201,14 @@ def parse_inline_fields(text: str) -> tuple[DSNReport, list[RecipientResult]] | 
     report = parse_fields(normalise_newlines(text.encode("utf-8", "replace")).decode("utf-8", "replace"))
     rows = [r for r in recipients_from_report(report) if r.recipient]
     return (report, rows) if rows else None
+
+
+def original_recipients(msg: Message) -> dict[str, str]:
+    """Final recipient -> the address the sender used, from the delivery-status part's Original-Recipient fields
+    (for the format detectors, which read the failure from the text and the recipients from wherever they are).
+    Empty when the report has no such field that differs."""
+    part = dsn_part(msg, False)
+    if part is None or "original-recipient" not in part.text.lower():
+        return {}
+    report = parse_fields(dsn_text(part))
+    return {r.recipient: r.original_recipient for r in recipients_from_report(report) if r.original_recipient}

@@ -24,6 +24,9 @@ class RecipientResult:
     smtp_command: str = ""  # the SMTP stage the server answered: CONN, EHLO, HELO, MAIL, RCPT, DATA or ""
     diagnostic_type: str = ""  # the Diagnostic-Code type: smtp, x-unix, x-postfix, ... ("" when not given)
     reason_rule: str = ""  # what decided the reason: "status:5.1.1", 'phrase:userunknown/"no such user"', ...
+    # The address the sender used, when the report names another one than `recipient` (RFC 3464 Original-Recipient:
+    # an alias or a forward expanded it into the final recipient that failed). "" when the same or not given.
+    original_recipient: str = ""
 
 
 @dataclass(slots=True)

@@ -50,6 +50,26 @@ _EXCHANGE_RCPT = "unknown recipient or mailbox unavailable ->"
 # does not exist", SmarterMail; "RCPT TO:<a@b>"): the RCPT stage (split, below).
 
 
+# qmail-remote.c names the stage in its own sentence, whichever program wraps its words into a bounce (qmail-send,
+# a provider's own template, a list manager quoting it): "1.2.3.4 does not like recipient. Remote host said: ...".
+QMAIL_REMOTE_STAGES = (
+    ("does not like recipient", "RCPT"),
+    ("but sender was rejected", "MAIL"),
+    ("but my name was rejected", "HELO"),
+    ("but greeting failed", "CONN"),
+    ("failed on DATA command", "DATA"),
+    ("failed after I sent the message", "DATA"),
+)
+
+
+def qmail_remote_stage(text: str) -> str:
+    """The stage a qmail-remote sentence in `text` names ("" when none)."""
+    for phrase, stage in QMAIL_REMOTE_STAGES:
+        if phrase in text:
+            return stage
+    return ""
+
+
 def split(diagnostic: str) -> tuple[str, str]:
     """(the diagnostic without Postfix's stage suffix, the stage) - ("", "") stays as it is."""
     if "(in reply to" not in diagnostic:
@@ -57,7 +77,7 @@ def split(diagnostic: str) -> tuple[str, str]:
             return diagnostic, "RCPT"
         if "->" in diagnostic and _EXCHANGE_RCPT in diagnostic:
             return diagnostic, "RCPT"
-        return diagnostic, ""
+        return diagnostic, qmail_remote_stage(diagnostic)
     # The suffix is the last "(in reply to" (matched there only: no scan over the whole text).
     at = diagnostic.rfind("(in reply to")
     m = _IN_REPLY.match(diagnostic, at)

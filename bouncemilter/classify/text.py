@@ -36,7 +36,10 @@ def clean_address(value: str) -> str:
     m = ANGLE_ADDRESS.search(value)
     if m:
         value = m.group(1)
-    value = value.strip().strip("<>\"'()[],;:.").strip()
+    value = value.strip()
+    # '"a..b"@example.org': the opening quote belongs to a quoted local part, only the rest is wrapping
+    value = value.rstrip("<>\"'()[],;:.") if value.startswith('"') and '"@' in value else value.strip("<>\"'()[],;:.")
+    value = value.strip()
     if value.lower().startswith("mailto:"):
         value = value[7:]
     m = ADDRESS.search(value)

@@ -28,6 +28,7 @@ from .core import (
     last_feed_id,
     legacy_dedup_key,
     migrate,
+    row_address,
     utc_now,
     verp_addresses,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "last_feed_id",
     "legacy_dedup_key",
     "migrate",
+    "row_address",
     "sql",
     "utc_now",
     "verp_addresses",

@@ -71,7 +71,7 @@ from .sql import policy_reads_function
 if TYPE_CHECKING:
     import sqlite_utils
 
-    from ..classify.model import Classification
+    from ..classify.model import Classification, RecipientResult
 
 
 class StoreError(Exception):
@@ -1233,6 +1233,13 @@ def verp_addresses(meta: MessageMeta) -> list[str]:
     return list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
 
 
+def row_address(r: RecipientResult, verp: str) -> str:
+    """The address a recipients row is about, and that the suppression policy acts on: the one the sender
+    mailed. That is the single VERP subscriber; else the report's Original-Recipient (an alias or a forward
+    turned it into the final recipient that failed, which nobody mails); else the reported recipient."""
+    return verp or (r.original_recipient or r.recipient or "").strip().lower()
+
+
 def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     """(address, reported_address, verp_address, domain, action, status, reply_code, reason, hard, diagnostic,
     remote_mta, verified, note, flags, reason_rule) per affected address (verdict.row_addresses mirrors the
@@ -1245,7 +1252,7 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
     seen: set[str] = set()
     for r in result.recipients:
         reported = (r.recipient or "").strip().lower()
-        address = verp or reported
+        address = row_address(r, verp)
         rows.append(
             (
                 address,

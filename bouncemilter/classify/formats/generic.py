@@ -30,7 +30,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"could not be delivered|not (?:be )?delivered|non[- ]?deliver|nondeliverable|mail failed|"
     r"message (?:not delivered|delivery failed|rejected|could not be delivered|blocked)|"
     r"unable to deliver|cannot be delivered|permanent (?:error|failure)|rejected:|"
-    r"warning: (?:could not send|message .{0,60} delayed)|delayed mail|delivery delayed|"
+    r"warning: (?:could not send|message (?:.{0,60} )?delayed)|delayed mail|delivery delayed|delivery warning|"
+    r"not yet been delivered|"
     r"unzustellbar|nicht zugestellt|non remis|non distribuable|no entregado|non recapitato|"
     r"niet (?:afgeleverd|bezorgd)|onbestelbaar|não entregue|不達|配信(?:エラー|不能|失敗)|未達|送信エラー|"
     r"mail system error|mail error|error sending|delivery notification|user unknown|unknown user|no such user",
@@ -67,18 +68,34 @@ _INLINE_CUE = re.compile(
     r"(?:message|mail|e-?mail))?(?: to)?|not (?:be )?delivered to|delivery (?:to|failed for)|"
     r"originally addressed to|undeliverable (?:address|recipient|to)|did not reach(?: the following)? recipients?|"
     r"(?:intended|failed|invalid|unknown|bad|original|final|rejected) (?:recipient|address)(?:es|s)?|"
-    r"recipient address(?:es)?|unknown user)\s*[:=]?\s*[\"'<(\[]*$",
+    r"recipient address(?:es)?|unknown user|"
+    # "Your message to a@b has reached our local address ..." (a university's own mail server),
+    # "... addressed to email address :" (a hosted relay's failure notice, the address on the next line)
+    r"your message to|addressed to(?: (?:the )?(?:e-?mail )?address)?)\s*[:=]?\s*[\"'<(\[]*$",
     re.I,
 )
+# What may stand before an address that is alone on its line under such a cue: bullets, quotes, brackets.
+_LEAD = re.compile(r"^[\s\-*>\"'<(\[]*$")
 # "<a@b>:" alone on a line: the qmail/Postfix shape, the reason follows on the next lines.
 _ALONE_WITH_COLON = re.compile(r"^[ \t]*<[^<>\s]{1,254}>:[ \t]*$")
 _ERROR_WORDS = re.compile(
     r"(?:unknown|not exist|no such|invalid|rejected|refused|denied|full|over ?quota|failed|failure|"
     r"unavailable|disabled|inactive|not found|unrouteable|unreachable|timed? ?out|expired|blocked|"
     r"spam|policy|too (?:large|big|many)|exceeded|not allowed|does not|cannot|could not|unable|"
-    r"error|problem|suspended|deactivated|relay)",
+    r"error|problem|suspended|deactivated|relay|wrong|no longer (?:valid|exists?|active|in use|available))",
     re.I,
 )
+# A warning that delivery is still being tried, in a report of no known format (Exim's and Sendmail's
+# "Warning: message delayed" texts, Symantec's gateway "Delivery attempts will continue to be made for 5 day(s)",
+# hosted "Delivery of email to this address has been postponed"): a delay, never a failure of the address.
+_STILL_TRYING = re.compile(
+    r"delivery attempts will continue|will continue to (?:try|attempt)|(?:has|have) not yet been delivered|"
+    r"has been postponed|this is (?:just )?a warning|advisory[- ]only|no action is required on your part|"
+    r"this warning may be repeated|(?:is|are) still (?:trying|being retried)|will (?:keep trying|retry)",
+    re.I,
+)
+# ... unless it also says it gave up: then the attempts it speaks of are over.
+_GAVE_UP = re.compile(r"(?:gave|given) up|permanent (?:error|failure)|fatal error|will not be retried", re.I)
 _SKIP_LOCALPARTS = ("mailer-daemon", "postmaster", "mail-daemon", "nobody", "root", "noreply", "no-reply")
 _MAX_TEXT = 16_384
 
@@ -143,7 +160,16 @@ def detect(msg: Message) -> Detection | None:
         return Detection(rows, f"X-Failed-Recipients: {', '.join(failed_header)[:120]}")
     if not rows:
         return None
+    if still_trying(text):
+        for row in rows:
+            row.action = row.action or "delayed"
+        return Detection(rows, "delayed address in a delivery warning's text", kind="delay")
     return Detection(rows, "failed address with an error in the bounce text")
+
+
+def still_trying(text: str) -> bool:
+    """Whether a report's text is a warning that delivery is still being tried."""
+    return _STILL_TRYING.search(text) is not None and _GAVE_UP.search(text) is None
 
 
 def _scan(text: str, own: set[str]) -> list[RecipientResult]:
@@ -151,11 +177,13 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
     lines = text.split("\n")
     rows: dict[str, RecipientResult] = {}
     under_heading = False
+    heading = ""
     for i, line in enumerate(lines):
         if not line.strip() or line.startswith(">"):  # quoted text is somebody else's report
             continue
         if _LIST_HEADING.search(line) and not ADDRESS.search(line):
             under_heading = True
+            heading = line.strip()
             continue
         m = ADDRESS.search(line)
         if not m:
@@ -165,14 +193,46 @@ def _scan(text: str, own: set[str]) -> list[RecipientResult]:
             continue
         rest = line[m.end() :].lstrip(">\"' ").lstrip(":.,;").strip()
         block = _block(lines, i, rest)
-        cued = _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None or bool(
-            _ALONE_WITH_COLON.match(line)
+        cued = (
+            _INLINE_CUE.search(line[max(0, m.start() - 80) : m.start()]) is not None
+            or bool(_ALONE_WITH_COLON.match(line))
+            or _cued_above(lines, i, line[: m.start()])
         )
         if cued or under_heading or _ERROR_WORDS.search(block) or find_reply_code(block) or find_status(block):
-            rows[addr] = _row(addr, block)
+            # no words of its own: the report's words about it are the line that named it, or its heading
+            words = block or _sentence_goes_on(lines, i) or _naming_words(lines, i, line, m.start()) or heading
+            rows[addr] = _row(addr, words)
         if len(rows) >= 50:
             break
     return list(rows.values())
+
+
+def _sentence_goes_on(lines: list[str], i: int) -> str:
+    """The rest of a sentence the address stands in the middle of, past a blank line ("Delivery of email to this
+    address / "a@b" / has been postponed due to a full mailbox."): a next line that starts in lower case."""
+    for nxt in lines[i + 1 : i + 4]:
+        text = nxt.strip()
+        if text:
+            return text if text[0].islower() and not ADDRESS.search(text) else ""
+    return ""
+
+
+def _naming_words(lines: list[str], i: int, line: str, start: int) -> str:
+    """The words before the address on its line ("Did not reach the following recipient:"), else the line above
+    when the address stands alone under it."""
+    before = line[:start].strip(" \t<\"'([-*:")
+    if before:
+        return before
+    return lines[i - 1].strip() if i and _cued_above(lines, i, line[:start]) else ""
+
+
+def _cued_above(lines: list[str], i: int, lead: str) -> bool:
+    """An address alone at the start of its line whose cue ends the line above ("Your message to:",
+    "could not be delivered to", "addressed to email address :")."""
+    if i == 0 or not _LEAD.match(lead):
+        return False
+    above = lines[i - 1].rstrip()
+    return bool(above) and _INLINE_CUE.search(above[-80:]) is not None
 
 
 def _block(lines: list[str], i: int, rest: str) -> str:

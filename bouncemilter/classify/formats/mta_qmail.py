@@ -10,6 +10,7 @@ import re
 from ..mime import Message
 from ..model import RecipientResult
 from ..reasons.vendor import TABLES as VENDOR
+from ..stage import qmail_remote_stage
 from .base import Detection
 from .mta_common import cut, from_reply_code, make_row, report_text, unique
 
@@ -111,20 +112,9 @@ def _row(addr: str, block: str) -> RecipientResult:
     return row
 
 
-# qmail-remote.c names the stage in its own sentence.
-_QMAIL_STAGES = (
-    ("does not like recipient", "RCPT"),
-    ("but sender was rejected", "MAIL"),
-    ("but my name was rejected", "HELO"),
-    ("but greeting failed", "CONN"),
-    ("failed on DATA command", "DATA"),
-    ("failed after I sent the message", "DATA"),
-)
-
-
 def _stage(block: str) -> str:
-    for phrase, stage in _QMAIL_STAGES:
-        if phrase in block:
-            return stage
+    stage = qmail_remote_stage(block)
+    if stage:
+        return stage
     m = re.search(r"most progress was (RCPT|MAIL|DATA)", block)
     return m.group(1) if m else ""

@@ -8,6 +8,7 @@ import re
 from ..mime import Message
 from ..model import RecipientResult
 from ..reasons import vendor
+from ..stage import name as stage_name
 from ..text import clean_address, find_addresses, one_line
 from .base import Detection
 from .providers_common import MAX_RECIPIENTS, cut, dsn_rows, exim_blocks, header_lower, make_row
@@ -80,7 +81,8 @@ def detect_mailru(msg: Message) -> Detection | None:
 _UI_DOMAINS = ("gmx.", "kundenserver", "web.de", "1und1", "1and1", "ionos")
 _UI_END = "--- The header of the original message is following. ---"
 _UI_RCPT = re.compile(r'^["<]?([^\s"<>]{1,64}@[^\s"<>]{1,255}?)[">]?:?$')  # bounded like an address: linear
-_UI_SMTP = re.compile(r"^SMTP error from remote server (?:after|for) [A-Z ]+command[:,]?\s*", re.I)
+# Exim's wording, which names the stage the remote server refused at ("after RCPT command")
+_UI_SMTP = re.compile(r"^SMTP error from remote server (?:after|for) ([A-Z ]+?) ?command[:,]?\s*", re.I)
 _UI_HOST = re.compile(r"^host:\s*([\w.\-]+)(?:\s*\([0-9a-fA-F.:]+\))?\s*(?:reason:\s*)?", re.I)
 _UI_SKIP = re.compile(r"^(?:Reason:|For the following reason:|The following address(?:\(es\))?)\s*$", re.I)
 _UI_VISIT = re.compile(r"(?<!\s)\s*For explanation visit \S+.*$", re.I)
@@ -101,7 +103,7 @@ def detect_united_internet(msg: Message) -> Detection | None:
     if not m:
         return None
     rows: list[RecipientResult] = []
-    addr, host, lines = "", "", []
+    addr, host, lines, command = "", "", [], ""
     for raw in text[m.end() :].split("\n")[:300]:
         line = raw.strip()
         if not line or _UI_SKIP.match(line):
@@ -109,12 +111,15 @@ def detect_united_internet(msg: Message) -> Detection | None:
         rm = _UI_RCPT.match(line)
         if rm:
             if addr:
-                rows.append(_ui_row(addr, lines, host))
-            addr, host, lines = rm.group(1), "", []
+                rows.append(_ui_row(addr, lines, host, command))
+            addr, host, lines, command = rm.group(1), "", [], ""
             continue
         if not addr:
             continue
-        line = _UI_SMTP.sub("", line)
+        sm = _UI_SMTP.match(line)
+        if sm:
+            command = stage_name(sm.group(1))
+            line = line[sm.end() :]
         hm = _UI_HOST.match(line)
         if hm:
             host = hm.group(1)
@@ -122,13 +127,13 @@ def detect_united_internet(msg: Message) -> Detection | None:
         if line:
             lines.append(line)
     if addr:
-        rows.append(_ui_row(addr, lines, host))
+        rows.append(_ui_row(addr, lines, host, command))
     return Detection(rows[:MAX_RECIPIENTS], "GMX/1&1: Mail delivery failed") if rows else None
 
 
-def _ui_row(addr: str, lines: list[str], host: str) -> RecipientResult:
+def _ui_row(addr: str, lines: list[str], host: str, command: str) -> RecipientResult:
     diag = _UI_VISIT.sub("", one_line(" ".join(lines)))
-    return make_row(addr, diag, remote_mta=host)
+    return make_row(addr, diag, remote_mta=host, smtp_command=command)
 
 
 # --- Zoho ----------------------------------------------------------------------------------
@@ -190,6 +195,8 @@ def detect_verizon(msg: Message) -> Detection | None:
 _BIGLOBE_SENDERS = tuple(f"postmaster@{d}.ne.jp" for d in ("biglobe", "inacatv", "tmtv", "ttv"))
 _BIGLOBE_ADDRS = "----- The following addresses had delivery problems -----"
 _BIGLOBE_INFO = "----- Non-delivered information -----"
+
+
 def detect_biglobe(msg: Message) -> Detection | None:
     sender = header_lower(msg, "from")
     if ".ne.jp" not in sender or not any(p in sender for p in _BIGLOBE_SENDERS):

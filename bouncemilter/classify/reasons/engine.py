@@ -138,7 +138,10 @@ def decide(
 
     by_status = status_reason(status)
     found = text_reasons(text, words) if text else {}
-    smtp_type = not dtype.startswith(_NON_SMTP_TYPES)  # X-Unix, X-Postfix: the MTA's own failure
+    # X-Unix, X-Postfix: the MTA's own failure (a pipe, a local mailbox). Older Postfix also typed a remote
+    # server's reply X-Postfix ("Diagnostic-Code: X-Postfix; host mx.example.org[192.0.2.1] said: 550 ..."):
+    # a diagnostic that is a reply code's text is the remote server speaking, whatever the type says.
+    smtp_type = not dtype.startswith(_NON_SMTP_TYPES) or (dtype.startswith("x-postfix") and _is_reply(diagnostic))
 
     # 4. first pass
     if smtp_type:
@@ -168,7 +171,7 @@ def decide(
         return Decision("contenterror", f"status:{status[:3]}.x")
     if status[1:3] == ".7":
         return Decision("securityerror", f"status:{status[:3]}.x")
-    if dtype.startswith(_NON_SMTP_TYPES):
+    if not smtp_type:
         return Decision("mailererror", f"type:{dtype}")
     if len(code) == 3 and code[0] in "45" and code[1] == "0" and code[2] in "01234567":
         return Decision("syntaxerror", f"reply:{code}")

@@ -39,6 +39,8 @@ TABLE = ReasonTable(
         "not enough disk space": "Sisimai MailboxFull list",
         "over the allowed quota": "Sisimai MailboxFull list",
         "over quota": "Dovecot, Courier, many MTAs",
+        "is overquota": "EarthLink ('550 a@b...User account is overquota')",
+        "would exceed mailbox quota": "a mailbox store's 552 ('Message for <a@b> would exceed mailbox quota')",
         "quota exceeded": "Dovecot LMTP ('Quota exceeded (mailbox for user is full)')",
         "quota violation for": "Sisimai MailboxFull list",
         "recipient reached disk quota": "Sisimai MailboxFull list",

@@ -154,6 +154,7 @@ TABLE = ReasonTable(
         "boîte aux lettres inexistante": "French-language servers (fr)",
         "boite aux lettres inexistante": "French-language servers (fr)",
         "compte inexistant": "French-language servers (fr)",
+        "adresse {a} n'existe pas": "French-language servers (fr): 'L'adresse de messagerie ... n'existe pas'",
         # es
         "usuario desconocido": "Spanish-language servers (es)",
         "el usuario no existe": "Spanish-language servers (es)",
