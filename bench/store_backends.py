@@ -9,6 +9,10 @@ latency. The "group commit" rows write the same way the milter does, through its
 arrive together share one transaction, each still returning only after its rows are committed. The
 classification is done before the clock starts: this measures the store only.
 
+"group N/s": the group commit again, with the bounces arriving at N per second (open loop: each is due at its
+time, whether or not the store keeps up, and its latency counts from then), the latency at a given load
+rather than at saturation (the closed loop rows: writers that never pause).
+
 SQLite: a file in a temp dir (WAL, synchronous=FULL). PostgreSQL: a private server (tests/pg_rig.py) started
 for the run with fsync ON and synchronous_commit on (the durable settings), on a loopback TCP port.
 Target (issue #10): PostgreSQL p99 <= 10 ms per bounce at 10 writers.
@@ -106,17 +110,29 @@ def _machine_cpu() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def timed(writers: int, jobs: list[list[Callable[[], object]]], server: PgServer | None = None) -> dict:
+def timed(
+    writers: int, jobs: list[list[Callable[[], object]]], server: PgServer | None = None, rate: float = 0.0
+) -> dict:
     """Start `writers` threads together, each calling its jobs back to back; the latency of each call in ms,
-    and the CPU time per call of this process, of the PostgreSQL `server` and of the rest of the machine."""
+    and the CPU time per call of this process, of the PostgreSQL `server` and of the rest of the machine.
+
+    `rate` > 0: open loop instead, bounces arrive at that rate in all (writer w's kth is due at
+    (k * writers + w) / rate seconds), as mail arrives whether or not the store keeps up; a call's latency
+    counts from when it was due, so falling behind shows."""
     latencies: list[list[float]] = [[] for _ in range(writers)]
     start = threading.Barrier(writers + 1)
+    began = [0.0]
 
     def writer(w: int) -> None:
         start.wait()
         lat = latencies[w]
-        for job in jobs[w]:
+        for k, job in enumerate(jobs[w]):
             t0 = time.perf_counter()
+            if rate > 0:
+                due = began[0] + (k * writers + w) / rate
+                if due > t0:
+                    time.sleep(due - t0)
+                t0 = due
             job()
             lat.append(time.perf_counter() - t0)
 
@@ -124,6 +140,7 @@ def timed(writers: int, jobs: list[list[Callable[[], object]]], server: PgServer
     for t in threads:
         t.start()
     cpu0, server0, machine0 = time.process_time(), _server_cpu(server), _machine_cpu()
+    began[0] = time.perf_counter() + 0.01
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
@@ -144,7 +161,15 @@ def timed(writers: int, jobs: list[list[Callable[[], object]]], server: PgServer
     }
 
 
-def run(db: str, writers: int, messages: int, offset: int, group: bool = False, server: PgServer | None = None) -> dict:
+def run(
+    db: str,
+    writers: int,
+    messages: int,
+    offset: int,
+    group: bool = False,
+    server: PgServer | None = None,
+    rate: float = 0.0,
+) -> dict:
     store = open_store(db, timeout=10.0)
     # group: through the milter's GroupCommit, as the milter writes (sessions that reach end of message together
     # share one transaction); else each writer calls Store.record() itself, one transaction per bounce
@@ -153,7 +178,7 @@ def run(db: str, writers: int, messages: int, offset: int, group: bool = False, 
     jobs = [workload(per, offset + w * per) for w in range(writers)]
     store.record(*workload(1, offset + 10**7)[0])  # connect and warm up outside the clock
     try:
-        return timed(writers, [[functools.partial(sink.record, *item) for item in job] for job in jobs], server)
+        return timed(writers, [[functools.partial(sink.record, *item) for item in job] for job in jobs], server, rate)
     finally:
         store.close()
 
@@ -242,6 +267,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=2000, help="bounces per backend and writer count")
     ap.add_argument("--writers", default="1,10", help="comma-separated numbers of concurrent writers")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="also the group commit at the most writers with bounces arriving at this rate (per second, open "
+        "loop; 0: not)",
+    )
     args = ap.parse_args()
     counts = [int(x) for x in args.writers.split(",")]
     pg = PgServer(durable=True)
@@ -261,6 +293,12 @@ def main() -> None:
                         else:
                             r = run(db, writers, args.messages, offset, way == "group commit", server)
                         rows.append((backend, way, writers, r))
+            if args.rate > 0:  # the milter's way at a given arrival rate: latency when not saturated
+                for backend in ("sqlite", "postgresql"):
+                    db = str(Path(tmp) / "rate.db") if backend == "sqlite" else pg.new_schema()
+                    server = pg if backend == "postgresql" else None
+                    r = run(db, max(counts), args.messages, 9 * 10**6, True, server, args.rate)
+                    rows.append((backend, f"group {args.rate:g}/s", max(counts), r))
     finally:
         pg.close()
     print(
