@@ -100,29 +100,34 @@ def source_of(category: str) -> str:
     return "opt-out" if category == "opt-out" else "policy"
 
 
-def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
-    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
-    conn.execute(
-        Q.WRITE_POLICY,
-        (
-            address,
-            address.rpartition("@")[2],
-            source_of(d.category),
-            d.category,
-            d.reason,
-            d.status,
-            d.summary,
-            _t(d.suppressed_at),
-            _t(d.first_evidence_at),
-            _t(d.last_evidence_at),
-            json.dumps(_cap(d.evidence)),
-            d.soft_score,
-            json.dumps(d.soft_days),
-            stamp,
-            stamp,
-            address_flags(address),
-        ),
+def _write_policy(
+    conn: sqlite3.Connection, address: str, d: Decision, stamp: str, logged_for: str | None = None
+) -> None:
+    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action).
+    `logged_for` (PostgreSQL): with its suppression_log line (the client it came from) in the same statement."""
+    params = (
+        address,
+        address.rpartition("@")[2],
+        source_of(d.category),
+        d.category,
+        d.reason,
+        d.status,
+        d.summary,
+        _t(d.suppressed_at),
+        _t(d.first_evidence_at),
+        _t(d.last_evidence_at),
+        json.dumps(_cap(d.evidence)),
+        d.soft_score,
+        json.dumps(d.soft_days),
+        stamp,
+        stamp,
+        address_flags(address),
     )
+    if logged_for is not None:
+        log = (address, stamp, "suppress", "policy", "", d.summary[:1000], logged_for[:100])
+        conn.execute(Q.PG_WRITE_POLICY_LOGGED, params + log, prepare=True)
+        return
+    conn.execute(Q.WRITE_POLICY, params)
 
 
 # ------------------------------------------------------------------------------------------------ the Store hook
@@ -310,8 +315,12 @@ def update_address(
         _write_pending(conn, address, d, stamp, held, gate.client, gate.msg_id)
         _log(conn, address, stamp, "hold", "policy", why=f"{d.summary}; held: {held}", client=gate.client)
         return
-    _write_policy(conn, address, d, stamp)
-    _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=gate.client if gate else "")
+    client = gate.client if gate else ""
+    if pg:  # one statement for both
+        _write_policy(conn, address, d, stamp, logged_for=client)
+    else:
+        _write_policy(conn, address, d, stamp)
+        _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=client)
     if gate is not None:
         gate.suppressed()
 

@@ -380,6 +380,9 @@ PG_ADD_EVIDENCE = f"""UPDATE suppressions SET
     WHERE address = ?"""
 PG_ADD_PENDING_EVIDENCE = PG_ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
 
+# A new policy suppression and its suppression_log line (LOG_WITH_CLIENT) in one statement.
+PG_WRITE_POLICY_LOGGED = "WITH written AS (" + WRITE_POLICY + ") " + LOG_WITH_CLIENT
+
 # The policy's reads for one recorded message in one statement (store migration 12, `policy_reads_function`): per
 # address (sorted) its lock (LOCK_ADDRESS), then ADDRESS_STATE and LOAD_EVENTS, and the client's count for the
 # cap (CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
