@@ -63,7 +63,7 @@ PARTS = [
     ("bouncemilter.verdict", "Verifier.apply", "verdict"),
     ("bouncemilter.milter", "GroupCommit.record", "store transaction (without the policy)"),
     ("bouncemilter.ingest", "action_for", "eom: action"),
-    ("bouncemilter.suppressions", "SuppressionHook.__call__", "suppression policy"),
+    ("bouncemilter.suppressions", "SuppressionHook.recorded", "suppression policy"),
     ("bouncemilter.decide", "log_message", "log line"),
 ]
 armed = False

@@ -205,6 +205,10 @@ class GroupCommit:
     never drains other callers' work past its own deadline. A follower whose deadline passes leaves
     (StoreError: TEMPFAIL); if a leader was writing its rows at that moment and they land after all,
     the sender's retry is recognised as a duplicate.
+
+    A store that writes several transactions side by side can say so (`store.writers`): as many leaders
+    then write at once, a caller that finds a free place writes at once, and only callers past them queue
+    up to share a batch.
     """
 
     def __init__(self, store: Any, timeout: float) -> None:
@@ -212,17 +216,20 @@ class GroupCommit:
         self.timeout = timeout
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
-        self._leading = False
+        self._leaders = 0  # batches being written now
+        self._max_leaders = max(int(getattr(store, "writers", 1)), 1)
 
     def record(self, meta: Any, result: Classification, action: str, deadline: float | None = None) -> tuple[int, bool]:
         if deadline is None:
             deadline = time.monotonic() + self.timeout
         with self._mutex:
-            lead = not self._leading
+            lead = self._leaders < self._max_leaders
             # only a follower waits, so only a follower needs an Event (the common, uncontended case has none)
             item = _Pending((meta, result, action), deadline, None if lead else threading.Event())
-            self._queue.append(item)
-            self._leading = True
+            if lead:
+                self._leaders += 1
+            else:
+                self._queue.append(item)
         if lead or self._wait(item):
             self._lead(item)
         if item.error is not None:
@@ -242,28 +249,33 @@ class GroupCommit:
                 if item.promoted:
                     item.promoted = False
                     item.done.clear()
+                    self._queue.remove(item)  # out of the queue at once: nobody else may promote it again
                     if not late:
                         return True
-                    self._queue.remove(item)  # too late to lead: pass the queue on and leave
-                    self._hand_off()
+                    self._hand_off()  # too late to lead: pass the place on and leave
                 elif late and item in self._queue:
                     self._queue.remove(item)  # never written
                 if late:
                     raise StoreError("store busy: not committed before the reply deadline (store.timeout)")
 
     def _hand_off(self) -> None:
-        """(Under the mutex.) Make the oldest waiting caller the next leader, or stop leading."""
-        if self._queue:
-            nxt = self._queue[0]
-            nxt.promoted = True
-            assert nxt.done is not None  # only followers are queued while someone leads
-            nxt.done.set()
-        else:
-            self._leading = False
+        """(Under the mutex.) Make the oldest waiting caller the next leader, or give up this leader's place."""
+        for nxt in self._queue:
+            if not nxt.promoted:  # one made leader already holds a place of its own
+                nxt.promoted = True
+                assert nxt.done is not None  # only followers are queued
+                nxt.done.set()
+                return
+        self._leaders -= 1
 
     def _lead(self, me: _Pending) -> None:
         with self._mutex:
-            batch, self._queue = self._queue, []
+            # everyone waiting, but those made leaders already (they hold a place and write their own batch)
+            batch = [me]
+            rest = []
+            for p in self._queue:
+                (rest if p.promoted else batch).append(p)
+            self._queue = rest
         now = time.monotonic()
         live = [p for p in batch if p.deadline > now]  # the others have given up (or are about to)
         try:

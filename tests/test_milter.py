@@ -742,7 +742,66 @@ def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() ->
     assert "late" not in store.rows  # it left the queue before anyone wrote it
     assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
     assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
-    assert not writer._leading and not writer._queue
+    assert writer._leaders == 0 and not writer._queue
+
+
+def test_group_commit_with_several_writers_leads_side_by_side_and_loses_no_place() -> None:
+    """A store with `writers` > 1 (PostgreSQL's pool): that many callers write at once, the rest share
+    batches; every caller gets its own result, and when all is done no leader's place is left taken."""
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    class Parallel:
+        writers = 3
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.rows: list[str] = []
+            self.now = 0
+            self.most = 0  # transactions at the same time, at most
+
+        def _enter(self) -> None:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+
+        def _leave(self, metas: list[str]) -> list[tuple[int, bool]]:
+            with self.lock:
+                self.now -= 1
+                out = []
+                for m in metas:
+                    self.rows.append(m)
+                    out.append((len(self.rows), True))
+                return out
+
+        def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+            self._enter()
+            time.sleep(0.02)
+            return self._leave([meta])[0]
+
+        def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
+            self._enter()
+            time.sleep(0.02)
+            return self._leave([m for m, _, _ in items])
+
+    store = Parallel()
+    writer = GroupCommit(store, timeout=10)
+    out: dict[str, object] = {}
+
+    def go(name: str) -> None:
+        for i in range(10):
+            out[f"{name}-{i}"] = writer.record(f"{name}-{i}", None, "accept")
+
+    threads = [threading.Thread(target=go, args=(f"w{n}",)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(store.rows) == sorted(out) and len(out) == 120  # each written once, each caller answered
+    assert all(store.rows[row - 1] == name for name, (row, _) in out.items())  # its own row
+    assert 1 < store.most <= 3  # side by side, never more than the store's writers
+    assert writer._leaders == 0 and not writer._queue
 
 
 def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

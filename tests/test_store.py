@@ -770,3 +770,20 @@ def test_json_list_writes_what_json_dumps_wrote(items: object) -> None:
     assert _json_list(items) == _json_list_reference(items)
     if isinstance(items, list):
         assert _json_list(tuple(items)) == _json_list_reference(tuple(items))
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=2**62), max_size=450),
+    st.lists(st.dates().map(lambda d: d.isoformat()), max_size=40),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_suppression_s_lists_are_written_as_json_dumps_wrote_them(ids: list[int], days: list[str]) -> None:
+    """The evidence ids (capped) and the soft-bounce days of a policy suppression, built without the json module:
+    the same text as json.dumps gave (rebuild-suppressions compares a row's evidence with it)."""
+    import json
+
+    from bouncemilter.store.core import _json_list
+    from bouncemilter.suppressions import _cap, _evidence_json
+
+    assert _evidence_json(ids) == json.dumps(_cap(ids))
+    assert _json_list(days) == json.dumps(days)
