@@ -392,9 +392,17 @@ _V11 = [
 
 # Version 13 (issue #12): idx_suppression_log_client answers no query since version 11 (the per-client count uses
 # the partial index, EXPLAIN QUERY PLAN; nothing else reads suppression_log by client), yet every policy
-# suppression wrote an entry into it: one index page less in each such commit. PostgreSQL keeps its copy (its
-# policy reads are one function, and a fleet's DDL is the admin's to schedule): a no-op there.
-_V13 = ["DROP INDEX IF EXISTS idx_suppression_log_client"]
+# suppression wrote an entry into it: one index page less in each such commit. And the partial index gains the
+# columns its WHERE names, so that the count is a COVERING index scan: SQLite checks action and source of each row
+# counted (it does not drop the terms the partial index implies), which read the table row for every one of them
+# (157,000 -> 109,000 instructions for a count of 220). PostgreSQL keeps its indexes (its policy reads are one
+# function): a no-op there.
+_V13 = [
+    "DROP INDEX IF EXISTS idx_suppression_log_client",
+    "DROP INDEX IF EXISTS idx_suppression_log_client_policy",
+    """CREATE INDEX idx_suppression_log_client_policy ON suppression_log (client_addr, at, action, source)
+        WHERE action = 'suppress' AND source = 'policy'""",
+]
 
 MIGRATIONS: list[Migration] = [
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, migrate_v9),
