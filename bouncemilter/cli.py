@@ -12,12 +12,12 @@ import click
 
 from . import __version__
 from .classify import Classification, classify
-from .cli_common import printable, resolve_config
+from .cli_common import Group, printable, resolve_config
 from .progress import Progress
 from .sources import SourceError, collect, read_messages
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bouncemilter")
 def main() -> None:
     """Recognise, classify and record bounces, complaints and auto-replies."""
@@ -259,10 +259,9 @@ from .cli_optout import register as _register_optout  # noqa: E402
 
 _register_optout(main)  # import-suppressions, notify
 
-
-if __name__ == "__main__":
-    main()
-
 from .cli_store import register as _register_store  # noqa: E402
 
 _register_store(main)  # migrate-store, export
+
+if __name__ == "__main__":  # after every register(): `python -m bouncemilter.cli export` needs the last one too
+    main()

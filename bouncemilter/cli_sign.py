@@ -8,18 +8,18 @@ import sys
 import click
 
 from . import signing
-from .cli_common import config_options, load
+from .cli_common import ConfigProblem, config_options, load
 from .config import ConfigError, Settings, read_keys
 from .unsubscribe import build_matcher
 
 
 def _keys(settings: Settings) -> signing.KeyRing:
     if not settings.signing_enabled:
-        raise click.ClickException("signing is off: set [signing] secret_file in the configuration")
+        raise ConfigProblem("signing is off: set [signing] secret_file in the configuration")
     try:
         return read_keys(str(settings.signing_secret_file))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
 
 
 @click.command("sign")

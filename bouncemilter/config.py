@@ -209,6 +209,11 @@ def _decimal_modes(path: str, text: str) -> None:
     """`socket_mode = 660` is the decimal 660 (mode 0o1224) in TOML: nobody means that, so it is an error."""
     m = _DECIMAL_MODE_RE.search(text)
     if m and not m.group(1).lstrip("+-").startswith("0"):
+        if not re.fullmatch(r"[0-7]{3,4}", m.group(1)):  # 99999: no octal reading of it is a mode either
+            raise ConfigError(
+                f"{path}: milter.socket_mode: {m.group(1)}: must be a file mode within 0o777, such as 0o660 "
+                '(TOML octal) or "0660"'
+            )
         raise ConfigError(
             f"{path}: milter.socket_mode: {m.group(1)} is a decimal number in TOML (mode {oct(int(m.group(1)))}); "
             f'write 0o{m.group(1)} or "{m.group(1)}"'
@@ -232,6 +237,21 @@ def _nonempty_str(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ValueError("must be a non-empty string")
     return v.strip()
+
+
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_db(v: Any) -> str:
+    """A SQLite file or a postgresql:// URL. Any other URL would be taken for a file name (a directory 'mysql:'),
+    so it is refused by name."""
+    text = _nonempty_str(v)
+    m = _URL_RE.match(text)
+    if m and m.group(1).lower() not in ("postgresql", "postgres"):
+        raise ValueError(f"{text!r}: a store is a SQLite file or a postgresql:// URL, not {m.group(1)}://")
+    if not text.isprintable():
+        raise ValueError(f"{text!r}: control characters in a file name or URL")
+    return text
 
 
 def _bool(v: Any) -> bool:
@@ -405,7 +425,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket_group": ("socket_group", _socket_group),
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
-    "store.db": ("db", _nonempty_str),
+    "store.db": ("db", check_db),
     "store.timeout": ("store_timeout", _store_timeout),
     "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
@@ -476,8 +496,10 @@ def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-        data = tomllib.loads(raw.decode("utf-8"))
-        _decimal_modes(path, raw.decode("utf-8"))
+        # utf-8-sig: Windows editors (Notepad) start UTF-8 files with a byte-order mark, which TOML does not allow
+        text = raw.decode("utf-8-sig")
+        data = tomllib.loads(text)
+        _decimal_modes(path, text)
         return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
