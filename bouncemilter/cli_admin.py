@@ -36,8 +36,24 @@ def check_config_cmd(config_path: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"bouncemilter: {exc}", err=True)
         sys.exit(2)
+    _check_store_path(settings.db)
     click.echo(f"# {config_path or 'no file: embedded defaults'}: valid. Effective settings:\n")
     click.echo(render(settings), nl=False)
+
+
+def _check_store_path(db: str) -> None:
+    """What the file's syntax cannot show: store.db naming a directory is an error (the milter would not start);
+    a missing parent directory is a warning (check-config may run before deploy/setup.sh creates it)."""
+    from .store import is_url
+
+    if is_url(db):
+        return
+    if os.path.isdir(db):
+        click.echo(f"bouncemilter: store.db: {db}: is a directory; name the database file in it", err=True)
+        sys.exit(2)
+    parent = os.path.dirname(os.path.abspath(db))
+    if not os.path.isdir(parent):
+        click.echo(f"bouncemilter: warning: store.db: {db}: the directory {parent} does not exist (yet)", err=True)
 
 
 @click.command("prune")

@@ -355,3 +355,54 @@ def test_ctrl_c_during_import_commits_what_was_read_and_says_so(tmp_path: Path) 
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == new
     assert 0 < new < 6000
+
+
+# ------------------------------------------------------------------ sign: a recipient is an address or an error
+
+
+@pytest.fixture
+def signing_config(tmp_path: Path) -> Path:
+    keys = tmp_path / "keys"
+    keys.write_text("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=\n")
+    keys.chmod(0o600)
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(
+        f'[bounce]\naddresses = ["bounces+*@example.com"]\n[unsubscribe]\naddresses = ["unsub+*@example.com"]\n'
+        f'[signing]\nsecret_file = "{keys}"\n'
+    )
+    return cfg
+
+
+@pytest.mark.parametrize("flag", [(), ("--unsubscribe",)], ids=["return-path", "unsubscribe"])
+@pytest.mark.parametrize("recipient", ["a@", "@example.org", "a b@example.org", "al\x1bice@example.org", "a@b@c"])
+def test_sign_refuses_what_is_not_an_address(signing_config: Path, flag: tuple[str, ...], recipient: str) -> None:
+    # it used to print a message token, silently leaving the recipient out
+    assert "RECIPIENT" in assert_clean(cli("sign", "--config", str(signing_config), *flag, recipient), 2)
+
+
+def test_sign_says_when_an_address_only_gets_a_message_token(signing_config: Path) -> None:
+    long = "a" * 60 + "@example.org"
+    res = CliRunner().invoke(main, ["sign", "--config", str(signing_config), long], env=ENV)
+    assert res.exit_code == 0 and "does not fit" in res.stderr
+    assert res.stdout.startswith("bounces+") and "example.org" not in res.stdout
+    res = CliRunner().invoke(main, ["sign", "--config", str(signing_config), "Alice@Example.org"], env=ENV)
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.startswith("bounces+alice=example.org+")
+
+
+# ------------------------------------------------------------------ messages an admin can act on
+
+
+def test_a_binary_file_as_csv_gets_a_short_header_in_the_error(tmp_path: Path, good_db: Path) -> None:
+    blob = tmp_path / "x.csv"
+    blob.write_bytes(bytes(range(1, 256)) * 40)
+    line = assert_clean(cli("import-suppressions", "--db", str(good_db), str(blob)), 1)
+    assert len(line) < 400 and "\\\\x" not in line  # escaped once, not twice
+
+
+def test_check_config_refuses_a_store_that_is_a_directory(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[store]\ndb = "{tmp_path}"\n')
+    assert "is a directory" in assert_clean(cli("check-config", "--config", str(cfg)), 2)
+    cfg.write_text(f'[store]\ndb = "{tmp_path}/not/yet/b.db"\n')
+    res = CliRunner().invoke(main, ["check-config", "--config", str(cfg)], env=ENV)
+    assert res.exit_code == 0 and "does not exist (yet)" in res.stderr
