@@ -139,7 +139,8 @@ def _table_rows(rec: dict) -> list[tuple[str, ...]]:
         (
             rec["source"] if i == 0 else "",
             rec["kind"] if i == 0 else "",
-            r["recipient"],
+            # an alias's failure: the address the sender used first, as the suppression list holds it
+            f"{r['original_recipient']} -> {r['recipient']}" if r.get("original_recipient") else r["recipient"],
             r["reason"],
             "yes" if r["hard"] else "",
             r["status"],

@@ -115,3 +115,17 @@ def test_console_script_end_to_end_and_closed_pipe() -> None:
     proc.stdout.close()
     _, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err
+
+
+def test_table_shows_the_address_the_sender_used_for_an_alias() -> None:
+    raw = (CLI / "bounce-dsn.eml").read_bytes()
+    final = raw.replace(
+        b"Final-Recipient: rfc822; carol@example.net", b"Final-Recipient: rfc822; carol@mailstore.example.net"
+    )
+    assert final != raw, "the fixture's Final-Recipient line changed: update this test"
+    final = final.replace(b"Final-Recipient:", b"Original-Recipient: rfc822; carol@example.net\nFinal-Recipient:", 1)
+    result = run("-", stdin=final)
+    assert "carol@example.net -> carol@mailstore.example.net" in result.stdout
+    (record,) = jsonl(run("--format", "jsonl", "-", stdin=final).stdout)
+    row = record["recipients"][0]
+    assert (row["recipient"], row["original_recipient"]) == ("carol@mailstore.example.net", "carol@example.net")
