@@ -9,7 +9,7 @@ import sys
 import click
 
 from .cli_common import Seconds, config_options, echo_json, load, resolve_config
-from .config import ConfigError, load_settings, render
+from .config import ConfigError, Settings, load_settings, render
 from .store import display_name
 
 MAX_DAYS = 36500  # as [store] retention_days: a hundred years; more would reach before year 1
@@ -43,7 +43,8 @@ def check_config_cmd(config_path: str | None) -> None:
 
 def _check_store_path(db: str) -> None:
     """What the file's syntax cannot show: store.db naming a directory is an error (the milter would not start);
-    a missing parent directory is a warning (check-config may run before deploy/setup.sh creates it)."""
+    a relative path or a missing parent directory is a warning (check-config may run before deploy/setup.sh
+    creates the directory; the embedded default is relative)."""
     from .store import is_url
 
     if is_url(db):
@@ -51,6 +52,12 @@ def _check_store_path(db: str) -> None:
     if os.path.isdir(db):
         click.echo(f"bouncemilter: store.db: {db}: is a directory; name the database file in it", err=True)
         sys.exit(2)
+    if not os.path.isabs(db) and db != Settings().db:  # the embedded default is relative on purpose (README)
+        click.echo(
+            f"bouncemilter: warning: store.db: {db} is relative: each command opens it in its own working "
+            f"directory (here {os.path.abspath(db)}); give an absolute path",
+            err=True,
+        )
     parent = os.path.dirname(os.path.abspath(db))
     if not os.path.isdir(parent):
         click.echo(f"bouncemilter: warning: store.db: {db}: the directory {parent} does not exist (yet)", err=True)

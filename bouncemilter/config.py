@@ -174,6 +174,7 @@ class Settings:
 
 Validator = Callable[[Any], Any]
 
+UNIX_PATH_MAX = 107  # sockaddr_un.sun_path on Linux: 108 bytes with the final NUL
 _SOCKET_RE = re.compile(r"^(?:(unix|local):(/\S+)|(inet|inet6):(\d{1,5})(?:@(\S+))?)$")
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
 
@@ -186,6 +187,17 @@ def _socket(v: Any) -> str:
         raise ValueError(f"{v!r}: must be 'unix:/absolute/path', 'inet:PORT@HOST' or 'inet6:PORT@HOST'")
     if m.group(4) is not None and not 1 <= int(m.group(4)) <= 65535:
         raise ValueError(f"{v!r}: port must be between 1 and 65535")
+    if m.group(2) is not None and len(m.group(2).encode()) > UNIX_PATH_MAX:
+        # the kernel's sun_path: libmilter would only say "cannot opensocket"
+        raise ValueError(f"{v!r}: a unix socket path has at most {UNIX_PATH_MAX} bytes; use a shorter directory")
+    host = m.group(5)
+    if host is not None and re.fullmatch(r"[0-9.]+", host):
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{v!r}: {host!r} is not an IPv4 address") from None
     return v.strip()
 
 
@@ -246,6 +258,8 @@ def check_db(v: Any) -> str:
     """A SQLite file or a postgresql:// URL. Any other URL would be taken for a file name (a directory 'mysql:'),
     so it is refused by name."""
     text = _nonempty_str(v)
+    if text.startswith("~"):  # no shell expands it in a TOML file: ~/b.db would be a directory named '~'
+        text = os.path.expanduser(text)
     m = _URL_RE.match(text)
     if m and m.group(1).lower() not in ("postgresql", "postgres"):
         raise ValueError(f"{text!r}: a store is a SQLite file or a postgresql:// URL, not {m.group(1)}://")

@@ -406,3 +406,36 @@ def test_check_config_refuses_a_store_that_is_a_directory(tmp_path: Path) -> Non
     cfg.write_text(f'[store]\ndb = "{tmp_path}/not/yet/b.db"\n')
     res = CliRunner().invoke(main, ["check-config", "--config", str(cfg)], env=ENV)
     assert res.exit_code == 0 and "does not exist (yet)" in res.stderr
+
+
+# ------------------------------------- run: why it cannot listen (libmilter says "cannot opensocket")
+
+
+def test_run_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = run("run", "--socket", f"inet:{port}@127.0.0.1", "--db", str(tmp_path / "r.db"))
+    assert res.returncode == 1 and '"start_failed"' in res.stderr and "in use" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize(
+    "spec, why",
+    [("unix:/tmp/" + "d" * 120 + "/m.sock", "at most 107 bytes"), ("inet:9025@999.1.1.1", "not an IPv4 address")],
+)
+def test_run_refuses_a_socket_no_kernel_would_take(tmp_path: Path, spec: str, why: str) -> None:
+    res = run("run", "--socket", spec, "--db", str(tmp_path / "r.db"))
+    assert res.returncode == 2 and '"config_error"' in res.stderr and why in res.stderr, res.stderr
+
+
+def test_check_config_warns_about_a_relative_store_and_expands_a_tilde(tmp_path: Path) -> None:
+    cfg = tmp_path / "b.toml"
+    cfg.write_text('[store]\ndb = "bounces.db"\n')
+    res = CliRunner().invoke(main, ["check-config", "--config", str(cfg)], env=ENV)
+    assert res.exit_code == 0 and "is relative" in res.stderr
+    cfg.write_text('[store]\ndb = "~/bounces.db"\n')
+    res = CliRunner().invoke(main, ["check-config", "--config", str(cfg)], env={**ENV, "HOME": str(tmp_path)})
+    assert res.exit_code == 0 and f'db = "{tmp_path}/bounces.db"' in res.stdout and res.stderr == ""
