@@ -29,6 +29,12 @@ class ConfigProblem(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: 128 + SIGINT, as a shell reports it."""
+
+    exit_code = 130
+
+
 class Group(click.Group):
     """The `bouncemilter` group: whatever a command lets escape ends as one line on stderr and a non-zero exit,
     never a traceback. A store that cannot be opened or read (sqlite3.Error, StoreError, NoDatabase), a file
@@ -45,7 +51,12 @@ class Group(click.Group):
         except click.ClickException as exc:
             exc.message = one_line(exc.message)
             raise
-        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            # rather than click's bare "Aborted!": every write command commits whole transactions and is idempotent
+            raise Interrupted(
+                "interrupted; a command that writes commits whole transactions: run it again to finish"
+            ) from None
+        except (click.exceptions.Exit, click.Abort):
             raise
         except ConfigError as exc:
             raise ConfigProblem(one_line(str(exc))) from exc

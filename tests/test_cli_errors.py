@@ -439,3 +439,24 @@ def test_check_config_warns_about_a_relative_store_and_expands_a_tilde(tmp_path:
     cfg.write_text('[store]\ndb = "~/bounces.db"\n')
     res = CliRunner().invoke(main, ["check-config", "--config", str(cfg)], env={**ENV, "HOME": str(tmp_path)})
     assert res.exit_code == 0 and f'db = "{tmp_path}/bounces.db"' in res.stdout and res.stderr == ""
+
+
+def test_a_huge_columns_does_not_draw_a_huge_bar(good_db: Path) -> None:
+    res = CliRunner().invoke(
+        main, ["stats", "--db", str(good_db), "--since", "all", "--format", "chart"], env={**ENV, "COLUMNS": "99999999"}
+    )
+    assert res.exit_code == 0 and "█" in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 400
+
+
+def test_ctrl_c_in_any_command_exits_130_with_a_line(tmp_path: Path, good_db: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bouncemilter import suppress_import
+
+    def interrupted(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(suppress_import, "parse", interrupted)
+    csv = tmp_path / "s.csv"
+    csv.write_text("email\nzed@example.org\n")
+    res = cli("import-suppressions", "--db", str(good_db), str(csv))
+    assert res.exit_code == 130 and "interrupted" in res.output and "Aborted" not in res.output, res.output
