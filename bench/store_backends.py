@@ -9,15 +9,26 @@ latency. The "group commit" rows write the same way the milter does, through its
 arrive together share one transaction, each still returning only after its rows are committed. The
 classification is done before the clock starts: this measures the store only.
 
+"group N/s": the group commit again, with the bounces arriving at N per second (open loop: each is due at its
+time, whether or not the store keeps up, and its latency counts from then), the latency at a given load
+rather than at saturation (the closed loop rows: writers that never pause).
+
 SQLite: a file in a temp dir (WAL, synchronous=FULL). PostgreSQL: a private server (tests/pg_rig.py) started
 for the run with fsync ON and synchronous_commit on (the durable settings), on a loopback TCP port.
 Target (issue #10): PostgreSQL p99 <= 10 ms per bounce at 10 writers.
+
+Where the time goes, per record: "client CPU" is this process's CPU time (all writer threads: the store's
+Python, the driver, the kernel's share for its sockets; SQLite's whole engine runs here too), "server CPU" that
+of the private PostgreSQL's processes (its backends, WAL writer, ...), and "others" the cores the rest of the
+machine kept busy meanwhile (other jobs on this shared machine), from /proc. With 10 writers on 2 cores the
+sum of the first two per record sets the throughput, and the throughput sets the latency (p50 ~ writers / rate).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import sys
 import tempfile
@@ -58,37 +69,107 @@ def _retarget(template, address: str):
     return dataclasses.replace(template, recipients=[rcpt])
 
 
-def timed(writers: int, jobs: list[list[Callable[[], object]]]) -> dict:
-    """Start `writers` threads together, each calling its jobs back to back; the latency of each call in ms."""
+def _ticks(path: str, fields: slice) -> float:
+    try:
+        with open(path) as fh:
+            return sum(int(x) for x in fh.read().rsplit(")", 1)[-1].split()[fields]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _server_cpu(server: PgServer | None) -> float:
+    """CPU seconds of the private PostgreSQL's processes (the postmaster's children: backends, WAL writer, ...)."""
+    if server is None:
+        return 0.0
+    try:
+        with open(os.path.join(server.data, "postmaster.pid")) as fh:
+            postmaster = fh.readline().strip()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    ppid = fh.read().rsplit(")", 1)[-1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if ppid == postmaster:
+                total += _ticks(f"/proc/{pid}/stat", slice(11, 13))  # utime, stime
+    return total
+
+
+def _machine_cpu() -> float:
+    """CPU seconds every core spent busy (user, nice, system, irq, softirq, steal), from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            values = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    busy = values[0] + values[1] + values[2] + sum(values[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def timed(
+    writers: int, jobs: list[list[Callable[[], object]]], server: PgServer | None = None, rate: float = 0.0
+) -> dict:
+    """Start `writers` threads together, each calling its jobs back to back; the latency of each call in ms,
+    and the CPU time per call of this process, of the PostgreSQL `server` and of the rest of the machine.
+
+    `rate` > 0: open loop instead, bounces arrive at that rate in all (writer w's kth is due at
+    (k * writers + w) / rate seconds), as mail arrives whether or not the store keeps up; a call's latency
+    counts from when it was due, so falling behind shows."""
     latencies: list[list[float]] = [[] for _ in range(writers)]
     start = threading.Barrier(writers + 1)
+    began = [0.0]
 
     def writer(w: int) -> None:
         start.wait()
         lat = latencies[w]
-        for job in jobs[w]:
+        for k, job in enumerate(jobs[w]):
             t0 = time.perf_counter()
+            if rate > 0:
+                due = began[0] + (k * writers + w) / rate
+                if due > t0:
+                    time.sleep(due - t0)
+                t0 = due
             job()
             lat.append(time.perf_counter() - t0)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
+    cpu0, server0, machine0 = time.process_time(), _server_cpu(server), _machine_cpu()
+    began[0] = time.perf_counter() + 0.01
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    client = time.process_time() - cpu0
+    served = _server_cpu(server) - server0
+    others = max(_machine_cpu() - machine0 - client - served, 0.0)
     lat = sorted(x * 1000 for one in latencies for x in one)
     return {
         "records": len(lat),
         "per_s": len(lat) / elapsed,
         "p50": statistics.median(lat),
         "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "client_ms": client / len(lat) * 1000,
+        "server_ms": served / len(lat) * 1000,
+        "others": others / elapsed,
     }
 
 
-def run(db: str, writers: int, messages: int, offset: int, group: bool = False) -> dict:
+def run(
+    db: str,
+    writers: int,
+    messages: int,
+    offset: int,
+    group: bool = False,
+    server: PgServer | None = None,
+    rate: float = 0.0,
+) -> dict:
     store = open_store(db, timeout=10.0)
     # group: through the milter's GroupCommit, as the milter writes (sessions that reach end of message together
     # share one transaction); else each writer calls Store.record() itself, one transaction per bounce
@@ -97,12 +178,12 @@ def run(db: str, writers: int, messages: int, offset: int, group: bool = False) 
     jobs = [workload(per, offset + w * per) for w in range(writers)]
     store.record(*workload(1, offset + 10**7)[0])  # connect and warm up outside the clock
     try:
-        return timed(writers, [[functools.partial(sink.record, *item) for item in job] for job in jobs])
+        return timed(writers, [[functools.partial(sink.record, *item) for item in job] for job in jobs], server, rate)
     finally:
         store.close()
 
 
-def floor(db: str, writers: int, messages: int, offset: int) -> dict:
+def floor(db: str, writers: int, messages: int, offset: int, server: PgServer | None = None) -> dict:
     """The cheapest durable transaction on the same store, pool and writers: one INSERT of a bounce's messages
     row (same columns, same values, a new idempotency key each) and its COMMIT, without the recipients, the
     suppression policy or any lock. What record() takes above this is our work; this much is the machine (the
@@ -132,7 +213,7 @@ def floor(db: str, writers: int, messages: int, offset: int) -> dict:
     jobs = [[functools.partial(one, floor_row(offset + w * per + i)) for i in range(per)] for w in range(writers)]
     one(floor_row(offset + 10**7))  # connect and warm up outside the clock
     try:
-        return timed(writers, jobs)
+        return timed(writers, jobs, server)
     finally:
         store.close()
 
@@ -186,6 +267,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=2000, help="bounces per backend and writer count")
     ap.add_argument("--writers", default="1,10", help="comma-separated numbers of concurrent writers")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="also the group commit at the most writers with bounces arriving at this rate (per second, open "
+        "loop; 0: not)",
+    )
     args = ap.parse_args()
     counts = [int(x) for x in args.writers.split(",")]
     pg = PgServer(durable=True)
@@ -199,23 +287,34 @@ def main() -> None:
                     for backend in ("sqlite", "postgresql"):
                         db = str(Path(tmp) / f"b{i}{way}.db") if backend == "sqlite" else pg.new_schema()
                         offset = i * 10**6 + ("record", "group commit", "floor").index(way) * 10**5
+                        server = pg if backend == "postgresql" else None
                         if way == "floor":
-                            r = floor(db, writers, args.messages, offset)
+                            r = floor(db, writers, args.messages, offset, server)
                         else:
-                            r = run(db, writers, args.messages, offset, group=way == "group commit")
+                            r = run(db, writers, args.messages, offset, way == "group commit", server)
                         rows.append((backend, way, writers, r))
+            if args.rate > 0:  # the milter's way at a given arrival rate: latency when not saturated
+                for backend in ("sqlite", "postgresql"):
+                    db = str(Path(tmp) / "rate.db") if backend == "sqlite" else pg.new_schema()
+                    server = pg if backend == "postgresql" else None
+                    r = run(db, max(counts), args.messages, 9 * 10**6, True, server, args.rate)
+                    rows.append((backend, f"group {args.rate:g}/s", max(counts), r))
     finally:
         pg.close()
-    print(f"{'backend':<11} {'how':<13} {'writers':>7} {'records':>8} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'backend':<11} {'how':<13} {'writers':>7} {'records':>8} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'client CPU':>11} {'server CPU':>11} {'others':>7}"
+    )
     for backend, way, writers, r in sorted(rows, key=lambda x: (x[2], x[0], x[1])):
         print(
             f"{backend:<11} {way:<13} {writers:>7} {r['records']:>8} {r['per_s']:>10.0f} {r['p50']:>8.2f} "
-            f"{r['p99']:>8.2f}"
+            f"{r['p99']:>8.2f} {r['client_ms']:>8.3f} ms {r['server_ms']:>8.3f} ms {r['others']:>7.2f}"
         )
     plain, utils = sqlite_utils_cost()
     print(f"SQLite hot path, one messages row: plain sqlite3 {plain:.1f} us, sqlite-utils Table.insert {utils:.1f} us")
     print("(one record() = one transaction with the suppression policy, timed until COMMIT returned; "
-          "SQLite synchronous=FULL, PostgreSQL fsync=on, loopback TCP)")  # fmt: skip
+          "SQLite synchronous=FULL, PostgreSQL fsync=on, loopback TCP; CPU per record; others: cores busy with "
+          f"other work meanwhile, of {os.cpu_count()})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .classify.address import canonical, lookalike
 from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
 from .store import sql as Q
-from .store.core import Store, fmt_time, has_column, has_table, utc_now
+from .store.core import Store, _json_list, fmt_time, has_column, has_table, utc_now
 from .store.db import NoDatabase, connect
 
 if TYPE_CHECKING:
@@ -62,6 +62,15 @@ def _cap(ids: list[int]) -> list[int]:
         return ids
     half = EVIDENCE_CAP // 2
     return ids[:half] + ids[-half:]
+
+
+def _evidence_json(ids: list[int]) -> str:
+    """json.dumps(_cap(ids)), built by hand for a list of ints (the json module's encoder is ~15,000
+    instructions a call, and every new suppression writes two lists)."""
+    ids = _cap(ids)
+    if all(type(i) is int for i in ids):
+        return "[" + ", ".join(map(str, ids)) + "]"
+    return json.dumps(ids)
 
 
 def _t(dt: datetime | None) -> str | None:
@@ -100,36 +109,45 @@ def source_of(category: str) -> str:
     return "opt-out" if category == "opt-out" else "policy"
 
 
-def _write_policy(conn: sqlite3.Connection, address: str, d: Decision, stamp: str) -> None:
-    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action)."""
-    conn.execute(
-        Q.WRITE_POLICY,
-        (
-            address,
-            address.rpartition("@")[2],
-            source_of(d.category),
-            d.category,
-            d.reason,
-            d.status,
-            d.summary,
-            _t(d.suppressed_at),
-            _t(d.first_evidence_at),
-            _t(d.last_evidence_at),
-            json.dumps(_cap(d.evidence)),
-            d.soft_score,
-            json.dumps(d.soft_days),
-            stamp,
-            stamp,
-            address_flags(address),
-        ),
+def _write_policy(
+    conn: sqlite3.Connection, address: str, d: Decision, stamp: str, logged_for: str | None = None
+) -> None:
+    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action).
+    `logged_for` (PostgreSQL): with its suppression_log line (the client it came from) in the same statement."""
+    params = (
+        address,
+        address.rpartition("@")[2],
+        source_of(d.category),
+        d.category,
+        d.reason,
+        d.status,
+        d.summary,
+        _t(d.suppressed_at),
+        _t(d.first_evidence_at),
+        _t(d.last_evidence_at),
+        _evidence_json(d.evidence),
+        d.soft_score,
+        _json_list(d.soft_days),
+        stamp,
+        stamp,
+        address_flags(address),
     )
+    if logged_for is not None:
+        log = (address, stamp, "suppress", "policy", "", d.summary[:1000], logged_for[:100])
+        conn.execute(Q.PG_WRITE_POLICY_LOGGED, params + log, prepare=True)
+        return
+    conn.execute(Q.WRITE_POLICY, params)
 
 
 # ------------------------------------------------------------------------------------------------ the Store hook
 
 
 class SuppressionHook:
-    """`Store.hooks` entry: applies the policy to the addresses of each recorded bounce or complaint."""
+    """`Store.hooks` entry: applies the policy to the addresses of each recorded bounce or complaint.
+
+    The store calls `recorded` with the message's recipients as the policy reads them (the values it just
+    inserted, so nothing is read back). On PostgreSQL it first calls `prefetch` before it waits for its
+    INSERT's answer: the reads the policy needs go to the server in the same round trip (pipeline mode)."""
 
     def __init__(self, policy: Policy | None = None, clock: Callable[[], str] = utc_now) -> None:
         self.policy = policy or Policy()
@@ -138,13 +156,80 @@ class SuppressionHook:
     def __call__(
         self, conn: sqlite3.Connection, msg_id: int, meta: MessageMeta, result: Classification, action: str
     ) -> None:
+        """The hook called plainly: reads the message's recipients back (`recorded` is what the store calls)."""
+        if result.kind in COUNTING_KINDS and meta.bounce_addresses:
+            self.recorded(conn, msg_id, meta, result, conn.execute(Q.HOOK_ROWS, (msg_id,)).fetchall())
+
+    def prefetch(
+        self,
+        conn: sqlite3.Connection,
+        meta: MessageMeta,
+        result: Classification,
+        addresses: list[str],
+        at: str,
+        batch: dict[str, int] | None = None,
+    ) -> Prefetched | None:
+        """PostgreSQL, pipeline mode: send what `recorded` will read for `addresses` (sorted) of a message received
+        `at` - each address's lock, state and recent events, and the client's count for the cap - as one statement
+        (sql.PG_POLICY_READS), without waiting for its answer. Sent after the INSERT of the rows, so the events
+        read include them. `batch`: the reads of several messages went out before any of their writes (they share
+        no address): per client, the suppressions the batch made since, which the count read cannot see."""
+        if result.kind not in COUNTING_KINDS or not meta.bounce_addresses or not addresses:
+            return None
+        stamp = self.clock()
+        client = "" if meta.internal else meta.client_addr
+        if not self.policy.max_new_per_client_hour:
+            client = ""  # no per-client cap: nothing to count
+        since = fmt_time(parse_time(at) - timedelta(days=self.policy.soft_window_days + 1))
+        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, _hour_before(stamp)), prepare=True)
+        return Prefetched(stamp, addresses, cur, batch)
+
+    def recorded(
+        self,
+        conn: sqlite3.Connection,
+        msg_id: int,
+        meta: MessageMeta,
+        result: Classification,
+        rows: list[tuple],
+        pre: Prefetched | None = None,
+    ) -> None:
+        """Apply the policy after message `msg_id` was inserted; `rows`: its recipients (address, then the
+        columns of sql.EVENT_COLUMNS) in id order; `pre`: what `prefetch` sent for them."""
         if result.kind not in COUNTING_KINDS or not meta.bounce_addresses:
             return
-        rows = conn.execute(Q.HOOK_ROWS, (msg_id,)).fetchall()
-        stamp = self.clock()
-        gate = Gate(conn, self.policy, "" if meta.internal else meta.client_addr, msg_id, stamp)
+        client = "" if meta.internal else meta.client_addr
+        reads: dict[str, Any] = {}
+        if pre is None:
+            stamp = self.clock()
+            gate = Gate(conn, self.policy, client, msg_id, stamp)
+        else:
+            stamp = pre.stamp
+            count, found = pre.cursor.fetchone()[0]
+            reads = dict(zip(pre.addresses, found, strict=True))
+            if count is not None and pre.batch:  # suppressions earlier in the batch, sent after this read
+                count += pre.batch.get(client, 0)
+            gate = Gate(conn, self.policy, client, msg_id, stamp, count)
         for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
-            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate)
+            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate, reads.get(address))
+        if pre is not None and pre.batch is not None and gate.new and client:
+            pre.batch[client] = pre.batch.get(client, 0) + gate.new
+
+
+class Prefetched:
+    """The reads `SuppressionHook.prefetch` sent: the policy's clock, the addresses, and the cursor whose answer
+    comes with the next sync."""
+
+    __slots__ = ("addresses", "batch", "cursor", "stamp")
+
+    def __init__(self, stamp: str, addresses: list[str], cursor: Any, batch: dict[str, int] | None) -> None:
+        self.stamp = stamp
+        self.addresses = addresses
+        self.cursor = cursor
+        self.batch = batch
+
+
+def _hour_before(stamp: str) -> str:
+    return fmt_time(parse_time(stamp) - timedelta(hours=1))
 
 
 class Gate:
@@ -157,14 +242,17 @@ class Gate:
     mailboxes have no client (""): only the per-message cap applies to them.
     """
 
-    def __init__(self, conn: sqlite3.Connection, policy: Policy, client: str, msg_id: int, stamp: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, policy: Policy, client: str, msg_id: int, stamp: str, count: Any = None
+    ) -> None:
         self.conn = conn
         self.policy = policy
         self.client = client
         self.msg_id = msg_id
         self.stamp = stamp
         self.new = 0  # suppressions this message made
-        self._client_count: int | None = None  # the client's suppressions in the last hour (read when needed)
+        # the client's suppressions in the last hour (read when needed, or given: PostgreSQL's prefetch)
+        self._client_count: int | None = count
 
     def held_because(self) -> str:
         """Why the next new suppression must wait for an admin ("" = it may happen now)."""
@@ -173,10 +261,8 @@ class Gate:
             return f"per-message cap: more than {per_message} new suppressions from one report"
         if self.client and per_client:
             if self._client_count is None:
-                since = fmt_time(parse_time(self.stamp) - timedelta(hours=1))
                 self._client_count = self.conn.execute(
-                    Q.CLIENT_SUPPRESSIONS_SINCE,
-                    (self.client, since),
+                    Q.CLIENT_SUPPRESSIONS_SINCE, (self.client, _hour_before(self.stamp))
                 ).fetchone()[0]
             if self._client_count >= per_client:
                 return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
@@ -189,14 +275,24 @@ class Gate:
 
 
 def update_address(
-    conn: sqlite3.Connection, address: str, new: list[Event], policy: Policy, stamp: str, gate: Gate | None = None
+    conn: sqlite3.Connection,
+    address: str,
+    new: list[Event],
+    policy: Policy,
+    stamp: str,
+    gate: Gate | None = None,
+    pre: list[Any] | None = None,
 ) -> None:
     """Apply the policy after `new` events for `address` were inserted (inside the caller's transaction).
-    With a `gate`, a new suppression past its caps is held as pending instead."""
+    With a `gate`, a new suppression past its caps is held as pending instead. `pre`: what PG_POLICY_READS read
+    for the address under its lock (state, manual_at, held, its events since the soft window's start)."""
     pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
-    if pg:
-        _lock_address(conn, address)
-    row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    if pre is not None:
+        row = pre
+    else:
+        if pg:
+            _lock_address(conn, address)
+        row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
     suppressed = row[0] == "suppressed"
     pending = not suppressed and bool(row[2])
     if suppressed or pending:
@@ -218,7 +314,12 @@ def update_address(
     lower = now - timedelta(days=policy.soft_window_days + 1)
     if after is not None and after > lower:
         lower = after
-    d = decide(load_events(conn, address, fmt_time(lower)), policy, now, after)
+    if pre is not None:  # read from the soft window's start: keep what load_events() would read
+        since = fmt_time(lower)
+        events = [_event(r) for r in pre[3] if r[1] >= since]
+    else:
+        events = load_events(conn, address, fmt_time(lower))
+    d = decide(events, policy, now, after)
     if not d.suppress:
         return
     held = gate.held_because() if gate is not None else ""
@@ -227,8 +328,12 @@ def update_address(
         _write_pending(conn, address, d, stamp, held, gate.client, gate.msg_id)
         _log(conn, address, stamp, "hold", "policy", why=f"{d.summary}; held: {held}", client=gate.client)
         return
-    _write_policy(conn, address, d, stamp)
-    _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=gate.client if gate else "")
+    client = gate.client if gate else ""
+    if pg:  # one statement for both
+        _write_policy(conn, address, d, stamp, logged_for=client)
+    else:
+        _write_policy(conn, address, d, stamp)
+        _log(conn, address, stamp, "suppress", "policy", why=d.summary, client=client)
     if gate is not None:
         gate.suppressed()
 
@@ -266,9 +371,9 @@ def _write_pending(
             _t(d.suppressed_at),
             _t(d.first_evidence_at),
             _t(d.last_evidence_at),
-            json.dumps(_cap(d.evidence)),
+            _evidence_json(d.evidence),
             d.soft_score,
-            json.dumps(d.soft_days),
+            _json_list(d.soft_days),
             held,
             client,
             msg_id,
@@ -468,7 +573,7 @@ def _same(row: dict, d: Decision) -> bool:
         == (d.category, d.reason, d.status, d.summary)
         and (row["suppressed_at"], row["first_evidence_at"], row["last_evidence_at"])
         == (_t(d.suppressed_at), _t(d.first_evidence_at), _t(d.last_evidence_at))
-        and row["evidence"] == json.dumps(_cap(d.evidence))
+        and row["evidence"] == _evidence_json(d.evidence)
         and row["soft_score"] == d.soft_score
     )
 

@@ -44,6 +44,17 @@ class AddressMatcher:
     def match(self, rcpt: str) -> Match | None:
         b = self.bounce.match(rcpt) if self.bounce.patterns else None
         u = self.unsubscribe.match(rcpt) if self.unsubscribe.patterns else None
+        return self._either(b, u)
+
+    def match_path(self, path: str) -> Match | None:
+        """match() of an SMTP path as the MTA passes it (see `BounceMatcher.match_path`)."""
+        if not self.unsubscribe.patterns:  # (no [unsubscribe] addresses: one call less for every recipient)
+            return self.bounce.match_path(path)
+        b = self.bounce.match_path(path) if self.bounce.patterns else None
+        u = self.unsubscribe.match_path(path) if self.unsubscribe.patterns else None
+        return self._either(b, u)
+
+    def _either(self, b: Match | None, u: Match | None) -> Match | None:
         if u is None:
             return b
         if b is not None and _SPECIFIC[self._kinds[b.pattern]] > _SPECIFIC[self._kinds[u.pattern]]:

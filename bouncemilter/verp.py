@@ -162,6 +162,11 @@ def verp_decode(address: str, separator: str = "+", encoding_char: str = "=") ->
     return _decode_tail(rest, encoding_char) if rest else ""
 
 
+# a first or last character after which clean_rcpt() does more than lower-case: a bracket, a source route, a
+# quoted local part, white space (all of Unicode's: str.strip() takes it off)
+_NOT_PLAIN = frozenset('<>@"') | frozenset(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
 class BounceMatcher:
     """Decides whether an envelope recipient is one of our return-path addresses."""
 
@@ -186,8 +191,30 @@ class BounceMatcher:
             else:
                 self._exact.setdefault(p.pattern, p.pattern)
 
+        # every domain a recipient must have to match at all: most recipients are told apart by this alone
+        self._all_domains = (
+            frozenset(self._domains) | frozenset(self._verp) | {a.rpartition("@")[2] for a in self._exact}
+        )
+
     def __bool__(self) -> bool:
         return bool(self.patterns)
+
+    def match_path(self, path: str) -> Match | None:
+        """match() of an SMTP path as the MTA passes it (``<a@b>``, ``a@b``, ``<>``): what the milter asks for
+        every recipient of every message, so a plain ``<local@domain>`` of another domain is turned away in a
+        few steps (each Python call is ~1,000 instructions; match() of a stranger took 7,000)."""
+        if path[:1] == "<" and path[-1:] == ">":
+            inner = path[1:-1]
+            # plain (clean_rcpt() would only lower-case it): its domain decides
+            if inner and inner[0] not in _NOT_PLAIN and inner[-1] not in _NOT_PLAIN:
+                if inner[inner.rfind("@") + 1 :].lower() not in self._all_domains:
+                    return None
+                return self.match(inner)
+            return self.match(inner.strip())
+        path = path.strip()  # (decide.bare)
+        if path[:1] == "<" and path[-1:] == ">":
+            path = path[1:-1]
+        return self.match(path.strip())
 
     def match(self, rcpt: str) -> Match | None:
         addr = clean_rcpt(rcpt)

@@ -146,6 +146,28 @@ def test_per_client_hourly_cap_and_who_it_spares(db: Path | str) -> None:
     env.store.close()
 
 
+def test_per_client_cap_holds_inside_one_group_commit_batch(db: Path | str) -> None:
+    """Six new suppressions from one client in one transaction (the milter's group commit; on PostgreSQL the
+    batch's policy reads all go out before its first write): the cap still counts the ones before it."""
+    env = Env(db, limit_suppressions_per_client_hour=3)
+    items: list[tuple] = []
+
+    class Collect:
+        def record(self, meta, result, action):  # type: ignore[no-untyped-def]
+            items.append((meta, result, action))
+            return 0, True
+
+    for i in range(6):
+        envelope = Envelope(client_addr="203.0.113.7", bounce_addresses=["bounces@example.com"])
+        ingest(dsn(f"b{i}", [f"b{i}@example.org"]), envelope, env.settings, Collect())
+    out = env.store.record_many(items)
+    assert [inserted for _, inserted in out] == [True] * 6
+    assert env.suppressed() == 3 and env.pending() == 3
+    held = json.loads(cli("suppressed", "--db", env.path, "--pending", "--format", "json"))
+    assert {h["address"] for h in held} == {"b3@example.org", "b4@example.org", "b5@example.org"}
+    env.store.close()
+
+
 def test_caps_of_zero_mean_no_cap(db: Path | str) -> None:
     env = Env(db, limit_suppressions_per_message=0, limit_suppressions_per_client_hour=0)
     env.send("all", names("z", 150))

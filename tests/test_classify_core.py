@@ -434,6 +434,30 @@ def test_generic_report_that_gave_up_is_not_a_delay() -> None:
     assert [(r.recipient, r.action) for r in result.recipients] == [("judy@example.org", "failed")]
 
 
+def test_original_recipients_read_once_are_what_a_fresh_parse_reads() -> None:
+    from bouncemilter.classify.dsn import original_recipients, parse_dsn
+    from bouncemilter.classify.mime import parse_message
+
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\nTo: b@example.com\n"
+        b"Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n--B\n'
+        b"Content-Type: text/plain\n\nThis is the mail system at host mx.example.net.\n\n"
+        b"<Final@Example.ORG> (expanded from <alias@example.org>): host mx.example.org[192.0.2.7] said:\n"
+        b"    550 5.1.1 no such user (in reply to RCPT TO command)\n\n--B\n"
+        b"Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        b"Final-Recipient: rfc822; final@example.org\nOriginal-Recipient: rfc822;alias@example.org\n"
+        b"Action: failed\nStatus: 5.1.1\n\n--B--\n"
+    )
+    fresh = original_recipients(parse_message(raw))
+    assert fresh == {"final@example.org": "alias@example.org"}
+    msg = parse_message(raw)
+    parse_dsn(msg)[1][0].recipient = "changed@example.org"  # a detector changes the rows it gets
+    assert original_recipients(msg) == fresh
+    (row,) = classify(raw).recipients
+    assert (row.recipient, row.original_recipient) == ("final@example.org", "alias@example.org")
+
+
 def test_unreadable_warning_is_a_delay() -> None:
     raw = (
         b"From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\nSubject: Warning: message delayed\n\n"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bouncemilter.classify import classify
 from bouncemilter.config import load_settings
 from bouncemilter.ingest import Envelope, build_meta, ingest, ingest_many, report_digest
@@ -119,3 +122,68 @@ def test_without_message_id_the_key_is_unchanged(tmp_path: Path) -> None:
     meta = build_meta(raw, ENV)
     assert meta.body_digest == "" and dedup_key(meta) == legacy_dedup_key(meta)
     assert classify(raw).kind == "bounce"
+
+
+def _report_digest_reference(raw: bytes, header_max: int = 256 * 1024, span: int = 64 * 1024) -> str:
+    """report_digest as first written (every step on every message): the key of rows already stored."""
+    import hashlib
+    import re
+
+    data = raw[: header_max + 3 * span].replace(b"\r\n", b"\n")
+    end = data.find(b"\n\n")
+    body = data[end + 2 :] if end >= 0 else b""
+    lines = re.sub(rb"^>+(?=From )", b"", body, flags=re.M).split(b"\n")
+    text = b"\n".join(line.rstrip() for line in lines).strip(b"\n")[:span]
+    return hashlib.sha256(text).hexdigest()
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"a", b" ", b"\t", b"\r", b"\n", b"\x0b", b"\x0c", b">", b"From ", b">From x", b"\r\n"]),
+        max_size=60,
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_report_digest_skips_only_steps_that_change_nothing(pieces: list[bytes]) -> None:
+    # the digest is part of the idempotency key: a retry of a report stored before must get the same key
+    raw = b"Subject: x\r\n\r\n" + b"".join(pieces)
+    assert report_digest(raw) == _report_digest_reference(raw)
+    assert report_digest(b"".join(pieces)) == _report_digest_reference(b"".join(pieces))
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"ab", b"xyz ", b"\t", b"\r", b"\n", b"\n\n\n", b"\r\n", b">From x", b"Subject: s\r\n"]),
+        max_size=80,
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_report_digest_window_gives_the_whole_body_digest(pieces: list[bytes]) -> None:
+    # small spans, so that the window (and its growing) is exercised by short inputs
+    import bouncemilter.ingest as ingest
+
+    saved = ingest.DIGEST_SPAN, ingest.HEADER_BLOCK_MAX
+    ingest.DIGEST_SPAN, ingest.HEADER_BLOCK_MAX = 16, 40
+    try:
+        raw = b"".join(pieces)
+        assert ingest.report_digest(raw) == _report_digest_reference(raw, 40, 16)
+        raw = b"A: b\r\n\r\n" + raw
+        assert ingest.report_digest(raw) == _report_digest_reference(raw, 40, 16)
+    finally:
+        ingest.DIGEST_SPAN, ingest.HEADER_BLOCK_MAX = saved
+
+
+def test_report_digest_of_big_reports_is_unchanged() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "e2e"))
+    import messages as M
+
+    for size in (0, 50_000, 100_000, 300_000, 600_000):
+        raw = M.big_bounce("d", size=size)
+        assert report_digest(raw) == _report_digest_reference(raw)
+        lf = raw.replace(b"\r\n", b"\n")
+        assert report_digest(lf) == _report_digest_reference(lf) == report_digest(raw)
+    blank = b"Subject: x\n\n" + b" \n\n\t\n" * 40_000 + b"the end\n"  # normalises to almost nothing
+    assert report_digest(blank) == _report_digest_reference(blank)

@@ -23,7 +23,7 @@ import pytest
 from Milter import testctx
 
 from bouncemilter import logjson
-from bouncemilter.classify import Classification
+from bouncemilter.classify import Classification, classify
 from bouncemilter.config import load_settings
 from bouncemilter.milter import BounceMilter, Runtime, parse_socket, set_listener_nodelay
 from bouncemilter.store import StoreError
@@ -742,7 +742,66 @@ def test_group_commit_hands_the_queue_on_and_a_late_follower_is_not_written() ->
     assert "late" not in store.rows  # it left the queue before anyone wrote it
     assert sorted(store.rows) == sorted(["first"] + [f"m{i}" for i in range(5)])
     assert all(isinstance(out[n], tuple) for n in ["first"] + [f"m{i}" for i in range(5)])
-    assert not writer._leading and not writer._queue
+    assert writer._leaders == 0 and not writer._queue
+
+
+def test_group_commit_with_several_writers_leads_side_by_side_and_loses_no_place() -> None:
+    """A store with `writers` > 1 (PostgreSQL's pool): that many callers write at once, the rest share
+    batches; every caller gets its own result, and when all is done no leader's place is left taken."""
+    import threading
+
+    from bouncemilter.milter import GroupCommit
+
+    class Parallel:
+        writers = 3
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.rows: list[str] = []
+            self.now = 0
+            self.most = 0  # transactions at the same time, at most
+
+        def _enter(self) -> None:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+
+        def _leave(self, metas: list[str]) -> list[tuple[int, bool]]:
+            with self.lock:
+                self.now -= 1
+                out = []
+                for m in metas:
+                    self.rows.append(m)
+                    out.append((len(self.rows), True))
+                return out
+
+        def record(self, meta, result, action, deadline=None):  # type: ignore[no-untyped-def]
+            self._enter()
+            time.sleep(0.02)
+            return self._leave([meta])[0]
+
+        def record_many(self, items, batch_size=500, deadline=None):  # type: ignore[no-untyped-def]
+            self._enter()
+            time.sleep(0.02)
+            return self._leave([m for m, _, _ in items])
+
+    store = Parallel()
+    writer = GroupCommit(store, timeout=10)
+    out: dict[str, object] = {}
+
+    def go(name: str) -> None:
+        for i in range(10):
+            out[f"{name}-{i}"] = writer.record(f"{name}-{i}", None, "accept")
+
+    threads = [threading.Thread(target=go, args=(f"w{n}",)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(store.rows) == sorted(out) and len(out) == 120  # each written once, each caller answered
+    assert all(store.rows[row - 1] == name for name, (row, _) in out.items())  # its own row
+    assert 1 < store.most <= 3  # side by side, never more than the store's writers
+    assert writer._leaders == 0 and not writer._queue
 
 
 def test_a_retry_is_logged_as_duplicate_not_as_stored(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -833,3 +892,28 @@ def test_memory_budget_in_metrics() -> None:
     assert "bouncemilter_memory_used_bytes 6000.0" in text
     assert "bouncemilter_connections 1.0" in text
     assert "bouncemilter_memory_refused_total 1.0" in text
+
+
+def test_header_block_is_buffered_the_same_with_or_without_a_prefix_to_watch(setup) -> None:  # type: ignore[no-untyped-def]
+    # Without [headers] add the fields are read as one block (BounceMilter._read_block), with it one by one;
+    # both must buffer the same bytes: CRLF folds from Postfix's bare-LF ones, a lone CR kept, the first
+    # Message-ID whatever its case.
+    raw = M.hard_bounce("fold1").replace(
+        b"Subject: Undelivered Mail Returned to Sender\r\n",
+        b"Subject: Undelivered Mail\r\n\tReturned\r\n  to Sender\r\nX-Odd: a\rb\r\nMessage-Id: <first@x>\r\n"
+        b"Message-ID: <second@x>\r\nX-Empty:\r\n",
+    )
+    buffered = []
+
+    def keep(data: bytes):  # type: ignore[no-untyped-def]
+        buffered.append(data)
+        return classify(data)
+
+    for add in (False, True):
+        store, _ = setup(classifier=keep, add_headers=add)
+        rc, _ = feed(raw)
+        assert rc == Milter.ACCEPT
+        assert store.records[0][0].message_id == "<first@x>"
+    fast, slow = buffered
+    assert fast == slow
+    assert b"Subject: Undelivered Mail\r\n\tReturned\r\n  to Sender\r\nX-Odd: a\rb\r\n" in fast

@@ -224,3 +224,24 @@ def test_base64_encoded_attached_message() -> None:
     )
     headers = parse_message(raw).original_headers()
     assert headers is not None and headers.get("subject") == "inner"
+
+
+def test_header_names_are_found_in_any_case_however_often_asked() -> None:
+    h = parse_header_block(b"X-Mixed-Case: one\nSubject: two\nsubject: three")
+    for _ in range(2):  # the second round runs with the lower-case names remembered
+        assert h.get("x-mixed-case") == h.get("X-MIXED-CASE") == "one"
+        assert h.get_all("subject") == h.get_all("SUBJECT") == ["two", "three"]
+        assert "x-mixed-case" in h and "X-Mixed-CASE" in h
+        assert "x-absent" not in h and "X-Absent" not in h
+        assert h.get("x-absent", "d") == h.get("X-ABSENT", "d") == "d" and h.get_all("x-absent") == []
+
+
+def test_crlf_to_lf_is_replace_at_every_size() -> None:
+    from bouncemilter.classify.mime import SPLIT_JOIN_MIN, crlf_to_lf, normalise_newlines
+
+    pieces = [b"a", b"\r", b"\n", b"\r\n", b"\r\r\n", b"\n\r", b"xyz" * 7]
+    for size in (0, 10, SPLIT_JOIN_MIN - 1, SPLIT_JOIN_MIN, 3 * SPLIT_JOIN_MIN):
+        for start in range(len(pieces)):
+            data = b"".join(pieces[(start + i) % len(pieces)] for i in range(size // 4 + 1))[: size + start]
+            assert crlf_to_lf(data) == data.replace(b"\r\n", b"\n")
+            assert normalise_newlines(data) == data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

@@ -129,6 +129,28 @@ def test_group_commit_of_a_batch_with_duplicates_and_a_key_another_host_has(pg_u
     assert query_rows(pg_url, "SELECT COUNT(*) FROM messages")[0][0] == 3
 
 
+def test_a_batch_sent_at_once_and_one_that_must_wait_give_the_same_rows(pg_url: str) -> None:
+    """A batch of messages with no address and no key in common goes to the server at once (its reads before its
+    writes); one whose messages share an address goes message by message. Both: every message once, a key
+    another host stored is that host's row, and the second bounce for an address adds to its suppression."""
+    a, b = open_store(pg_url), open_store(pg_url)
+    try:
+        mine = b.record(*bounce(5))
+        out = a.record_many([bounce(4), bounce(5), bounce(6)])  # independent: sent at once
+        assert [ins for _, ins in out] == [True, False, True] and out[1] == (mine[0], False)
+        out = a.record_many([bounce(7, "same@example.org"), bounce(8, "same@example.org")])  # one address
+        assert [ins for _, ins in out] == [True, True]
+    finally:
+        a.close()
+        b.close()
+    assert query_rows(pg_url, "SELECT COUNT(*) FROM messages")[0][0] == 5
+    (row,) = query_rows(pg_url, "SELECT evidence FROM suppressions WHERE address = 'same@example.org'")
+    ids = [r[0] for r in query_rows(pg_url, "SELECT id FROM recipients WHERE address = 'same@example.org'")]
+    assert sorted(json.loads(row[0])) == sorted(ids) and len(ids) == 2
+    log = query_rows(pg_url, "SELECT address FROM suppression_log WHERE action = 'suppress' ORDER BY address")
+    assert [r[0] for r in log] == ["same@example.org"] + [f"user{n}@example.org" for n in (4, 5, 6)]
+
+
 def test_the_feed_never_hands_out_a_cursor_past_a_change_still_in_flight(pg_url: str) -> None:
     """Hosts change the list side by side: A draws feed id N and has not committed when B commits N+1. B must not
     wait for A (the writers do not serialise), and a reader must not answer N+1 with cursor N+1 while N may

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bouncemilter.classify.model import Classification, Feedback, OriginalMessage, RecipientResult
 from bouncemilter.store import MIGRATIONS, Store, StoreError, current_version, dedup_key, migrate
@@ -734,3 +736,54 @@ def test_postgresql_schema_matches_sqlite(tmp_path: Path, pg_url: str) -> None:
         versions.append(current_version(conn))
         conn.close()
     assert versions[0] == versions[1]
+
+
+def _json_list_reference(items: object) -> str:
+    """_json_list as first written (json.dumps for everything): what rows already stored hold."""
+    import json
+
+    from bouncemilter.store.core import FIELD_CAP
+
+    out: list[str] = []
+    size = 2
+    for item in items if isinstance(items, list | tuple) else ():
+        text = str(item)[: FIELD_CAP // 4]
+        size += len(json.dumps(text)) + 2
+        if size > FIELD_CAP:
+            break
+        out.append(text)
+    return json.dumps(out)
+
+
+@given(
+    st.one_of(
+        st.lists(st.one_of(st.text(max_size=30), st.emails(), st.integers()), max_size=6),
+        st.lists(st.text(alphabet="ab@.x", min_size=300, max_size=3000), max_size=12),
+        st.none(),
+        st.text(max_size=5),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_json_list_writes_what_json_dumps_wrote(items: object) -> None:
+    from bouncemilter.store.core import _json_list
+
+    assert _json_list(items) == _json_list_reference(items)
+    if isinstance(items, list):
+        assert _json_list(tuple(items)) == _json_list_reference(tuple(items))
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=2**62), max_size=450),
+    st.lists(st.dates().map(lambda d: d.isoformat()), max_size=40),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_suppression_s_lists_are_written_as_json_dumps_wrote_them(ids: list[int], days: list[str]) -> None:
+    """The evidence ids (capped) and the soft-bounce days of a policy suppression, built without the json module:
+    the same text as json.dumps gave (rebuild-suppressions compares a row's evidence with it)."""
+    import json
+
+    from bouncemilter.store.core import _json_list
+    from bouncemilter.suppressions import _cap, _evidence_json
+
+    assert _evidence_json(ids) == json.dumps(_cap(ids))
+    assert _json_list(days) == json.dumps(days)

@@ -190,3 +190,32 @@ def test_round_trip_other_characters(local: str, domain: str) -> None:
 def test_match_never_raises(rcpt: str) -> None:
     matcher("bounces+*@example.com", "@example.net", "x@example.org").match(rcpt)
     verp_decode(rcpt)
+
+
+_PATH_PIECES = st.sampled_from(
+    ["<", ">", "@", '"', " ", "\t", "\u3000", "bounces", "+", "=", "alice", "example.org", "Example.COM", "x.test", ":"]
+)
+
+
+@given(st.lists(_PATH_PIECES, max_size=12).map("".join))
+def test_match_path_is_match_of_the_bare_path(path: str) -> None:
+    # the milter's fast path for RCPT TO must decide exactly what match(bare(path)) decides
+    from bouncemilter.decide import bare
+
+    m = matcher("bounces@example.com", "bounces+*@example.org", "@x.test")
+    assert m.match_path(path) == m.match(bare(path))
+    for plain in (f"<{path}>", f"<{path}@example.org>", f"<bounces+{path}@example.org>"):
+        assert m.match_path(plain) == m.match(bare(plain))
+
+
+@given(st.lists(_PATH_PIECES, max_size=12).map("".join))
+def test_match_path_over_bounce_and_unsubscribe_addresses(path: str) -> None:
+    from bouncemilter.decide import bare
+    from bouncemilter.unsubscribe import AddressMatcher
+
+    m = AddressMatcher(
+        [parse_bounce_address(a) for a in ("bounces@example.com", "@x.test")],
+        [parse_bounce_address(a) for a in ("unsubscribe+*@example.org", "unsubscribe@x.test")],
+    )
+    for p in (path, f"<{path}>", f"<unsubscribe+{path}@example.org>", f"<{path}@x.test>"):
+        assert m.match_path(p) == m.match(bare(p))

@@ -55,6 +55,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -65,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..classify.address import canonical, lookalike
 from .schema_optout import migrate_v9
+from .sql import policy_reads_function
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -378,9 +380,20 @@ _V8 = [
 
 # Version 9 (issue #11): suppressions.source 'opt-out', the suppression feed (suppression_changes, kept by
 # triggers), the webhook outbox and the opt-out views; see schema_optout.py.
+# Version 11 (issue #12): the per-client cap (suppressions.Gate) counts a client's policy suppressions of the last
+# hour for every new suppression. With idx_suppression_log_client each of them is an index step and a table row
+# read for its action and source: 1.53 million instructions per bounce with 1,000 of them (the cap's default),
+# 0.65 million with this partial index, which holds only those rows (the count never leaves the index).
+_V11 = [
+    """CREATE INDEX idx_suppression_log_client_policy ON suppression_log (client_addr, at)
+        WHERE action = 'suppress' AND source = 'policy'""",
+]
+
 MIGRATIONS: list[Migration] = [
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, migrate_v9),
     (10, []),  # PostgreSQL's feed trigger changes (PG_MIGRATIONS); SQLite's schema is the same
+    (11, _V11),
+    (12, []),  # PostgreSQL's policy-reads function (PG_MIGRATIONS); SQLite's schema is the same
 ]  # fmt: skip
 
 # PostgreSQL: the same tables, columns, indexes and views, written for PostgreSQL. A PostgreSQL store starts at
@@ -569,6 +582,7 @@ _PG_V8 = [
         FROM messages GROUP BY day, kind ORDER BY day DESC, messages DESC""",
 ]
 
+
 def _pg_feed_function(create: str, lock: str) -> str:
     """The PostgreSQL trigger function that writes the feed (`lock`: how it orders the feed's ids, versions 9, 10)."""
     return f"""{create} FUNCTION suppressions_feed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -685,7 +699,12 @@ _PG_V9 = [
 # wait for each other; a reader waits for the changes in flight (a few ms). SQLite's single writer needs nothing.
 _PG_V10 = [_pg_feed_function("CREATE OR REPLACE", "pg_advisory_xact_lock_shared(7310316);  -- see version 10")]
 
-PG_MIGRATIONS: list[Migration] = [(8, _PG_V8), (9, _PG_V9), (10, _PG_V10)]
+# Version 12: the suppression policy's reads for a recorded message as one statement (sql.PG_POLICY_READS, see
+# sql.policy_reads_function): a bounce's transaction was 11 statements, each its own round trip. SQLite: nothing.
+_PG_V12 = [policy_reads_function("CREATE OR REPLACE")]
+
+# Version 11 is the same statement on both backends (see _V11 above).
+PG_MIGRATIONS: list[Migration] = [(8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12)]
 
 
 def last_feed_id(conn: Any) -> int:
@@ -836,12 +855,18 @@ INSERT_MESSAGE = """INSERT INTO messages (received_at, queue_id, client_addr, cl
     feedback_source_ip, autoreply_markers, recipient_count, dedup_key, verified, verification, truncated,
     recipients_dropped)
    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+# the columns of a recipients row after message_id (`_recipient_params` gives the values in this order)
+RECIPIENT_COLUMNS = """received_at, kind, address, reported_address, verp_address, domain, action, status,
+    reply_code, reason, hard, diagnostic, remote_mta, verified, note, original_message_id, flags, reason_rule"""
+INSERT_RECIPIENT = f"""INSERT INTO recipients (message_id, {RECIPIENT_COLUMNS})
+   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
 class Store:
     """Thread-safe writer. `record()` returns only after the rows are committed, else raises StoreError."""
 
     dialect = "sqlite"
+    writers = 1  # one writer at a time (the milter's GroupCommit batches whoever waits meanwhile)
 
     def __new__(cls, path: str, *args: Any, **kwargs: Any) -> Store:
         if cls is Store and is_url(path):  # a libpq URL: the PostgreSQL backend, same interface
@@ -1055,57 +1080,41 @@ class Store:
         """The message row, its recipient rows and the hooks, inside the caller's transaction; returns the id
         (None: the key was stored meanwhile, by another host: PostgreSQL's ON CONFLICT DO NOTHING)."""
         received_at = meta.received_at or utc_now()
-        original = result.original
-        feedback = result.feedback
         rows = _recipient_rows(meta, result)
-        msg_id = self._insert_message(
-            conn,
-            _capped(
-                received_at,
-                meta.queue_id,
-                meta.client_addr,
-                meta.client_name,
-                meta.helo,
-                meta.envelope_from,
-                _json_list(meta.bounce_addresses),
-                _json_list(meta.verp_recipients),
-                meta.message_id,
-                int(meta.size),
-                result.kind,
-                result.detector,
-                result.evidence,
-                action,
-                float(meta.processing_ms),
-                result.error,
-                original.message_id if original else "",
-                original.subject if original else "",
-                original.from_ if original else "",
-                original.to if original else "",
-                feedback.feedback_type if feedback else "",
-                feedback.user_agent if feedback else "",
-                feedback.source_ip if feedback else "",
-                _json_list(result.autoreply_markers),
-                len(rows),
-                key,
-                _flag(meta.verified),
-                meta.verification,
-                1 if getattr(result, "truncated", False) else 0,
-                int(meta.recipients_dropped),
-            ),
-        )
+        params = _message_params(key, meta, result, action, received_at, len(rows))
+        msg_id = self._insert_message(conn, params)
         if msg_id is None:
             return None
-        omid = original.message_id if original else ""
-        conn.executemany(
-            """INSERT INTO recipients (message_id, received_at, kind, address, reported_address, verp_address,
-                domain, action, status, reply_code, reason, hard, diagnostic, remote_mta, verified, note,
-                original_message_id, flags, reason_rule)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [_capped(msg_id, received_at, result.kind, *r[:-2], omid, *r[-2:]) for r in rows],
-        )
-        for hook in self.hooks:
-            hook(conn, msg_id, meta, result, action)
+        recs = _recipient_params(params, rows)
+        # one execute per row (usually one) gives each row's id, which the policy's events need (executemany
+        # does not report them; reading them back was one more statement per bounce)
+        ids = [conn.execute(INSERT_RECIPIENT, (msg_id, *rec)).lastrowid for rec in recs]
+        self._run_hooks(conn, msg_id, meta, result, action, params, recs, ids)
         return msg_id
+
+    def _run_hooks(
+        self,
+        conn: Any,
+        msg_id: int,
+        meta: MessageMeta,
+        result: Classification,
+        action: str,
+        params: tuple,
+        recs: list[tuple],
+        ids: list[int],
+        prefetched: dict[int, Any] | None = None,
+    ) -> None:
+        """Each hook, inside the transaction. A hook with `recorded` gets the message's recipients as the policy
+        reads them (`new_events`), so it need not read them back; a plain callable gets the classic arguments."""
+        events: list[tuple] | None = None
+        for hook in self.hooks:
+            recorded = getattr(hook, "recorded", None)
+            if recorded is None:
+                hook(conn, msg_id, meta, result, action)
+                continue
+            if events is None:
+                events = new_events(params, recs, ids)
+            recorded(conn, msg_id, meta, result, events, (prefetched or {}).get(id(hook)))
 
     def _insert_message(self, conn: sqlite3.Connection, params: tuple) -> int | None:
         return int(conn.execute(INSERT_MESSAGE, params).lastrowid or 0)
@@ -1186,16 +1195,33 @@ def _capped(*values: object) -> tuple[object, ...]:
 
 
 def _json_list(items: object) -> str:
-    """A JSON list that fits FIELD_CAP (trailing items dropped), so capping never leaves broken JSON."""
-    out: list[str] = []
+    """A JSON list that fits FIELD_CAP (trailing items dropped), so capping never leaves broken JSON.
+
+    What json.dumps() writes, built by hand for the usual lists (empty, or addresses that need no escaping): the
+    json module's encoder costs ~15,000 instructions a call, three times for every stored message."""
+    if not items or not isinstance(items, list | tuple):
+        return "[]"
+    texts = [str(item)[: FIELD_CAP // 4] for item in items]
+    if all(_PLAIN_JSON.fullmatch(t) for t in texts):
+        out: list[str] = []
+        size = 2
+        for text in texts:
+            size += len(text) + 4  # the quotes, and ", " between items
+            if size > FIELD_CAP:
+                break
+            out.append(text)
+        return '["' + '", "'.join(out) + '"]' if out else "[]"
+    out = []
     size = 2
-    for item in items if isinstance(items, list | tuple) else ():
-        text = str(item)[: FIELD_CAP // 4]
+    for text in texts:
         size += len(json.dumps(text)) + 2
         if size > FIELD_CAP:
             break
         out.append(text)
     return json.dumps(out)
+
+
+_PLAIN_JSON = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but '"' and '\\': json.dumps() leaves it as it is
 
 
 def _flag(value: bool | None) -> int | None:
@@ -1254,6 +1280,64 @@ def _recipient_rows(meta: MessageMeta, result: Classification) -> list[tuple]:
                 verified = _flag(meta.recipient_verified.get(v, meta.verified))
                 rows.append((v, "", v, _domain(v), "", "", "", "", 0, "", "", verified, "", _flags(v), None))
     return rows
+
+
+def _message_params(
+    key: str | None, meta: MessageMeta, result: Classification, action: str, received_at: str, recipients: int
+) -> tuple:
+    """The messages row's values, in INSERT_MESSAGE's order, capped."""
+    original = result.original
+    feedback = result.feedback
+    return _capped(
+        received_at,
+        meta.queue_id,
+        meta.client_addr,
+        meta.client_name,
+        meta.helo,
+        meta.envelope_from,
+        _json_list(meta.bounce_addresses),
+        _json_list(meta.verp_recipients),
+        meta.message_id,
+        int(meta.size),
+        result.kind,
+        result.detector,
+        result.evidence,
+        action,
+        float(meta.processing_ms),
+        result.error,
+        original.message_id if original else "",
+        original.subject if original else "",
+        original.from_ if original else "",
+        original.to if original else "",
+        feedback.feedback_type if feedback else "",
+        feedback.user_agent if feedback else "",
+        feedback.source_ip if feedback else "",
+        _json_list(result.autoreply_markers),
+        recipients,
+        key,
+        _flag(meta.verified),
+        meta.verification,
+        1 if getattr(result, "truncated", False) else 0,
+        int(meta.recipients_dropped),
+    )
+
+
+def _recipient_params(message: tuple, rows: list[tuple]) -> list[tuple]:
+    """The recipients rows' values after message_id, in INSERT_RECIPIENT's order, capped (`message`: the
+    messages row's values, for received_at, kind and the original's Message-ID)."""
+    received_at, kind, omid = message[0], message[10], message[16]
+    return [_capped(received_at, kind, *r[:-2], omid, *r[-2:]) for r in rows]
+
+
+def new_events(message: tuple, recs: list[tuple], ids: list[int]) -> list[tuple]:
+    """(address, recipients.id, received_at, kind, reason, hard, status, feedback_type, verified) per recipient
+    row with an address, in id order: what `sql.HOOK_ROWS` reads back, from the values just inserted."""
+    feedback_type = message[20]
+    return [
+        (rec[2], rid, rec[0], rec[1], rec[9], rec[10], rec[7], feedback_type, rec[13])
+        for rec, rid in zip(recs, ids, strict=True)
+        if rec[2]
+    ]
 
 
 def _flags(address: str) -> str:

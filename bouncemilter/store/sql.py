@@ -380,6 +380,54 @@ PG_ADD_EVIDENCE = f"""UPDATE suppressions SET
     WHERE address = ?"""
 PG_ADD_PENDING_EVIDENCE = PG_ADD_EVIDENCE.replace("UPDATE suppressions SET", "UPDATE pending_suppressions SET")
 
+# A new policy suppression and its suppression_log line (LOG_WITH_CLIENT) in one statement.
+PG_WRITE_POLICY_LOGGED = "WITH written AS (" + WRITE_POLICY + ") " + LOG_WITH_CLIENT
+
+# The policy's reads for one recorded message in one statement (store migration 12, `policy_reads_function`): per
+# address (sorted) its lock (LOCK_ADDRESS), then ADDRESS_STATE and LOAD_EVENTS, and the client's count for the
+# cap (CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
+# ...]], an event as the columns of EVENT_COLUMNS.
+PG_POLICY_READS = "SELECT bm_policy_reads(?, ?, ?, ?)"
+
+
+def policy_reads_function(create: str) -> str:
+    """PostgreSQL's bm_policy_reads(addresses, since, client, hour_ago): the function behind PG_POLICY_READS.
+
+    Why a function: each of its statements takes a new snapshot after the lock before it is granted (a VOLATILE
+    function in READ COMMITTED), which one plain statement cannot do (its snapshot predates its own lock wait),
+    so the per-address lock and the reads it guards go to the server as one statement, not three or four."""
+    return f"""{create} FUNCTION bm_policy_reads(addresses text[], since text, client text, hour_ago text)
+        RETURNS json LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            a text;
+            st text;
+            manual text;
+            held boolean;
+            events json;
+            reads json[] := '{{}}';
+            n bigint;
+        BEGIN
+            FOREACH a IN ARRAY addresses LOOP
+                PERFORM pg_advisory_xact_lock(hashtextextended(a, 0));
+                st := NULL;
+                manual := NULL;
+                SELECT s.state, s.manual_at INTO st, manual FROM suppressions s WHERE s.address = a;
+                SELECT EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = a) INTO held;
+                SELECT COALESCE(json_agg(json_build_array({EVENT_COLUMNS}) ORDER BY r.received_at, r.id), '[]')
+                    INTO events
+                    FROM recipients r JOIN messages m ON m.id = r.message_id
+                    WHERE r.address = a AND r.kind IN {KINDS_SQL} AND r.received_at >= since
+                          AND {TO_BOUNCE_ADDRESS};
+                reads := reads || json_build_array(st, manual, held, events);
+            END LOOP;
+            IF client <> '' THEN
+                SELECT COUNT(*) INTO n FROM suppression_log
+                    WHERE client_addr = client AND at >= hour_ago AND action = 'suppress' AND source = 'policy';
+            END IF;
+            RETURN json_build_array(n, array_to_json(reads));
+        END $$"""
+
+
 # the week's Monday, as SQLite's date(..., 'weekday 1') gives it
 PG_PERIOD_KEYS = {
     **PERIOD_KEYS,

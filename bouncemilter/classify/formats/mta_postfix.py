@@ -134,9 +134,15 @@ def _diagnostic(text: str) -> tuple[str, str, str, str]:
     typed = _DIAG_TYPE.match(text)
     dtype = typed.group(0).rstrip("; \t").lower() if typed else ""
     text = text[typed.end() :] if typed else text
-    stage_m = _IN_REPLY.search(text)
-    stage = stage_name(stage_m.group(1)) if stage_m else ""
-    text = _IN_REPLY.sub("", text)
+    # The pattern starts with a look-behind, so the regex engine tries it at every character (the search and the
+    # sub that followed it cost ~60,000 instructions on one Postfix diagnostic): a substring test first, then one
+    # search, whose match is the only one sub() could remove (it ends at the end of the stripped text).
+    stage = ""
+    if "(in reply to " in text:
+        stage_m = _IN_REPLY.search(text)
+        if stage_m:
+            stage = stage_name(stage_m.group(1))
+            text = text[: stage_m.start()] + text[stage_m.end() :]
     m = _SAID.match(text)
     if m:
         return clean_reply(text[m.end() :]), m.group(1), stage, dtype
