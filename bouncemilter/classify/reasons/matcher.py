@@ -105,20 +105,23 @@ class PhraseIndex:
         self._anchors = frozenset(self._index)
 
     def scan(self, text: str, words: frozenset[bytes] | None = None) -> dict[str, str]:
-        """{reason: the first of its phrases found in the normalised text}; `words`: text_words(text)."""
+        """{reason: the longest of its phrases found in the normalised text}; `words`: text_words(text)."""
         found: dict[str, str] = {}
         _test(self._always, text, found)
         if not text.isascii():
             _test(self._foreign, text, found)
         index = self._index
-        for word in self._anchors.intersection(text_words(text) if words is None else words):
+        # sorted: a set's order changes with PYTHONHASHSEED, and with it which phrase a reason_rule would name
+        # sorted: a set's order changes with PYTHONHASHSEED; with the longest phrase winning (below), every process
+        # names the same phrase in reason_rule, and the most specific one
+        for word in sorted(self._anchors.intersection(text_words(text) if words is None else words)):
             plain, tokens = index[word]
             # the substring test first: it fails for nearly every phrase, in C
             for phrase, reason in plain:
-                if phrase in text and reason not in found:
+                if phrase in text and len(phrase) > len(found.get(reason, "")):
                     found[reason] = phrase
             for rx, phrase, reason in tokens:
-                if reason not in found and rx.search(text) is not None:
+                if len(phrase) > len(found.get(reason, "")) and rx.search(text) is not None:
                     found[reason] = phrase
         return found
 
@@ -139,10 +142,10 @@ def _group(entries: list[tuple[str, str]]) -> Group:
 def _test(group: Group, text: str, found: dict[str, str]) -> None:
     plain, tokens = group
     for phrase, reason in plain:
-        if phrase in text and reason not in found:
+        if phrase in text and len(phrase) > len(found.get(reason, "")):
             found[reason] = phrase
     for rx, phrase, reason in tokens:
-        if reason not in found and rx.search(text) is not None:
+        if len(phrase) > len(found.get(reason, "")) and rx.search(text) is not None:
             found[reason] = phrase
 
 
