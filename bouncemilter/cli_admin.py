@@ -8,9 +8,11 @@ import sys
 
 import click
 
-from .cli_common import config_options, echo_json, load, resolve_config
-from .config import ConfigError, load_settings, render
+from .cli_common import Seconds, config_options, echo_json, load, resolve_config
+from .config import ConfigError, Settings, load_settings, render
 from .store import display_name
+
+MAX_DAYS = 36500  # as [store] retention_days: a hundred years; more would reach before year 1
 
 
 @click.command("check-config")
@@ -34,13 +36,42 @@ def check_config_cmd(config_path: str | None) -> None:
     except ConfigError as exc:
         click.echo(f"bouncemilter: {exc}", err=True)
         sys.exit(2)
+    _check_store_path(settings.db)
     click.echo(f"# {config_path or 'no file: embedded defaults'}: valid. Effective settings:\n")
     click.echo(render(settings), nl=False)
 
 
+def _check_store_path(db: str) -> None:
+    """What the file's syntax cannot show: store.db naming a directory is an error (the milter would not start);
+    a relative path or a missing parent directory is a warning (check-config may run before deploy/setup.sh
+    creates the directory; the embedded default is relative)."""
+    from .store import is_url
+
+    if is_url(db):
+        return
+    if os.path.isdir(db):
+        click.echo(f"bouncemilter: store.db: {db}: is a directory; name the database file in it", err=True)
+        sys.exit(2)
+    if not os.path.isabs(db) and db != Settings().db:  # the embedded default is relative on purpose (README)
+        click.echo(
+            f"bouncemilter: warning: store.db: {db} is relative: each command opens it in its own working "
+            f"directory (here {os.path.abspath(db)}); give an absolute path",
+            err=True,
+        )
+    parent = os.path.dirname(os.path.abspath(db))
+    if not os.path.isdir(parent):
+        click.echo(f"bouncemilter: warning: store.db: {db}: the directory {parent} does not exist (yet)", err=True)
+
+
 @click.command("prune")
 @config_options
-@click.option("--older-than", "days", type=click.IntRange(1), metavar="DAYS", help="Default: [store] retention_days.")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(1, MAX_DAYS),
+    metavar="DAYS",
+    help="Default: [store] retention_days.",
+)
 @click.option(
     "--with-suppressions",
     is_flag=True,
@@ -85,7 +116,7 @@ def prune_cmd(
 @click.command("backup")
 @config_options
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-@click.argument("dest", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("dest", metavar="FILE", type=click.Path(dir_okay=False, readable=False))
 def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) -> None:
     """Write a consistent copy of the store to FILE while the milter runs (cp of a WAL database is not one).
 
@@ -98,7 +129,7 @@ def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) 
     settings = load(config_path, db)
     try:
         out = backup(settings.db, dest, timeout=settings.store_timeout, force=force)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, ValueError, sqlite3.Error) as exc:
         raise click.ClickException(f"{display_name(settings.db)} -> {dest}: {exc}") from exc
     click.echo(
         f"{dest}: {out['messages']} messages, {out['recipients']} recipients, {out['suppressions']} suppressions "
@@ -122,7 +153,7 @@ def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) 
 @click.option(
     "--service-user", metavar="USER", help="The user the milter runs as (default: bouncemilter if it exists)."
 )
-@click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
+@click.option("--timeout", type=Seconds(1, 600), default=30.0, show_default=True)
 def doctor_cmd(
     config_path: str | None,
     postfix_config: str | None,
@@ -156,7 +187,7 @@ def doctor_cmd(
         sys.exit(2)
     click.echo(f"bouncemilter doctor: {config_path or 'embedded defaults'}")
     host, _, port = smtp.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise click.BadParameter(f"{smtp!r}: give HOST:PORT", param_hint="--smtp")
     if service_user is None:
         try:

@@ -7,20 +7,17 @@ terminal, a summary on stdout, one line on stderr and a non-zero status for ever
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from . import fetch, logjson
-from .cli_common import config_options, echo_json
+from .cli_common import ConfigProblem, Seconds, config_options, echo_json, remember_store
+from .cli_common import stop_on_signals as _stop_on_signals
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
@@ -95,7 +92,7 @@ def _summary_line(stats: fetch.Stats) -> str:
     help="Return-path the mailbox receives for (to decode VERP recipients); overrides the config file. Repeatable.",
 )
 @click.option("--watch", is_flag=True, help="Stay connected and record new mail as it arrives (IMAP IDLE).")
-@click.option("--interval", type=click.FloatRange(1, 86400), help="--watch: seconds between polls [default: 300].")
+@click.option("--interval", type=Seconds(1, 86400), help="--watch: seconds between polls [default: 300].")
 @click.option(
     "--after",
     "after",
@@ -109,7 +106,7 @@ def _summary_line(stats: fetch.Stats) -> str:
 @click.option(
     "--max-size", type=click.IntRange(1024, 1 << 30), help="Bytes of a message fetched at most [default: 1048576]."
 )
-@click.option("--timeout", type=click.FloatRange(1, 3600), help="Seconds the server may stay silent [default: 60].")
+@click.option("--timeout", type=Seconds(1, 3600), help="Seconds the server may stay silent [default: 60].")
 @click.option("--ca-file", metavar="FILE", help="Trust the server certificates this CA file signed (a private CA).")
 @click.option(
     "--insecure",
@@ -151,19 +148,25 @@ def fetch_cmd(
     try:
         settings: Settings = load_settings(config_path, {"db": db, "bounce_addresses": list(bounce_addresses)})
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
+    remember_store(settings.db)
     text = url or settings.fetch_url
     if not text:
         raise click.UsageError("no mailbox: give a URL such as imaps://user@host/INBOX, or [fetch] url in --config")
     try:
         mailbox = fetch.parse_url(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="URL" if url else "[fetch] url") from exc
+    try:
         after_given = {**dict(settings.fetch_after), **_after_flags(after)}
         opts = fetch.options_from(
             settings, after=fetch.after_map(after_given), batch=batch_size, max_size=max_size, timeout=timeout,
             ca_file=ca_file, insecure=insecure or None,
         )  # fmt: skip
+    except click.BadParameter:
+        raise
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint="--after") from exc
 
     def warn(msg: str) -> None:
         click.echo(f"bouncemilter: warning: {msg}", err=True)
@@ -196,7 +199,7 @@ def fetch_cmd(
         verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
     except ConfigError as exc:  # the key file changed since the settings were read
         store.close()
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
     recorder = fetch.Recorder(store, settings, matcher, verifier)
     try:
         if watch:
@@ -215,22 +218,6 @@ def fetch_cmd(
 def _fail(mailbox: fetch.MailboxURL, msg: str, status: int) -> Any:
     click.echo(f"bouncemilter: fetch {mailbox}: {msg}", err=True)
     sys.exit(status)
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT finish the batch in progress (commit, then act on the server), then stop."""
-    stop = threading.Event()
-
-    def handler(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in before.items():
-            signal.signal(sig, old)
 
 
 def _once(

@@ -8,18 +8,28 @@ classify-and-record step as the milter (`ingest`), with the envelope facts the m
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import click
 
 from . import ingest
-from .cli_common import config_options, echo_json
+from .cli_common import ConfigProblem, config_options, echo_json, remember_store, stop_on_signals
 from .config import ConfigError, Settings, load_settings
 from .policy import Policy
 from .progress import Progress
 from .sentlog import SentReader
-from .sources import STDIN, Entry, SourceError, collect, decompress, has_header_block, split_mbox_envelopes
+from .sources import (
+    STDIN,
+    Entry,
+    SourceError,
+    collect,
+    decompress,
+    has_header_block,
+    read_stdin,
+    split_mbox_envelopes,
+)
 from .store import StoreError, display_name
 from .suppressions import open_store
 from .unsubscribe import AddressMatcher, build_matcher
@@ -41,7 +51,7 @@ class ImportProgress(Progress):
 
 def _read(entry: Entry) -> bytes:
     if entry.path == STDIN:
-        return decompress(sys.stdin.buffer.read())
+        return read_stdin()
     with open(entry.path, "rb") as fh:
         return decompress(fh.read())
 
@@ -55,10 +65,17 @@ def _describe(exc: OSError) -> str:
 
 
 def read_mailbox(
-    entries: list[Entry], errors: list[SourceError], matcher: AddressMatcher, progress: ImportProgress
+    entries: list[Entry],
+    errors: list[SourceError],
+    matcher: AddressMatcher,
+    progress: ImportProgress,
+    stop: threading.Event | None = None,
 ) -> Iterator[tuple[bytes, ingest.Envelope]]:
-    """(raw, envelope facts) per message; unreadable entries go to `errors` and the rest goes on."""
+    """(raw, envelope facts) per message; unreadable entries go to `errors` and the rest goes on. Once `stop` is
+    set nothing more is read: the messages read so far are committed as the last batch."""
     for entry in entries:
+        if stop is not None and stop.is_set():
+            return
         try:
             data = _read(entry)
         except OSError as exc:
@@ -75,6 +92,8 @@ def read_mailbox(
                     yield raw, ingest.mailbox_envelope(raw, matcher, from_line)
                 progress.part = (i + 1) / count
                 progress.message_done()
+                if stop is not None and stop.is_set():
+                    return
         progress.part = 0.0
         progress.file_done()
 
@@ -84,9 +103,11 @@ def _settings(
 ) -> Settings:
     try:
         overrides = {"db": db, "bounce_addresses": list(bounce_addresses), "unsubscribe_addresses": list(unsubscribe)}
-        return load_settings(config_path, overrides)
+        settings = load_settings(config_path, overrides)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
+    remember_store(settings.db)
+    return settings
 
 
 @click.command("import")
@@ -154,7 +175,7 @@ def import_cmd(
         verifier = make_verifier(settings, matcher, sent, dns, dns_wait=settings.dns_lookup_timeout)
     except ConfigError as exc:
         store.close()
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
     store.suppressions.policy = Policy.from_settings(settings)
 
     errors: list[SourceError] = []
@@ -164,28 +185,30 @@ def import_cmd(
     kinds: dict[str, int] = {}
     t0 = time.monotonic()
     failure: StoreError | None = None
-    try:
-        stream = read_mailbox(entries, errors, matcher, progress)
-        outcomes = ingest.ingest_many(
-            stream, settings, store, batch_size, action=ingest.IMPORT_ACTION, verifier=verifier
-        )
-        for out in outcomes:
-            if out.inserted and out.classification is not None:
-                new += 1
-                kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1
-                truncated += out.classification.truncated
-                unverified += out.verified is False
-            else:
-                already += 1
-    except StoreError as exc:
-        failure = exc
-    finally:
-        progress.close()
-        store.close()
-        if sent is not None:
-            sent.close()
-        if dns is not None:
-            dns.close()
+    # Ctrl-C or SIGTERM: the batch in progress is committed, the summary printed, and the exit status says so
+    with stop_on_signals() as stop:
+        try:
+            stream = read_mailbox(entries, errors, matcher, progress, stop)
+            outcomes = ingest.ingest_many(
+                stream, settings, store, batch_size, action=ingest.IMPORT_ACTION, verifier=verifier
+            )
+            for out in outcomes:
+                if out.inserted and out.classification is not None:
+                    new += 1
+                    kinds[out.classification.kind] = kinds.get(out.classification.kind, 0) + 1
+                    truncated += out.classification.truncated
+                    unverified += out.verified is False
+                else:
+                    already += 1
+        except StoreError as exc:
+            failure = exc
+        finally:
+            progress.close()
+            store.close()
+            if sent is not None:
+                sent.close()
+            if dns is not None:
+                dns.close()
     seconds = time.monotonic() - t0
 
     for err in errors:
@@ -220,6 +243,13 @@ def import_cmd(
             err=True,
         )
         sys.exit(2)
+    if stop.is_set():
+        click.echo(
+            f"bouncemilter: interrupted: {new + already} message(s) done and committed; "
+            "run the same import again to continue",
+            err=True,
+        )
+        sys.exit(130)
     if errors:
         sys.exit(1)
 

@@ -14,7 +14,7 @@ import click
 
 from . import notify as nt
 from . import suppress_import as si
-from .cli_common import config_options, echo_json, load, printable
+from .cli_common import config_options, echo_json, load, printable, stdin_binary
 from .cli_suppress import _connect, _who
 from .store import Store, StoreError, display_name
 
@@ -61,7 +61,7 @@ def import_suppressions_cmd(
     settings = load(config_path, db)
     t0 = time.monotonic()
     try:
-        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
+        data = stdin_binary().read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:

@@ -173,7 +173,8 @@ def stats_cmd(
         return
     click.echo(printable(_title(st)))
     if fmt == "chart":
-        columns = shutil.get_terminal_size((80, 24)).columns
+        # COLUMNS comes from the environment: 99999999 would draw a 100 MB bar
+        columns = min(shutil.get_terminal_size((80, 24)).columns, 400)
         for line in render_chart(st, columns):
             click.echo(line)
     else:

@@ -8,18 +8,39 @@ import sys
 import click
 
 from . import signing
-from .cli_common import config_options, load
+from .cli_common import ConfigProblem, config_options, load, printable
+from .cli_suppress import _address
 from .config import ConfigError, Settings, read_keys
 from .unsubscribe import build_matcher
 
 
 def _keys(settings: Settings) -> signing.KeyRing:
     if not settings.signing_enabled:
-        raise click.ClickException("signing is off: set [signing] secret_file in the configuration")
+        raise ConfigProblem("signing is off: set [signing] secret_file in the configuration")
     try:
         return read_keys(str(settings.signing_secret_file))
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigProblem(str(exc)) from exc
+
+
+def _check_recipient(recipient: str) -> None:
+    """A usage error for what is not an address ('a@', 'a b@c', a control character): signing.sign() would quietly
+    leave it out and print a message token, and the application would never know."""
+    try:
+        _address(recipient)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="RECIPIENT") from None
+
+
+def _note_token_only(signed: str, recipient: str, encoding: str) -> None:
+    """A real address that cannot be written into the VERP local part (too long, non-ASCII) gets a message token
+    (bounces then name their recipient only in the report): say so, on stderr."""
+    if signing.normalise_recipient(recipient).replace("@", encoding) not in signed:
+        click.echo(
+            f"bouncemilter: note: {printable(recipient)!r} does not fit in a VERP local part (64 characters, plain "
+            "ASCII): the return path carries a message token instead",
+            err=True,
+        )
 
 
 @click.command("sign")
@@ -49,23 +70,27 @@ def sign_cmd(
         patterns = [a.pattern for a in settings.unsubscribe_addresses if a.kind == "verp"]
         if not patterns:
             raise click.ClickException("no VERP pattern to sign with: add one to [unsubscribe] addresses")
-        if recipient is None or "@" not in recipient:
+        if recipient is None:
             raise click.BadParameter("an unsubscribe address names its subscriber", param_hint="RECIPIENT")
-        click.echo(signing.sign(keys, patterns[0], recipient, separator=settings.verp_separator,
-                                encoding=settings.verp_encoding))  # fmt: skip
+        _check_recipient(recipient)
+        signed = signing.sign(keys, patterns[0], recipient, separator=settings.verp_separator,
+                              encoding=settings.verp_encoding)  # fmt: skip
+        _note_token_only(signed, recipient, settings.verp_encoding)
+        click.echo(signed)
         return
     addresses = settings.signing_addresses()
     if not addresses:
         raise click.ClickException("no VERP pattern to sign with: add one to [bounce] addresses or [signing] address")
-    if recipient is not None and "@" not in recipient:
-        raise click.BadParameter(f"{recipient!r}: not an email address", param_hint="RECIPIENT")
+    if recipient is not None:
+        _check_recipient(recipient)
     signer = signing.Signer(keys, (), addresses, settings.verp_separator, settings.verp_encoding)
     bounce_address = signer.bounce_address(sender) if sender else addresses[0]
-    click.echo(
-        signing.sign(
-            keys, bounce_address, recipient, separator=settings.verp_separator, encoding=settings.verp_encoding
-        )
+    signed = signing.sign(
+        keys, bounce_address, recipient, separator=settings.verp_separator, encoding=settings.verp_encoding
     )
+    if recipient is not None:
+        _note_token_only(signed, recipient, settings.verp_encoding)
+    click.echo(signed)
 
 
 @click.command("verify")

@@ -17,7 +17,7 @@ import click
 from . import feed
 from . import suppressions as sup
 from .classify.address import canonical, show
-from .cli_common import config_options, echo_json, echo_table, load, printable
+from .cli_common import config_options, echo_json, echo_table, load, printable, stdin_text
 from .config import Settings
 from .policy import Policy, parse_time
 from .reports import WHEN_FORMS
@@ -28,6 +28,7 @@ _SINCE_RE = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # what a Postfix access map key may safely be: one token, no comment sign, one "@"
 _MAP_KEY_RE = re.compile(r"^[A-Za-z0-9!$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+$")
+SQL_INT_MAX = (1 << 63) - 1  # the largest row id SQLite and PostgreSQL store
 _ADDRESS_RE = re.compile(r"^[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+$")
 
 
@@ -38,7 +39,10 @@ def parse_since(value: str | None, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     m = _SINCE_RE.match(value)
     if m:
-        return sup.fmt_time(now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}))
+        try:
+            return sup.fmt_time(now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}))
+        except OverflowError:  # 999999d: before year 1
+            raise click.BadParameter(f"{value!r}: too far back (the calendar starts at year 1)") from None
     try:
         return sup.fmt_time(parse_time(value))
     except ValueError:
@@ -69,6 +73,19 @@ def _address(value: str) -> str:
     if not checked.address or not _ADDRESS_RE.match(checked.address):
         raise click.BadParameter(f"{show(value)!r}: not an email address{': ' + checked.note if checked.note else ''}")
     return checked.address
+
+
+def _lookup_key(value: str) -> str:
+    """An address to look up as given (the store may hold forms `_address` refuses, e.g. user@localhost), but not
+    an empty one, and only text the store can hold (a non-UTF-8 argument arrives with surrogates)."""
+    text = value.strip().strip("<>").strip()
+    if not text:
+        raise click.BadParameter("an empty address", param_hint="ADDRESS")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter(f"{show(value)!r}: not UTF-8 text", param_hint="ADDRESS") from None
+    return text
 
 
 @click.command("suppress")
@@ -122,7 +139,7 @@ def suppress_cmd(
 def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool, source: str) -> None:
     addresses: dict[str, None] = {}  # ordered, without repeats
     bad: list[tuple[int, str]] = []
-    for n, line in enumerate(sys.stdin, 1):
+    for n, line in enumerate(stdin_text(), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
@@ -418,7 +435,13 @@ def _decide_cmd(name: str, decide: Any, done_word: str, doc: str) -> click.Comma
     @click.command(name, help=doc)
     @config_options
     @click.argument("addresses", nargs=-1)
-    @click.option("--message", "message_row", type=int, metavar="ROW", help="Every one held from this report.")
+    @click.option(
+        "--message",
+        "message_row",
+        type=click.IntRange(1, SQL_INT_MAX),
+        metavar="ROW",
+        help="Every one held from this report.",
+    )
     @click.option("--client", metavar="ADDR", help="Every one held from this SMTP client address.")
     @click.option("--all", "every", is_flag=True, help="Every pending suppression.")
     @click.option("--reason", default="", metavar="TEXT", help="Why (recorded with the change).")
@@ -522,6 +545,7 @@ def history_cmd(config_path: str | None, db: str | None, address: str, fmt: str)
       bouncemilter history --db bounces.db alice@example.org
     """
     settings = load(config_path, db)
+    address = _lookup_key(address)
     conn = _connect(settings, write=False)
     try:
         data = sup.history(conn, address, Policy.from_settings(settings), datetime.now(UTC))

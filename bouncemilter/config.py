@@ -174,6 +174,7 @@ class Settings:
 
 Validator = Callable[[Any], Any]
 
+UNIX_PATH_MAX = 107  # sockaddr_un.sun_path on Linux: 108 bytes with the final NUL
 _SOCKET_RE = re.compile(r"^(?:(unix|local):(/\S+)|(inet|inet6):(\d{1,5})(?:@(\S+))?)$")
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
 
@@ -186,6 +187,17 @@ def _socket(v: Any) -> str:
         raise ValueError(f"{v!r}: must be 'unix:/absolute/path', 'inet:PORT@HOST' or 'inet6:PORT@HOST'")
     if m.group(4) is not None and not 1 <= int(m.group(4)) <= 65535:
         raise ValueError(f"{v!r}: port must be between 1 and 65535")
+    if m.group(2) is not None and len(m.group(2).encode()) > UNIX_PATH_MAX:
+        # the kernel's sun_path: libmilter would only say "cannot opensocket"
+        raise ValueError(f"{v!r}: a unix socket path has at most {UNIX_PATH_MAX} bytes; use a shorter directory")
+    host = m.group(5)
+    if host is not None and re.fullmatch(r"[0-9.]+", host):
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{v!r}: {host!r} is not an IPv4 address") from None
     return v.strip()
 
 
@@ -209,6 +221,11 @@ def _decimal_modes(path: str, text: str) -> None:
     """`socket_mode = 660` is the decimal 660 (mode 0o1224) in TOML: nobody means that, so it is an error."""
     m = _DECIMAL_MODE_RE.search(text)
     if m and not m.group(1).lstrip("+-").startswith("0"):
+        if not re.fullmatch(r"[0-7]{3,4}", m.group(1)):  # 99999: no octal reading of it is a mode either
+            raise ConfigError(
+                f"{path}: milter.socket_mode: {m.group(1)}: must be a file mode within 0o777, such as 0o660 "
+                '(TOML octal) or "0660"'
+            )
         raise ConfigError(
             f"{path}: milter.socket_mode: {m.group(1)} is a decimal number in TOML (mode {oct(int(m.group(1)))}); "
             f'write 0o{m.group(1)} or "{m.group(1)}"'
@@ -232,6 +249,23 @@ def _nonempty_str(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ValueError("must be a non-empty string")
     return v.strip()
+
+
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_db(v: Any) -> str:
+    """A SQLite file or a postgresql:// URL. Any other URL would be taken for a file name (a directory 'mysql:'),
+    so it is refused by name."""
+    text = _nonempty_str(v)
+    if text.startswith("~"):  # no shell expands it in a TOML file: ~/b.db would be a directory named '~'
+        text = os.path.expanduser(text)
+    m = _URL_RE.match(text)
+    if m and m.group(1).lower() not in ("postgresql", "postgres"):
+        raise ValueError(f"{text!r}: a store is a SQLite file or a postgresql:// URL, not {m.group(1)}://")
+    if not text.isprintable():
+        raise ValueError(f"{text!r}: control characters in a file name or URL")
+    return text
 
 
 def _bool(v: Any) -> bool:
@@ -405,7 +439,7 @@ KEYS: dict[str, tuple[str, Validator]] = {
     "milter.socket_group": ("socket_group", _socket_group),
     "milter.timeout": ("milter_timeout", _int_range(1, 3600)),
     "milter.body_cap": ("body_cap", _int_range(1024, 1 << 30)),
-    "store.db": ("db", _nonempty_str),
+    "store.db": ("db", check_db),
     "store.timeout": ("store_timeout", _store_timeout),
     "store.retention_days": ("retention_days", _int_range(0, 36500)),
     "bounce.addresses": ("bounce_addresses", _bounce_addresses),
@@ -476,8 +510,10 @@ def _read(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-        data = tomllib.loads(raw.decode("utf-8"))
-        _decimal_modes(path, raw.decode("utf-8"))
+        # utf-8-sig: Windows editors (Notepad) start UTF-8 files with a byte-order mark, which TOML does not allow
+        text = raw.decode("utf-8-sig")
+        data = tomllib.loads(text)
+        _decimal_modes(path, text)
         return data
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None

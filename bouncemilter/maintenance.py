@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,6 +95,25 @@ def prune(
         conn.close()
 
 
+def check_destination(src: str, dest: str) -> None:
+    """Refuse a copy's destination that renaming a new file over would destroy or make useless: a device, pipe or
+    socket (`--force /dev/null` would replace the device node with a regular file) and the store itself (a milter
+    writing to it would go on writing to the unlinked old file, and those bounces would be lost)."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OSError(exc.errno, f"{dest}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{dest}: not a regular file (the copy is written beside it and renamed over it)")
+    if not store_db.is_url(src):
+        for name in (src, src + "-wal", src + "-shm"):
+            with contextlib.suppress(OSError):
+                if os.path.samefile(name, dest):
+                    raise ValueError(f"{dest}: is the store itself (or its -wal/-shm file); write the copy elsewhere")
+
+
 def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -> dict[str, Any]:
     """A consistent copy of the store at one instant, while the milter writes (sqlite3's backup API).
 
@@ -101,6 +121,7 @@ def backup(path: str, dest: str, *, timeout: float = 5.0, force: bool = False) -
     file: often an empty or stale database. The copy is written beside `dest`, checked, synced to disk,
     then renamed into place, so `dest` is never a half-written file. It is a single file (no -wal).
     """
+    check_destination(path, dest)
     if os.path.exists(dest) and not force:
         raise FileExistsError(f"{dest}: exists (give --force to replace it)")
     if store_db.is_url(path):  # PostgreSQL: a SQLite snapshot of one read transaction (pg_dump is the other way)

@@ -24,6 +24,7 @@ Definitions (the README repeats them):
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -62,7 +63,10 @@ def window_start(value: str | None, now: datetime) -> datetime | None:
         return None
     m = _SINCE_RE.match(value)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:  # 999999w: before year 1
+            raise ValueError(f"{value!r}: too far back (the calendar starts at year 1)") from None
     try:
         return parse_time(value)
     except ValueError:
@@ -223,6 +227,8 @@ def parse_threshold(text: str, rate: bool = False) -> Threshold:
             raise ValueError(f"{text!r}: {p!r} is not a number") from None
         if pct:
             v /= 100
+        if not math.isfinite(v):  # nan would never breach, inf is no limit: both would silently disable the check
+            raise ValueError(f"{text!r}: {p!r} is not a finite number")
         if v < 0 or (rate and v > 1):
             raise ValueError(f"{text!r}: {p!r} must be " + ("between 0 and 1 (or 0% and 100%)" if rate else ">= 0"))
         return v

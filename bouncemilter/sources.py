@@ -7,6 +7,7 @@ never stop a run: each unreadable path becomes a `SourceError` and the rest is s
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -57,7 +58,7 @@ def read_messages(
     an mbox file holding more than one. `done` is called after each entry."""
     for entry in entries:
         try:
-            data = decompress(sys.stdin.buffer.read()) if entry.path == STDIN else _read(entry.path)
+            data = read_stdin() if entry.path == STDIN else _read(entry.path)
         except OSError as exc:
             errors.append(SourceError(entry.source, _describe(exc)))
         else:
@@ -74,6 +75,12 @@ def iter_messages(paths: Iterable[str], errors: list[SourceError]) -> Iterator[t
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return decompress(fh.read())
+
+
+def read_stdin() -> bytes:
+    if sys.stdin is None:  # started with standard input closed (`<&-`, some daemons and cron setups)
+        raise OSError(errno.EBADF, "standard input is closed")
+    return decompress(sys.stdin.buffer.read())
 
 
 # A compressed mailbox is recognised by its magic bytes, not its name (logrotate and people name them freely).

@@ -205,8 +205,10 @@ def parse(data: bytes, now: datetime | None = None, category: str = "") -> Parse
             first = [(header_line, header)]
             out.header = ["address", "reason", "date"]
         else:
+            shown = show(",".join(header))  # escaped already: not repr() again, and short (a binary file is one line)
+            shown = shown if len(shown) <= 100 else shown[:99] + "…"
             raise CsvError(
-                f"line {header_line}: no address column in the header {show(','.join(header))!r} (name it address or "
+                f"line {header_line}: no address column in the header '{shown}' (name it address or "
                 "email; reason and date columns are optional)"
             )
     out.columns = {what: out.header[i] if i < len(out.header) else f"column {i + 1}" for what, i in columns.items()}

@@ -64,6 +64,8 @@ def _check_local(local: str, spec: str) -> None:
         raise ValueError(f"{spec!r}: empty local part (use '@domain' to match a whole domain)")
     if set(local) & _LOCAL_FORBIDDEN:
         raise ValueError(f"{spec!r}: {local!r} is not a plain local part (no spaces, quotes, brackets or '@')")
+    if not local.isprintable():  # a NUL or an ESC: no MTA delivers to it, and it would garble logs and terminals
+        raise ValueError(f"{spec!r}: {local!r} holds a control character")
 
 
 def parse_bounce_address(spec: str) -> BounceAddress:

@@ -107,7 +107,7 @@ def test_sign_command_needs_signing(tmp_path: Path) -> None:
     path = tmp_path / "plain.toml"
     path.write_text('[bounce]\naddresses = ["bounces+*@example.com"]\n')
     res = CliRunner().invoke(main, ["sign", "--config", str(path), "a@example.org"])
-    assert res.exit_code == 1 and "secret_file" in res.output
+    assert res.exit_code == 2 and "secret_file" in res.output
 
 
 def test_a_reload_rebuilds_signer_verifier_and_sent_log(tmp_path: Path) -> None:
