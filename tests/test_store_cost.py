@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bouncemilter.store import sql as Q
-from bouncemilter.store.core import MIGRATIONS, PG_MIGRATIONS
+from bouncemilter.store.core import MIGRATIONS, PG_MIGRATIONS, migrate
 from bouncemilter.suppressions import open_store
 
 from .conftest import make_meta, query_rows
@@ -53,3 +53,54 @@ def test_migration_13_drops_only_the_unused_client_index(tmp_path: Path) -> None
     conn.close()
     # PostgreSQL's list has the version too (a no-op there), so both engines report the same schema version
     assert MIGRATIONS[-1][0] == PG_MIGRATIONS[-1][0] >= 13
+
+
+def _check_sql(conn: sqlite3.Connection, table: str) -> str:
+    return conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+
+
+def test_migration_14_checks_as_comparisons_accept_and_refuse_the_same(tmp_path: Path) -> None:
+    db = tmp_path / "bounces.db"
+    open_store(str(db)).close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert "source = 'opt-out'" in _check_sql(conn, "suppressions")
+    assert "op = 'update'" in _check_sql(conn, "suppression_changes")
+    row = "INSERT INTO suppressions (address, state, source, created_at, updated_at) VALUES (?, ?, ?, 'x', 'x')"
+    for source in ("policy", "manual", "opt-out"):
+        conn.execute(row, (f"{source}@example.org", "suppressed", source))
+    for state, source in (("suppressed", "import"), ("suppressed", "Policy"), ("gone", "manual")):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(row, ("bad@example.org", state, source))
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("INSERT INTO suppression_changes (at, address, op) VALUES ('x', 'a@example.org', 'delete')")
+    # the feed's triggers still write: three additions
+    assert [r[0] for r in conn.execute("SELECT op FROM suppression_changes")] == ["add"] * 3
+    conn.close()
+
+
+def test_migration_14_keeps_rows_indexes_triggers_views_and_the_feed_cursor(tmp_path: Path) -> None:
+    db = tmp_path / "bounces.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, [m for m in MIGRATIONS if m[0] < 14])
+    row = """INSERT INTO suppressions (address, state, source, created_at, updated_at)
+        VALUES (?, 'suppressed', ?, 'x', 'x')"""
+    for i in range(5):
+        conn.execute(row, (f"u{i}@example.org", "policy"))
+    conn.execute("DELETE FROM suppression_changes WHERE id = 5")  # pruned: the cursor 5 was given all the same
+    before = {
+        t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("suppressions", "suppression_changes")
+    }
+    schema = sorted(conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger', 'view')"))
+    assert "IN ('policy', 'manual', 'opt-out')" in _check_sql(conn, "suppressions")
+    assert migrate(conn) == MIGRATIONS[-1][0]
+    assert {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in before} == before
+    assert (
+        sorted(conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger', 'view')"))
+        == schema
+    )
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.execute(row, ("new@example.org", "manual"))
+    assert conn.execute("SELECT MAX(id) FROM suppression_changes").fetchone()[0] == 6  # never 5 again
+    assert conn.execute("SELECT COUNT(*) FROM suppression_list").fetchone()[0] == 6  # the views work
+    conn.close()

@@ -66,6 +66,7 @@ from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..classify.address import canonical, lookalike
+from .schema_checks import migrate_v14
 from .schema_optout import migrate_v9
 from .sql import policy_reads_function
 
@@ -410,6 +411,7 @@ MIGRATIONS: list[Migration] = [
     (11, _V11),
     (12, []),  # PostgreSQL's policy-reads function (PG_MIGRATIONS); SQLite's schema is the same
     (13, _V13),
+    (14, migrate_v14),  # CHECK constraints as comparisons (schema_checks.py)
 ]  # fmt: skip
 
 # PostgreSQL: the same tables, columns, indexes and views, written for PostgreSQL. A PostgreSQL store starts at
@@ -720,7 +722,10 @@ _PG_V10 = [_pg_feed_function("CREATE OR REPLACE", "pg_advisory_xact_lock_shared(
 _PG_V12 = [policy_reads_function("CREATE OR REPLACE")]
 
 # Version 11 is the same statement on both backends (see _V11 above).
-PG_MIGRATIONS: list[Migration] = [(8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12), (13, [])]
+# Versions 13 and 14 change SQLite's indexes and CHECK constraints for speed (issue #12): nothing on PostgreSQL.
+PG_MIGRATIONS: list[Migration] = [
+    (8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12), (13, []), (14, []),
+]  # fmt: skip
 
 
 def last_feed_id(conn: Any) -> int:
