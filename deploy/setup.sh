@@ -82,6 +82,10 @@ else
         kill "$(cat "$pidfile")"
         for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
     fi
+    # one an earlier run left without a pid file (it was stopped before writing it) holds the port too
+    if pkill -u "$USER_NAME" -f "bouncemilter run" 2>/dev/null; then
+        for _ in $(seq 150); do pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null || break; sleep 0.1; done
+    fi
     log=$STATE/bouncemilter.log
     : >>"$log" && chown "$USER_NAME:$USER_NAME" "$log" && chmod 0640 "$log"
     lines=$(wc -l <"$log")
@@ -91,7 +95,7 @@ else
     pid=
     for _ in $(seq 150); do
         # the milter names its own pid in its start line (setsid may fork)
-        pid=$(tail -n +"$((lines + 1))" "$log" | sed -n 's/.*"event": "start".*"pid": \([0-9]*\).*/\1/p' | tail -1)
+        pid=$(tail -n +"$((lines + 1))" "$log" | sed -n 's/.*"event": *"start".*"pid": *\([0-9]*\).*/\1/p' | tail -1)
         [ -n "$pid" ] && break
         if ! kill -0 "$launcher" 2>/dev/null && ! pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null; then
             echo "setup: the milter did not start:" >&2

@@ -260,3 +260,18 @@ def test_quoted_local_part_unquoted_only_when_a_dot_atom_says_the_same(raw: str,
 def test_clean_address_keeps_the_opening_quote_of_a_quoted_local_part() -> None:
     assert clean_address('rfc822; <"a..b"@example.org>') == '"a..b"@example.org'
     assert clean_address('rfc822;"alice"@example.org') == '"alice"@example.org'
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("alice@xn--bcher-kva.example", "alice@xn--bcher-kva.example"),  # bücher: a real A-label
+        ("alice@XN--BCHER-KVA.example", "alice@xn--bcher-kva.example"),
+        ("alice@xn--zz.example", ""),  # punycode that decodes to nothing anyone can register
+        ("alice@xn--.example", ""),
+    ],
+)
+def test_a_labels_must_decode(raw: str, expected: str) -> None:
+    checked = canonical(raw)
+    assert checked.address == expected
+    assert bool(checked.note) == (expected == "")

@@ -142,7 +142,18 @@ def _reject(value: str, why: str) -> Checked:
 def _ascii_domain_ok(domain: str) -> bool:
     if not domain or len(domain) > 253 or not set(domain) <= _ASCII_DOMAIN_CHARS:
         return False
-    return all(0 < len(label) <= LABEL_MAX for label in domain.split("."))
+    labels = domain.split(".")
+    if not all(0 < len(label) <= LABEL_MAX for label in labels):
+        return False
+    # an A-label must decode (RFC 5890): "xn--zz" is no domain anyone can have, so no address to suppress
+    return "xn--" not in domain or all(_a_label_ok(label) for label in labels if label.startswith("xn--"))
+
+
+def _a_label_ok(label: str) -> bool:
+    try:
+        return bool(label[4:].encode("ascii").decode("punycode"))
+    except (UnicodeError, ValueError):
+        return False
 
 
 def _mixed_script(local: str, ascii_domain: str) -> bool:
