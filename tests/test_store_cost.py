@@ -4,12 +4,15 @@ insert), and the per-client cap's count still has its index after migration 13 d
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bouncemilter.store import sql as Q
-from bouncemilter.store.core import MIGRATIONS, PG_MIGRATIONS, migrate
+from bouncemilter.store.core import MIGRATIONS, PG_MIGRATIONS, fmt_time, migrate
 from bouncemilter.suppressions import open_store
 
 from .conftest import make_meta, query_rows
@@ -104,3 +107,16 @@ def test_migration_14_keeps_rows_indexes_triggers_views_and_the_feed_cursor(tmp_
     assert conn.execute("SELECT MAX(id) FROM suppression_changes").fetchone()[0] == 6  # never 5 again
     assert conn.execute("SELECT COUNT(*) FROM suppression_list").fetchone()[0] == 6  # the views work
     conn.close()
+
+
+@given(st.datetimes(timezones=st.none() | st.just(UTC) | st.timezones()))
+@settings(max_examples=500, deadline=None)
+def test_fmt_time_is_isoformat_in_milliseconds_utc(dt: datetime) -> None:
+    """fmt_time builds its text from tables (issue #12); it must be what isoformat gives, to the letter: the store
+    compares these texts as times."""
+    try:
+        utc = dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo is not None else dt
+    except OverflowError:
+        return  # out of datetime's range in UTC: fmt_time raises as isoformat's way there did
+    expected = utc.isoformat(timespec="milliseconds") + "Z"
+    assert fmt_time(dt) == expected
