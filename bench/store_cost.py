@@ -1,0 +1,96 @@
+"""Instructions one `Store.record()` of a hard bounce spends (SQLite, the suppression policy included), by callgrind.
+
+    .venv/bin/python bench/store_cost.py [--records 200]
+
+The store's share of `bench/milter_cost.py`, without the milter around it: the bounces are classified first,
+then `--records` of them (each to a new address from one SMTP client, as a bounce run delivers them) are
+recorded after 20 warm-up records, and only those are counted (callgrind's counters zeroed and dumped around
+them by a client request, the helper of `bench/milter_parts.py`). The per-client cap's count grows with the
+records, as in the milter bench. Needs valgrind (with its headers) and gcc; takes ~30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+
+def run(records: int, helper: str, db: str) -> None:
+    """Inside callgrind: record the bounces, counting only the measured ones."""
+    import messages as M
+
+    from bouncemilter.classify import classify
+    from bouncemilter.store.core import MessageMeta
+    from bouncemilter.suppressions import open_store
+
+    probe = ctypes.CDLL(helper)
+    store = open_store(db)
+    items = []
+    for k in range(records + 20):
+        raw = M.hard_bounce(f"cost{k}", recipient=f"user{k}@example.org").replace(b"\r\n", b"\n")
+        meta = MessageMeta(
+            queue_id=f"QB{k}",
+            client_addr="192.0.2.1",
+            client_name="mx.remote.example",
+            helo="mx.remote.example",
+            envelope_from="",
+            bounce_addresses=[f"bounces{k}@sink.test"],
+            verp_recipients=[],
+            message_id=f"<cost{k}@example.net>",
+            size=len(raw),
+            processing_ms=1.0,
+            body_digest=f"digest{k}",
+        )
+        items.append((meta, classify(raw)))
+    for meta, result in items[:20]:
+        store.record(meta, result, "accept")
+    probe.bm_zero()
+    for meta, result in items[20:]:
+        store.record(meta, result, "accept")
+    probe.bm_dump(b"records")
+    store.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=200)
+    ap.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)  # helper, database: the run under callgrind
+    args = ap.parse_args()
+    if args.inside:
+        run(args.records, *args.inside)
+        return 0
+    from milter_parts import build_helper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        helper = build_helper(work)
+        out = work / "callgrind.out"
+        cmd = [sys.executable, __file__, "--records", str(args.records), "--inside", str(helper), str(work / "b.db")]
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        dumps = sorted(work.glob("callgrind.out.*"))
+        total = re.search(r"^summary: (\d+)", dumps[0].read_text(errors="replace"), re.M) if dumps else None
+        if total is None:
+            raise RuntimeError("no dump of the measured records in the callgrind output")
+    print(f"Store.record() of a hard bounce: {int(total.group(1)) // args.records:,} instructions")
+    print(f"({args.records} records after 20 warm-up; SQLite, synchronous=FULL, the suppression policy included)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
