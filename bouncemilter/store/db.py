@@ -53,9 +53,29 @@ def connect(db: str, timeout: float = 5.0, write: bool = False, read_only: bool 
         conn = sqlite3.connect(db, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    if not write:
+        _readable(conn, db)
     if write:
         migrate(conn)
     return conn
+
+
+def _readable(conn: sqlite3.Connection, db: str) -> None:
+    """A reader that may not write the store's directory (a monitoring user in the store's group) can read a WAL
+    store only while its -shm file exists, i.e. while a milter or another command has it open: SQLite must create
+    that file otherwise, and says only "attempt to write a readonly database". Say what is wrong instead."""
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError as exc:
+        folder = os.path.dirname(os.path.abspath(db))
+        if "readonly" not in str(exc) or os.path.exists(db + "-shm") or os.access(folder, os.W_OK):
+            raise
+        conn.close()
+        raise sqlite3.OperationalError(
+            f"cannot read it while nothing has it open: SQLite (WAL mode) must create {os.path.basename(db)}-shm "
+            f"in {folder}, which this user may not write (run as the store's owner, give its group write access "
+            "to the directory, or read while the milter runs)"
+        ) from exc
 
 
 __all__ = ["NoDatabase", "StoreError", "connect", "display_name"]
