@@ -109,15 +109,9 @@ def source_of(category: str) -> str:
     return "opt-out" if category == "opt-out" else "policy"
 
 
-def _write_policy(
-    conn: sqlite3.Connection, address: str, d: Decision, stamp: str, logged_for: str | None = None
-) -> None:
-    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action).
-    `logged_for` (PostgreSQL): with its suppression_log line (the client it came from) in the same statement."""
-    params = (
-        address,
-        address.rpartition("@")[2],
-        source_of(d.category),
+def _decision_columns(d: Decision) -> tuple:
+    """A decision's columns as the suppressions and pending_suppressions rows hold them, in table order."""
+    return (
         d.category,
         d.reason,
         d.status,
@@ -128,6 +122,19 @@ def _write_policy(
         _evidence_json(d.evidence),
         d.soft_score,
         _json_list(d.soft_days),
+    )
+
+
+def _write_policy(
+    conn: sqlite3.Connection, address: str, d: Decision, stamp: str, logged_for: str | None = None
+) -> None:
+    """Insert or turn the row into a policy suppression (keeping created_at and the last manual action).
+    `logged_for` (PostgreSQL): with its suppression_log line (the client it came from) in the same statement."""
+    params = (
+        address,
+        address.rpartition("@")[2],
+        source_of(d.category),
+        *_decision_columns(d),
         stamp,
         stamp,
         address_flags(address),
@@ -364,16 +371,7 @@ def _write_pending(
         (
             address,
             address.rpartition("@")[2],
-            d.category,
-            d.reason,
-            d.status,
-            d.summary,
-            _t(d.suppressed_at),
-            _t(d.first_evidence_at),
-            _t(d.last_evidence_at),
-            _evidence_json(d.evidence),
-            d.soft_score,
-            _json_list(d.soft_days),
+            *_decision_columns(d),
             held,
             client,
             msg_id,

@@ -146,23 +146,23 @@ def _ascii_domain_ok(domain: str) -> bool:
     if not all(0 < len(label) <= LABEL_MAX for label in labels):
         return False
     # an A-label must decode (RFC 5890): "xn--zz" is no domain anyone can have, so no address to suppress
-    return "xn--" not in domain or all(_a_label_ok(label) for label in labels if label.startswith("xn--"))
+    return "xn--" not in domain or all(_u_label(label) for label in labels if label.startswith("xn--"))
 
 
-def _a_label_ok(label: str) -> bool:
+def _u_label(label: str) -> str:
+    """An A-label's Unicode form ("xn--bcher-kva" -> "bücher"); "" when it does not decode."""
     try:
-        return bool(label[4:].encode("ascii").decode("punycode"))
+        return label[4:].encode("ascii").decode("punycode")
     except (UnicodeError, ValueError):
-        return False
+        return ""
 
 
 def _mixed_script(local: str, ascii_domain: str) -> bool:
     parts = [local]
     for label in ascii_domain.split("."):
         if label.startswith("xn--"):
-            try:
-                label = label[4:].encode("ascii").decode("punycode")
-            except (UnicodeError, ValueError):
+            label = _u_label(label)
+            if not label:
                 continue
         parts.append(label)
     return any(_mixes(part) for part in parts if not part.isascii())

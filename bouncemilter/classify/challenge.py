@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .mime import Message
+from .mime import Message, Part
 
 # Services whose whole job is challenge-response; their mail comes from their own domains.
 _CR_DOMAINS = ("boxbe.com", "spamarrest.com", "mailblocks.com", "bluebottle.com", "sendio.com", "choicemail.com")
@@ -40,6 +40,15 @@ _TMDA_AGENT = re.compile(r"^\s*TMDA/", re.I)
 _AUTOMATED_PRECEDENCE = ("bulk", "junk", "list", "auto_reply", "auto-reply")
 
 _MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
+
+
+def mdn_part(msg: Message) -> Part | None:
+    """The report part of an RFC 8098 message disposition notification (None when `msg` is not one)."""
+    if "disposition-notification" not in msg.headers.get("content-type"):
+        return None
+    return next((p for p in msg.parts if p.ctype in _MDN_TYPES and p.depth == 0), None)
+
+
 _MDN_FIELD = re.compile(r"^Disposition:\s*(.+)$", re.I | re.M)
 # Outlook and Exchange plain-text read receipts: "Read: <subject>" / "Your message ... was read on ...".
 _READ_SUBJECT = re.compile(r"^\s*(?:read|gelesen|lu|le[íi]do|letto|gelezen|lido|odczytana|прочитано)\s*:", re.I)
@@ -52,7 +61,7 @@ _READ_BODY = re.compile(
 def read_receipt(msg: Message) -> str:
     """The marker of a read receipt ("" when `msg` is not one)."""
     if "disposition-notification" in msg.headers.get("content-type"):  # RFC 8098: a multipart/report
-        part = next((p for p in msg.parts if p.ctype in _MDN_TYPES and p.depth == 0), None)
+        part = mdn_part(msg)
         disposition = _MDN_FIELD.search(part.text[:4000]) if part is not None else None
         what = disposition.group(1).strip()[:80] if disposition else "disposition-notification"
         return f"read receipt (MDN): {what}"

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 
+from .challenge import mdn_part
 from .dsn import RECIPIENT_FIELDS
 from .formats.base import Detection
 from .mime import Message
 from .model import RecipientResult
 from .text import clean_address, one_line
 
-_MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
 # RFC 8098 3.2.6: disposition-mode "/" sending-mode ";" disposition-type
 _REJECTED = re.compile(r"^Disposition:\s*automatic-action\s*/\s*MDN-sent-automatically\s*;\s*deleted\b", re.I | re.M)
 _FIELD = re.compile(r"^(Final-Recipient|Original-Recipient):\s*(.+)$", re.I | re.M)
@@ -29,9 +29,7 @@ REASON_RULE = "mdn:automatic-action; deleted (RFC 5429 reject)"
 
 def detect(msg: Message) -> Detection | None:
     """The rejected recipient of a Sieve/delivery-agent rejection MDN; None for anything else."""
-    if "disposition-notification" not in msg.headers.get("content-type"):
-        return None
-    part = next((p for p in msg.parts if p.ctype in _MDN_TYPES and p.depth == 0), None)
+    part = mdn_part(msg)
     if part is None:
         return None
     fields = part.text[:4000]
