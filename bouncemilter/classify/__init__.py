@@ -25,7 +25,7 @@ import re
 
 from . import address, arf, autoreply, challenge, mdn_reject, optout, reasons, stage
 from .dsn import original_recipients, parse_dsn, parse_inline_fields
-from .formats import DETECTORS
+from .formats import candidates
 from .formats.base import Detection
 from .formats.generic import detect as generic_detect
 from .formats.generic import looks_like_bounce, report_text, still_trying, unmistakable_bounce
@@ -67,7 +67,7 @@ def classify_message(msg: Message) -> Classification:
     if complaint is not None:
         return _complaint(msg, complaint)
 
-    for name, detect in DETECTORS:
+    for name, detect in candidates(msg):
         found = detect(msg)
         if found is not None and found.recipients:
             return _finish(msg, name, found)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+from collections.abc import KeysView
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -155,6 +156,10 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def names(self) -> KeysView[str]:
+        """The lower-cased names present (a set-like view: `names() & wanted` in C)."""
+        return self._index.keys()
 
     def decoded(self, name: str) -> str:
         """The first value with encoded words decoded and whitespace folded (once: many detectors ask)."""

@@ -63,6 +63,8 @@ _MXLOGIC_SUBJECT = re.compile(
 )
 _MXLOGIC_RCPT = re.compile(r"^\s+<?([^\s<>@]+@[^\s<>:]+)>?:?\s*(.*)$")
 _EXIM_COMMAND = re.compile(r"SMTP error from remote (?:mail server|mailer) after (?:end of )?([A-Za-z]{4})")
+
+
 def _mxlogic_match(msg: Message) -> bool:
     h = msg.headers
     if "x-mx-bounce" in h or "x-mxl-hash" in h or "x-mxl-notehash" in h:
@@ -81,8 +83,11 @@ def detect_mxlogic(msg: Message) -> Detection | None:
     if not _mxlogic_match(msg):
         return None
     text = msg.body_text()
-    lines = section(text, "This message was created automatically by mail delivery software.",
-                    "Included is a copy of the message header:")
+    lines = section(
+        text,
+        "This message was created automatically by mail delivery software.",
+        "Included is a copy of the message header:",
+    )
     rows: list[RecipientResult] = []
     diags: list[list[str]] = []
     for line in lines:
@@ -120,15 +125,18 @@ _INTERSCAN_CMD = re.compile(r" >>> ([A-Z]{4})")
 _INTERSCAN_RECEIVED = re.compile(r"^Received\s+>>>\s+(\d{3}\s+.+)$")
 
 
+def interscan_subject(msg: Message) -> bool:
+    """InterScan's own subject (also its gate, gateways.GATES: a Japanese one comes encoded)."""
+    subject = msg.headers.get("subject")
+    if "=?" in subject:
+        subject = msg.headers.decoded("subject")
+    return subject.strip() in _INTERSCAN_SUBJECTS
+
+
 def detect_interscan(msg: Message) -> Detection | None:
-    h = msg.headers
-    sender = h.get("from").strip()
-    if not sender.startswith(('"InterScan MSS"', '"InterScan Notification"')):
-        subject = h.get("subject")
-        if "=?" in subject:
-            subject = h.decoded("subject")
-        if subject.strip() not in _INTERSCAN_SUBJECTS:
-            return None
+    sender = msg.headers.get("from").strip()
+    if not sender.startswith(('"InterScan MSS"', '"InterScan Notification"')) and not interscan_subject(msg):
+        return None
     rows: list[RecipientResult] = []
     command = ""
     for line in msg.body_text().split("\n", 300)[:300]:
@@ -186,15 +194,30 @@ def detect_activehunter(msg: Message) -> Detection | None:
 _FML_MID = re.compile(r"^<\d+\.FML.+@.+>$")
 _FML_RCPT = re.compile(r"<([^\s<>@]+@[^\s<>]+?)>\.$")
 _FML_REASONS = (
-    ("rejected", re.compile(r"(?:Ignored )*NOT MEMBER article from |reject (?:mail from \S+@\S+|since .+ header "
-                            r"may cause mail loop|spammers:)|You are not a member of this mailing list")),
-    ("systemerror", re.compile(r"Duplicated Message-ID|fml .+ has detected a loop condition so that|"
-                               r"Loop Back Warning:")),
+    (
+        "rejected",
+        re.compile(
+            r"(?:Ignored )*NOT MEMBER article from |reject (?:mail from \S+@\S+|since .+ header "
+            r"may cause mail loop|spammers:)|You are not a member of this mailing list"
+        ),
+    ),
+    (
+        "systemerror",
+        re.compile(
+            r"Duplicated Message-ID|fml .+ has detected a loop condition so that|"
+            r"Loop Back Warning:"
+        ),
+    ),
     ("securityerror", re.compile(r"Security alert:")),
 )
 _FML_SUBJECTS = (
-    ("rejected", re.compile(r"(?:Ignored )*NOT MEMBER article from |reject mail (?:.+:|from) ,|"
-                            r"Spam mail from a spammer is rejected|You .+ are not member")),
+    (
+        "rejected",
+        re.compile(
+            r"(?:Ignored )*NOT MEMBER article from |reject mail (?:.+:|from) ,|"
+            r"Spam mail from a spammer is rejected|You .+ are not member"
+        ),
+    ),
     ("systemerror", re.compile(r"fml system error message|Loop Alert: |Loop Back Warning: |WARNING: UNIX FROM Loop")),
     ("securityerror", re.compile(r"Security Alert")),
 )
@@ -461,6 +484,7 @@ def detect_surfcontrol(msg: Message) -> Detection | None:
 
 
 # --- amavisd-new ----------------------------------------------------------------------------------------
+
 
 def detect_amavis(msg: Message) -> Detection | None:
     if not msg.headers.get("from").lstrip().startswith('"Content-filter at '):

@@ -51,6 +51,14 @@ _AFTER = re.compile(r"(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) 
 _SMTP_ERROR = re.compile(r"^(?:Delay reason:\s*)?(?:SMTP|LMTP) error (?:from remote (?:mail server|mailer) )?after ")
 
 
+def exim_headers(msg: Message) -> bool:
+    """Exim's Subject or Message-ID (part of its gate, mta.GATES: regexes a lower-cased string cannot replace)."""
+    headers = msg.headers
+    return bool(
+        _SUBJECT.match(headers.decoded("subject").strip()) or _EXIM_MSGID.match(headers.get("message-id").strip())
+    )
+
+
 def detect(msg: Message) -> Detection | None:
     headers = msg.headers
     gate = 0

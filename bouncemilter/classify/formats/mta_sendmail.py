@@ -60,10 +60,15 @@ _REASON = re.compile(r"^\(reason: (.*)\)\s*$")
 _EMPTY_DIAG = re.compile(r"^(?:Deferred:?\s*)?(?:\d{1,3})?$")
 
 
+def sendmail_subject(msg: Message) -> bool:
+    """Sendmail's subject, on the decoded Subject (also its gate, mta.GATES: re.I is not str.lower())."""
+    return _SUBJECT.match(msg.headers.decoded("subject").strip()) is not None
+
+
 def detect(msg: Message) -> Detection | None:
-    subject = msg.headers.decoded("subject").strip()
-    if not _SUBJECT.match(subject) and "Mail Delivery Subsystem" not in msg.headers.get("from"):
+    if not sendmail_subject(msg) and "Mail Delivery Subsystem" not in msg.headers.get("from"):
         return None
+    subject = msg.headers.decoded("subject").strip()
     text = report_text(msg)
     i = text.find(_TRANSCRIPT)
     f = _FATAL.search(text)
