@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from . import rhost, vendor
 from .catalog import TABLES
-from .matcher import normalise, text_reasons, text_words
+from .matcher import CATALOG, any_of, normalise, text_reasons, text_words
 from .status import STATUS_RX, status_reason, text_status
 
 # Reasons too vague to be final when a detector or a vendor table presets them, or when a status
@@ -39,6 +39,10 @@ _DELIVERED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _DELAYED_ACTIONS = frozenset({"delayed", "expired"})
 _NON_SMTP_TYPES = ("x-unix", "x-postfix")
 
+
+# What the first pass lets stand against a status naming userunknown: the reasons before it in FIRST (each holds on
+# its words alone: see _gate) and those that override it (_NOT_USERUNKNOWN).
+_USERUNKNOWN_RIVALS = CATALOG.only(frozenset(FIRST[: FIRST.index("userunknown")]) | frozenset(_NOT_USERUNKNOWN))
 
 # Reasons with wordings that count at one stage only (catalog stage_phrases), by stage.
 _STAGE_PHRASE_REASONS: dict[str, frozenset[str]] = {}
@@ -137,11 +141,19 @@ def decide(
                 return Decision(reason, f'rhost:{provider.name}/"{matched}"')
 
     by_status = status_reason(status)
-    found = text_reasons(text, words) if text else {}
     # X-Unix, X-Postfix: the MTA's own failure (a pipe, a local mailbox). Older Postfix also typed a remote
     # server's reply X-Postfix ("Diagnostic-Code: X-Postfix; host mx.example.org[192.0.2.1] said: 550 ..."):
     # a diagnostic that is a reply code's text is the remote server speaking, whatever the type says.
     smtp_type = not dtype.startswith(_NON_SMTP_TYPES) or (dtype.startswith("x-postfix") and _is_reply(diagnostic))
+
+    # 4, the commonest bounce (a 5.1.1 and its server's words): the first pass names the status's reason unless
+    # the words name a reason that comes before it in FIRST or overrides it. Asking only those reasons' phrases
+    # (a third of the catalog's, ~40,000 instructions less) gives the same answer as the whole pass.
+    named_userunknown = by_status == "userunknown" and smtp_type and not preset
+    if named_userunknown and not (text and any_of(_USERUNKNOWN_RIVALS, text, words)):
+        return Decision("userunknown", f"status:{status}")
+
+    found = text_reasons(text, words) if text else {}
 
     # 4. first pass
     if smtp_type:

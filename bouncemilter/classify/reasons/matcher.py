@@ -104,6 +104,15 @@ class PhraseIndex:
         self._index = {w.encode(): _group(entries) for w, entries in index.items()}
         self._anchors = frozenset(self._index)
 
+    def only(self, reasons: frozenset[str]) -> PhraseIndex:
+        """The same index (the same anchor per phrase: what a scan finds depends on it) for some reasons only."""
+        part = PhraseIndex([])
+        part._always = _only(self._always, reasons)
+        part._foreign = _only(self._foreign, reasons)
+        part._index = {w: g for w, g in ((w, _only(g, reasons)) for w, g in self._index.items()) if g[0] or g[1]}
+        part._anchors = frozenset(part._index)
+        return part
+
     def scan(self, text: str, words: frozenset[bytes] | None = None) -> dict[str, str]:
         """{reason: the longest of its phrases found in the normalised text}; `words`: text_words(text)."""
         found: dict[str, str] = {}
@@ -139,6 +148,11 @@ def _group(entries: list[tuple[str, str]]) -> Group:
     return tuple(plain), tuple(tokens)
 
 
+def _only(group: Group, reasons: frozenset[str]) -> Group:
+    plain, tokens = group
+    return tuple(p for p in plain if p[1] in reasons), tuple(t for t in tokens if t[2] in reasons)
+
+
 def _test(group: Group, text: str, found: dict[str, str]) -> None:
     plain, tokens = group
     for phrase, reason in plain:
@@ -152,6 +166,16 @@ def _test(group: Group, text: str, found: dict[str, str]) -> None:
 CATALOG = PhraseIndex([(t.name, p) for t in TABLES.values() for p in t.phrases])
 # Wordings that cancel a reason's phrases (catalog not_phrases), by reason.
 _CANCEL: dict[str, tuple[str, ...]] = {t.name: tuple(t.not_phrases) for t in TABLES.values() if t.not_phrases}
+
+
+def any_of(index: PhraseIndex, text: str, words: frozenset[bytes] | None = None) -> bool:
+    """Whether text_reasons(text) would name any reason of `index` (an index made by CATALOG.only)."""
+    found = index.scan(text, words)
+    for reason in found:
+        cancels = _CANCEL.get(reason)
+        if not cancels or not any(c in text for c in cancels):
+            return True
+    return False
 
 
 def text_reasons(text: str, words: frozenset[bytes] | None = None) -> dict[str, str]:
