@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .mime import Message, Part, decode_words, normalise_newlines
 from .model import RecipientResult
@@ -54,19 +55,17 @@ def parse_fields(text: str) -> DSNReport:
     current: dict[str, str] | None = None
     last_key = ""
     for line in text.split("\n"):
-        if not line.strip():
-            last_key = ""
-            continue
-        if line[0] in " \t" and last_key:
-            target = current if current is not None and last_key in current else report.per_message
-            if last_key in target:
-                target[last_key] += " " + line.strip()
-            continue
         m = _FIELD.match(line)
-        if not m:
+        if m is None:  # a blank line, a continuation line or no field (a field line is never blank)
+            if line[:1] in (" ", "\t") and last_key and line.strip():
+                target = current if current is not None and last_key in current else report.per_message
+                if last_key in target:
+                    target[last_key] += " " + line.strip()
+                continue
             last_key = ""
             continue
-        key, value = m.group(1).lower(), m.group(2).strip()
+        name, value = m.groups()
+        key, value = name.lower(), value.strip()
         last_key = key
         if key in RECIPIENT_FIELDS:
             # Original-Recipient may precede or follow Final-Recipient in the same group (Postfix
@@ -158,6 +157,7 @@ def diagnostic_type(value: str) -> str:
     return ""
 
 
+@lru_cache(maxsize=1024)  # the same remote MTAs come back bounce after bounce
 def _host(value: str) -> str:
     """'dns; mx.example.org (192.0.2.1, the server for the domain.)' -> 'mx.example.org'."""
     value = strip_diagnostic_type(value).strip()

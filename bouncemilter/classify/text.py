@@ -15,7 +15,11 @@ ADDRESS = re.compile(
     rf"[\w.!#$%&'*+/=?^`{{|}}~\-{_X}]{{1,128}}@\[[0-9.:a-fA-F]+\])",
 )
 ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
+# A bare ASCII address that ADDRESS matches whole and that nothing in clean_address strips: a local part of at
+# most 128 characters that does not start with a dot, a domain of labels whose last starts with a letter.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+\-][A-Za-z0-9._%+\-]{0,127}@(?:[A-Za-z0-9\-]+\.)+[A-Za-z][A-Za-z0-9\-]*")
 STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_STATUS_ONLY = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 REPLY_CODE = re.compile(r"(?<![\d.\-])([245][0-5]\d)(?=[ \-]|$)")
 
 
@@ -33,6 +37,8 @@ def clean_address(value: str) -> str:
         addr_type, _, rest = value.partition(";")
         if "@" not in addr_type:
             value = rest.strip()
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value.lower()  # what the steps below give for a bare ASCII address, in one regex call
     m = ANGLE_ADDRESS.search(value)
     if m:
         value = m.group(1)
@@ -59,6 +65,8 @@ def find_addresses(text: str) -> list[str]:
 
 def find_status(text: str) -> str:
     """The first enhanced status code in `text` ("" when none)."""
+    if _STATUS_ONLY.fullmatch(text):
+        return text  # a Status field's value: what the search below returns, in one call
     m = STATUS.search(text)
     return f"{m.group(1)}.{m.group(2)}.{m.group(3)}" if m else ""
 
