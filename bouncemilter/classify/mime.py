@@ -163,7 +163,8 @@ class Headers:
         """The first value with encoded words decoded and whitespace folded (once: many detectors ask)."""
         value = self._decoded.get(name)
         if value is None:
-            value = self._decoded[name] = " ".join(decode_words(self.get(name)).split())
+            raw = self.get(name)
+            value = self._decoded[name] = " ".join((decode_words(raw) if "=?" in raw else raw).split())
         return value
 
 
@@ -289,7 +290,7 @@ class Part:
     """One leaf of the MIME tree (or the head of an embedded message)."""
 
     ctype: str
-    params: dict[str, str]
+    params: dict[str, str]  # shared with the Content-Type cache (_parse_content_type): read only
     headers: Headers
     body: bytes  # transfer-encoded body as found, LF line endings
     depth: int  # 0 for the outer message's own parts, +1 inside each message/rfc822
@@ -475,7 +476,7 @@ def parse_message(raw: bytes) -> Message:
     head, body = split_head_body(data)
     headers = parse_header_block(head)
     parts: list[Part] = []
-    ctype, params = parse_content_type(headers.get("content-type"))
+    ctype, params = _parse_content_type(headers.get("content-type"))
     _walk(ctype, params, headers, body, 0, parts)
     return Message(headers=headers, parts=parts, truncated=size > MAX_SCAN, size=size)
 
@@ -504,20 +505,26 @@ def _walk(
                 chead, cbody = split_head_body(child)
                 cheaders = parse_header_block(chead)
                 cvalue = cheaders.get("content-type")
-                c_ctype, c_params = parse_content_type(cvalue) if cvalue else (default, {})
-                _walk(c_ctype, c_params, cheaders, cbody, depth, out, nest + 1)
+                # The cached params themselves, not a copy (parse_content_type): a Part's params are read only.
+                c_ctype, c_params = _parse_content_type(cvalue) if cvalue else (default, {})
+                if c_ctype.startswith("multipart/") or c_ctype in _EMBEDDED:
+                    _walk(c_ctype, c_params, cheaders, cbody, depth, out, nest + 1)
+                else:  # a leaf: what the call would append, without the call
+                    out.append(Part(c_ctype, c_params, cheaders, cbody, depth))
                 if len(out) >= MAX_PARTS:
                     return
             return
         ctype = "text/plain"  # a multipart with no usable boundary: read it as text
-    if ctype in ("message/rfc822", "message/global", "message/partial") and depth < MAX_DEPTH and nest < MAX_NEST:
-        inner = Part(ctype, params, headers, body, depth)
-        inner_bytes = normalise_newlines(inner.decoded_bytes()) if _is_encoded(headers) else body
+    if ctype in _EMBEDDED and depth < MAX_DEPTH and nest < MAX_NEST:
+        if _is_encoded(headers):
+            inner_bytes = normalise_newlines(Part(ctype, params, headers, body, depth).decoded_bytes())
+        else:
+            inner_bytes = body
         ihead, ibody = split_head_body(inner_bytes.lstrip(b"\n"))
         iheaders = parse_header_block(ihead)
         # A marker part so callers find the original's headers in document order.
         out.append(Part("x-embedded/headers", {}, iheaders, b"", depth + 1))
-        i_ctype, i_params = parse_content_type(iheaders.get("content-type"))
+        i_ctype, i_params = _parse_content_type(iheaders.get("content-type"))
         # The body of an attached message matters only when it is itself a report (a gateway
         # that wraps the DSN it received); the copy of a bounced original is never read, so
         # it is not split either - it is often the largest part of a bounce.
@@ -529,6 +536,7 @@ def _walk(
     out.append(Part(ctype, params, headers, body, depth))
 
 
+_EMBEDDED = ("message/rfc822", "message/global", "message/partial")
 _REPORT_TYPES = frozenset({"multipart/report", "message/delivery-status", "message/global-delivery-status"})
 
 

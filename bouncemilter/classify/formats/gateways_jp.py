@@ -119,6 +119,8 @@ def _preamble(text: str) -> list[str]:
 _KDDI_FROM = re.compile(r"no-reply@.+\.dion\.ne\.jp", re.I)
 _KDDI_START = re.compile(r"^Your mail (?:sent on:? [A-Z][a-z]{2},|attempted to be delivered on:? [A-Z][a-z]{2},)")
 _KDDI_RCPT = re.compile(r"^\s+Could not be delivered to: <([^\s<>@]+@[^\s<>]+)>")
+
+
 def detect_kddi(msg: Message) -> Detection | None:
     h = msg.headers
     sender = h.get("from")

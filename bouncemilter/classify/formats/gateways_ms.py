@@ -90,10 +90,16 @@ _EXCH2007_DIAG_START = re.compile(
     r"Informazioni di diagnostica per gli amministratori|Diagnoseinformationen für Administratoren)",
     re.M,
 )
-_EXCH2007_END = re.compile(r"^(?:Original message headers|En-t.tes de message d'origine|"
-                           r"Intestazioni originali del messaggio|Ursprüngliche Nachrichtenkopfzeilen)", re.M)
-_EXCH2007_SERVER = re.compile(r"^(?:Generating server|Serveur de g\S+ration|Server di generazione|"
-                              r"Generierender Server|Remote Server)\s*:\s*(\S*)", re.M)
+_EXCH2007_END = re.compile(
+    r"^(?:Original message headers|En-t.tes de message d'origine|"
+    r"Intestazioni originali del messaggio|Ursprüngliche Nachrichtenkopfzeilen)",
+    re.M,
+)
+_EXCH2007_SERVER = re.compile(
+    r"^(?:Generating server|Serveur de g\S+ration|Server di generazione|"
+    r"Generierender Server|Remote Server)\s*:\s*(\S*)",
+    re.M,
+)
 _EXCH2007_LINE = re.compile(r"^(?:(\S+)\s+)?#(.+?)(?:\s*##.*)?$")
 _EXCH2007_QUOTED = re.compile(r"Remote Server returned '(.+)'")
 
@@ -142,6 +148,8 @@ def detect_exchange2007(msg: Message) -> Detection | None:
 # --- Lotus Domino -----------------------------------------------------------------------------------------
 
 _DOMINO_SUBJECT = re.compile(r"^DELIVERY[ _]FAILURE:")
+
+
 def detect_domino(msg: Message) -> Detection | None:
     if not _DOMINO_SUBJECT.match(msg.headers.get("subject")):
         return None
@@ -183,6 +191,7 @@ def detect_domino(msg: Message) -> Detection | None:
 
 
 # --- Lotus Notes (old SMTP MTA) ---------------------------------------------------------------------------
+
 
 def detect_notes(msg: Message) -> Detection | None:
     if not msg.headers.get("subject").startswith("Undeliverable message"):

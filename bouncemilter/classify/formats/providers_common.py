@@ -23,7 +23,6 @@ def header_lower(msg: Message, name: str) -> str:
     return value  # type: ignore[return-value]
 
 
-
 def strip_host_prefix(diagnostic: str) -> tuple[str, str]:
     """'host mx.example.com [192.0.2.1]: 550 ...' -> ('550 ...', 'mx.example.com')."""
     m = _HOST_BRACKET.match(diagnostic)
