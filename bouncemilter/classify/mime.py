@@ -80,6 +80,7 @@ def decode_bytes(data: bytes, charset: str = "") -> str:
         return data.decode("latin-1")
 
 
+@lru_cache(maxsize=256)  # the same few charset labels come back in every message
 def _canonical_charset(charset: str) -> str:
     cs = charset.strip().strip('"').lower()
     if not cs:

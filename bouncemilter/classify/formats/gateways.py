@@ -32,7 +32,11 @@ GATES: dict[str, Gate] = {
         subject_starts=("mail delivery failed", "warning: message ", "delivery status notification"),
         headers=("x-mx-bounce", "x-mxl-hash", "x-mxl-notehash"),
     ),
-    "interscanmss": Gate(from_has=('"interscan ',), check=gateways_filters.interscan_subject),
+    "interscanmss": Gate(  # its sender, else one of its subjects (gateways_filters.interscan_subject)
+        from_has=('"interscan ',),
+        subject_starts=tuple(s.lower() for s in gateways_filters.INTERSCAN_SUBJECTS),
+        subject_has=("=?",),  # an encoded subject is decoded first
+    ),
     "activehunter": Gate(headers=("x-ahmailid",)),
     "fml": Gate(headers=("x-mlserver",)),
     "mailfoundry": Gate(subject_starts=("message delivery has failed",)),

@@ -117,7 +117,7 @@ def detect_mxlogic(msg: Message) -> Detection | None:
 
 # --- Trend Micro InterScan Messaging Security Suite -------------------------------------------------------
 
-_INTERSCAN_SUBJECTS = ("Mail could not be delivered", "メッセージを配信できません。", "メール配信に失敗しました")
+INTERSCAN_SUBJECTS = ("Mail could not be delivered", "メッセージを配信できません。", "メール配信に失敗しました")
 _INTERSCAN_ARROW = re.compile(r"^.+[<>]{3}[ \t]+.+<([^\s<>@]+@[^\s<>]+)>")
 _INTERSCAN_UNABLE = re.compile(r"^(?:Reason:\s+)?Unable to deliver message to <([^<>]+)>")
 _INTERSCAN_SENT = re.compile(r"^Sent\s+<<<\s+([A-Z]{4})")
@@ -126,11 +126,11 @@ _INTERSCAN_RECEIVED = re.compile(r"^Received\s+>>>\s+(\d{3}\s+.+)$")
 
 
 def interscan_subject(msg: Message) -> bool:
-    """InterScan's own subject (also its gate, gateways.GATES: a Japanese one comes encoded)."""
+    """One of InterScan's own subjects (a Japanese one comes encoded)."""
     subject = msg.headers.get("subject")
     if "=?" in subject:
         subject = msg.headers.decoded("subject")
-    return subject.strip() in _INTERSCAN_SUBJECTS
+    return subject.strip() in INTERSCAN_SUBJECTS
 
 
 def detect_interscan(msg: Message) -> Detection | None:
