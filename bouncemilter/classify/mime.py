@@ -183,6 +183,24 @@ def _lower(name: str) -> str:
 def parse_header_block(block: bytes) -> Headers:
     """Parse an unfolded-or-folded header block (LF line endings) into Headers.
 
+    A short block is most often a MIME part's own ("Content-Type: text/plain; charset=us-ascii"), the same in
+    every bounce an MTA writes: it is parsed once and its Headers shared (nothing changes a Headers once built)."""
+    if len(block) <= SHARED_BLOCK_MAX:
+        return _parse_shared(block)
+    return _parse_header_block(block)
+
+
+SHARED_BLOCK_MAX = 256  # bytes: part headers, not a message's own (those name a unique Message-ID)
+
+
+@lru_cache(maxsize=512)
+def _parse_shared(block: bytes) -> Headers:
+    return _parse_header_block(block)
+
+
+def _parse_header_block(block: bytes) -> Headers:
+    """parse_header_block without the cache.
+
     A field is a line "name: value" (name: printable ASCII but space and ':', then optional blanks) and the
     continuation lines after it (starting with a space or tab), joined by one space; other lines are skipped."""
     block = block[:MAX_HEADER_BYTES]
