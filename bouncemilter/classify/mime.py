@@ -568,20 +568,20 @@ _BOUNDARY_LINE = re.compile(rb"^--([^\s]{1,200})[ \t]*$", re.M)
 
 def _split_multipart(body: bytes, boundary: str) -> list[bytes] | None:
     """Split a multipart body; guess the boundary when it is missing or wrong."""
-    delim = ("--" + boundary).encode("utf-8", "replace") if boundary else b""
-    if not delim or (b"\n" + delim) not in (b"\n" + body):
+    text = b"\n" + body
+    pieces = text.split(b"\n--" + boundary.encode("utf-8", "replace")) if boundary else []
+    if len(pieces) < 2:  # no delimiter line found (or no boundary)
         delim = _guess_boundary(body)
         if not delim:
             return None
-    pieces = (b"\n" + body).split(b"\n" + delim)
+        pieces = text.split(b"\n" + delim)
     children: list[bytes] = []
     for piece in pieces[1:]:
         if piece.startswith(b"--"):  # the closing delimiter
             break
-        nl = piece.find(b"\n")
-        if nl < 0:
-            continue
-        children.append(piece[nl + 1 :])
+        _, nl, child = piece.partition(b"\n")
+        if nl:
+            children.append(child)
     return children or None
 
 
