@@ -29,6 +29,7 @@ def report_text(msg: Message, limit: int = 60_000) -> str:
 
 def _report_text(msg: Message, limit: int) -> str:
     texts: list[str] = []
+    size = 0
     for part in msg.parts:
         # startswith: some MTAs forget the ';' ("text/plain charset=...").
         if part.depth or not part.ctype.startswith(("text/plain", "text/html")):
@@ -37,7 +38,8 @@ def _report_text(msg: Message, limit: int) -> str:
         if part.ctype.startswith("text/html") and re.search(r"<(?:html|body|br|p|div|table)\b", text[:4000], re.I):
             text = html_to_text(text)
         texts.append(text)
-        if sum(len(t) for t in texts) > limit:
+        size += len(text)
+        if size > limit:
             break
     return "\n".join(texts)[:limit]
 

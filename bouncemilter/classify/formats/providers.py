@@ -47,7 +47,7 @@ GATES: dict[str, Gate] = {
     "amazonses-text": Gate(from_has=("amazonses.com",), headers=("x-ses-outgoing", "x-aws-outgoing")),
     "amazonses-receiving": Gate(headers=("x-ses-outgoing",)),
     "google": Gate(from_has=("mailer-daemon@google",)),  # @googlemail.com, @google.com
-    "yahoo": Gate(from_has=("mailer-daemon@",)),
+    "yahoo": Gate(from_has=("yahoo",), headers=("x-ymailisg",)),  # X-YMailISG, or a yahoo sender
     "mailru": Gate(from_has=("mail.ru",)),
     "gmx": Gate(subject_has=("mail delivery failed",)),
     "zoho": Gate(from_has=("zoho.com",), headers=("x-zohomail",)),
