@@ -68,7 +68,8 @@ def detect(msg: Message) -> Detection | None:
 
 
 def _from_dsn(msg: Message, dsn_rows: list[RecipientResult], text_rows: dict[str, RecipientResult]) -> list:
-    quoted = {q.lower().replace('"', ""): q.lower() for q in _QUOTED.findall(_dsn_raw(msg))}
+    raw = _dsn_raw(msg)
+    quoted = {q.lower().replace('"', ""): q.lower() for q in _QUOTED.findall(raw)} if '"@' in raw else {}
     rows = []
     for row in dsn_rows:
         if not row.recipient:
@@ -107,7 +108,7 @@ def _read(body: str, action: str) -> list[RecipientResult]:
     body = cut(body, "\n--- Delivery report unavailable", "\n\n-- \n")
     entries: list[tuple[str, list[str]]] = []
     for line in body.split("\n")[:2000]:
-        m = _RCPT.match(line)
+        m = _RCPT.match(line) if line[:1] == "<" else None  # the pattern starts with "<": most lines need no match
         if m:
             entries.append((m.group(1), [m.group(3)]))
         elif entries and line.startswith((" ", "\t")) and line.strip():
