@@ -497,7 +497,7 @@ def parse_message(raw: bytes) -> Message:
     parts: list[Part] = []
     ctype, params = _parse_content_type(headers.get("content-type"))
     _walk(ctype, params, headers, body, 0, parts)
-    return Message(headers=headers, parts=parts, truncated=size > MAX_SCAN, size=size)
+    return Message(headers, parts, size > MAX_SCAN, size)  # headers, parts, truncated, size
 
 
 def _as_bytes(raw: object) -> bytes:
