@@ -228,39 +228,8 @@ def run_cmd(
 
         logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
-    busy = _port_in_use(settings.socket)
-    if busy:
-        from . import logjson
-
-        logjson.event(logjson.setup("stderr"), logging.ERROR, "start_failed", busy)
-        sys.exit(1)
     # SIGHUP reads the same file with the same flags again
     sys.exit(serve(settings, reload=lambda: load_settings(config_path, overrides)))
-
-
-def _port_in_use(spec: str) -> str:
-    """Why an inet socket cannot be listened on (in use, no such local address), or "". libmilter itself only
-    says "cannot opensocket"; a unix socket has its own checks (a live milter's lock) in serve()."""
-    import errno
-    import socket
-
-    kind, _, rest = spec.partition(":")
-    if kind not in ("inet", "inet6"):
-        return ""
-    port, _, host = rest.partition("@")
-    family = socket.AF_INET6 if kind == "inet6" else socket.AF_INET
-    host = host or ("::1" if kind == "inet6" else "127.0.0.1")
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libmilter: TIME_WAIT is no conflict
-            probe.bind((host.strip("[]"), int(port)))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return f"cannot listen on {spec}: the address is in use (another milter? ss -ltnp 'sport = :{port}')"
-        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-            return f"cannot listen on {spec}: {host} is not an address of this host ({exc.strerror or exc})"
-        return ""  # anything else (a privileged port, ...): libmilter's own attempt reports it
-    return ""
 
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)

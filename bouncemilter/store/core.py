@@ -940,6 +940,9 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open: {exc}") from exc
         try:
+            from .db import refuse_foreign  # here: db.py imports this module
+
+            refuse_foreign(conn, self.path)  # before WAL mode and migrations change another program's file
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")

@@ -1,0 +1,134 @@
+"""Traps a Postfix admin can walk into with a plausible command line: another program's database as --db, a FIFO
+or a device as --config or as a message, a port in use. Each gets a clear error or a safe default, never a hang,
+a crash or a change to a file that is not ours."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bouncemilter.cli import main
+from bouncemilter.store import MIGRATIONS, migrate
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "bouncemilter" / "samples" / "hard-bounce.eml"
+ENV = {"BOUNCEMILTER_CONFIG": ""}  # never the host's /etc/bouncemilter/bouncemilter.toml
+
+
+def cli(*args: str, input: str | bytes | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), env=ENV, input=input, catch_exceptions=False)
+
+
+def process(*args: str, timeout: float = 60, **kw):  # type: ignore[no-untyped-def]
+    """The real process: what CliRunner cannot show (a blocking open, libmilter, the exit status of `run`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bouncemilter.cli", *args],
+        text=True,
+        capture_output=True,
+        env={**os.environ, **ENV},
+        timeout=timeout,
+        **kw,
+    )
+
+
+# ------------------------------------------------------------------ 1. --db naming another program's database
+
+
+def _foreign(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('root')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _state(path: Path) -> tuple[list[str], str, bytes]:
+    conn = sqlite3.connect(path)
+    try:
+        names = sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master"))
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
+    return names, mode, path.read_bytes()
+
+
+WRITERS = [
+    ("import", "--bounce-address", "bounces@example.com", str(SAMPLE)),
+    ("suppress", "alice@example.org"),
+    ("unsuppress", "alice@example.org"),
+    ("rebuild-suppressions",),
+    ("import-suppressions", "{csv}"),
+    ("migrate-store", "--to", "{db}"),
+]
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=lambda a: a[0])
+def test_a_write_command_refuses_another_programs_database(tmp_path: Path, args: tuple[str, ...]) -> None:
+    db = _foreign(tmp_path / "app.db")
+    before = _state(db)
+    csv = tmp_path / "list.csv"
+    csv.write_text("email\nalice@example.org\n")
+    argv = [a.format(db=db, csv=csv) for a in args]
+    if argv[0] != "migrate-store":
+        argv += ["--db", str(db)]
+    res = cli(*argv)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    line = [x for x in res.output.splitlines() if x.startswith("Error:")][-1]
+    assert f"{db}: not a bouncemilter store" in line and "users" in line, line
+    assert _state(db) == before  # no table, no WAL mode, not a byte changed
+    assert not (tmp_path / "app.db-wal").exists()
+
+
+def test_run_refuses_another_programs_database(tmp_path: Path) -> None:
+    db = _foreign(tmp_path / "app.db")
+    before = _state(db)
+    res = process("run", "--db", str(db), "--socket", f"unix:{tmp_path}/m.sock")
+    assert res.returncode == 2, res.stderr
+    assert '"start_failed"' in res.stderr and "not a bouncemilter store" in res.stderr, res.stderr
+    assert _state(db) == before
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "version 1", "version 8"])
+def test_new_files_and_older_stores_are_still_opened(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "b.db"
+    if kind == "empty":
+        db.touch()  # e.g. made by install -m 0640 before the first run
+    elif kind.startswith("version"):
+        conn = sqlite3.connect(db, isolation_level=None)
+        migrate(conn, MIGRATIONS[: int(kind.split()[1])])
+        conn.close()
+    res = cli("import", "--db", str(db), "--bounce-address", "bounces@example.com", str(SAMPLE))
+    assert res.exit_code == 0, res.output
+    res = cli("suppress", "--db", str(db), "zed@example.org")
+    assert res.exit_code == 0, res.output
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == MIGRATIONS[-1][0]
+    conn.close()
+
+
+# ------------------------------------------------------------------ 4. a port in use, whoever starts the milter
+
+
+def test_serve_on_a_port_in_use_says_so_before_opening_the_store(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from bouncemilter.config import load_settings
+    from bouncemilter.milter import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings(None, {"socket": f"inet:{port}@127.0.0.1", "db": str(tmp_path / "r.db")})
+        assert serve(settings, exit_process=False) == 1
+    err = capsys.readouterr().err
+    assert '"start_failed"' in err and f"cannot listen on inet:{port}@127.0.0.1: the address is in use" in err, err
+    assert not (tmp_path / "r.db").exists()  # refused before the store was created
