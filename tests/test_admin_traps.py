@@ -132,3 +132,52 @@ def test_serve_on_a_port_in_use_says_so_before_opening_the_store(tmp_path: Path,
     err = capsys.readouterr().err
     assert '"start_failed"' in err and f"cannot listen on inet:{port}@127.0.0.1: the address is in use" in err, err
     assert not (tmp_path / "r.db").exists()  # refused before the store was created
+
+
+# ------------------------------------------------------------------ 2. --config naming what is not a file
+
+
+def _not_a_config(tmp_path: Path, kind: str) -> str:
+    import socket
+
+    path = tmp_path / "b.toml"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer: open() alone would block forever
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "device":
+        return "/dev/zero"  # endless
+    elif kind == "huge":
+        path.write_text("# " + "x" * (1 << 20) + "\n")  # valid TOML (a comment), but no configuration is 1 MiB
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "directory", "device", "huge"])
+@pytest.mark.parametrize("command", ["check-config", "run", "stats"])
+def test_a_config_that_is_not_a_regular_file_is_an_error_not_a_hang(tmp_path: Path, kind: str, command: str) -> None:
+    path = _not_a_config(tmp_path, kind)
+    db = () if command == "check-config" else ("--db", str(tmp_path / "s.db"))
+    res = process(command, "--config", path, *db, timeout=30)
+    assert res.returncode == 2, res.stderr
+    why = "larger than 1 MiB" if kind == "huge" else "not a regular file"
+    if command == "stats" and kind == "directory":
+        why = "is a directory"  # click's own check of --config (dir_okay=False) comes first
+    assert f"{path}" in res.stderr and why in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_dev_null_as_config_is_still_no_configuration() -> None:
+    res = cli("check-config", "--config", os.devnull)
+    assert res.exit_code == 0 and 'socket = "inet:9025@127.0.0.1"' in res.output, res.output
+
+
+def test_a_signing_key_file_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "keys", 0o600)
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(f'[signing]\nsecret_file = "{tmp_path}/keys"\n')
+    res = process("check-config", "--config", str(cfg), timeout=30)
+    assert res.returncode == 2 and "signing.secret_file" in res.stderr and "named pipe" in res.stderr, res.stderr
