@@ -45,6 +45,11 @@ def main() -> None:
 def classify_cmd(fmt: str, unsubscribe_addresses: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Classify message files, directories, mbox files, Maildirs or - (stdin).
 
+    Paths must be files or directories: a FIFO or a device (/dev/zero) is reported as unreadable, never waited
+    on; send a stream to - instead. Standard input is read up to 64 MiB when it is a pipe, a terminal or a
+    device (more is reported as unreadable: give a mailbox that big as a file). Files gzip, bzip2 or xz
+    compressed are read as their content. Exit status 1 when any path could not be read.
+
     \b
     Examples:
       bouncemilter classify bounce.eml

@@ -181,3 +181,48 @@ def test_a_signing_key_file_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path
     cfg.write_text(f'[signing]\nsecret_file = "{tmp_path}/keys"\n')
     res = process("check-config", "--config", str(cfg), timeout=30)
     assert res.returncode == 2 and "signing.secret_file" in res.stderr and "named pipe" in res.stderr, res.stderr
+
+
+# ------------------------------------------------------------------ 3. a message path or stdin that never ends
+
+
+@pytest.mark.parametrize(
+    "command", [("classify",), ("import", "--db", "{tmp}/s.db"), ("import-suppressions", "--db", "{tmp}/s.db")]
+)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_message_path_that_is_not_a_file_is_reported_not_read_forever(
+    tmp_path: Path, command: tuple[str, ...], kind: str
+) -> None:
+    path = "/dev/zero" if kind == "device" else str(tmp_path / "in")
+    if kind == "fifo":
+        os.mkfifo(path)
+    argv = [a.format(tmp=tmp_path) for a in command]
+    res = process(*argv, path, timeout=30)
+    assert res.returncode == 1, res.stderr
+    what = "character device" if kind == "device" else "named pipe (FIFO)"
+    assert f"{path}" in res.stderr and f"{what}, not a regular file" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("classify",), ("import", "--db", "{tmp}/s.db"), ("import-suppressions", "--db", "{tmp}/s.db")]
+)
+def test_endless_standard_input_stops_at_the_cap(tmp_path: Path, command: tuple[str, ...]) -> None:
+    from bouncemilter.sources import STDIN_MAX
+
+    producer = subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE)  # a pipe that never ends
+    try:
+        res = process(*[a.format(tmp=tmp_path) for a in command], "-", stdin=producer.stdout, timeout=60)
+    finally:
+        producer.kill()
+        producer.wait()
+        assert producer.stdout is not None
+        producer.stdout.close()
+    assert res.returncode == 1, res.stderr
+    assert f"more than {STDIN_MAX >> 20} MiB on standard input" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_message_on_a_pipe_under_the_cap_is_classified() -> None:
+    res = process("classify", "--format", "jsonl", "-", input=SAMPLE.read_text())
+    assert res.returncode == 0, res.stderr
+    assert '"kind": "bounce"' in res.stdout

@@ -98,11 +98,24 @@ def _readable(conn: sqlite3.Connection, db: str) -> None:
         if "readonly" not in str(exc) or os.path.exists(db + "-shm") or os.access(folder, os.W_OK):
             raise
         conn.close()
+        # Not "give the group write access to the directory": the -shm and -wal files this user's read would
+        # create are then its own, mode 0640, and a milter started later cannot write them (it refuses to start).
+        # Nor SQLite's immutable=1: a milter starting meanwhile would checkpoint into the file under the reader.
         raise sqlite3.OperationalError(
             f"cannot read it while nothing has it open: SQLite (WAL mode) must create {os.path.basename(db)}-shm "
-            f"in {folder}, which this user may not write (run as the store's owner, give its group write access "
-            "to the directory, or read while the milter runs)"
+            f"in {folder}, which this user may not write (read while the milter runs, run as the store's owner "
+            f"{_owner(db)}, or read a copy made by `bouncemilter backup`)"
         ) from exc
+
+
+def _owner(db: str) -> str:
+    import pwd
+
+    try:
+        uid = os.stat(db).st_uid
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return "(the milter's user)"
 
 
 __all__ = ["ForeignDatabase", "NoDatabase", "StoreError", "connect", "display_name", "refuse_foreign"]
