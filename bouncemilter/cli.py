@@ -185,9 +185,18 @@ def describe(result: Classification) -> str:
     "/etc/bouncemilter/bouncemilter.toml if it exists, else embedded defaults.",
 )
 @click.option(
-    "--socket", "socket_spec", metavar="SPEC", help="unix:/path or inet:PORT@HOST (default inet:9025@127.0.0.1)."
+    "--socket",
+    "socket_spec",
+    metavar="SPEC",
+    help="unix:/path or inet:PORT@HOST (overrides the config file's milter.socket; default inet:9025@127.0.0.1).",
 )
-@click.option("--db", "db_path", metavar="PATH", help="SQLite database file (default ./bouncemilter.db).")
+@click.option(
+    "--db",
+    "db_path",
+    metavar="PATH",
+    help="The store: a SQLite file or a PostgreSQL URL postgresql://... (overrides the config file's store.db; "
+    "default ./bouncemilter.db).",
+)
 @click.option(
     "--bounce-address",
     "bounce_addresses",
@@ -209,7 +218,7 @@ def run_cmd(
     bounce_addresses: tuple[str, ...],
     unsubscribe_addresses: tuple[str, ...],
 ) -> None:
-    """Run the milter (foreground; stop with SIGTERM).
+    """Run the milter (foreground; stop with SIGTERM, reload the configuration with SIGHUP).
 
     \b
     Examples:
