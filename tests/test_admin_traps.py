@@ -66,6 +66,7 @@ WRITERS = [
     ("rebuild-suppressions",),
     ("import-suppressions", "{csv}"),
     ("migrate-store", "--to", "{db}"),
+    ("migrate-store", "--from", "{db}", "--to", "{new}"),
 ]
 
 
@@ -75,7 +76,7 @@ def test_a_write_command_refuses_another_programs_database(tmp_path: Path, args:
     before = _state(db)
     csv = tmp_path / "list.csv"
     csv.write_text("email\nalice@example.org\n")
-    argv = [a.format(db=db, csv=csv) for a in args]
+    argv = [a.format(db=db, csv=csv, new=tmp_path / "new.db") for a in args]
     if argv[0] != "migrate-store":
         argv += ["--db", str(db)]
     res = cli(*argv)
@@ -85,6 +86,7 @@ def test_a_write_command_refuses_another_programs_database(tmp_path: Path, args:
     assert f"{db}: not a bouncemilter store" in line and "users" in line, line
     assert _state(db) == before  # no table, no WAL mode, not a byte changed
     assert not (tmp_path / "app.db-wal").exists()
+    assert not (tmp_path / "new.db").exists()  # migrate-store --from: refused before the destination is made
 
 
 def test_run_refuses_another_programs_database(tmp_path: Path) -> None:
@@ -226,3 +228,22 @@ def test_a_message_on_a_pipe_under_the_cap_is_classified() -> None:
     res = process("classify", "--format", "jsonl", "-", input=SAMPLE.read_text())
     assert res.returncode == 0, res.stderr
     assert '"kind": "bounce"' in res.stdout
+
+
+def test_suppress_from_endless_standard_input_stops_and_saves_nothing(tmp_path: Path) -> None:
+    from bouncemilter.sources import STDIN_MAX
+
+    db = tmp_path / "s.db"
+    assert cli("import", "--db", str(db), str(SAMPLE)).exit_code == 0
+    producer = subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE)  # one endless line
+    try:
+        res = process("suppress", "--db", str(db), "-", stdin=producer.stdout, timeout=60)
+    finally:
+        producer.kill()
+        producer.wait()
+        assert producer.stdout is not None
+        producer.stdout.close()
+    assert res.returncode == 1 and f"more than {STDIN_MAX >> 20} MiB on standard input" in res.stderr, res.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM suppressions WHERE source = 'manual'").fetchone()[0] == 0
+    conn.close()

@@ -31,7 +31,7 @@ def refuse_foreign(conn: sqlite3.Connection, db: str) -> None:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         raise ForeignDatabase(
             f"{db}: not a bouncemilter store: it holds {len(names)} other table(s) ({shown}); "
-            "give --db (or store.db) a new file or an existing bouncemilter store"
+            "name a new file or an existing bouncemilter store instead"
         )
 
 
