@@ -188,7 +188,7 @@ class SuppressionHook:
         if not self.policy.max_new_per_client_hour:
             client = ""  # no per-client cap: nothing to count
         since = fmt_time(parse_time(at) - timedelta(days=self.policy.soft_window_days + 1))
-        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, _hour_before(stamp)), prepare=True)
+        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, cap_window(stamp)), prepare=True)
         return Prefetched(stamp, addresses, cur, batch)
 
     def recorded(
@@ -235,8 +235,18 @@ class Prefetched:
         self.batch = batch
 
 
-def _hour_before(stamp: str) -> str:
-    return fmt_time(parse_time(stamp) - timedelta(hours=1))
+_window: tuple[str, str] = ("", "")  # the last (minute, window start): one parse per minute of the clock
+
+
+def cap_window(stamp: str) -> str:
+    """Where the per-client cap's hour starts for the policy clock's `stamp`: the minute an hour before it
+    (2026-05-09T06:35 for 07:35:25.123Z), so the count covers an hour and the part of a minute before it. The
+    buckets of store migration 15 count per minute; PostgreSQL counts its log rows over the same window."""
+    global _window
+    window = _window  # one read: another thread may replace it meanwhile
+    if window[0] != stamp[:16]:
+        window = _window = (stamp[:16], fmt_time(parse_time(stamp) - timedelta(hours=1))[:16])
+    return window[1]
 
 
 class Gate:
@@ -244,7 +254,8 @@ class Gate:
 
     One forged report naming thousands of addresses must not suppress them all: past `max_new_per_message` new
     suppressions from this message, or past `max_new_per_client_hour` from this SMTP client within the last
-    hour (counted in suppression_log), a new suppression is held as pending for an admin to approve or reject.
+    hour (counted in suppression_log; the hour starts at the beginning of the minute an hour before the policy's
+    clock, `cap_window`), a new suppression is held as pending for an admin to approve or reject.
     Addresses already suppressed only gain evidence and are never held. Postfix's own bounces and imported
     mailboxes have no client (""): only the per-message cap applies to them.
     """
@@ -268,9 +279,9 @@ class Gate:
             return f"per-message cap: more than {per_message} new suppressions from one report"
         if self.client and per_client:
             if self._client_count is None:
-                self._client_count = self.conn.execute(
-                    Q.CLIENT_SUPPRESSIONS_SINCE, (self.client, _hour_before(self.stamp))
-                ).fetchone()[0]
+                sqlite = type(self.conn) is sqlite3.Connection
+                sql = Q.CLIENT_SUPPRESSIONS_SINCE if sqlite else Q.PG_CLIENT_SUPPRESSIONS_SINCE
+                self._client_count = self.conn.execute(sql, (self.client, cap_window(self.stamp))).fetchone()[0]
             if self._client_count >= per_client:
                 return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
         return ""

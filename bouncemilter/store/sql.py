@@ -164,9 +164,13 @@ REJECT = """INSERT INTO suppressions (address, domain, state, source, created_at
                            manual_reason = excluded.manual_reason, manual_at = excluded.manual_at"""
 SUPPRESSION_LOG_OF = "SELECT at, action, source, by, why FROM suppression_log WHERE address = ? ORDER BY at, id"
 PENDING_COUNT = "SELECT COUNT(*) FROM pending_suppressions"
-CLIENT_SUPPRESSIONS_SINCE = """SELECT COUNT(*) FROM suppression_log
-                   WHERE client_addr = ? AND at >= ? AND action = 'suppress'
-                           AND source = 'policy'"""
+# The per-client cap's count: a client's policy suppressions from the minute `?` (2026-05-09T07:35, an hour before
+# the policy's clock) on. SQLite sums the minute buckets of store migration 15 (at most 61 rows); PostgreSQL counts
+# the log rows of the same window (a text at or after the minute's start is in it: the minute is a prefix).
+CLIENT_SUPPRESSIONS_SINCE = "SELECT COALESCE(SUM(n), 0) FROM client_suppressions WHERE client_addr = ? AND minute >= ?"
+PG_CLIENT_SUPPRESSIONS_SINCE = """SELECT COUNT(*) FROM suppression_log
+                   WHERE client_addr = ? AND at >= ? AND action = 'suppress' AND source = 'policy'"""
+PRUNE_CLIENT_SUPPRESSIONS = "DELETE FROM client_suppressions WHERE minute < ?"
 
 # ---------------------------------------- reports (stats, check)
 WINDOW_MESSAGES = """SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), 0),
@@ -389,7 +393,7 @@ PG_WRITE_POLICY_LOGGED = "WITH written AS (" + WRITE_POLICY + ") " + LOG_WITH_CL
 
 # The policy's reads for one recorded message in one statement (store migration 12, `policy_reads_function`): per
 # address (sorted) its lock (LOCK_ADDRESS), then ADDRESS_STATE and LOAD_EVENTS, and the client's count for the
-# cap (CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
+# cap (PG_CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
 # ...]], an event as the columns of EVENT_COLUMNS.
 PG_POLICY_READS = "SELECT bm_policy_reads(?, ?, ?, ?)"
 
