@@ -22,11 +22,22 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
-from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
+from .policy import (
+    COUNTED,
+    COUNTING_KINDS,
+    Decision,
+    Event,
+    Policy,
+    classify_event,
+    decide,
+    parse_time,
+    time_text,
+)
 from .store import sql as Q
 from .store.core import Store, _json_list, fmt_time, has_column, has_table, utc_now
 from .store.db import NoDatabase, connect
@@ -41,7 +52,13 @@ EVIDENCE_CAP = Q.EVIDENCE_CAP  # ids kept per address: the trigger first, then t
 def _event(row: Iterable[Any]) -> Event:
     rid, at, kind, reason, hard, status, feedback_type, verified = row
     checked = None if verified is None else bool(verified)
-    return Event(int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "", checked)
+    # tuple.__new__: what Event(...) does, without the named tuple's __new__ in Python
+    return _new_tuple(
+        Event, (int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "", checked)
+    )
+
+
+_new_tuple = tuple.__new__
 
 
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
@@ -73,8 +90,22 @@ def _evidence_json(ids: list[int]) -> str:
     return json.dumps(ids)
 
 
+_day_shift: tuple[str, int, str] = ("", 0, "")  # the last (date, days, the date that many days before)
+
+
+def days_before(text: str, days: int) -> str:
+    """fmt_time(parse_time(text) - timedelta(days=days)) for the store's text (fmt_time's form): whole days in UTC
+    move the date only, and the date a bounce's policy read starts from is the same all day."""
+    global _day_shift
+    shift = _day_shift  # one read: another thread may replace it meanwhile
+    if shift[0] != text[:10] or shift[1] != days:
+        shift = _day_shift = (text[:10], days, (date.fromisoformat(text[:10]) - timedelta(days=days)).isoformat())
+    return shift[2] + text[10:]
+
+
 def _t(dt: datetime | None) -> str | None:
-    return fmt_time(dt) if dt else None
+    # a decision's times are its events' times, read from the store's text: that text, not formatted again
+    return (time_text(dt) or fmt_time(dt)) if dt else None
 
 
 def _log(
@@ -216,10 +247,18 @@ class SuppressionHook:
             if count is not None and pre.batch:  # suppressions earlier in the batch, sent after this read
                 count += pre.batch.get(client, 0)
             gate = Gate(conn, self.policy, client, msg_id, stamp, count)
-        for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
-            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate, reads.get(address))
+        if len(rows) == 1:  # the usual bounce: one address
+            row = rows[0]
+            update_address(conn, row[0], [_event(row[1:])], self.policy, stamp, gate, reads.get(row[0]))
+        else:
+            for address, group in itertools.groupby(sorted(rows, key=_ADDRESS), key=_ADDRESS):
+                events = [_event(r[1:]) for r in group]
+                update_address(conn, address, events, self.policy, stamp, gate, reads.get(address))
         if pre is not None and pre.batch is not None and gate.new and client:
             pre.batch[client] = pre.batch.get(client, 0) + gate.new
+
+
+_ADDRESS = itemgetter(0)
 
 
 class Prefetched:
@@ -317,7 +356,7 @@ def update_address(
         # sticky (and a held suppression stays held until decided): further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in COUNTED]
         if counted:
-            last = fmt_time(max(e.at for e in counted))
+            last = _t(max(e.at for e in counted))
             if pg:
                 sql = Q.PG_ADD_PENDING_EVIDENCE if pending else Q.PG_ADD_EVIDENCE
             else:
@@ -326,18 +365,25 @@ def update_address(
         if suppressed and any(e.kind == "opt_out" for e in counted):
             _opt_out_over(conn, address, stamp)
         return
-    now = max(e.at for e in new)
+    now = new[0].at if len(new) == 1 else max(e.at for e in new)
     after = parse_time(row[1]) if row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
-    lower = now - timedelta(days=policy.soft_window_days + 1)
-    if after is not None and after > lower:
-        lower = after
-    if pre is not None:  # read from the soft window's start: keep what load_events() would read
-        since = fmt_time(lower)
-        events = [_event(r) for r in pre[3] if r[1] >= since]
+    days = policy.soft_window_days + 1
+    text = time_text(now)
+    if after is None and text is not None:
+        since = days_before(text, days)
     else:
-        events = load_events(conn, address, fmt_time(lower))
-    d = decide(events, policy, now, after)
+        lower = now - timedelta(days=days)
+        if after is not None and after > lower:
+            lower = after
+        since = _t(lower)
+    # the events just inserted are read again: the ones made of them serve (the same values)
+    known = {e.id: e for e in new}
+    if pre is not None:  # read from the soft window's start: keep what load_events() would read
+        events = [known.get(r[0]) or _event(r) for r in pre[3] if r[1] >= since]
+    else:
+        events = [known.get(r[0]) or _event(r) for r in conn.execute(Q.LOAD_EVENTS, (address, since)).fetchall()]
+    d = decide(events, policy, now, after, explain=False)
     if not d.suppress:
         return
     held = gate.held_because() if gate is not None else ""
@@ -548,7 +594,7 @@ def _rebuild_one(
         counts["suppressed"] += 1
         return
     after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
-    d = decide(events, policy, now, after)
+    d = decide(events, policy, now, after, explain=False)
     was = row is not None and row["state"] == "suppressed"
     if d.suppress:
         counts["suppressed"] += 1

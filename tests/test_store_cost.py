@@ -232,3 +232,53 @@ def test_the_cap_window_starts_at_the_minute_an_hour_before(db: Path | str) -> N
     done = sorted(r[0] for r in query_rows(db, "SELECT address FROM suppressions WHERE state = 'suppressed'"))
     assert held == ["c@example.org"]
     assert done == ["a@example.org", "b@example.org", "d@example.org"]
+
+
+# ------------------------------------------------------------------ the policy hook's Python (issue #12)
+
+
+@given(st.datetimes(min_value=datetime(100, 1, 1), timezones=st.just(UTC)), st.integers(0, 400))
+@settings(max_examples=300, deadline=None)
+def test_days_before_is_the_text_of_the_time_that_many_days_before(dt: datetime, days: int) -> None:
+    from bouncemilter.policy import parse_time
+    from bouncemilter.suppressions import days_before
+
+    text = fmt_time(dt)
+    assert days_before(text, days) == fmt_time(parse_time(text) - timedelta(days=days))
+
+
+def test_a_time_read_from_the_store_is_written_back_as_its_text_and_nothing_else() -> None:
+    from bouncemilter.policy import parse_time, time_text
+
+    read = parse_time("2026-05-09T07:35:25.123Z")
+    assert time_text(read) == "2026-05-09T07:35:25.123Z" == fmt_time(read)
+    equal = datetime(2026, 5, 9, 7, 35, 25, 123000, tzinfo=UTC)
+    assert equal == read and time_text(equal) is None  # only the object read from that text
+    other = parse_time("2026-05-09T07:35:25Z")  # not the store's form: parsed, not remembered
+    assert other == datetime(2026, 5, 9, 7, 35, 25, tzinfo=UTC) and time_text(other) is None
+    for n in range(8):  # a few more reads later it is forgotten (and formatted when asked)
+        parse_time(f"2026-05-09T07:35:2{n}.000Z")
+    assert time_text(read) is None
+
+
+def test_the_hook_decides_as_the_policy_does_with_its_verdicts(tmp_path: Path) -> None:
+    """decide(explain=False), which the hook calls, gives the same decision as with the verdicts, on every kind of
+    history the policy tests use (soft runs, resets, a manual unsuppression, complaints, sender reasons)."""
+    from bouncemilter.policy import Event, Policy, decide
+
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    histories = [
+        [Event(1, t0, "bounce", "userunknown", True)],
+        [Event(i, t0 + timedelta(days=d), "bounce", "mailboxfull") for i, d in enumerate((0, 0.2, 2, 3, 12, 13, 14))],
+        [Event(1, t0, "bounce", "blocked", True), Event(2, t0, "complaint", feedback_type="not-spam")],
+        [Event(1, t0, "complaint", feedback_type="abuse"), Event(2, t0 + timedelta(days=1), "bounce", "x", True)],
+        [Event(1, t0, "bounce", "userunknown", True, verified=False), Event(2, t0, "opt_out")],
+        [Event(1, t0, "delay"), Event(2, t0 + timedelta(days=40), "bounce", "mailboxfull")],
+    ]
+    for events in histories:
+        for after in (None, t0 + timedelta(hours=1)):
+            full = decide(events, Policy(), t0 + timedelta(days=20), after)
+            quick = decide(events, Policy(), t0 + timedelta(days=20), after, explain=False)
+            assert quick.verdicts == [] and full.verdicts
+            full.verdicts = []
+            assert quick == full
