@@ -325,6 +325,13 @@ class Gate:
                 return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
         return ""
 
+    def counts(self) -> bool:
+        """Whether the client's count is still to be read (SQLite reads it with the policy's other reads)."""
+        return self._client_count is None and bool(self.client) and bool(self.policy.max_new_per_client_hour)
+
+    def count(self, value: int) -> None:
+        self._client_count = value
+
     def suppressed(self) -> None:
         self.new += 1
         if self._client_count is not None:
@@ -344,12 +351,27 @@ def update_address(
     With a `gate`, a new suppression past its caps is held as pending instead. `pre`: what PG_POLICY_READS read
     for the address under its lock (state, manual_at, held, its events since the soft window's start)."""
     pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
+    now = new[0].at if len(new) == 1 else max(e.at for e in new)
+    days = policy.soft_window_days + 1
+    text = time_text(now)
+    history: list[Any] | None = None
     if pre is not None:
         row = pre
-    else:
-        if pg:
-            _lock_address(conn, address)
+    elif pg:
+        _lock_address(conn, address)
         row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    else:
+        # one statement: the history since the soft window's start, the state, and the client's count
+        counting = gate is not None and gate.counts()
+        start = days_before(text, days) if text is not None else fmt_time(now - timedelta(days=days))
+        params = (gate.client if counting else "", cap_window(stamp) if counting else "", address, start)
+        history = conn.execute(Q.POLICY_READS, params).fetchall()
+        if history:
+            row = history[0][8:]
+            if counting:
+                gate.count(row[3])
+        else:  # not when the rows just inserted are counting events (they are read back): never, but be sure
+            row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()
     suppressed = row[0] == "suppressed"
     pending = not suppressed and bool(row[2])
     if suppressed or pending:
@@ -365,11 +387,8 @@ def update_address(
         if suppressed and any(e.kind == "opt_out" for e in counted):
             _opt_out_over(conn, address, stamp)
         return
-    now = new[0].at if len(new) == 1 else max(e.at for e in new)
     after = parse_time(row[1]) if row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
-    days = policy.soft_window_days + 1
-    text = time_text(now)
     if after is None and text is not None:
         since = days_before(text, days)
     else:
@@ -381,6 +400,8 @@ def update_address(
     known = {e.id: e for e in new}
     if pre is not None:  # read from the soft window's start: keep what load_events() would read
         events = [known.get(r[0]) or _event(r) for r in pre[3] if r[1] >= since]
+    elif history is not None:  # the same, read from the window's start before the manual action was known
+        events = [known.get(r[0]) or _event(r[:8]) for r in history if r[1] >= since]
     else:
         events = [known.get(r[0]) or _event(r) for r in conn.execute(Q.LOAD_EVENTS, (address, since)).fetchall()]
     d = decide(events, policy, now, after, explain=False)
