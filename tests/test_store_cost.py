@@ -282,3 +282,25 @@ def test_the_hook_decides_as_the_policy_does_with_its_verdicts(tmp_path: Path) -
             assert quick.verdicts == [] and full.verdicts
             full.verdicts = []
             assert quick == full
+
+
+def test_a_new_store_has_2048_byte_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from bouncemilter.store.core import PAGE_SIZE
+
+    new = tmp_path / "new.db"
+    with open_store(str(new)) as store:
+        store.record(make_meta(1), hard_bounce("alice@example.org"), "accept")
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    conn.execute("PRAGMA page_size=4096")
+    migrate(conn, [m for m in MIGRATIONS if m[0] < 15])  # a store of the version before, 4 KiB pages
+    conn.close()
+    with open_store(str(old)) as store:
+        store.record(make_meta(1), hard_bounce("alice@example.org"), "accept")
+    for path, size in ((new, PAGE_SIZE), (old, 4096)):
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT COUNT(*) FROM suppression_list").fetchone()[0] == 1
+        conn.close()
+    assert PAGE_SIZE == 2048

@@ -985,6 +985,9 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open: {exc}") from exc
         try:
+            if os.path.getsize(self.path) == 0:
+                # a new store: before its first page is written (an existing store keeps its page size)
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
@@ -1257,6 +1260,12 @@ class Store:
 
 
 DB_MODE = 0o640  # bounces are personal data: owner and group (a monitoring user), never everyone
+
+# The page size of a new store (SQLite's default is 4096). Every commit checksums each page it dirtied into the WAL
+# (~1.1 instructions a byte), one page in each b-tree a bounce writes (~24 of them): 2048-byte pages cut a
+# bounce's Store.record() by ~42,000 instructions (issue #12; 1024 cut no more, and leaves index keys over ~230
+# bytes to overflow pages). An existing store keeps its pages (docs/performance.md says how to convert one).
+PAGE_SIZE = 2048
 
 
 def _create_private(path: str) -> None:
