@@ -84,6 +84,8 @@ def _cap(ids: list[int]) -> list[int]:
 def _evidence_json(ids: list[int]) -> str:
     """json.dumps(_cap(ids)), built by hand for a list of ints (the json module's encoder is ~15,000
     instructions a call, and every new suppression writes two lists)."""
+    if len(ids) == 1 and type(ids[0]) is int:  # a hard bounce's suppression: its one event
+        return f"[{ids[0]}]"
     ids = _cap(ids)
     if all(type(i) is int for i in ids):
         return "[" + ", ".join(map(str, ids)) + "]"
@@ -142,18 +144,14 @@ def source_of(category: str) -> str:
 
 def _decision_columns(d: Decision) -> tuple:
     """A decision's columns as the suppressions and pending_suppressions rows hold them, in table order."""
-    return (
-        d.category,
-        d.reason,
-        d.status,
-        d.summary,
-        _t(d.suppressed_at),
-        _t(d.first_evidence_at),
-        _t(d.last_evidence_at),
-        _evidence_json(d.evidence),
-        d.soft_score,
-        _json_list(d.soft_days),
-    )
+    at = d.suppressed_at
+    text = _t(at)
+    # a hard bounce's three times are one event's: one text
+    first = text if d.first_evidence_at is at else _t(d.first_evidence_at)
+    last = text if d.last_evidence_at is at else _t(d.last_evidence_at)
+    days = _json_list(d.soft_days) if d.soft_days else "[]"
+    evidence = _evidence_json(d.evidence)
+    return (d.category, d.reason, d.status, d.summary, text, first, last, evidence, d.soft_score, days)
 
 
 def _write_policy(

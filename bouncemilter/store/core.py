@@ -455,6 +455,16 @@ _V15 = [
     "DROP INDEX IF EXISTS idx_suppression_log_client_policy",
 ]
 
+# Version 16 (issue #12): two indexes every bounce wrote a page of and no query needs (EXPLAIN QUERY PLAN over every
+# statement the test suite runs, and the SQL of README and docs): idx_suppression_changes_address (the feed is read
+# by id; pruning it scans by time) and idx_messages_kind_received_at (what filters messages by kind filters them by
+# time too, which idx_messages_received_at serves: stats --by kind, check; daily_counts reads every row). ~10,000
+# instructions each a bounce (an index entry and a page checksummed into the WAL). The same on PostgreSQL.
+_V16 = [
+    "DROP INDEX IF EXISTS idx_suppression_changes_address",
+    "DROP INDEX IF EXISTS idx_messages_kind_received_at",
+]
+
 # tables only the SQLite store has (its writer's bookkeeping; every other table and view is on both engines)
 SQLITE_ONLY_TABLES = ("client_suppressions",)
 
@@ -466,6 +476,7 @@ MIGRATIONS: list[Migration] = [
     (13, _V13),
     (14, migrate_v14),  # CHECK constraints as comparisons (schema_checks.py)
     (15, _V15),
+    (16, _V16),
 ]  # fmt: skip
 
 # PostgreSQL: the same tables, columns, indexes and views, written for PostgreSQL. A PostgreSQL store starts at
@@ -780,6 +791,7 @@ _PG_V12 = [policy_reads_function("CREATE OR REPLACE")]
 PG_MIGRATIONS: list[Migration] = [
     (8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12), (13, []), (14, []),
     (15, []),  # the per-minute buckets are SQLite's: PostgreSQL counts its log rows (idx_suppression_log_client)
+    (16, _V16),
 ]  # fmt: skip
 
 
