@@ -318,3 +318,22 @@ def test_migration_16_drops_the_two_indexes_no_query_needs(db: Path | str) -> No
         plan = " ".join(str(r[-1]) for r in query_rows(db, "EXPLAIN QUERY PLAN " + Q.stats_by_message("m.kind", True),
                                                       ("a", "b", "a", "b")))  # fmt: skip
         assert "idx_messages_received_at" in plan
+
+
+def test_a_row_is_capped_as_before_whichever_way_it_is_checked() -> None:
+    """_capped_row takes a short cut when the row's texts together fit the cap; what it returns is _capped's."""
+    from operator import itemgetter
+
+    from bouncemilter.store.core import FIELD_CAP, _capped, _capped_row
+
+    texts = itemgetter(0, 1, 3)
+    rows = [
+        ("a", "b", 5, "c"),  # short
+        ("x" * (FIELD_CAP - 1), "y" * (FIELD_CAP - 1), 5, "z"),  # together over the cap, each under it
+        ("x" * (FIELD_CAP + 1), "", 5, "z" * (FIELD_CAP * 3)),  # over it
+        ("x" * (FIELD_CAP + 1), None, 5.0, ""),  # a text column holding None
+        (None, None, None, None),
+    ]
+    for row in rows:
+        assert _capped_row(row, texts) == _capped(*row)
+    assert [len(v) for v in _capped_row(rows[2], texts)[::3]] == [FIELD_CAP, FIELD_CAP]
