@@ -201,6 +201,14 @@ def decide(
 ) -> Decision:
     """Replay `events` (any order; sorted here) under `policy`; `after` = a manual unsuppression time.
     `explain=False`: the same decision without its verdicts (the policy hook reads none of them)."""
+    if not explain and after is None and isinstance(events, list) and len(events) == 1:
+        # the usual bounce of a new address: one event, which suppresses at once or not at all by itself
+        ev = events[0]
+        category = classify_event(ev, policy)
+        if category in _AT_ONCE:
+            d = Decision()
+            _trigger(d, category, ev, [ev.id], ev.at)
+            return d
     now = parse_time(now)
     ordered = sorted(events, key=_BY_TIME)
     d = Decision()

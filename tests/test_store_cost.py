@@ -274,14 +274,23 @@ def test_the_hook_decides_as_the_policy_does_with_its_verdicts(tmp_path: Path) -
         [Event(1, t0, "complaint", feedback_type="abuse"), Event(2, t0 + timedelta(days=1), "bounce", "x", True)],
         [Event(1, t0, "bounce", "userunknown", True, verified=False), Event(2, t0, "opt_out")],
         [Event(1, t0, "delay"), Event(2, t0 + timedelta(days=40), "bounce", "mailboxfull")],
+        # one event alone (the hook's short way when nothing was unsuppressed by hand)
+        [Event(7, t0, "complaint", feedback_type="abuse")],
+        [Event(7, t0, "complaint", feedback_type="not-spam")],
+        [Event(7, t0, "opt_out", reason="list-unsubscribe")],
+        [Event(7, t0, "bounce", "userunknown", True, verified=False)],
+        [Event(7, t0, "bounce", "blocked", True)],
+        [Event(7, t0, "bounce", "mailboxfull")],
+        [Event(7, t0, "delivered")],
     ]
     for events in histories:
-        for after in (None, t0 + timedelta(hours=1)):
-            full = decide(events, Policy(), t0 + timedelta(days=20), after)
-            quick = decide(events, Policy(), t0 + timedelta(days=20), after, explain=False)
-            assert quick.verdicts == [] and full.verdicts
-            full.verdicts = []
-            assert quick == full
+        for after in (None, t0 + timedelta(hours=1), t0 - timedelta(hours=1)):
+            for policy in (Policy(), Policy(complaints=False, soft_threshold=1)):
+                full = decide(events, policy, t0 + timedelta(days=20), after)
+                quick = decide(events, policy, t0 + timedelta(days=20), after, explain=False)
+                assert quick.verdicts == [] and full.verdicts
+                full.verdicts = []
+                assert quick == full
 
 
 def test_a_new_store_has_2048_byte_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
