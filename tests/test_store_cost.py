@@ -309,6 +309,11 @@ def test_a_new_store_has_2048_byte_pages_and_an_old_one_keeps_its_own(tmp_path: 
     for path, size in ((new, PAGE_SIZE), (old, 4096)):
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == MIGRATIONS[-1][0]
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert not indexes & {"idx_suppression_changes_address", "idx_messages_kind_received_at"}
+        assert "idx_suppression_log_client_policy" not in indexes
+        assert conn.execute("SELECT SUM(n) FROM client_suppressions").fetchone()[0] == 1  # the upgraded one counts
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT COUNT(*) FROM suppression_list").fetchone()[0] == 1
         conn.close()
