@@ -996,6 +996,9 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open: {exc}") from exc
         try:
+            from .db import refuse_foreign  # here: db.py imports this module
+
+            refuse_foreign(conn, self.path)  # before WAL mode and migrations change another program's file
             if os.path.getsize(self.path) == 0:
                 # a new store: before its first page is written (an existing store keeps its page size)
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
