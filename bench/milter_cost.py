@@ -1,6 +1,6 @@
 """Instructions the milter process spends per SMTP session, counted by valgrind (callgrind).
 
-    .venv/bin/python bench/milter_cost.py [--sessions 200] [--traffic ordinary,bounce] [--floor]
+    .venv/bin/python bench/milter_cost.py [--sessions 200] [--traffic ordinary,bounce] [--floor] [--python PATH]
 
 Throughput on a small shared machine moves by 15 % from one minute to the next; an instruction
 count does not. This runs `bouncemilter run` under callgrind, plays milter sessions the way
@@ -10,12 +10,17 @@ that carries a macro list), one session at a time, and prints the milter's user-
 per session: for ordinary mail (accepted at DATA) and for a DSN bounce (read, classified, committed
 to SQLite, accepted). --floor measures bench/floor_pymilter.py the same way: a pymilter milter
 that does no work. Kernel time (syscalls, fsync) is not counted. Needs valgrind; takes ~1-3 min.
+
+--python runs both milters under another interpreter, with this checkout first on its path: e.g. the one
+`deploy/setup.sh` installs the milter for (Debian's python3 and python3-milter, /opt/bouncemilter/venv/bin/python),
+which is what an admin's milter runs on; the development .venv's interpreter is a different build.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -117,12 +122,15 @@ def play(path: str, traffic: str, n: int, counter: itertools.count) -> None:
         s.close()
 
 
-def measure(cmd: list[str], sock: Path, traffic: str, sessions: int, work: Path) -> int:
+def measure(
+    cmd: list[str], sock: Path, traffic: str, sessions: int, work: Path, env: dict[str, str] | None = None
+) -> int:
     """Instructions per session of `cmd` (a milter listening on `sock`) for `sessions` sessions."""
     out = work / "callgrind.out"
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
         cwd=work,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -157,7 +165,12 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=200, help="sessions counted per traffic kind (default 200)")
     ap.add_argument("--traffic", default="ordinary,bounce")
     ap.add_argument("--floor", action="store_true", help="also measure bench/floor_pymilter.py")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter to run the milters (default: this one)")
     args = ap.parse_args()
+    env = None
+    if args.python != sys.executable:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        print(f"interpreter: {args.python}, with {REPO} first on its path")
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if not shutil.which(tool):
             print(f"cannot run: {tool} not installed (apt-get install valgrind)", file=sys.stderr)
@@ -170,7 +183,7 @@ def main() -> int:
             sock = work / "milter.sock"
             if name == "bouncemilter":
                 cmd = [
-                    sys.executable,
+                    args.python,
                     "-m",
                     "bouncemilter.cli",
                     "run",
@@ -182,9 +195,9 @@ def main() -> int:
                     "@sink.test",
                 ]
             else:
-                cmd = [sys.executable, str(REPO / "bench" / "floor_pymilter.py"), f"unix:{sock}", "@sink.test"]
+                cmd = [args.python, str(REPO / "bench" / "floor_pymilter.py"), f"unix:{sock}", "@sink.test"]
             try:
-                per = measure(cmd, sock, traffic, args.sessions, work)
+                per = measure(cmd, sock, traffic, args.sessions, work, env)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             print(f"{name:16s} {traffic:9s} {per:20,d}", flush=True)

@@ -5,8 +5,10 @@
 The store's share of `bench/milter_cost.py`, without the milter around it: the bounces are classified first,
 then `--records` of them (each to a new address from one SMTP client, as a bounce run delivers them) are
 recorded after 20 warm-up records, and only those are counted (callgrind's counters zeroed and dumped around
-them by a client request, the helper of `bench/milter_parts.py`). The per-client cap's count grows with the
-records, as in the milter bench. Needs valgrind (with its headers) and gcc; takes ~30 s.
+them by a client request, the helper of `bench/milter_parts.py`). The per-client cap counts the client's
+suppressions of the last hour as in the milter bench (from store migration 15 on, per minute bucket: its cost no
+longer grows with them). `bench/store_floor.py` gives the least the same rows cost without reads or policy.
+Needs valgrind (with its headers) and gcc; takes ~30 s.
 """
 
 from __future__ import annotations

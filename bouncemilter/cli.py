@@ -45,6 +45,11 @@ def main() -> None:
 def classify_cmd(fmt: str, unsubscribe_addresses: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Classify message files, directories, mbox files, Maildirs or - (stdin).
 
+    Paths must be files or directories: a FIFO or a device (/dev/zero) is reported as unreadable, never waited
+    on; send a stream to - instead. Standard input is read up to 64 MiB when it is a pipe, a terminal or a
+    device (more is reported as unreadable: give a mailbox that big as a file). Files gzip, bzip2 or xz
+    compressed are read as their content. Exit status 1 when any path could not be read.
+
     \b
     Examples:
       bouncemilter classify bounce.eml
@@ -180,9 +185,18 @@ def describe(result: Classification) -> str:
     "/etc/bouncemilter/bouncemilter.toml if it exists, else embedded defaults.",
 )
 @click.option(
-    "--socket", "socket_spec", metavar="SPEC", help="unix:/path or inet:PORT@HOST (default inet:9025@127.0.0.1)."
+    "--socket",
+    "socket_spec",
+    metavar="SPEC",
+    help="unix:/path or inet:PORT@HOST (overrides the config file's milter.socket; default inet:9025@127.0.0.1).",
 )
-@click.option("--db", "db_path", metavar="PATH", help="SQLite database file (default ./bouncemilter.db).")
+@click.option(
+    "--db",
+    "db_path",
+    metavar="PATH",
+    help="The store: a SQLite file or a PostgreSQL URL postgresql://... (overrides the config file's store.db; "
+    "default ./bouncemilter.db).",
+)
 @click.option(
     "--bounce-address",
     "bounce_addresses",
@@ -204,7 +218,7 @@ def run_cmd(
     bounce_addresses: tuple[str, ...],
     unsubscribe_addresses: tuple[str, ...],
 ) -> None:
-    """Run the milter (foreground; stop with SIGTERM).
+    """Run the milter (foreground; stop with SIGTERM, reload the configuration with SIGHUP).
 
     \b
     Examples:
@@ -228,39 +242,8 @@ def run_cmd(
 
         logjson.event(logjson.setup("stderr"), logging.ERROR, "config_error", str(exc))
         sys.exit(2)
-    busy = _port_in_use(settings.socket)
-    if busy:
-        from . import logjson
-
-        logjson.event(logjson.setup("stderr"), logging.ERROR, "start_failed", busy)
-        sys.exit(1)
     # SIGHUP reads the same file with the same flags again
     sys.exit(serve(settings, reload=lambda: load_settings(config_path, overrides)))
-
-
-def _port_in_use(spec: str) -> str:
-    """Why an inet socket cannot be listened on (in use, no such local address), or "". libmilter itself only
-    says "cannot opensocket"; a unix socket has its own checks (a live milter's lock) in serve()."""
-    import errno
-    import socket
-
-    kind, _, rest = spec.partition(":")
-    if kind not in ("inet", "inet6"):
-        return ""
-    port, _, host = rest.partition("@")
-    family = socket.AF_INET6 if kind == "inet6" else socket.AF_INET
-    host = host or ("::1" if kind == "inet6" else "127.0.0.1")
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libmilter: TIME_WAIT is no conflict
-            probe.bind((host.strip("[]"), int(port)))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return f"cannot listen on {spec}: the address is in use (another milter? ss -ltnp 'sport = :{port}')"
-        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-            return f"cannot listen on {spec}: {host} is not an address of this host ({exc.strerror or exc})"
-        return ""  # anything else (a privileged port, ...): libmilter's own attempt reports it
-    return ""
 
 
 from .cli_suppress import register as _register_suppress  # noqa: E402  (needs `main`)

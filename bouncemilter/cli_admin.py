@@ -153,7 +153,13 @@ def backup_cmd(config_path: str | None, db: str | None, dest: str, force: bool) 
 @click.option(
     "--service-user", metavar="USER", help="The user the milter runs as (default: bouncemilter if it exists)."
 )
-@click.option("--timeout", type=Seconds(1, 600), default=30.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=Seconds(1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds for Postfix's SMTP reply, and for the test report to reach the store.",
+)
 def doctor_cmd(
     config_path: str | None,
     postfix_config: str | None,

@@ -49,6 +49,9 @@ class Group(click.Group):
             _flush_stdout()
             raise
         except click.ClickException as exc:
+            foreign = _foreign_store(exc)
+            if foreign is not None:  # a command said "cannot open the store": say it is the wrong file, exit 2
+                raise ConfigProblem(one_line(str(foreign))) from foreign
             exc.message = one_line(exc.message)
             raise
         except KeyboardInterrupt:
@@ -71,11 +74,25 @@ class Group(click.Group):
         except Exception as exc:
             from .store import NoDatabase, StoreError
 
+            if _foreign_store(exc) is not None:  # a wrong --db or store.db: a usage mistake, nothing was written
+                raise ConfigProblem(one_line(str(exc))) from exc
             if not isinstance(exc, sqlite3.Error | StoreError | NoDatabase):
                 raise
             raise click.ClickException(one_line(_name_store(ctx, str(exc)))) from exc
         _flush_stdout()
         return result
+
+
+def _foreign_store(exc: BaseException) -> BaseException | None:
+    """The ForeignDatabase behind `exc` (itself, or what a command turned into its own message), else None."""
+    from .store.db import ForeignDatabase
+
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None or isinstance(seen, ForeignDatabase):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class Seconds(click.FloatRange):

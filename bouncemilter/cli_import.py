@@ -25,8 +25,8 @@ from .sources import (
     Entry,
     SourceError,
     collect,
-    decompress,
     has_header_block,
+    read_file,
     read_stdin,
     split_mbox_envelopes,
 )
@@ -50,10 +50,7 @@ class ImportProgress(Progress):
 
 
 def _read(entry: Entry) -> bytes:
-    if entry.path == STDIN:
-        return read_stdin()
-    with open(entry.path, "rb") as fh:
-        return decompress(fh.read())
+    return read_stdin() if entry.path == STDIN else read_file(entry.path)
 
 
 def _label(source: str, index: int, count: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import sqlite3
 import sys
@@ -16,6 +17,7 @@ from . import notify as nt
 from . import suppress_import as si
 from .cli_common import config_options, echo_json, load, printable, stdin_binary
 from .cli_suppress import _connect, _who
+from .regularfile import read_regular
 from .store import Store, StoreError, display_name
 
 SHOWN = 50  # skipped rows listed on stderr; --rejects has them all
@@ -61,7 +63,8 @@ def import_suppressions_cmd(
     settings = load(config_path, db)
     t0 = time.monotonic()
     try:
-        data = stdin_binary().read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
+        # a FIFO or /dev/zero as PATH is an error, and standard input is capped (sources.STDIN_MAX), never a hang
+        data = _stdin_capped() if path == "-" else read_regular(path)
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
@@ -127,6 +130,17 @@ def import_suppressions_cmd(
         )
     if skipped:
         sys.exit(1)
+
+
+def _stdin_capped() -> bytes:
+    from .sources import STDIN_MAX
+
+    data = stdin_binary().read(STDIN_MAX + 1)
+    if len(data) > STDIN_MAX:
+        raise OSError(
+            errno.EFBIG, f"more than {STDIN_MAX >> 20} MiB on standard input (give a list this big as a file)"
+        )
+    return data
 
 
 def _write_rejects(path: str, header: list[str], skipped: list[si.Skip]) -> None:

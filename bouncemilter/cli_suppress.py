@@ -9,8 +9,9 @@ import os
 import re
 import sqlite3
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -136,10 +137,25 @@ def suppress_cmd(
     click.echo(f"{printable(addr)}: {'suppressed' if changed else 'already suppressed by hand; reason updated'}")
 
 
+def _capped_lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of `stream`, up to sources.STDIN_MAX characters in all: `suppress - < /dev/zero` (one endless
+    line) stops with an error instead of filling the memory."""
+    from .sources import STDIN_MAX
+
+    total = 0
+    while line := stream.readline(STDIN_MAX - total + 1):
+        total += len(line)
+        if total > STDIN_MAX:
+            raise click.ClickException(
+                f"more than {STDIN_MAX >> 20} MiB on standard input; nothing saved (split the list)"
+            )
+        yield line
+
+
 def _suppress_stdin(settings: Settings, reason: str, by: str | None, skip_invalid: bool, source: str) -> None:
     addresses: dict[str, None] = {}  # ordered, without repeats
     bad: list[tuple[int, str]] = []
-    for n, line in enumerate(stdin_text(), 1):
+    for n, line in enumerate(_capped_lines(stdin_text()), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -506,10 +506,14 @@ OVERRIDE_NAMES = {
 _LIST_OVERRIDES = ("bounce_addresses", "unsubscribe_addresses")  # an empty list = the flag was not given
 
 
+CONFIG_MAX = 1 << 20  # a configuration file is a few KiB: more is a wrong path (a log, a database, a device)
+
+
 def _read(path: str) -> dict[str, Any]:
+    from .regularfile import read_regular
+
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        raw = read_regular(path, CONFIG_MAX)  # a FIFO or /dev/zero is an error, not a command that hangs
         # utf-8-sig: Windows editors (Notepad) start UTF-8 files with a byte-order mark, which TOML does not allow
         text = raw.decode("utf-8-sig")
         data = tomllib.loads(text)
@@ -611,14 +615,18 @@ def read_keys(path: str, source: str = "") -> KeyRing:
     """The key ring in `path` (one key per line, the first signs). Refuses a file every local user can read:
     anyone holding a key can make bounces that suppress any address."""
     where = f"{source}: signing.secret_file" if source else "signing.secret_file"
+    from .regularfile import open_regular
+
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(open_regular(path), encoding="utf-8") as fh:  # never a FIFO that blocks the start
             st = os.fstat(fh.fileno())
-            text = fh.read()
+            text = fh.read(CONFIG_MAX + 1)
     except FileNotFoundError:
         raise ConfigError(f"{where}: {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(text) > CONFIG_MAX:
+        raise ConfigError(f"{where}: {path}: larger than 1 MiB: not a key file")
     if st.st_mode & stat.S_IROTH:
         raise ConfigError(
             f"{where}: {path}: readable by every local user (mode {stat.S_IMODE(st.st_mode):04o}); "

@@ -184,8 +184,10 @@ class Credentials:
 
 def read_secret(path: str, what: str = "password file") -> str:
     """The first line of a secret file, without its line ending; FetchError when missing or empty."""
+    from .regularfile import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular(path), "rb") as fh:  # a FIFO is an error, not a fetch that hangs
             data = fh.read(65536)
             mode = os.fstat(fh.fileno()).st_mode
     except OSError as exc:

@@ -66,6 +66,10 @@ def prune(
                     conn.execute(Q.PRUNE_OUTBOX, (cutoff,))
                 conn.execute("COMMIT")
         pg = store_db.dialect(conn) == "postgres"
+        if not dry_run and not pg and store_db.has_table(conn, "client_suppressions"):
+            # the per-client cap's minute buckets (store migration 15) count only for an hour
+            stale = fmt_time((now or datetime.now(UTC)) - timedelta(hours=2))[:16]
+            conn.execute(Q.PRUNE_CLIENT_SUPPRESSIONS, (stale,))
         for sql in Q.PG_PRUNE_KEEP if pg else Q.PRUNE_KEEP:
             conn.execute(sql)
         out["kept_as_evidence"] = conn.execute(Q.PG_PRUNE_KEPT if pg else Q.PRUNE_KEPT, (cutoff,)).fetchone()[0]

@@ -1278,7 +1278,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logjson.event(
             logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=display_name(str(settings.db))
         )
-        return 1
+        return 2 if type(exc).__name__ == "ForeignDatabase" else 1  # a wrong --db: a usage error, as in the CLI
     store.suppressions.policy = Policy.from_settings(settings)
     metrics = None
     if getattr(settings, "metrics_enabled", False):
@@ -1525,7 +1525,12 @@ def serve(settings: Any, *, exit_process: bool = True, reload: Callable[[], Any]
     import milter as _milter
 
     from . import sdnotify
+    from .listencheck import port_in_use
 
+    busy = port_in_use(settings.socket)  # before the store is opened or created: libmilter would only say so later
+    if busy:
+        logjson.event(logjson.setup(settings.log_target, settings.log_level), logging.ERROR, "start_failed", busy)
+        return 1
     opened = open_runtime(settings)
     if isinstance(opened, int):
         return opened

@@ -72,8 +72,10 @@ def verify(secret: bytes, body: bytes, signature: str) -> bool:
 def read_secret(path: str) -> bytes:
     """The HMAC key. Refused, like the signing keys, when every local user may read it: whoever holds it can
     post suppressions the application believes."""
+    from .regularfile import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open(open_regular(path), "rb") as fh:  # a FIFO or a device is an error, not a hang
             mode = os.fstat(fh.fileno()).st_mode
             secret = fh.read().strip()
     except OSError as exc:

@@ -33,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import itemgetter
+from typing import NamedTuple
 
 # Reasons (Sisimai names) that describe a problem of the sending side or of the message, never of the mailbox.
 SENDER_REASONS: frozenset[str] = frozenset(
@@ -90,9 +92,9 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
-class Event:
-    """One recorded recipients row for the address (plus its message's feedback type)."""
+class Event(NamedTuple):
+    """One recorded recipients row for the address (plus its message's feedback type). A named tuple: the policy
+    hook makes one or two for every bounce, and a frozen dataclass costs four times as much to make (issue #12)."""
 
     id: int
     at: datetime  # aware, UTC
@@ -142,8 +144,23 @@ class Decision:
         return f"hard bounce ({self.reason}{' ' + self.status if self.status else ''})"
 
 
+# The last datetimes parse_time read from the store's text, with that text (what fmt_time gives them back): a
+# decision's times are its events' times, written back without formatting them again (`time_text`; a fmt_time is
+# ~6,000 instructions, issue #12). Found by identity, so a text is only ever given for the object read from it.
+_RECENT: list[tuple[datetime, str] | None] = [None] * 4
+_recent_next = 0
+_fromisoformat = datetime.fromisoformat
+
+
 def parse_time(value: str | datetime) -> datetime:
     """The store's ISO-8601 UTC text (``2026-05-09T07:35:25.123Z``) -> an aware datetime."""
+    global _recent_next
+    if type(value) is str and len(value) == 24 and value[23] == "Z" and value[19] == "." and value[10] == "T":
+        # the store's own form (fmt_time's, to the millisecond): Python 3.11 reads its Z as UTC
+        dt = _fromisoformat(value)
+        _RECENT[_recent_next & 3] = (dt, value)
+        _recent_next += 1
+        return dt
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -167,47 +184,78 @@ def classify_event(event: Event, policy: Policy) -> str:
     return "hard" if event.hard else "soft"
 
 
-def decide(events: Iterable[Event], policy: Policy, now: datetime, after: datetime | None = None) -> Decision:
-    """Replay `events` (any order; sorted here) under `policy`; `after` = a manual unsuppression time."""
+def time_text(dt: datetime) -> str | None:
+    """The store's text of a datetime parse_time just read from it (None when it did not: format it then)."""
+    for recent in _RECENT:
+        if recent is not None and recent[0] is dt:
+            return recent[1]
+    return None
+
+
+_BY_TIME = itemgetter(1, 0)  # (at, id)
+_AT_ONCE = {"hard": "hard bounce", "complaint": "complaint", "opt-out": "unsubscribe request"}
+
+
+def decide(
+    events: Iterable[Event], policy: Policy, now: datetime, after: datetime | None = None, explain: bool = True
+) -> Decision:
+    """Replay `events` (any order; sorted here) under `policy`; `after` = a manual unsuppression time.
+    `explain=False`: the same decision without its verdicts (the policy hook reads none of them)."""
+    if not explain and after is None and isinstance(events, list) and len(events) == 1:
+        # the usual bounce of a new address: one event, which suppresses at once or not at all by itself
+        ev = events[0]
+        category = classify_event(ev, policy)
+        if category in _AT_ONCE:
+            d = Decision()
+            _trigger(d, category, ev, [ev.id], ev.at)
+            return d
     now = parse_time(now)
-    ordered = sorted(events, key=lambda e: (e.at, e.id))
+    ordered = sorted(events, key=_BY_TIME)
     d = Decision()
+    verdicts = d.verdicts if explain else None
     # the current soft score: one entry per distinct UTC day, with the ids and first time of that day's bounces
     run: list[tuple[date, list[int], datetime]] = []
     for ev in ordered:
         category = classify_event(ev, policy)
         if after is not None and ev.at <= after and category in COUNTED:
-            note = "before the manual unsuppression: not counted"
-            d.verdicts.append(Verdict(ev.id, "before-unsuppress", False, note))
+            if verdicts is not None:
+                note = "before the manual unsuppression: not counted"
+                verdicts.append(Verdict(ev.id, "before-unsuppress", False, note))
             continue
         if category == "sender":
-            d.verdicts.append(Verdict(ev.id, category, False, f"sender's problem ({ev.reason}): never counts"))
+            if verdicts is not None:
+                verdicts.append(Verdict(ev.id, category, False, f"sender's problem ({ev.reason}): never counts"))
             continue
         if category == "not-a-complaint":
-            note = f"feedback type {ev.feedback_type}: not a subscriber's complaint"
-            d.verdicts.append(Verdict(ev.id, category, False, note))
+            if verdicts is not None:
+                note = f"feedback type {ev.feedback_type}: not a subscriber's complaint"
+                verdicts.append(Verdict(ev.id, category, False, note))
             continue
         if category == "ignored":
-            d.verdicts.append(Verdict(ev.id, category, False, f"{ev.kind}: never counts"))
+            if verdicts is not None:
+                verdicts.append(Verdict(ev.id, category, False, f"{ev.kind}: never counts"))
             continue
         if category == "unverified":
-            note = f"unverified {ev.kind} (not proven to answer our mail): kept, never counts"
-            d.verdicts.append(Verdict(ev.id, category, False, note))
+            if verdicts is not None:
+                note = f"unverified {ev.kind} (not proven to answer our mail): kept, never counts"
+                verdicts.append(Verdict(ev.id, category, False, note))
             continue
         if d.suppress:
             d.evidence.append(ev.id)
             d.last_evidence_at = ev.at
-            d.verdicts.append(Verdict(ev.id, category, True, f"{category}: already suppressed, added as evidence"))
+            if verdicts is not None:
+                verdicts.append(Verdict(ev.id, category, True, f"{category}: already suppressed, added as evidence"))
             continue
-        if category in ("hard", "complaint", "opt-out"):
+        if category in _AT_ONCE:
             _trigger(d, category, ev, [ev.id], ev.at)
-            what = {"hard": "hard bounce", "complaint": "complaint", "opt-out": "unsubscribe request"}[category]
-            d.verdicts.append(Verdict(ev.id, category, True, f"{what}: suppresses at once"))
+            if verdicts is not None:
+                verdicts.append(Verdict(ev.id, category, True, f"{_AT_ONCE[category]}: suppresses at once"))
             continue
         day = ev.at.astimezone(UTC).date()
         if run and day == run[-1][0]:
             run[-1][1].append(ev.id)
-            d.verdicts.append(Verdict(ev.id, "soft", False, "soft bounce: same day, not counted again"))
+            if verdicts is not None:
+                verdicts.append(Verdict(ev.id, "soft", False, "soft bounce: same day, not counted again"))
             continue
         reset = ""
         if run and (day - run[-1][0]).days > policy.soft_stale_days:
@@ -216,8 +264,9 @@ def decide(events: Iterable[Event], policy: Policy, now: datetime, after: dateti
         run.append((day, [ev.id], ev.at))
         while (day - run[0][0]).days >= policy.soft_window_days:
             run.pop(0)  # older than the window: no longer part of the score
-        note = f"soft bounce ({ev.reason or 'undefined'}): day {len(run)} of {policy.soft_threshold}{reset}"
-        d.verdicts.append(Verdict(ev.id, "soft", True, note))
+        if verdicts is not None:
+            note = f"soft bounce ({ev.reason or 'undefined'}): day {len(run)} of {policy.soft_threshold}{reset}"
+            verdicts.append(Verdict(ev.id, "soft", True, note))
         if len(run) >= policy.soft_threshold:
             _trigger(d, "soft", ev, [i for _, ids, _ in run for i in ids], run[0][2])
             d.soft_days = [x[0].isoformat() for x in run]

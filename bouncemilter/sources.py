@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def read_messages(
     an mbox file holding more than one. `done` is called after each entry."""
     for entry in entries:
         try:
-            data = read_stdin() if entry.path == STDIN else _read(entry.path)
+            data = read_stdin() if entry.path == STDIN else read_file(entry.path)
         except OSError as exc:
             errors.append(SourceError(entry.source, _describe(exc)))
         else:
@@ -72,15 +73,40 @@ def iter_messages(paths: Iterable[str], errors: list[SourceError]) -> Iterator[t
     return read_messages(collect(paths, errors), errors)
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return decompress(fh.read())
+# What is read from standard input when it is a pipe, a terminal or a device: /dev/zero or a runaway producer
+# must not fill the memory. Six times Postfix's default message_size_limit (10,240,000 bytes); a bigger mailbox
+# is read from its file, which has no cap (a regular file ends).
+STDIN_MAX = 64 << 20
+
+
+def read_file(path: str) -> bytes:
+    """A named file, decompressed. OSError for what is not a regular file: open() of a FIFO would wait forever
+    for a writer and /dev/zero never ends, so they are refused (standard input takes a stream)."""
+    from .regularfile import NotRegular, read_regular
+
+    try:
+        return decompress(read_regular(path))
+    except NotRegular as exc:
+        raise OSError(exc.errno, f"{exc.strerror}: give a file, or send it to standard input (-)") from None
 
 
 def read_stdin() -> bytes:
     if sys.stdin is None:  # started with standard input closed (`<&-`, some daemons and cron setups)
         raise OSError(errno.EBADF, "standard input is closed")
-    return decompress(sys.stdin.buffer.read())
+    stream = sys.stdin.buffer
+    try:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # no descriptor (a test's BytesIO): a stream like any other
+        regular = False
+    if regular:  # `< file`: it ends
+        return decompress(stream.read())
+    data = stream.read(STDIN_MAX + 1)
+    if len(data) > STDIN_MAX:
+        raise OSError(
+            errno.EFBIG,
+            f"more than {STDIN_MAX >> 20} MiB on standard input: stopped reading (give a mailbox this big as a file)",
+        )
+    return decompress(data)
 
 
 # A compressed mailbox is recognised by its magic bytes, not its name (logrotate and people name them freely).

@@ -22,11 +22,22 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .classify.address import canonical, lookalike
-from .policy import COUNTED, COUNTING_KINDS, Decision, Event, Policy, classify_event, decide, parse_time
+from .policy import (
+    COUNTED,
+    COUNTING_KINDS,
+    Decision,
+    Event,
+    Policy,
+    classify_event,
+    decide,
+    parse_time,
+    time_text,
+)
 from .store import sql as Q
 from .store.core import Store, _json_list, fmt_time, has_column, has_table, utc_now
 from .store.db import NoDatabase, connect
@@ -41,7 +52,13 @@ EVIDENCE_CAP = Q.EVIDENCE_CAP  # ids kept per address: the trigger first, then t
 def _event(row: Iterable[Any]) -> Event:
     rid, at, kind, reason, hard, status, feedback_type, verified = row
     checked = None if verified is None else bool(verified)
-    return Event(int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "", checked)
+    # tuple.__new__: what Event(...) does, without the named tuple's __new__ in Python
+    return _new_tuple(
+        Event, (int(rid), parse_time(at), kind, reason or "", bool(hard), status or "", feedback_type or "", checked)
+    )
+
+
+_new_tuple = tuple.__new__
 
 
 def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
@@ -67,14 +84,30 @@ def _cap(ids: list[int]) -> list[int]:
 def _evidence_json(ids: list[int]) -> str:
     """json.dumps(_cap(ids)), built by hand for a list of ints (the json module's encoder is ~15,000
     instructions a call, and every new suppression writes two lists)."""
+    if len(ids) == 1 and type(ids[0]) is int:  # a hard bounce's suppression: its one event
+        return f"[{ids[0]}]"
     ids = _cap(ids)
     if all(type(i) is int for i in ids):
         return "[" + ", ".join(map(str, ids)) + "]"
     return json.dumps(ids)
 
 
+_day_shift: tuple[str, int, str] = ("", 0, "")  # the last (date, days, the date that many days before)
+
+
+def days_before(text: str, days: int) -> str:
+    """fmt_time(parse_time(text) - timedelta(days=days)) for the store's text (fmt_time's form): whole days in UTC
+    move the date only, and the date a bounce's policy read starts from is the same all day."""
+    global _day_shift
+    shift = _day_shift  # one read: another thread may replace it meanwhile
+    if shift[0] != text[:10] or shift[1] != days:
+        shift = _day_shift = (text[:10], days, (date.fromisoformat(text[:10]) - timedelta(days=days)).isoformat())
+    return shift[2] + text[10:]
+
+
 def _t(dt: datetime | None) -> str | None:
-    return fmt_time(dt) if dt else None
+    # a decision's times are its events' times, read from the store's text: that text, not formatted again
+    return (time_text(dt) or fmt_time(dt)) if dt else None
 
 
 def _log(
@@ -111,18 +144,14 @@ def source_of(category: str) -> str:
 
 def _decision_columns(d: Decision) -> tuple:
     """A decision's columns as the suppressions and pending_suppressions rows hold them, in table order."""
-    return (
-        d.category,
-        d.reason,
-        d.status,
-        d.summary,
-        _t(d.suppressed_at),
-        _t(d.first_evidence_at),
-        _t(d.last_evidence_at),
-        _evidence_json(d.evidence),
-        d.soft_score,
-        _json_list(d.soft_days),
-    )
+    at = d.suppressed_at
+    text = _t(at)
+    # a hard bounce's three times are one event's: one text
+    first = text if d.first_evidence_at is at else _t(d.first_evidence_at)
+    last = text if d.last_evidence_at is at else _t(d.last_evidence_at)
+    days = _json_list(d.soft_days) if d.soft_days else "[]"
+    evidence = _evidence_json(d.evidence)
+    return (d.category, d.reason, d.status, d.summary, text, first, last, evidence, d.soft_score, days)
 
 
 def _write_policy(
@@ -188,7 +217,7 @@ class SuppressionHook:
         if not self.policy.max_new_per_client_hour:
             client = ""  # no per-client cap: nothing to count
         since = fmt_time(parse_time(at) - timedelta(days=self.policy.soft_window_days + 1))
-        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, _hour_before(stamp)), prepare=True)
+        cur = conn.execute(Q.PG_POLICY_READS, (addresses, since, client, cap_window(stamp)), prepare=True)
         return Prefetched(stamp, addresses, cur, batch)
 
     def recorded(
@@ -216,10 +245,18 @@ class SuppressionHook:
             if count is not None and pre.batch:  # suppressions earlier in the batch, sent after this read
                 count += pre.batch.get(client, 0)
             gate = Gate(conn, self.policy, client, msg_id, stamp, count)
-        for address, group in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
-            update_address(conn, address, [_event(r[1:]) for r in group], self.policy, stamp, gate, reads.get(address))
+        if len(rows) == 1:  # the usual bounce: one address
+            row = rows[0]
+            update_address(conn, row[0], [_event(row[1:])], self.policy, stamp, gate, reads.get(row[0]))
+        else:
+            for address, group in itertools.groupby(sorted(rows, key=_ADDRESS), key=_ADDRESS):
+                events = [_event(r[1:]) for r in group]
+                update_address(conn, address, events, self.policy, stamp, gate, reads.get(address))
         if pre is not None and pre.batch is not None and gate.new and client:
             pre.batch[client] = pre.batch.get(client, 0) + gate.new
+
+
+_ADDRESS = itemgetter(0)
 
 
 class Prefetched:
@@ -235,8 +272,18 @@ class Prefetched:
         self.batch = batch
 
 
-def _hour_before(stamp: str) -> str:
-    return fmt_time(parse_time(stamp) - timedelta(hours=1))
+_window: tuple[str, str] = ("", "")  # the last (minute, window start): one parse per minute of the clock
+
+
+def cap_window(stamp: str) -> str:
+    """Where the per-client cap's hour starts for the policy clock's `stamp`: the minute an hour before it
+    (2026-05-09T06:35 for 07:35:25.123Z), so the count covers an hour and the part of a minute before it. The
+    buckets of store migration 15 count per minute; PostgreSQL counts its log rows over the same window."""
+    global _window
+    window = _window  # one read: another thread may replace it meanwhile
+    if window[0] != stamp[:16]:
+        window = _window = (stamp[:16], fmt_time(parse_time(stamp) - timedelta(hours=1))[:16])
+    return window[1]
 
 
 class Gate:
@@ -244,7 +291,8 @@ class Gate:
 
     One forged report naming thousands of addresses must not suppress them all: past `max_new_per_message` new
     suppressions from this message, or past `max_new_per_client_hour` from this SMTP client within the last
-    hour (counted in suppression_log), a new suppression is held as pending for an admin to approve or reject.
+    hour (counted in suppression_log; the hour starts at the beginning of the minute an hour before the policy's
+    clock, `cap_window`), a new suppression is held as pending for an admin to approve or reject.
     Addresses already suppressed only gain evidence and are never held. Postfix's own bounces and imported
     mailboxes have no client (""): only the per-message cap applies to them.
     """
@@ -268,12 +316,19 @@ class Gate:
             return f"per-message cap: more than {per_message} new suppressions from one report"
         if self.client and per_client:
             if self._client_count is None:
-                self._client_count = self.conn.execute(
-                    Q.CLIENT_SUPPRESSIONS_SINCE, (self.client, _hour_before(self.stamp))
-                ).fetchone()[0]
+                sqlite = type(self.conn) is sqlite3.Connection
+                sql = Q.CLIENT_SUPPRESSIONS_SINCE if sqlite else Q.PG_CLIENT_SUPPRESSIONS_SINCE
+                self._client_count = self.conn.execute(sql, (self.client, cap_window(self.stamp))).fetchone()[0]
             if self._client_count >= per_client:
                 return f"per-client cap: more than {per_client} new suppressions from {self.client} within an hour"
         return ""
+
+    def counts(self) -> bool:
+        """Whether the client's count is still to be read (SQLite reads it with the policy's other reads)."""
+        return self._client_count is None and bool(self.client) and bool(self.policy.max_new_per_client_hour)
+
+    def count(self, value: int) -> None:
+        self._client_count = value
 
     def suppressed(self) -> None:
         self.new += 1
@@ -294,19 +349,34 @@ def update_address(
     With a `gate`, a new suppression past its caps is held as pending instead. `pre`: what PG_POLICY_READS read
     for the address under its lock (state, manual_at, held, its events since the soft window's start)."""
     pg = type(conn) is not sqlite3.Connection  # once: the SQLite milter's path pays one comparison for it
+    now = new[0].at if len(new) == 1 else max(e.at for e in new)
+    days = policy.soft_window_days + 1
+    text = time_text(now)
+    history: list[Any] | None = None
     if pre is not None:
         row = pre
-    else:
-        if pg:
-            _lock_address(conn, address)
+    elif pg:
+        _lock_address(conn, address)
         row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()  # one statement: state, manual_at, held
+    else:
+        # one statement: the history since the soft window's start, the state, and the client's count
+        counting = gate is not None and gate.counts()
+        start = days_before(text, days) if text is not None else fmt_time(now - timedelta(days=days))
+        params = (gate.client if counting else "", cap_window(stamp) if counting else "", address, start)
+        history = conn.execute(Q.POLICY_READS, params).fetchall()
+        if history:
+            row = history[0][8:]
+            if counting:
+                gate.count(row[3])
+        else:  # not when the rows just inserted are counting events (they are read back): never, but be sure
+            row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()
     suppressed = row[0] == "suppressed"
     pending = not suppressed and bool(row[2])
     if suppressed or pending:
         # sticky (and a held suppression stays held until decided): further counting events only add evidence
         counted = [e for e in new if classify_event(e, policy) in COUNTED]
         if counted:
-            last = fmt_time(max(e.at for e in counted))
+            last = _t(max(e.at for e in counted))
             if pg:
                 sql = Q.PG_ADD_PENDING_EVIDENCE if pending else Q.PG_ADD_EVIDENCE
             else:
@@ -315,18 +385,24 @@ def update_address(
         if suppressed and any(e.kind == "opt_out" for e in counted):
             _opt_out_over(conn, address, stamp)
         return
-    now = max(e.at for e in new)
     after = parse_time(row[1]) if row[1] else None
     # only the soft window can matter for an address that is not suppressed yet (hard/complaint are in `new`)
-    lower = now - timedelta(days=policy.soft_window_days + 1)
-    if after is not None and after > lower:
-        lower = after
-    if pre is not None:  # read from the soft window's start: keep what load_events() would read
-        since = fmt_time(lower)
-        events = [_event(r) for r in pre[3] if r[1] >= since]
+    if after is None and text is not None:
+        since = days_before(text, days)
     else:
-        events = load_events(conn, address, fmt_time(lower))
-    d = decide(events, policy, now, after)
+        lower = now - timedelta(days=days)
+        if after is not None and after > lower:
+            lower = after
+        since = _t(lower)
+    # the events just inserted are read again: the ones made of them serve (the same values)
+    known = {e.id: e for e in new}
+    if pre is not None:  # read from the soft window's start: keep what load_events() would read
+        events = [known.get(r[0]) or _event(r) for r in pre[3] if r[1] >= since]
+    elif history is not None:  # the same, read from the window's start before the manual action was known
+        events = [known.get(r[0]) or _event(r[:8]) for r in history if r[1] >= since]
+    else:
+        events = [known.get(r[0]) or _event(r) for r in conn.execute(Q.LOAD_EVENTS, (address, since)).fetchall()]
+    d = decide(events, policy, now, after, explain=False)
     if not d.suppress:
         return
     held = gate.held_because() if gate is not None else ""
@@ -537,7 +613,7 @@ def _rebuild_one(
         counts["suppressed"] += 1
         return
     after = parse_time(row["manual_at"]) if row is not None and row["manual_at"] else None
-    d = decide(events, policy, now, after)
+    d = decide(events, policy, now, after, explain=False)
     was = row is not None and row["state"] == "suppressed"
     if d.suppress:
         counts["suppressed"] += 1

@@ -57,3 +57,5 @@ def _check(tmp_path: Path) -> None:
         pytest.skip(f"the system python3 lacks a module the store imports: {out.stderr.strip().splitlines()[-1]}")
     assert "bounces.db-shm" in out.stdout and "may not write" in out.stdout, (out.stdout, out.stderr)
     assert "attempt to write a readonly database" not in out.stdout
+    # never the advice to let the reader write the directory: its -shm would lock a later milter out
+    assert "bouncemilter backup" in out.stdout and "write access" not in out.stdout, out.stdout

@@ -55,14 +55,13 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import length_hint
+from operator import itemgetter, length_hint
 from typing import TYPE_CHECKING, Any
 
 from ..classify.address import canonical, lookalike
@@ -129,8 +128,18 @@ def fmt_time(dt: datetime) -> str:
     )
 
 
+_second: tuple[int, str] = (-1, "")  # (a second of the clock, its text up to the fraction's dot)
+
+
 def utc_now() -> str:
-    return fmt_time(datetime.now(UTC))
+    """The time now as fmt_time writes it. The text up to the second is kept while the second lasts: a recorded
+    bounce asks twice (its received_at and the policy's clock), ~9,000 instructions each through datetime."""
+    global _second
+    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    second = _second  # one read: another thread may replace it meanwhile
+    if second[0] != sec:
+        second = _second = (sec, fmt_time(datetime.fromtimestamp(sec, UTC))[:20])
+    return second[1] + _D3[ns // 1_000_000] + "Z"
 
 
 # ---------------------------------------------------------------------------------------------------- migrations
@@ -416,6 +425,48 @@ _V13 = [
         WHERE action = 'suppress' AND source = 'policy'""",
 ]
 
+# Version 15 (issue #12): the per-client cap counts per minute. Counting a client's policy suppressions of the last
+# hour walked one index entry per suppression (~500 instructions each: ~110,000 a bounce at 220, 0.5 million at the
+# default cap of 1,000). Now a trigger on suppression_log adds each one (action suppress, source policy, with a
+# client: exactly the rows the count counted) to its client's bucket of the minute (`at`'s first 16 characters,
+# 2026-05-09T07:35), and the count sums at most 61 buckets: those from the minute an hour before the policy's
+# clock on (sql.CLIENT_SUPPRESSIONS_SINCE; PostgreSQL counts its log rows over the same window). The partial index
+# of versions 11 and 13 then answers no query: dropped (one index page less per new suppression). Seeded from the
+# log's last two hours; `prune` deletes buckets older than two hours.
+_V15 = [
+    """CREATE TABLE client_suppressions (
+        client_addr TEXT NOT NULL,
+        minute TEXT NOT NULL,
+        n INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (client_addr, minute)
+    ) WITHOUT ROWID""",
+    """INSERT INTO client_suppressions (client_addr, minute, n)
+        SELECT client_addr, SUBSTR(at, 1, 16), COUNT(*) FROM suppression_log
+        WHERE action = 'suppress' AND source = 'policy' AND client_addr != ''
+          AND at >= strftime('%Y-%m-%dT%H:%M', 'now', '-2 hours')
+        GROUP BY client_addr, SUBSTR(at, 1, 16)""",
+    """CREATE TRIGGER suppression_log_client_count AFTER INSERT ON suppression_log
+        WHEN NEW.action = 'suppress' AND NEW.source = 'policy' AND NEW.client_addr != ''
+        BEGIN
+            INSERT INTO client_suppressions (client_addr, minute, n) VALUES (NEW.client_addr, SUBSTR(NEW.at, 1, 16), 1)
+            ON CONFLICT (client_addr, minute) DO UPDATE SET n = n + 1;
+        END""",
+    "DROP INDEX IF EXISTS idx_suppression_log_client_policy",
+]
+
+# Version 16 (issue #12): two indexes every bounce wrote a page of and no query needs (EXPLAIN QUERY PLAN over every
+# statement the test suite runs, and the SQL of README and docs): idx_suppression_changes_address (the feed is read
+# by id; pruning it scans by time) and idx_messages_kind_received_at (what filters messages by kind filters them by
+# time too, which idx_messages_received_at serves: stats --by kind, check; daily_counts reads every row). ~10,000
+# instructions each a bounce (an index entry and a page checksummed into the WAL). The same on PostgreSQL.
+_V16 = [
+    "DROP INDEX IF EXISTS idx_suppression_changes_address",
+    "DROP INDEX IF EXISTS idx_messages_kind_received_at",
+]
+
+# tables only the SQLite store has (its writer's bookkeeping; every other table and view is on both engines)
+SQLITE_ONLY_TABLES = ("client_suppressions",)
+
 MIGRATIONS: list[Migration] = [
     (1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6), (7, _V7), (8, _V8), (9, migrate_v9),
     (10, []),  # PostgreSQL's feed trigger changes (PG_MIGRATIONS); SQLite's schema is the same
@@ -423,6 +474,8 @@ MIGRATIONS: list[Migration] = [
     (12, []),  # PostgreSQL's policy-reads function (PG_MIGRATIONS); SQLite's schema is the same
     (13, _V13),
     (14, migrate_v14),  # CHECK constraints as comparisons (schema_checks.py)
+    (15, _V15),
+    (16, _V16),
 ]  # fmt: skip
 
 # PostgreSQL: the same tables, columns, indexes and views, written for PostgreSQL. A PostgreSQL store starts at
@@ -736,6 +789,8 @@ _PG_V12 = [policy_reads_function("CREATE OR REPLACE")]
 # Versions 13 and 14 change SQLite's indexes and CHECK constraints for speed (issue #12): nothing on PostgreSQL.
 PG_MIGRATIONS: list[Migration] = [
     (8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12), (13, []), (14, []),
+    (15, []),  # the per-minute buckets are SQLite's: PostgreSQL counts its log rows (idx_suppression_log_client)
+    (16, _V16),
 ]  # fmt: skip
 
 
@@ -861,9 +916,10 @@ def dedup_key(meta: MessageMeta) -> str | None:
 
 
 def _envelope(meta: MessageMeta) -> str:
-    return (
-        meta.envelope_from.strip().lower() + "\0" + ",".join(sorted({a.strip().lower() for a in meta.bounce_addresses}))
-    )
+    addresses = meta.bounce_addresses
+    if len(addresses) == 1:  # the usual message: one bounce address (no set to sort)
+        return meta.envelope_from.strip().lower() + "\0" + addresses[0].strip().lower()
+    return meta.envelope_from.strip().lower() + "\0" + ",".join(sorted({a.strip().lower() for a in addresses}))
 
 
 def legacy_dedup_key(meta: MessageMeta) -> str | None:
@@ -940,6 +996,12 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open: {exc}") from exc
         try:
+            from .db import refuse_foreign  # here: db.py imports this module
+
+            refuse_foreign(conn, self.path)  # before WAL mode and migrations change another program's file
+            if os.path.getsize(self.path) == 0:
+                # a new store: before its first page is written (an existing store keeps its page size)
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot switch to WAL journal mode (got {mode})")
@@ -1213,6 +1275,12 @@ class Store:
 
 DB_MODE = 0o640  # bounces are personal data: owner and group (a monitoring user), never everyone
 
+# The page size of a new store (SQLite's default is 4096). Every commit checksums each page it dirtied into the WAL
+# (~1.1 instructions a byte), one page in each b-tree a bounce writes (~24 of them): 2048-byte pages cut a
+# bounce's Store.record() by ~42,000 instructions (issue #12; 1024 cut no more, and leaves index keys over ~230
+# bytes to overflow pages). An existing store keeps its pages (docs/performance.md says how to convert one).
+PAGE_SIZE = 2048
+
 
 def _create_private(path: str) -> None:
     """Create the database file DB_MODE whatever the umask (SQLite gives its -wal and -shm files the mode of the
@@ -1240,15 +1308,46 @@ def _capped(*values: object) -> tuple[object, ...]:
     return tuple(v[:FIELD_CAP] if isinstance(v, str) and len(v) > FIELD_CAP else v for v in values)
 
 
+def _capped_row(values: tuple, texts: Callable[[tuple], tuple]) -> tuple:
+    """`_capped(*values)` for a row whose text columns `texts` picks (an itemgetter): when those texts together are
+    no longer than the cap (a bounce's row: ~500 characters), none is over it - one join in C, where length_hint
+    on a number or None looks for __length_hint__. A longer row, or a text column holding something else (None),
+    takes the general way."""
+    try:
+        if len("".join(texts(values))) <= FIELD_CAP:  # all of them together fit: each does
+            return values
+    except TypeError:
+        pass
+    return _capped(*values)
+
+
+# the text columns of INSERT_MESSAGE's values (not size, processing_ms, recipient_count, verified, truncated,
+# recipients_dropped; dedup_key is text or None) and of a recipients row's (`_recipient_params`: not hard,
+# verified; reason_rule is text or None)
+_MESSAGE_TEXTS = itemgetter(*range(9), *range(10, 14), *range(15, 24), 25, 27)
+_RECIPIENT_TEXTS = itemgetter(*range(10), 11, 12, 14, 15, 16, 17)
+
+
 def _json_list(items: object) -> str:
     """A JSON list that fits FIELD_CAP (trailing items dropped), so capping never leaves broken JSON.
 
     What json.dumps() writes, built by hand for the usual lists (empty, or addresses that need no escaping): the
     json module's encoder costs ~15,000 instructions a call, three times for every stored message."""
-    if not items or not isinstance(items, list | tuple):
+    if not items or not isinstance(items, (list, tuple)):  # a tuple of types: `list | tuple` is built every call
         return "[]"
+    first = items[0]
+    if (  # the usual list: one bounce address (_plain_json written out: a Python call costs more than it)
+        len(items) == 1
+        and type(first) is str
+        and len(first) <= FIELD_CAP // 4
+        and first.isascii()
+        and first.isprintable()
+        and '"' not in first
+        and "\\" not in first
+    ):
+        return '["' + first + '"]'
     texts = [str(item)[: FIELD_CAP // 4] for item in items]
-    if all(_PLAIN_JSON.fullmatch(t) for t in texts):
+    if all(map(_plain_json, texts)):
         out: list[str] = []
         size = 2
         for text in texts:
@@ -1267,7 +1366,10 @@ def _json_list(items: object) -> str:
     return json.dumps(out)
 
 
-_PLAIN_JSON = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but '"' and '\\': json.dumps() leaves it as it is
+def _plain_json(text: str) -> bool:
+    """Printable ASCII but '"' and '\\': json.dumps() leaves it as it is (str methods in C: a regex match cost
+    twice as much)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _flag(value: bool | None) -> int | None:
@@ -1276,6 +1378,8 @@ def _flag(value: bool | None) -> int | None:
 
 def verp_addresses(meta: MessageMeta) -> list[str]:
     """The distinct VERP addresses as recipients rows hold them (through the classifier's address check)."""
+    if not any(meta.verp_recipients):
+        return []
     return list(dict.fromkeys(a for a in (canonical(v).address for v in meta.verp_recipients if v) if a))
 
 
@@ -1334,7 +1438,7 @@ def _message_params(
     """The messages row's values, in INSERT_MESSAGE's order, capped."""
     original = result.original
     feedback = result.feedback
-    return _capped(
+    values = (
         received_at,
         meta.queue_id,
         meta.client_addr,
@@ -1366,13 +1470,14 @@ def _message_params(
         1 if getattr(result, "truncated", False) else 0,
         int(meta.recipients_dropped),
     )
+    return _capped_row(values, _MESSAGE_TEXTS)
 
 
 def _recipient_params(message: tuple, rows: list[tuple]) -> list[tuple]:
     """The recipients rows' values after message_id, in INSERT_RECIPIENT's order, capped (`message`: the
     messages row's values, for received_at, kind and the original's Message-ID)."""
     received_at, kind, omid = message[0], message[10], message[16]
-    return [_capped(received_at, kind, *r[:-2], omid, *r[-2:]) for r in rows]
+    return [_capped_row((received_at, kind, *r[:-2], omid, *r[-2:]), _RECIPIENT_TEXTS) for r in rows]
 
 
 def new_events(message: tuple, recs: list[tuple], ids: list[int]) -> list[tuple]:

@@ -13,6 +13,28 @@ class NoDatabase(Exception):
     """--db names no store: a missing SQLite file, or a PostgreSQL database without the bouncemilter schema."""
 
 
+class ForeignDatabase(StoreError):
+    """--db names another program's SQLite database: writing would add our tables (and WAL mode) to it."""
+
+
+def refuse_foreign(conn: sqlite3.Connection, db: str) -> None:
+    """Raise ForeignDatabase unless the SQLite file is empty (a new store) or a bouncemilter store (any schema
+    version: every one has had schema_version). Called before anything writes: opening it for writing would
+    otherwise switch another program's database to WAL mode and create our tables beside its own."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite^_%' ESCAPE '^'"
+        )
+    ]
+    if names and "schema_version" not in names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise ForeignDatabase(
+            f"{db}: not a bouncemilter store: it holds {len(names)} other table(s) ({shown}); "
+            "name a new file or an existing bouncemilter store instead"
+        )
+
+
 def display_name(db: str) -> str:
     """How messages name the store: the path, or the URL without its password."""
     if is_url(db):
@@ -52,11 +74,16 @@ def connect(db: str, timeout: float = 5.0, write: bool = False, read_only: bool 
     else:
         conn = sqlite3.connect(db, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    if not write:
-        _readable(conn, db)
-    if write:
-        migrate(conn)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        if write:
+            refuse_foreign(conn, db)
+            migrate(conn)
+        else:
+            _readable(conn, db)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -71,11 +98,24 @@ def _readable(conn: sqlite3.Connection, db: str) -> None:
         if "readonly" not in str(exc) or os.path.exists(db + "-shm") or os.access(folder, os.W_OK):
             raise
         conn.close()
+        # Not "give the group write access to the directory": the -shm and -wal files this user's read would
+        # create are then its own, mode 0640, and a milter started later cannot write them (it refuses to start).
+        # Nor SQLite's immutable=1: a milter starting meanwhile would checkpoint into the file under the reader.
         raise sqlite3.OperationalError(
             f"cannot read it while nothing has it open: SQLite (WAL mode) must create {os.path.basename(db)}-shm "
-            f"in {folder}, which this user may not write (run as the store's owner, give its group write access "
-            "to the directory, or read while the milter runs)"
+            f"in {folder}, which this user may not write (read while the milter runs, run as the store's owner "
+            f"{_owner(db)}, or read a copy made by `bouncemilter backup`)"
         ) from exc
 
 
-__all__ = ["NoDatabase", "StoreError", "connect", "display_name"]
+def _owner(db: str) -> str:
+    import pwd
+
+    try:
+        uid = os.stat(db).st_uid
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return "(the milter's user)"
+
+
+__all__ = ["ForeignDatabase", "NoDatabase", "StoreError", "connect", "display_name", "refuse_foreign"]

@@ -34,6 +34,18 @@ KINDS_OR = "(" + " OR ".join(f"r.kind = '{k}'" for k in COUNTING_KINDS) + ")"
 LOAD_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
     WHERE r.address = ? AND {KINDS_OR} AND r.received_at >= ? AND {TO_BOUNCE_ADDRESS}
     ORDER BY r.received_at, r.id"""
+# SQLite: the policy's reads for one address in one statement (issue #12: three statements were ~51,000
+# instructions of a bounce, this one ~30,000): its events since the soft window's start (LOAD_EVENTS: the event
+# just inserted is always among them), each with the address's suppression state, last manual action and whether a
+# held suppression waits for it (ADDRESS_STATE), and the client's count for the per-client cap
+# (CLIENT_SUPPRESSIONS_SINCE; evaluated once: it names no column of the row). Parameters: the client ('' for no
+# count), the cap's window start, the address, the soft window's start.
+POLICY_READS = f"""SELECT {EVENT_COLUMNS}, s.state, s.manual_at,
+        EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = r.address),
+        (SELECT COALESCE(SUM(n), 0) FROM client_suppressions WHERE client_addr = ? AND minute >= ?)
+    FROM recipients r JOIN messages m ON m.id = r.message_id LEFT JOIN suppressions s ON s.address = r.address
+    WHERE r.address = ? AND {KINDS_OR} AND r.received_at >= ? AND {TO_BOUNCE_ADDRESS}
+    ORDER BY r.received_at, r.id"""
 # the recipients a message just recorded, for the policy hook
 HOOK_ROWS = f"""SELECT r.address, {EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
     WHERE r.message_id = ? AND r.address != '' ORDER BY r.id"""
@@ -164,9 +176,13 @@ REJECT = """INSERT INTO suppressions (address, domain, state, source, created_at
                            manual_reason = excluded.manual_reason, manual_at = excluded.manual_at"""
 SUPPRESSION_LOG_OF = "SELECT at, action, source, by, why FROM suppression_log WHERE address = ? ORDER BY at, id"
 PENDING_COUNT = "SELECT COUNT(*) FROM pending_suppressions"
-CLIENT_SUPPRESSIONS_SINCE = """SELECT COUNT(*) FROM suppression_log
-                   WHERE client_addr = ? AND at >= ? AND action = 'suppress'
-                           AND source = 'policy'"""
+# The per-client cap's count: a client's policy suppressions from the minute `?` (2026-05-09T07:35, an hour before
+# the policy's clock) on. SQLite sums the minute buckets of store migration 15 (at most 61 rows); PostgreSQL counts
+# the log rows of the same window (a text at or after the minute's start is in it: the minute is a prefix).
+CLIENT_SUPPRESSIONS_SINCE = "SELECT COALESCE(SUM(n), 0) FROM client_suppressions WHERE client_addr = ? AND minute >= ?"
+PG_CLIENT_SUPPRESSIONS_SINCE = """SELECT COUNT(*) FROM suppression_log
+                   WHERE client_addr = ? AND at >= ? AND action = 'suppress' AND source = 'policy'"""
+PRUNE_CLIENT_SUPPRESSIONS = "DELETE FROM client_suppressions WHERE minute < ?"
 
 # ---------------------------------------- reports (stats, check)
 WINDOW_MESSAGES = """SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), 0),
@@ -389,7 +405,7 @@ PG_WRITE_POLICY_LOGGED = "WITH written AS (" + WRITE_POLICY + ") " + LOG_WITH_CL
 
 # The policy's reads for one recorded message in one statement (store migration 12, `policy_reads_function`): per
 # address (sorted) its lock (LOCK_ADDRESS), then ADDRESS_STATE and LOAD_EVENTS, and the client's count for the
-# cap (CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
+# cap (PG_CLIENT_SUPPRESSIONS_SINCE; NULL without a client). JSON: [count, [[state, manual_at, held, [event, ...]],
 # ...]], an event as the columns of EVENT_COLUMNS.
 PG_POLICY_READS = "SELECT bm_policy_reads(?, ?, ?, ?)"
 
