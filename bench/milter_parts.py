@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -116,6 +117,32 @@ def build_helper(work: Path) -> Path:
     lib = work / "bm_probe.so"
     subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     return lib
+
+
+def probed_totals(script: str, args: list[str]) -> dict[str, list[int]]:
+    """Run `script ARGS --inside HELPER WORKDIR` under callgrind (this checkout first on its path); the totals of
+    the dumps its probes asked for (`bm_dump(label)` of the helper), by label, in order. The script counts what it
+    measures between `bm_zero()` and `bm_dump()`; WORKDIR is a fresh directory for its files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        helper = build_helper(work)
+        out = work / "callgrind.out"
+        cmd = [sys.executable, script, *args, "--inside", str(helper), str(work)]
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        totals: dict[str, list[int]] = defaultdict(list)
+        for f in sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:])):
+            text = f.read_text(errors="replace")
+            label = re.search(r"^desc: Trigger: Client Request: (.*)$", text, re.M)
+            total = re.search(r"^summary: (\d+)", text, re.M)
+            if label and total:
+                totals[label.group(1)].append(int(total.group(1)))
+        return totals
 
 
 class Dumps:

@@ -15,45 +15,47 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
-import re
-import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 
-def run(records: int, helper: str, db: str) -> None:
-    """Inside callgrind: record the bounces, counting only the measured ones."""
+def bounce(k: int) -> tuple[Any, Any]:
+    """(MessageMeta, Classification) of the k-th hard bounce of the bench: a new address, one SMTP client."""
     import messages as M
 
     from bouncemilter.classify import classify
     from bouncemilter.store.core import MessageMeta
+
+    raw = M.hard_bounce(f"cost{k}", recipient=f"user{k}@example.org").replace(b"\r\n", b"\n")
+    meta = MessageMeta(
+        queue_id=f"QB{k}",
+        client_addr="192.0.2.1",
+        client_name="mx.remote.example",
+        helo="mx.remote.example",
+        envelope_from="",
+        bounce_addresses=[f"bounces{k}@sink.test"],
+        verp_recipients=[],
+        message_id=f"<cost{k}@example.net>",
+        size=len(raw),
+        processing_ms=1.0,
+        body_digest=f"digest{k}",
+    )
+    return meta, classify(raw)
+
+
+def run(records: int, helper: str, db: str) -> None:
+    """Inside callgrind: record the bounces, counting only the measured ones."""
     from bouncemilter.suppressions import open_store
 
     probe = ctypes.CDLL(helper)
     store = open_store(db)
-    items = []
-    for k in range(records + 20):
-        raw = M.hard_bounce(f"cost{k}", recipient=f"user{k}@example.org").replace(b"\r\n", b"\n")
-        meta = MessageMeta(
-            queue_id=f"QB{k}",
-            client_addr="192.0.2.1",
-            client_name="mx.remote.example",
-            helo="mx.remote.example",
-            envelope_from="",
-            bounce_addresses=[f"bounces{k}@sink.test"],
-            verp_recipients=[],
-            message_id=f"<cost{k}@example.net>",
-            size=len(raw),
-            processing_ms=1.0,
-            body_digest=f"digest{k}",
-        )
-        items.append((meta, classify(raw)))
+    items = [bounce(k) for k in range(records + 20)]
     for meta, result in items[:20]:
         store.record(meta, result, "accept")
     probe.bm_zero()
@@ -63,35 +65,32 @@ def run(records: int, helper: str, db: str) -> None:
     store.close()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli(doc: str, run: Callable[[int, str, str], None], script: str, say: str) -> int:
+    """The command line of this bench and of bench/store_floor.py: `run` counts `--records` under callgrind."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200)
-    ap.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)  # helper, database: the run under callgrind
+    ap.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)  # helper, work directory: the run under callgrind
     args = ap.parse_args()
     if args.inside:
-        run(args.records, *args.inside)
+        run(args.records, args.inside[0], str(Path(args.inside[1]) / "b.db"))
         return 0
-    from milter_parts import build_helper
+    from milter_parts import probed_totals
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        helper = build_helper(work)
-        out = work / "callgrind.out"
-        cmd = [sys.executable, __file__, "--records", str(args.records), "--inside", str(helper), str(work / "b.db")]
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        dumps = sorted(work.glob("callgrind.out.*"))
-        total = re.search(r"^summary: (\d+)", dumps[0].read_text(errors="replace"), re.M) if dumps else None
-        if total is None:
-            raise RuntimeError("no dump of the measured records in the callgrind output")
-    print(f"Store.record() of a hard bounce: {int(total.group(1)) // args.records:,} instructions")
-    print(f"({args.records} records after 20 warm-up; SQLite, synchronous=FULL, the suppression policy included)")
+    measured = probed_totals(script, ["--records", str(args.records)]).get("records")
+    if not measured:
+        raise RuntimeError("no dump of the measured records in the callgrind output")
+    print(say.format(per=measured[0] // args.records, records=args.records))
     return 0
+
+
+def main() -> int:
+    return cli(
+        __doc__,
+        run,
+        __file__,
+        "Store.record() of a hard bounce: {per:,} instructions\n({records} records after 20 warm-up; SQLite, "
+        "synchronous=FULL, the suppression policy included)",
+    )
 
 
 if __name__ == "__main__":

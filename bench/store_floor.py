@@ -14,14 +14,9 @@ store's share of issue #12's target. Needs valgrind (with its headers) and gcc; 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import os
-import re
 import sqlite3
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,29 +45,14 @@ def _rows(conn: sqlite3.Connection) -> dict[str, dict[str, object]]:
 
 def run(records: int, helper: str, db: str) -> None:
     """Inside callgrind: one real record(), then the plain inserts of its rows, counting only those."""
-    import messages as M
+    from store_cost import bounce
 
-    from bouncemilter.classify import classify
-    from bouncemilter.store.core import MessageMeta
     from bouncemilter.suppressions import open_store
 
     probe = ctypes.CDLL(helper)
     store = open_store(db)
-    raw = M.hard_bounce("floor0", recipient="user0@example.org").replace(b"\r\n", b"\n")
-    meta = MessageMeta(
-        queue_id="QF0",
-        client_addr="192.0.2.1",
-        client_name="mx.remote.example",
-        helo="mx.remote.example",
-        envelope_from="",
-        bounce_addresses=["bounces0@sink.test"],
-        verp_recipients=[],
-        message_id="<floor0@example.net>",
-        size=len(raw),
-        processing_ms=1.0,
-        body_digest="digest0",
-    )
-    store.record(meta, classify(raw), "accept")
+    meta, result = bounce(0)
+    store.record(meta, result, "accept")
     store.close()
 
     conn = sqlite3.connect(db, isolation_level=None)
@@ -109,34 +89,15 @@ def run(records: int, helper: str, db: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=200)
-    ap.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)  # helper, database: the run under callgrind
-    args = ap.parse_args()
-    if args.inside:
-        run(args.records, *args.inside)
-        return 0
-    from milter_parts import build_helper
+    from store_cost import cli
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        helper = build_helper(work)
-        out = work / "callgrind.out"
-        cmd = [sys.executable, __file__, "--records", str(args.records), "--inside", str(helper), str(work / "b.db")]
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        dumps = sorted(work.glob("callgrind.out.*"))
-        total = re.search(r"^summary: (\d+)", dumps[0].read_text(errors="replace"), re.M) if dumps else None
-        if total is None:
-            raise RuntimeError("no dump of the measured inserts in the callgrind output")
-    print(f"the rows of one hard bounce, inserted plainly: {int(total.group(1)) // args.records:,} instructions")
-    print(f"({args.records} transactions after 20 warm-up; WAL, synchronous=FULL, the store's indexes and triggers)")
-    return 0
+    return cli(
+        __doc__,
+        run,
+        __file__,
+        "the rows of one hard bounce, inserted plainly: {per:,} instructions\n({records} transactions after 20 "
+        "warm-up; WAL, synchronous=FULL, the store's indexes and triggers)",
+    )
 
 
 if __name__ == "__main__":
