@@ -362,13 +362,20 @@ def update_address(
         # one statement: the history since the soft window's start, the state, and the client's count
         counting = gate is not None and gate.counts()
         start = days_before(text, days) if text is not None else fmt_time(now - timedelta(days=days))
-        params = (gate.client if counting else "", cap_window(stamp) if counting else "", address, start)
+        params = (
+            gate.client if counting else "",
+            cap_window(stamp) if counting else "",
+            address,
+            address,
+            address,
+            start,
+        )
         history = conn.execute(Q.POLICY_READS, params).fetchall()
         if history:
             row = history[0][8:]
             if counting:
                 gate.count(row[3])
-        else:  # not when the rows just inserted are counting events (they are read back): never, but be sure
+        else:  # suppressed or held (POLICY_READS reads no history then), or, never, no counting event read back
             row = conn.execute(Q.ADDRESS_STATE, (address, address)).fetchone()
     suppressed = row[0] == "suppressed"
     pending = not suppressed and bool(row[2])

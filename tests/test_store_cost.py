@@ -351,3 +351,60 @@ def test_a_row_is_capped_as_before_whichever_way_it_is_checked() -> None:
     for row in rows:
         assert _capped_row(row, texts) == _capped(*row)
     assert [len(v) for v in _capped_row(rows[2], texts)[::3]] == [FIELD_CAP, FIELD_CAP]
+
+
+def _policy_read_steps(db: Path, address: str) -> tuple[int, list]:
+    """SQLite VM instructions (in steps of 10, counted by a progress handler) of the policy's read for `address`."""
+    conn = sqlite3.connect(str(db))
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(tick, 10)
+    try:
+        stamp = fmt_time(datetime.now(UTC))
+        start = fmt_time(datetime.now(UTC) - timedelta(days=8))
+        rows = conn.execute(Q.POLICY_READS, ("192.0.2.10", stamp[:16], address, address, address, start)).fetchall()
+    finally:
+        conn.close()
+    return steps[0], rows
+
+
+def test_a_suppressed_address_bouncing_again_and_again_costs_the_same_each_time(tmp_path: Path) -> None:
+    # A sender that keeps mailing a dead address: each bounce only adds evidence. The policy's read must not bring
+    # back (or walk) the address's whole history each time: it did, and a record went 0.6 -> 6.4 ms over 4,000.
+    db = tmp_path / "bounces.db"
+    with open_store(str(db)) as store:
+        for n in range(1, 21):
+            store.record(make_meta(n), hard_bounce("dead@example.org"), "accept")
+        few, rows = _policy_read_steps(db, "dead@example.org")
+        assert rows == []  # suppressed: no history comes back
+        for n in range(21, 321):
+            store.record(make_meta(n), hard_bounce("dead@example.org"), "accept")
+        many, rows = _policy_read_steps(db, "dead@example.org")
+        assert rows == []
+        assert query_rows(db, "SELECT state FROM suppressions")[0][0] == "suppressed"
+    assert query_rows(db, "SELECT COUNT(*) FROM recipients WHERE address = 'dead@example.org'")[0][0] == 320
+    assert many <= few + 2, (few, many)  # 300 more rows of history, the same work
+
+
+def test_postgres_policy_reads_bring_no_history_of_a_suppressed_address(pg_url: str) -> None:
+    with open_store(pg_url) as store:
+        for n in range(1, 6):
+            store.record(make_meta(n), hard_bounce("dead@example.org"), "accept")
+    from bouncemilter.store import connect
+
+    conn = connect(pg_url)
+    try:
+        since = fmt_time(datetime.now(UTC) - timedelta(days=8))
+        found = conn.execute(Q.PG_POLICY_READS, (["dead@example.org"], since, "", since)).fetchone()[0]
+    finally:
+        conn.close()
+    if isinstance(found, str):
+        import json
+
+        found = json.loads(found)
+    state, _manual, held, events = found[1][0]
+    assert (state, held, events) == ("suppressed", False, [])

@@ -476,6 +476,7 @@ MIGRATIONS: list[Migration] = [
     (14, migrate_v14),  # CHECK constraints as comparisons (schema_checks.py)
     (15, _V15),
     (16, _V16),
+    (17, []),  # PostgreSQL's policy-reads function reads no history of a suppressed or held address; SQLite: the SQL
 ]  # fmt: skip
 
 # PostgreSQL: the same tables, columns, indexes and views, written for PostgreSQL. A PostgreSQL store starts at
@@ -791,6 +792,7 @@ PG_MIGRATIONS: list[Migration] = [
     (8, _PG_V8), (9, _PG_V9), (10, _PG_V10), (11, _V11), (12, _PG_V12), (13, []), (14, []),
     (15, []),  # the per-minute buckets are SQLite's: PostgreSQL counts its log rows (idx_suppression_log_client)
     (16, _V16),
+    (17, _PG_V12),  # bm_policy_reads again: no history of a suppressed or held address (sql.POLICY_READS says why)
 ]  # fmt: skip
 
 

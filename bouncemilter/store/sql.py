@@ -44,8 +44,16 @@ POLICY_READS = f"""SELECT {EVENT_COLUMNS}, s.state, s.manual_at,
         EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = r.address),
         (SELECT COALESCE(SUM(n), 0) FROM client_suppressions WHERE client_addr = ? AND minute >= ?)
     FROM recipients r JOIN messages m ON m.id = r.message_id LEFT JOIN suppressions s ON s.address = r.address
-    WHERE r.address = ? AND {KINDS_OR} AND r.received_at >= ? AND {TO_BOUNCE_ADDRESS}
+    WHERE r.address = ? AND {KINDS_OR} AND {TO_BOUNCE_ADDRESS} AND r.received_at >= CASE
+            WHEN EXISTS (SELECT 1 FROM suppressions s2 WHERE s2.address = ? AND s2.state = 'suppressed')
+              OR EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = ?) THEN '~' ELSE ? END
     ORDER BY r.received_at, r.id"""
+# (The history only of an address the policy may still suppress: a suppressed or held one only gains evidence, and
+# a dead address a sender keeps mailing would otherwise bring back every bounce of the window, all of them read on
+# every further bounce: 0.6 -> 6.4 ms a record over 4,000 bounces to one address. The window's start is where
+# SQLite's index search begins, computed once: '~' sorts after every timestamp, so for such an address it finds
+# nothing and walks nothing (the same two tests as plain WHERE terms still walked every row of the window). No row
+# then: the caller reads the state alone, ADDRESS_STATE.)
 # the recipients a message just recorded, for the policy hook
 HOOK_ROWS = f"""SELECT r.address, {EVENT_COLUMNS} FROM recipients r JOIN messages m ON m.id = r.message_id
     WHERE r.message_id = ? AND r.address != '' ORDER BY r.id"""
@@ -433,11 +441,15 @@ def policy_reads_function(create: str) -> str:
                 manual := NULL;
                 SELECT s.state, s.manual_at INTO st, manual FROM suppressions s WHERE s.address = a;
                 SELECT EXISTS (SELECT 1 FROM pending_suppressions p WHERE p.address = a) INTO held;
-                SELECT COALESCE(json_agg(json_build_array({EVENT_COLUMNS}) ORDER BY r.received_at, r.id), '[]')
-                    INTO events
-                    FROM recipients r JOIN messages m ON m.id = r.message_id
-                    WHERE r.address = a AND r.kind IN {KINDS_SQL} AND r.received_at >= since
-                          AND {TO_BOUNCE_ADDRESS};
+                events := '[]';
+                -- the history only of an address the policy may still suppress (see POLICY_READS; version 17)
+                IF st IS DISTINCT FROM 'suppressed' AND NOT held THEN
+                    SELECT COALESCE(json_agg(json_build_array({EVENT_COLUMNS}) ORDER BY r.received_at, r.id), '[]')
+                        INTO events
+                        FROM recipients r JOIN messages m ON m.id = r.message_id
+                        WHERE r.address = a AND r.kind IN {KINDS_SQL} AND r.received_at >= since
+                              AND {TO_BOUNCE_ADDRESS};
+                END IF;
                 reads := reads || json_build_array(st, manual, held, events);
             END LOOP;
             IF client <> '' THEN
