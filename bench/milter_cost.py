@@ -109,6 +109,12 @@ class Session:
         self.sock.close()
 
 
+def run_args(sock: Path, work: Path) -> list[str]:
+    """`bouncemilter run`'s arguments for the benchmarks: embedded defaults, a unix socket and a store in `work`,
+    every recipient at sink.test a bounce address."""
+    return ["run", "--socket", f"unix:{sock}", "--db", str(work / "bounces.db"), "--bounce-address", "@sink.test"]
+
+
 def play(path: str, traffic: str, n: int, counter: itertools.count) -> None:
     for _ in range(n):
         k = next(counter)
@@ -182,18 +188,7 @@ def main() -> int:
             work = Path(tempfile.mkdtemp(prefix="bm-cost-", dir="/tmp"))
             sock = work / "milter.sock"
             if name == "bouncemilter":
-                cmd = [
-                    args.python,
-                    "-m",
-                    "bouncemilter.cli",
-                    "run",
-                    "--socket",
-                    f"unix:{sock}",
-                    "--db",
-                    str(work / "bounces.db"),
-                    "--bounce-address",
-                    "@sink.test",
-                ]
+                cmd = [args.python, "-m", "bouncemilter.cli", *run_args(sock, work)]
             else:
                 cmd = [args.python, str(REPO / "bench" / "floor_pymilter.py"), f"unix:{sock}", "@sink.test"]
             try:

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from milter_cost import play  # noqa: E402
+from milter_cost import play, run_args  # noqa: E402
 
 HELPER_C = r"""
 #include <valgrind/callgrind.h>
@@ -191,13 +191,7 @@ def main() -> int:
         "-c",
         LAUNCHER,
         str(lib),
-        "run",
-        "--socket",
-        f"unix:{sock}",
-        "--db",
-        str(work / "bounces.db"),
-        "--bounce-address",
-        "@sink.test",
+        *run_args(sock, work),
     ]
     err = open(work / "stderr", "w+")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=err)
