@@ -9,7 +9,6 @@ import click
 from .cli_common import Seconds, config_options, echo_json, load
 from .config import check_db
 from .store import NoDatabase, Store, StoreError, connect, current_version, display_name, is_url
-from .store.db import refuse_foreign
 from .store.transfer import copy_store, export_sqlite
 
 
@@ -46,7 +45,7 @@ def migrate_store_cmd(src: str | None, dst: str, timeout: float) -> None:
         try:
             if not is_url(dst):  # a new SQLite file: created here, as the docstring promises
                 Store(dst, timeout).close()
-            conn = connect(dst, timeout, write=True)
+            conn = connect(dst, timeout, write=is_url(dst))  # (Store() migrated a SQLite file already)
             version = current_version(conn)
             conn.close()
         except (OSError, sqlite3.Error, StoreError, NoDatabase) as exc:
@@ -54,25 +53,12 @@ def migrate_store_cmd(src: str | None, dst: str, timeout: float) -> None:
         echo_json({"to": display_name(dst), "schema_version": version})
         return
     try:
-        _source_is_a_store(src, timeout)  # before the destination is created
         out = copy_store(src, dst, timeout=timeout)
     except (OSError, ValueError, sqlite3.Error, Exception) as exc:
         if isinstance(exc, click.ClickException):
             raise
         raise click.ClickException(f"{display_name(src)} -> {display_name(dst)}: {exc}") from exc
     echo_json(out)
-
-
-def _source_is_a_store(src: str, timeout: float) -> None:
-    """ForeignDatabase for a SQLite file of another program (else the copy fails on a missing table, or copies
-    nothing of an empty file); NoDatabase for a missing one."""
-    if is_url(src):
-        return  # connect() itself refuses a PostgreSQL database without the schema
-    conn = connect(src, timeout, read_only=True)
-    try:
-        refuse_foreign(conn, src)
-    finally:
-        conn.close()
 
 
 @click.command("export")

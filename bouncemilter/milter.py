@@ -44,6 +44,7 @@ from .classify import Classification, classify
 from .classify.structure import Skimmer
 from .ingest import Envelope, NotStored, ingest
 from .store import Store, StoreError, display_name
+from .store.db import ForeignDatabase
 from .suppressions import open_store
 from .verdict import make_domain_checker, make_verifier
 
@@ -1278,7 +1279,7 @@ def open_runtime(settings: Any) -> tuple[Runtime, SocketSpec] | int:
         logjson.event(
             logger, logging.ERROR, "start_failed", f"cannot open the store: {exc}", db=display_name(str(settings.db))
         )
-        return 2 if type(exc).__name__ == "ForeignDatabase" else 1  # a wrong --db: a usage error, as in the CLI
+        return 2 if isinstance(exc, ForeignDatabase) else 1  # a wrong --db: a usage error, as in the CLI
     store.suppressions.policy = Policy.from_settings(settings)
     metrics = None
     if getattr(settings, "metrics_enabled", False):

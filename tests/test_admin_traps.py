@@ -67,6 +67,7 @@ WRITERS = [
     ("import-suppressions", "{csv}"),
     ("migrate-store", "--to", "{db}"),
     ("migrate-store", "--from", "{db}", "--to", "{new}"),
+    ("export", "{new}"),  # a reader, but it copies through the same path as migrate-store --from
 ]
 
 
@@ -86,7 +87,7 @@ def test_a_write_command_refuses_another_programs_database(tmp_path: Path, args:
     assert f"{db}: not a bouncemilter store" in line and "users" in line, line
     assert _state(db) == before  # no table, no WAL mode, not a byte changed
     assert not (tmp_path / "app.db-wal").exists()
-    assert not (tmp_path / "new.db").exists()  # migrate-store --from: refused before the destination is made
+    assert not (tmp_path / "new.db").exists()  # migrate-store --from, export: refused before the destination is made
 
 
 def test_run_refuses_another_programs_database(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .core import Store, is_url
-from .db import connect, display_name
+from .db import connect, display_name, refuse_foreign
 
 # every table with rows of its own, parents before children (recipients name messages.id)
 TABLES = ("messages", "recipients", "suppressions", "suppression_log", "pending_suppressions", "sent")
@@ -39,9 +39,17 @@ def copy_store(src: str, dst: str, *, timeout: float = 30.0, allow_nonempty: boo
     Refuses a destination that already has messages unless `allow_nonempty` (then a clash of ids fails the
     whole copy: nothing is written)."""
     t0 = time.perf_counter()
-    Store(dst, timeout).close()  # the destination's schema, by its own migrations
     s = connect(src, timeout, read_only=True)
-    d = connect(dst, timeout)
+    try:
+        if not is_url(src):  # (connect() refuses a PostgreSQL database without our schema itself)
+            # another program's SQLite file: refused before the destination is created (the copy would fail on
+            # a missing table, or copy nothing of an empty file)
+            refuse_foreign(s, src)
+        Store(dst, timeout).close()  # the destination's schema, by its own migrations
+        d = connect(dst, timeout)
+    except BaseException:
+        s.close()
+        raise
     counts: dict[str, int] = {}
     try:
         if not allow_nonempty:
