@@ -61,11 +61,6 @@ def _event(row: Iterable[Any]) -> Event:
 _new_tuple = tuple.__new__
 
 
-def load_events(conn: sqlite3.Connection, address: str, since: str = "") -> list[Event]:
-    rows = conn.execute(Q.LOAD_EVENTS, (address, since)).fetchall()
-    return [_event(r) for r in rows]
-
-
 def get_row(conn: sqlite3.Connection, address: str) -> dict[str, Any] | None:
     cur = conn.execute(Q.SUPPRESSION_ROW, (address,))
     row = cur.fetchone()
@@ -403,7 +398,7 @@ def update_address(
         since = _t(lower)
     # the events just inserted are read again: the ones made of them serve (the same values)
     known = {e.id: e for e in new}
-    if pre is not None:  # read from the soft window's start: keep what load_events() would read
+    if pre is not None:  # read from the soft window's start: keep what LOAD_EVENTS would read
         events = [known.get(r[0]) or _event(r) for r in pre[3] if r[1] >= since]
     elif history is not None:  # the same, read from the window's start before the manual action was known
         events = [known.get(r[0]) or _event(r[:8]) for r in history if r[1] >= since]

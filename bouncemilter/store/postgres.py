@@ -41,7 +41,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import FloatLoader
 
 from .core import (
-    INSERT_MESSAGE,
+    _INSERT_MESSAGE_ONCE,
+    _STORED_KEY,
     PG_MIGRATIONS,
     MessageMeta,
     RecordHook,
@@ -567,7 +568,7 @@ class PgStore(Store):
         locks, which COMMIT lets go."""
         row = plan.cursor.fetchone()
         if row is None:
-            row = conn.execute(_SELECT_KEY, (plan.key,), prepare=True).fetchone()
+            row = conn.execute(_STORED_KEY, (plan.key,), prepare=True).fetchone()
             return int(row[0]), False
         msg_id, ids = int(row[0]), row[1]
         self._run_hooks(conn, msg_id, plan.meta, plan.result, plan.action, plan.params, plan.recs, ids, plan.prefetched)
@@ -609,7 +610,6 @@ def _independent(plans: list[_Plan]) -> bool:
     return True
 
 
-_INSERT_MESSAGE_ONCE = INSERT_MESSAGE + " ON CONFLICT (dedup_key) DO NOTHING"
 _SHARED_WRITE_LOCK = f"SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})"
 # The transaction's timeouts (what is left of the caller's deadline), then the shared side of the write lock, in
 # one statement: the subquery sets them first (a subquery with volatile functions is not flattened), and
@@ -637,7 +637,6 @@ _INSERT_MESSAGE_AND_RECIPIENTS = (
     + " FROM m, json_array_elements(%s::json) WITH ORDINALITY AS u(v, n) ORDER BY u.n RETURNING id) "
     "SELECT m.id, ARRAY(SELECT id FROM r ORDER BY id) FROM m"
 )
-_SELECT_KEY = "SELECT id FROM messages WHERE dedup_key = ?"
 
 
 def _one_line(exc: BaseException) -> str:
