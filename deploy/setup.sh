@@ -82,9 +82,11 @@ else
         kill "$(cat "$pidfile")"
         for _ in $(seq 150); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
     fi
-    # one an earlier run left without a pid file (it was stopped before writing it) holds the port too
-    if pkill -u "$USER_NAME" -f "bouncemilter run" 2>/dev/null; then
-        for _ in $(seq 150); do pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null || break; sleep 0.1; done
+    # one an earlier run left without a pid file (it was stopped before writing it) holds the port too; only
+    # the milter this script starts (a second instance with its own config, README, is not ours to stop)
+    ours="$PREFIX/venv/bin/bouncemilter run --config $ETC/bouncemilter.toml"
+    if pkill -u "$USER_NAME" -f -x ".*$ours" 2>/dev/null; then
+        for _ in $(seq 150); do pgrep -u "$USER_NAME" -f -x ".*$ours" >/dev/null || break; sleep 0.1; done
     fi
     log=$STATE/bouncemilter.log
     : >>"$log" && chown "$USER_NAME:$USER_NAME" "$log" && chmod 0640 "$log"
@@ -97,7 +99,7 @@ else
         # the milter names its own pid in its start line (setsid may fork)
         pid=$(tail -n +"$((lines + 1))" "$log" | sed -n 's/.*"event": *"start".*"pid": *\([0-9]*\).*/\1/p' | tail -1)
         [ -n "$pid" ] && break
-        if ! kill -0 "$launcher" 2>/dev/null && ! pgrep -u "$USER_NAME" -f "bouncemilter run" >/dev/null; then
+        if ! kill -0 "$launcher" 2>/dev/null && ! pgrep -u "$USER_NAME" -f -x ".*$ours" >/dev/null; then
             echo "setup: the milter did not start:" >&2
             tail -5 "$log" >&2
             exit 1
