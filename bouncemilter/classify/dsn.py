@@ -91,13 +91,14 @@ def parse_fields(text: str) -> DSNReport:
 # may carry any number of strange lines.
 _HEAD_KEYS: dict[str, str] = {}
 _HEAD_KEYS_MAX = 4096
+_HEAD_KEY_LEN = 64  # longer than any field name a report uses (the text before a colon can be a whole line)
 _FIELD_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9\-]*)[ \t]*")
 
 
 def _head_key(head: str) -> str:
     m = _FIELD_HEAD.fullmatch(head)
     key = m.group(1).lower() if m else ""
-    if len(_HEAD_KEYS) < _HEAD_KEYS_MAX:
+    if key and len(head) <= _HEAD_KEY_LEN and len(_HEAD_KEYS) < _HEAD_KEYS_MAX:  # field names, not free text
         _HEAD_KEYS[head] = key
     return key
 

@@ -255,6 +255,7 @@ def _refold(items: list[tuple[str, str]], values: list[str], pieces: list[str]) 
 # What goes before the ':' of a header line -> (name, lower-cased name), or None when that is no field name.
 _NAME_KEYS: dict[str, tuple[str, str]] = {}
 _NAME_KEYS_MAX = 4096  # names repeat from message to message; a hostile one cannot grow this without bound
+_NAME_KEY_LEN = 64  # nor with long ones: a header name may be any length up to the line's
 _FIELD_NAME = re.compile(r"([!-9;-~]+)[ \t]*")
 
 
@@ -264,7 +265,7 @@ def _name_key(head: str) -> tuple[str, str] | None:
         return None
     name = m.group(1)
     found = (name, name.lower())
-    if len(_NAME_KEYS) < _NAME_KEYS_MAX:
+    if len(head) <= _NAME_KEY_LEN and len(_NAME_KEYS) < _NAME_KEYS_MAX:
         _NAME_KEYS[head] = found
     return found
 
