@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,49 +61,19 @@ def run(calls: int, helper: str, folder: str) -> None:
         probe.bm_dump(b"file")
 
 
-def _dumps(work: Path) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for path in work.glob("callgrind.out.*"):
-        text = path.read_text(errors="replace")
-        label = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
-        total = re.search(r"^summary: (\d+)", text, re.M)
-        if label and total:
-            out.setdefault(label.group(1), []).append(int(total.group(1)))
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", nargs="?", default="", help="a folder of messages (or a corpus folder with emails/)")
     ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--inside", help=argparse.SUPPRESS)  # the helper: the run under callgrind
+    ap.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)  # helper, work directory: the run under callgrind
     args = ap.parse_args()
     if args.inside:
-        run(args.calls, args.inside, args.dir)
+        run(args.calls, args.inside[0], args.dir)
         return 0
-    from milter_parts import build_helper
+    from milter_parts import probed_totals
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        helper = build_helper(work)
-        cmd = [sys.executable, __file__, *([args.dir] if args.dir else []), "--calls", str(args.calls)]
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--dump-instr=no",
-                "--dump-line=no",
-                f"--callgrind-out-file={work / 'callgrind.out'}",
-                *cmd,
-                "--inside",
-                str(helper),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"},
-        )
-        dumps = _dumps(work)
+    cmd = [*([args.dir] if args.dir else []), "--calls", str(args.calls)]
+    dumps = probed_totals(__file__, cmd, env={"PYTHONHASHSEED": "0"})
     if "bench" not in dumps:
         raise RuntimeError("no dump of the measured calls in the callgrind output")
     calibration = statistics.median(dumps.get("calibration", [0]))

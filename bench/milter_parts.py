@@ -119,10 +119,11 @@ def build_helper(work: Path) -> Path:
     return lib
 
 
-def probed_totals(script: str, args: list[str]) -> dict[str, list[int]]:
+def probed_totals(script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, list[int]]:
     """Run `script ARGS --inside HELPER WORKDIR` under callgrind (this checkout first on its path); the totals of
     the dumps its probes asked for (`bm_dump(label)` of the helper), by label, in order. The script counts what it
-    measures between `bm_zero()` and `bm_dump()`; WORKDIR is a fresh directory for its files."""
+    measures between `bm_zero()` and `bm_dump()`; WORKDIR is a fresh directory for its files. `env`: more variables
+    for it."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         helper = build_helper(work)
@@ -133,7 +134,7 @@ def probed_totals(script: str, args: list[str]) -> dict[str, list[int]]:
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         )
         totals: dict[str, list[int]] = defaultdict(list)
         for f in sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:])):
